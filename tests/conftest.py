@@ -1,0 +1,23 @@
+"""Test-suite switches.
+
+Tests marked `slow` (minutes each: full-size tiny-world builds, the OPD gate, multi-seed
+training) are skipped unless SCOPE_SLOW=1 is set; `pytest -m slow` with SCOPE_SLOW=1 runs
+only them. The default suite stays well under the CI budget on 2 CPU cores.
+"""
+
+import os
+
+import pytest
+import torch
+
+# Two cores on CI: keep torch from oversubscribing them when pytest-xdist is not used.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("SCOPE_SLOW") == "1":
+        return
+    skip_slow = pytest.mark.skip(reason="slow test: set SCOPE_SLOW=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
