@@ -1,0 +1,106 @@
+"""Teacher scoring backends: token log-probs of student rollouts under the teacher.
+
+Two backends share one interface, `score(input_ids, attention_mask) -> (B, T)` token
+log-probs aligned with `input_ids` (the project's convention: `logp[:, t]` scores token t
+given the tokens before it; `logp[:, 0] = 0`):
+
+- `LocalTeacher`: the teacher model in this process (tiny and smol scales, tests).
+- `ServerTeacher`: a vLLM OpenAI-compatible server, scored the way the authors' code does
+  (DESIGN section 2): a `/v1/completions` request whose prompt is the full token sequence,
+  with `echo=True`, `max_tokens=1` and `logprobs`, so the server returns the prompt tokens'
+  log-probs. `scope_lib.teacher_server` serves a local model through the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Protocol
+
+import torch
+
+from scope_lib.losses import token_logprobs
+
+
+class Teacher(Protocol):
+    def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
+
+
+def check_same_vocabulary(student_tokenizer, teacher_tokenizer, student_name: str, teacher_name: str) -> None:
+    """Fail before any rollout when teacher and student would disagree on token ids."""
+    student_vocab, teacher_vocab = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+    if student_vocab != teacher_vocab:
+        only_student = len(set(student_vocab.items()) - set(teacher_vocab.items()))
+        raise ValueError(
+            f"teacher {teacher_name!r} and student {student_name!r} do not share a vocabulary "
+            f"({len(teacher_vocab)} vs {len(student_vocab)} tokens, {only_student} student entries differ); "
+            "token-level distillation needs identical token ids"
+        )
+
+
+class LocalTeacher:
+    """The teacher model in this process, evaluated without gradients."""
+
+    def __init__(self, model: torch.nn.Module, *, micro_batch_size: int = 64):
+        self.model = model.eval()
+        self.micro_batch_size = micro_batch_size
+
+    @torch.no_grad()
+    def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        chunks = []
+        for start in range(0, input_ids.shape[0], self.micro_batch_size):
+            ids = input_ids[start : start + self.micro_batch_size].to(device)
+            mask = attention_mask[start : start + self.micro_batch_size].to(device)
+            chunks.append(token_logprobs(self.model, ids, mask).float().cpu())
+        return torch.cat(chunks) if chunks else torch.zeros(input_ids.shape, dtype=torch.float32)
+
+    @torch.no_grad()
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Full next-token logits (B, T, V), for the exact full-vocabulary KL option."""
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+
+
+class ServerTeacher:
+    """Scores sequences with a vLLM (or compatible) OpenAI completions server.
+
+    Each request carries `request_batch_size` prompts given as token-id lists; the server
+    echoes them with `logprobs.token_logprobs` (the first entry is None: nothing conditions
+    the first token). Padding is stripped before sending and restored after.
+    """
+
+    def __init__(self, base_url: str, model: str, *, request_batch_size: int = 32, timeout: float = 600.0):
+        self.url = base_url.rstrip("/") + "/v1/completions"
+        self.model = model
+        self.request_batch_size = request_batch_size
+        self.timeout = timeout
+
+    def _post(self, payload: dict) -> dict:
+        request = urllib.request.Request(
+            self.url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.URLError as error:
+            raise RuntimeError(f"teacher server at {self.url} failed: {error}") from error
+
+    def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(input_ids.shape, dtype=torch.float32)
+        rows = [input_ids[i][attention_mask[i].bool()].tolist() for i in range(input_ids.shape[0])]
+        for start in range(0, len(rows), self.request_batch_size):
+            batch = rows[start : start + self.request_batch_size]
+            reply = self._post(
+                {"model": self.model, "prompt": batch, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0.0}
+            )
+            for choice in reply["choices"]:
+                i = start + choice["index"]
+                token_logps = choice["logprobs"]["token_logprobs"][: len(rows[i])]
+                if len(token_logps) != len(rows[i]):
+                    raise RuntimeError(f"teacher server echoed {len(token_logps)} log-probs for a {len(rows[i])}-token sequence")
+                positions = attention_mask[i].bool().nonzero().squeeze(-1)
+                values = torch.tensor([0.0 if v is None else float(v) for v in token_logps])
+                out[i, positions] = values
+        return out
