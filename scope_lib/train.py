@@ -1,0 +1,56 @@
+"""Command line for the trainer.
+
+    python -m scope_lib.train --config configs/tiny.yaml --method scope [--optim.lr 1e-4 ...]
+    accelerate launch -m scope_lib.train --config configs/paper_distill_1p5b.yaml --method opd
+
+Any config key can be overridden with `--dotted.key value` (values are parsed as YAML, so
+`--scope.student_direction reversed` and `--optim.lr 1e-4` both work); an unknown key or an
+invalid value fails before anything is loaded, naming the key. A run resumes from the last
+checkpoint in its output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from scope_lib.config import load_config
+
+
+def parse_args(argv: list[str]) -> tuple[str, dict]:
+    parser = argparse.ArgumentParser(prog="python -m scope_lib.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML preset path or name in configs/ (tiny, smol, ...)")
+    known, rest = parser.parse_known_args(argv)
+    overrides: dict = {}
+    i = 0
+    while i < len(rest):
+        key = rest[i]
+        if not key.startswith("--") or i + 1 >= len(rest):
+            parser.error(f"expected '--key value' pairs after --config, got {rest[i:]!r}")
+        name, value = key[2:], rest[i + 1]
+        overrides[name] = yaml.safe_load(value)
+        i += 2
+    return known.config, overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_config(path, overrides)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from scope_lib.trainer import train
+
+    result = train(cfg)
+    last = result.history[-1] if result.history else {}
+    print(f"finished {cfg.method} run in {result.run_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()
+                                                                         if isinstance(v, float) and not k.startswith("time/")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

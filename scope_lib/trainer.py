@@ -1,0 +1,468 @@
+"""The on-policy trainer: SCOPE and its baselines (OPD, GRPO, KD) in one loop.
+
+One step, top to bottom (DESIGN section 2):
+
+    prompts -> G rollouts each (student, pi_old) -> verifier rewards
+            -> teacher scoring (SCOPE: incorrect rollouts only; OPD: all; GRPO, KD: none)
+            -> old log-probs and entropies -> DPAW weights -> loss
+            -> optimizer updates over mini-batches, gradient accumulation over micro-batches
+
+KD is offline: the teacher's verified solutions to the training prompts are generated once
+(cached in the run directory) and the student is trained on them with NLL.
+
+Where this departs from the paper, and why:
+- one update epoch per rollout batch (Table 3), so pi_old equals the current policy at the
+  start of each update and the importance ratios of Eq. 1 are 1 for the first mini-batch;
+- micro-batches hold whole prompt groups, so the per-group softmax of Eq. 4/5 never sees a
+  partial group;
+- `scope.kl_estimator: exact` replaces the sampled-token log-ratio of Eq. 3 with the exact
+  full-vocabulary reverse KL (a named option for the tiny world's small vocabulary);
+- distributed runs (`accelerate launch`) split each step's prompts across processes and sum
+  gradients with an explicit all-reduce, so the update equals one process on the global batch.
+
+Run: `python -m scope_lib.train --config configs/tiny.yaml --method scope`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections import defaultdict
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from scope_lib import losses
+from scope_lib.config import TrainConfig, save_config
+from scope_lib.rollout import generate_rollouts
+from scope_lib.teacher import LocalTeacher, ServerTeacher
+from scope_lib.verify import grade_batch
+from scope_lib.weights import sequence_logp
+from scope_lib.world import World, load_world
+
+TIMERS = ("generation", "reward", "teacher_scoring", "old_logprob", "actor_update", "step")  # Table 8 names
+
+
+# --- small utilities -------------------------------------------------------------------------
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _init_distributed() -> None:
+    """Join the process group `accelerate launch` (or torchrun) describes in the environment."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        from accelerate import PartialState
+
+        PartialState()  # initialises torch.distributed (gloo on CPU, nccl on GPU)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+class Timer:
+    """Wall-clock seconds per named component of one step (the paper's Table 8)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[name] += time.perf_counter() - start
+
+
+def _micro_batches(group: torch.Tensor, rows_per_micro: int) -> list[torch.Tensor]:
+    """Row indices split into micro-batches of whole prompt groups (rows of a group are adjacent)."""
+    boundaries = [0] + (torch.nonzero(group[1:] != group[:-1]).squeeze(-1) + 1).tolist() + [len(group)]
+    batches, current = [], []
+    for start, end in zip(boundaries[:-1], boundaries[1:]):
+        if current and len(current) + (end - start) > rows_per_micro:
+            batches.append(torch.tensor(current))
+            current = []
+        current.extend(range(start, end))
+    if current:
+        batches.append(torch.tensor(current))
+    return batches
+
+
+def _trim(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Select rows and drop the columns that are padding in every selected row."""
+    sub = {k: v[rows] for k, v in batch.items()}
+    used = sub["attention_mask"].bool().any(0).nonzero().squeeze(-1)
+    first, last = int(used[0]), int(used[-1]) + 1
+    return {k: (v[:, first:last] if v.dim() == 2 else v) for k, v in sub.items()}
+
+
+# --- the trainer -------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict]  # one metrics dict per step, as in metrics.jsonl
+    model: torch.nn.Module  # the trained student (LoRA merged if configured)
+
+
+class Trainer:
+    """Holds the run's state; `train()` runs the loop, `update()` one optimizer batch."""
+
+    def __init__(self, cfg: TrainConfig, world: World | None = None):
+        _init_distributed()
+        self.cfg = cfg
+        self.rank, self.world_size = _rank_and_world()
+        self.run_dir = Path(cfg.output_dir)
+        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                                   ("cpu" if cfg.device == "auto" else cfg.device))
+        _seed_everything(cfg.seed)
+        needs_teacher = cfg.method in ("scope", "opd", "kd")
+        self.world = world or load_world(cfg, need_teacher=needs_teacher)
+        self.tokenizer = self.world.tokenizer
+        self.student = self._prepare_student(self.world.student).to(self.device)
+        self.teacher = None
+        if needs_teacher:
+            if cfg.teacher.backend == "vllm_server":
+                self.teacher = ServerTeacher(cfg.teacher.server_url, cfg.teacher.server_model or cfg.model.teacher,
+                                             request_batch_size=cfg.teacher.request_batch_size)
+            else:
+                self.teacher = LocalTeacher(self.world.teacher.to(self.device), micro_batch_size=cfg.optim.micro_batch_size)
+            if cfg.scope.kl_estimator == "exact" and not isinstance(self.teacher, LocalTeacher):
+                raise ValueError("scope.kl_estimator 'exact' needs teacher.backend 'local' (full logits)")
+        self.reference = None
+        if cfg.method == "grpo" and cfg.grpo.beta > 0 and cfg.model.finetune == "full":
+            import copy
+
+            self.reference = copy.deepcopy(self.student).eval().requires_grad_(False)
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.adam_eps,
+                                           weight_decay=cfg.optim.weight_decay)
+        warmup = cfg.optim.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+        self.step = 0
+        self.history: list[dict] = []
+        # Data order: one seeded permutation of the training pool, walked in order (resumable by step).
+        order = torch.randperm(len(self.world.train_problems), generator=torch.Generator().manual_seed(cfg.seed))
+        self.order = order.tolist()
+        self.kd_corpus: list[tuple[str, str]] | None = None
+
+    # --- models
+
+    def _prepare_student(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.cfg.model.finetune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            present = {name.split(".")[-1] for name, _ in model.named_modules()}
+            targets = [m for m in self.cfg.model.lora_target_modules if m in present]
+            if not targets:
+                raise ValueError(f"model.lora_target_modules {self.cfg.model.lora_target_modules} match no module of the student")
+            lora = LoraConfig(r=self.cfg.model.lora_rank, lora_alpha=self.cfg.model.lora_alpha,
+                              lora_dropout=self.cfg.model.lora_dropout, target_modules=targets, task_type="CAUSAL_LM")
+            model = get_peft_model(model, lora)
+        model.train()
+        return model
+
+    def _reference_logp(self, input_ids, attention_mask) -> torch.Tensor | None:
+        if self.cfg.method != "grpo" or self.cfg.grpo.beta <= 0:
+            return None
+        if self.reference is not None:
+            return losses.token_logprobs(self.reference, input_ids, attention_mask)
+        with self.student.disable_adapter():  # LoRA: the base model is the reference policy
+            return losses.token_logprobs(self.student, input_ids, attention_mask)
+
+    # --- data
+
+    def _step_problems(self, step: int) -> list:
+        """This process's share of the prompts of `step` (the global batch is split by rank)."""
+        per_step = self.cfg.optim.prompts_per_step
+        n = len(self.order)
+        ids = [self.order[(step * per_step + i) % n] for i in range(per_step)]
+        share = per_step // self.world_size
+        mine = ids[self.rank * share : (self.rank + 1) * share]
+        return [self.world.train_problems[i] for i in mine]
+
+    def _build_kd_corpus(self) -> list[tuple[str, str]]:
+        """KD's offline data: verified teacher solutions for the training pool, cached in the run dir."""
+        path = self.run_dir / "kd_corpus.jsonl"
+        if path.exists():
+            return [tuple(json.loads(line)) for line in path.read_text().splitlines()]
+        cfg, problems = self.cfg, self.world.train_problems
+        needed = min(len(problems), cfg.steps * cfg.optim.prompts_per_step)
+        chosen = [problems[i] for i in self.order[:needed]]
+        prompts = [self.world.format_prompt(p) for p in chosen]
+        batch = generate_rollouts(self.world.teacher.to(self.device), self.tokenizer, prompts,
+                                  num_samples=cfg.kd.samples_per_prompt, temperature=cfg.kd.temperature,
+                                  top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_new_tokens,
+                                  batch_size=cfg.rollout.batch_size, seed=cfg.seed + 10_000)
+        golds = [chosen[int(g)].answer for g in batch.group]
+        ok = grade_batch(batch.texts, golds)
+        corpus = [(prompts[int(g)], text) for g, text, good in zip(batch.group, batch.texts, ok)
+                  if good or not cfg.kd.only_correct]
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(json.dumps(pair) + "\n" for pair in corpus))
+        return corpus
+
+    def _kd_batch(self, step: int) -> dict[str, torch.Tensor]:
+        from scope_lib.rollout import encode_pairs
+
+        corpus = self.kd_corpus
+        per_step = self.cfg.optim.prompts_per_step
+        share = per_step // self.world_size
+        pairs = [corpus[(step * per_step + self.rank * share + i) % len(corpus)] for i in range(share)]
+        return encode_pairs(self.tokenizer, pairs)
+
+    # --- one step
+
+    def collect(self, step: int, timer: Timer) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Rollouts, rewards, teacher scores and old log-probs for this process's prompts."""
+        cfg = self.cfg
+        problems = self._step_problems(step)
+        stats: dict[str, float] = {}
+        # --- rollout
+        with timer("generation"), torch.no_grad():
+            self.student.eval()
+            rollouts = generate_rollouts(
+                self.student, self.tokenizer, [self.world.format_prompt(p) for p in problems],
+                num_samples=cfg.rollout.group_size, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_new_tokens,
+                repetition_penalty=cfg.rollout.repetition_penalty, batch_size=cfg.rollout.batch_size,
+                seed=cfg.seed * 1_000_003 + step * 1009 + self.rank,
+            )
+            self.student.train()
+        # --- reward
+        with timer("reward"):
+            golds = [problems[int(g)].answer for g in rollouts.group]
+            correct = torch.tensor(grade_batch(rollouts.texts, golds), dtype=torch.bool)
+        batch = {
+            "input_ids": rollouts.input_ids, "attention_mask": rollouts.attention_mask,
+            "response_mask": rollouts.response_mask, "group": rollouts.group.long() + step * 1_000_000 + self.rank * 10_000,
+            "correct": correct,
+        }
+        mask = batch["response_mask"].float()
+        # --- teacher scoring: only the rows the method distils on
+        teacher_logp = torch.full(mask.shape, float("nan"))
+        if cfg.method in ("scope", "opd"):
+            rows = (~correct).nonzero().squeeze(-1) if cfg.method == "scope" else torch.arange(len(correct))
+            with timer("teacher_scoring"):
+                if len(rows):
+                    teacher_logp[rows] = self.teacher.score(batch["input_ids"][rows], batch["attention_mask"][rows]).cpu()
+            if len(rows):
+                t_seq = sequence_logp(teacher_logp[rows].nan_to_num(0.0), mask[rows])
+                stats["teacher_ppl"] = float(torch.exp(-t_seq).mean())
+        batch["teacher_logp"] = teacher_logp
+        # --- old log-probs (pi_old) and entropies
+        with timer("old_logprob"), torch.no_grad():
+            old, ent = [], []
+            for rows in _micro_batches(batch["group"], cfg.optim.micro_batch_size):
+                ids, att = batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device)
+                logp, entropy = losses.token_logprobs(self.student, ids, att, with_entropy=True)
+                old.append(logp.cpu())
+                ent.append(entropy.cpu())
+            batch["old_logp"] = torch.cat(old)
+            entropy = torch.cat(ent)
+        n_tokens = mask.sum().clamp(min=1)
+        stats.update({
+            "accuracy": float(correct.float().mean()),
+            "entropy": float((entropy * mask).sum() / n_tokens),
+            "response_length": float(mask.sum(1).mean()),
+            "n_correct": float(correct.sum()),
+            "n_incorrect": float((~correct).sum()),
+        })
+        if cfg.method in ("scope", "opd") and bool(torch.isfinite(teacher_logp).any()):
+            scored = torch.isfinite(teacher_logp) & (mask > 0)
+            stats["kl_to_teacher"] = float((batch["old_logp"] - teacher_logp.nan_to_num(0.0))[scored].mean())
+        return batch, stats
+
+    def _micro_loss(self, micro: dict[str, torch.Tensor], n_global: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of one micro-batch, scaled so micro-batch losses sum to the global batch loss."""
+        cfg = self.cfg
+        ids, att = micro["input_ids"], micro["attention_mask"]
+        position_ids = losses.position_ids_from_mask(att)
+        logits = self.student(input_ids=ids, attention_mask=att, position_ids=position_ids).logits
+        logp = losses.token_logprobs_from_logits(logits, ids)
+        mask = micro["response_mask"].float()
+        if cfg.method == "kd":
+            n_rows = ids.shape[0]
+            return losses.sft_loss(logp, mask) * n_rows / n_global, {}
+        if cfg.method == "grpo":
+            ref = self._reference_logp(ids, att)
+            loss, stats = losses.grpo_loss(logp, micro["old_logp"], ref, micro["correct"].float(), micro["group"], mask,
+                                           clip_eps=cfg.grpo.clip_eps, beta=cfg.grpo.beta)
+            return loss * ids.shape[0] / n_global, stats
+        # SCOPE and OPD: the incorrect path's per-row loss, sampled-token (Eq. 3) or exact KL
+        exact_rows = None
+        if cfg.scope.kl_estimator == "exact":
+            teacher_logits = self.teacher.logits(ids, att)
+            kl = losses.full_reverse_kl(logits, teacher_logits)
+            exact_rows = (kl * mask).sum(1) / mask.sum(1).clamp(min=1)  # (b,) token mean
+        if cfg.method == "opd":
+            if exact_rows is not None:
+                loss, stats = exact_rows.mean(), {"opd_loss": float(exact_rows.mean())}
+            else:
+                loss, stats = losses.opd_baseline_loss(logp, micro["old_logp"], micro["teacher_logp"], mask,
+                                                       clip_eps=cfg.scope.clip_eps if cfg.scope.incorrect_path == "clipped_ppo" else None)
+            return loss * ids.shape[0] / n_global, stats
+        s = cfg.scope
+        loss, stats = losses.scope_loss(
+            logp, micro["old_logp"], micro["teacher_logp"], mask, micro["correct"], micro["group"],
+            tau=s.tau, student_direction=s.student_direction, teacher_direction=s.teacher_direction,
+            normalize=s.normalize, incorrect_path=s.incorrect_path, clip_eps=s.clip_eps, opd_row_loss=exact_rows,
+        )
+        n_prompts = int(torch.unique(micro["group"]).numel())
+        return loss * n_prompts / n_global, stats
+
+    def update(self, batch: dict[str, torch.Tensor], timer: Timer | None = None) -> dict[str, float]:
+        """Optimizer update(s) on one rollout batch: mini-batches of prompts, micro-batches of groups."""
+        cfg = self.cfg
+        timer = timer or Timer()
+        stats_sum: dict[str, list[float]] = defaultdict(list)
+        groups = batch["group"]
+        unique_groups = list(dict.fromkeys(groups.tolist()))
+        per_mini = cfg.optim.mini_batch_prompts // self.world_size
+        with timer("actor_update"):
+            for start in range(0, len(unique_groups), per_mini):
+                chosen = set(unique_groups[start : start + per_mini])
+                rows = torch.tensor([i for i, g in enumerate(groups.tolist()) if g in chosen])
+                n_rows_global = len(rows) * self.world_size
+                n_global = n_rows_global if cfg.method in ("kd", "grpo", "opd") else len(chosen) * self.world_size
+                self.optimizer.zero_grad(set_to_none=True)
+                for micro_rows in _micro_batches(groups[rows], cfg.optim.micro_batch_size):
+                    micro = _trim({k: v[rows] for k, v in batch.items()}, micro_rows)
+                    micro = {k: v.to(self.device) for k, v in micro.items()}
+                    loss, stats = self._micro_loss(micro, n_global)
+                    loss.backward()
+                    for k, v in stats.items():
+                        if isinstance(v, float) and math.isfinite(v):
+                            stats_sum[k].append(v)
+                if self.world_size > 1:  # sum, not mean: each process's loss is already scaled by the global size
+                    for p in self.student.parameters():
+                        if p.requires_grad:
+                            if p.grad is None:
+                                p.grad = torch.zeros_like(p)
+                            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                params = [p for p in self.student.parameters() if p.requires_grad]
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+                stats_sum["grad_norm"].append(float(grad_norm))
+                self.optimizer.step()
+        out = {k: float(np.mean(v)) for k, v in stats_sum.items()}
+        out["lr"] = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        return out
+
+    # --- checkpoints
+
+    def _checkpoint_dirs(self) -> list[Path]:
+        return sorted((self.run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+
+    def save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        final = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
+        tmp = final.with_name(final.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        torch.save({
+            "model": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
+            "fingerprint": self.cfg.fingerprint(),
+        }, tmp / "state.pt")
+        tmp.rename(final)  # a checkpoint either exists whole or not at all (SIGKILL-safe)
+        for old in self._checkpoint_dirs()[: -max(1, self.cfg.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def maybe_resume(self) -> bool:
+        checkpoints = self._checkpoint_dirs()
+        if not checkpoints:
+            return False
+        state = torch.load(checkpoints[-1] / "state.pt", weights_only=False)
+        if state["fingerprint"] != self.cfg.fingerprint():
+            raise ValueError(f"checkpoint in {checkpoints[-1]} was written by a different config; use a fresh output_dir")
+        self.student.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        self.step = state["step"]
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.exists():  # drop lines written after the checkpoint we resume from
+            lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            self.history = [m for m in lines if m["step"] <= self.step]
+            metrics.write_text("".join(json.dumps(m) + "\n" for m in self.history))
+        return True
+
+    # --- the loop
+
+    def train(self) -> TrainResult:
+        cfg = self.cfg
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.maybe_resume()
+        if cfg.method == "kd":
+            self.kd_corpus = self._build_kd_corpus()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} {self.world.description}",
+                   disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
+        metrics_file = self.run_dir / "metrics.jsonl"
+        while self.step < cfg.steps:
+            timer = Timer()
+            with timer("step"):
+                if cfg.method == "kd":
+                    batch = {k: v for k, v in self._kd_batch(self.step).items()}
+                    stats = {}
+                else:
+                    batch, stats = self.collect(self.step, timer)
+                stats.update(self.update(batch, timer))
+            self.step += 1
+            record = {"step": self.step, **stats, **{f"time/{k}": timer.seconds.get(k, 0.0) for k in TIMERS}}
+            self.history.append(record)
+            if self.rank == 0:
+                with open(metrics_file, "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+            bar.update(1)
+            bar.set_postfix({k: f"{record[k]:.3g}" for k in ("accuracy", "entropy", "kl_to_teacher", "grad_norm") if k in record})
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                self.save_checkpoint()
+        bar.close()
+        model = self.save_final()
+        return TrainResult(self.run_dir, self.history, model)
+
+    def save_final(self) -> torch.nn.Module:
+        model = self.student
+        if self.cfg.model.finetune == "lora" and self.cfg.model.merge_lora_on_save:
+            model = model.merge_and_unload()
+        if self.rank == 0:
+            model.save_pretrained(self.run_dir / "final")
+            self.tokenizer.save_pretrained(self.run_dir / "final")
+            (self.run_dir / "done.json").write_text(json.dumps({"steps": self.step, "fingerprint": self.cfg.fingerprint()}))
+        return model.eval()
+
+
+def train(cfg: TrainConfig, world: World | None = None) -> TrainResult:
+    """Train (or resume) the run `cfg` describes; returns its history and trained student."""
+    return Trainer(cfg, world).train()

