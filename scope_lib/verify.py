@@ -32,6 +32,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections import OrderedDict
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Sequence
 
@@ -42,6 +43,7 @@ __all__ = [
     "is_correct",
     "grade_batch",
     "fast_path_equal",
+    "clear_cache",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -69,6 +71,20 @@ def _match_braces(text: str, open_pos: int) -> int | None:
             if depth == 0:
                 return i + 1
         i += 1
+    return None
+
+
+def _sole_box(text: str) -> str | None:
+    """Content of `text` when it is exactly one braced box, else None."""
+    text = text.strip()
+    m = _BOX_RE.match(text)
+    if m is None:
+        return None
+    i = m.end()
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i < len(text) and text[i] == "{" and _match_braces(text, i) == len(text):
+        return text[i + 1 : -1]
     return None
 
 
@@ -100,15 +116,9 @@ def extract_boxed(text: str) -> str | None:
             pos = i + (tok.end() if tok else 0)
         else:
             pos = m.end()
-    if result is not None:
-        inner = result.strip()
-        if _BOX_RE.match(inner) and extract_boxed(inner) is not None:
-            m = _BOX_RE.match(inner)
-            j = m.end()
-            while j < len(inner) and inner[j] == " ":
-                j += 1
-            if j < len(inner) and inner[j] == "{" and _match_braces(inner, j) == len(inner):
-                return extract_boxed(inner)
+    # A box whose whole content is another box (`\boxed{\boxed{5}}`) is unwrapped.
+    while result is not None and (inner := _sole_box(result)) is not None:
+        result = inner
     return result
 
 
@@ -124,12 +134,13 @@ def extract_last_number(text: str) -> str | None:
     `a/b` kept). None when the text has no number."""
     if not isinstance(text, str):
         raise ValueError(f"text: expected str, got {type(text).__name__}")
-    for pattern in (_HASH_RE, _ANSWER_IS_RE, _ANY_NUMBER_RE):
-        found = pattern.findall(text) if pattern is not _ANY_NUMBER_RE else None
-        if pattern is _ANY_NUMBER_RE:
-            found = [m.group(0) for m in pattern.finditer(text)]
+    for pattern in (_HASH_RE, _ANSWER_IS_RE):
+        found = pattern.findall(text)
         if found:
-            return found[-1].rstrip(".")
+            return found[-1]
+    numbers = _ANY_NUMBER_RE.findall(text)
+    if numbers:
+        return numbers[-1]
     return None
 
 
@@ -165,9 +176,8 @@ _THOUSANDS_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
 
 
 def _plain_number(text: str) -> Decimal | None:
-    s = text.replace(" ", "").replace("$", "").replace("\\!", "").rstrip(".")
-    if len(s) > 20_000:  # pathological length: let the guarded worker path refuse it
-        return None
+    s = text.replace(" ", "").replace("\\$", "").replace("$", "").replace("\\!", "")
+    s = s.replace("\\,", "").replace("{,}", ",").rstrip(".")  # LaTeX thousands: 1\,000, 1{,}000
     if _THOUSANDS_RE.fullmatch(s):
         s = s.replace(",", "")
     if not _PLAIN_RE.fullmatch(s):
@@ -190,6 +200,7 @@ def fast_path_equal(answer: str, gold: str) -> bool | None:
 # math-verify path, in persistent subprocess workers with a hard timeout
 
 _STARTUP_TIMEOUT = 120.0  # importing sympy on a busy 2-core machine; not charged to an item
+_MAX_IDLE_WORKERS = max(2, os.cpu_count() or 1)
 _MEMORY_LIMIT_MB = int(os.environ.get("SCOPE_VERIFY_MEMORY_MB", "4096"))  # 0: no limit
 
 
@@ -231,7 +242,8 @@ class _Worker:
             return "timeout"
         return None if line is None else json.loads(line)
 
-    def grade(self, pred: str, gold: str, timeout: float) -> bool:
+    def grade(self, pred: str, gold: str, timeout: float) -> bool | None:
+        """math-verify's verdict, or None when the worker overran `timeout` or died."""
         if self.proc is None or self.proc.poll() is not None:
             self._start()
         self.next_id += 1
@@ -240,11 +252,11 @@ class _Worker:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             self.kill()
-            return False
+            return None
         reply = self._get(timeout)
         if not isinstance(reply, dict) or reply.get("id") != self.next_id:
             self.kill()  # timed out, crashed or out of step: a fresh worker next time
-            return False
+            return None
         return bool(reply["ok"])
 
     def kill(self) -> None:
@@ -275,7 +287,11 @@ class _WorkerPool:
 
     def release(self, worker: _Worker) -> None:
         with self.lock:
-            self.idle.append(worker)
+            keep = len(self.idle) < _MAX_IDLE_WORKERS
+            if keep:
+                self.idle.append(worker)
+        if not keep:  # a wide grade_batch must not leave its extra workers running forever
+            worker.kill()
 
     def shutdown(self) -> None:
         with self.lock:
@@ -301,10 +317,57 @@ import atexit  # noqa: E402
 atexit.register(lambda: _POOL.shutdown())
 
 
-def _slow_grade(pred: str, gold: str, timeout: float) -> bool:
+class _VerdictCache:
+    """(answer, gold) -> verdict, or -> the timeout it overran, bounded LRU.
+
+    A group of G rollouts often repeats an answer, and a pathological answer repeated G times
+    would otherwise cost G timeouts. A timeout is remembered with its budget: it answers False
+    for calls with at most that budget and is retried with a larger one.
+    """
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self.data: OrderedDict[tuple[str, str], bool | float] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, str], timeout: float) -> bool | None:
+        with self.lock:
+            hit = self.data.get(key)
+            if hit is None:
+                return None
+            self.data.move_to_end(key)
+        if isinstance(hit, bool):
+            return hit
+        return False if timeout <= hit else None
+
+    def put(self, key: tuple[str, str], verdict: bool | None, timeout: float) -> None:
+        with self.lock:
+            self.data[key] = verdict if verdict is not None else float(timeout)
+            self.data.move_to_end(key)
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
+
+
+_CACHE = _VerdictCache()
+
+
+def _grade_with(worker: _Worker, answer: str, gold: str, timeout: float) -> bool:
+    verdict = worker.grade(answer, gold, timeout)
+    _CACHE.put((answer, gold), verdict, timeout)
+    return bool(verdict)
+
+
+def _slow_grade(answer: str, gold: str, timeout: float) -> bool:
+    cached = _CACHE.get((answer, gold), timeout)
+    if cached is not None:
+        return cached
     worker = _POOL.acquire()
     try:
-        return worker.grade(pred, gold, timeout)
+        return _grade_with(worker, answer, gold, timeout)
     finally:
         _POOL.release(worker)
 
@@ -352,16 +415,18 @@ def grade_batch(responses: Sequence[str], golds: Sequence[str], *, timeout: floa
     if processes is not None and processes < 1:
         raise ValueError(f"processes: expected a positive int or None, got {processes!r}")
     results: list[bool | None] = []
-    slow: list[tuple[int, str, str]] = []
+    slow: dict[tuple[str, str], list[int]] = {}  # distinct (answer, gold) -> rows, graded once
     for i, (response, gold) in enumerate(zip(responses, golds)):
         answer, gold_text, decided = _prepare(response, gold, extract)
+        if decided is None:
+            decided = _CACHE.get((answer, gold_text), timeout)
         results.append(decided)
         if decided is None:
-            slow.append((i, answer, gold_text))
+            slow.setdefault((answer, gold_text), []).append(i)
     if slow:
         todo: queue.Queue = queue.Queue()
-        for item in slow:
-            todo.put(item)
+        for key in slow:
+            todo.put(key)
         lanes = min(processes or os.cpu_count() or 1, len(slow))
         errors: list[BaseException] = []
 
@@ -370,10 +435,12 @@ def grade_batch(responses: Sequence[str], golds: Sequence[str], *, timeout: floa
             try:
                 while True:
                     try:
-                        i, answer, gold_text = todo.get_nowait()
+                        answer, gold_text = todo.get_nowait()
                     except queue.Empty:
                         return
-                    results[i] = worker.grade(answer, gold_text, timeout)
+                    verdict = _grade_with(worker, answer, gold_text, timeout)
+                    for i in slow[(answer, gold_text)]:
+                        results[i] = verdict
             except BaseException as e:  # surfaced in the caller below
                 errors.append(e)
             finally:
@@ -387,6 +454,11 @@ def grade_batch(responses: Sequence[str], golds: Sequence[str], *, timeout: floa
         if errors:
             raise errors[0]
     return [bool(r) for r in results]
+
+
+def clear_cache() -> None:
+    """Forget remembered math-verify verdicts (for timing runs and tests)."""
+    _CACHE.clear()
 
 
 # ---------------------------------------------------------------------------------------------
