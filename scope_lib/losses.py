@@ -1,0 +1,469 @@
+"""Token log-probs and the training losses: SCOPE (Eq. 1-3, 6) and the GRPO / KD / OPD baselines.
+
+Conventions (shared by the whole project):
+
+- ``logp``, ``old_logp``, ``teacher_logp``, ``ref_logp``: (B, T) float token log-probs aligned with
+  ``input_ids``: ``logp[:, t] = log p(input_ids[:, t] | input_ids[:, :t])``, ``logp[:, 0] = 0``.
+- ``mask``: (B, T) response mask, 1 exactly on generated tokens. ``|y_i| = mask[i].sum()``.
+  Values under ``mask == 0`` never matter, not even NaN/inf: every masked read goes through
+  ``torch.where`` on the *inputs* (not a multiplication by 0, and not only on the outputs, since
+  ``where(m, exp(x), 0)`` still back-propagates ``0 * inf = NaN``).
+- Every per-sequence loss is a token mean over that sequence's response (``1/|y_i|``); a row with
+  no response token contributes 0.
+
+Where the code departs from the paper (each one an explicit option, DESIGN section 2):
+
+- ``opd_loss(clip_eps=...)`` / ``scope_loss(incorrect_path="clipped_ppo")``: the authors' released
+  verl fork feeds ``A_t = -(old_logp - teacher_logp) * w_T`` as the advantage of a PPO clipped
+  surrogate. Because ``w_T >= 0`` factors out of the clipped max, weighting the advantage equals
+  weighting the per-sequence clipped loss, which is what we do. verl averages tokens over the
+  whole micro-batch (``token-mean``); we keep the per-sequence token mean and the ``E_x`` over
+  prompts of Eq. 6, so the two paths keep the paper's normalisation.
+- The released code's correct path is a weighted NLL ``-w_S * mean_t logp``; it has the same
+  gradient as Eq. 2 at ``theta = theta_old`` (one update per batch), so Eq. 2 is used throughout.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from scope_lib.weights import sequence_logp, student_weights, teacher_weights, weight_stats
+
+IncorrectPath = Literal["paper", "clipped_ppo"]
+INCORRECT_PATHS = ("paper", "clipped_ppo")
+
+__all__ = [
+    "INCORRECT_PATHS",
+    "full_reverse_kl",
+    "grpo_loss",
+    "group_advantages",
+    "mle_loss",
+    "opd_baseline_loss",
+    "opd_loss",
+    "scope_loss",
+    "sft_loss",
+    "token_logprobs",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# token log-probs from a model
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) position ids counting only real tokens, so left padding scores like no padding."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _chunk_logp_entropy(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
+    """(b, T-1, V) logits, (b, T-1) targets -> float32 log-prob of the targets [, entropy]."""
+    scaled = logits.float() / temperature
+    lse = torch.logsumexp(scaled, dim=-1)  # (b, T-1)
+    logp = scaled.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
+    if not with_entropy:
+        return logp
+    probs = torch.softmax(scaled, dim=-1)
+    entropy = lse - (probs * scaled).sum(-1)  # H = logsumexp(z) - E_p[z]
+    return logp, entropy
+
+
+def token_logprobs(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    chunk_size: int = 8,
+):
+    """Token log-probs (and optionally entropies) of ``input_ids`` under a causal LM.
+
+    model: a ``transformers`` causal LM or a peft wrapper of one (``model(...).logits`` is used).
+    input_ids, attention_mask: (B, T) left-padded prompt + right-padded response.
+    Position ids come from the attention mask (``cumsum - 1``), so left padding does not shift
+    positions. Logits are divided by ``temperature`` (the sampling temperature, as verl does)
+    before normalising.
+
+    Returns ``logp`` (B, T) float32 with ``logp[:, t] = log p(input_ids[:, t] | input_ids[:, :t])``
+    and ``logp[:, 0] = 0``; with ``with_entropy`` also ``entropy`` (B, T) float32, the entropy of
+    the next-token distribution that predicted position t (``entropy[:, 0] = 0``). Values on
+    padding positions are meaningless; multiply by a mask downstream.
+
+    The float32 ``gather - logsumexp`` is computed ``chunk_size`` rows at a time; when a graph is
+    being built each chunk is checkpointed, so no float32 (B, T, V) copy of the logits exists at
+    once, neither in the forward pass nor saved for backward. Gradients flow through ``logp``.
+    """
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be 2-D (B, T), got shape {tuple(input_ids.shape)}")
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}"
+        )
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        use_cache=False,
+    )
+    logits = out.logits  # (B, T, V), model dtype
+    batch, length = input_ids.shape
+    targets = input_ids[:, 1:]
+    logp_chunks, ent_chunks = [], []
+    use_checkpoint = torch.is_grad_enabled() and logits.requires_grad
+    for start in range(0, batch, chunk_size):
+        rows = slice(start, start + chunk_size)
+        args = (logits[rows, :-1], targets[rows], float(temperature), with_entropy)
+        if use_checkpoint:
+            # Recompute the float32 upcast in backward instead of storing it (memory at long T).
+            res = checkpoint(_chunk_logp_entropy, *args, use_reentrant=False)
+        else:
+            res = _chunk_logp_entropy(*args)
+        if with_entropy:
+            logp_chunks.append(res[0])
+            ent_chunks.append(res[1])
+        else:
+            logp_chunks.append(res)
+    first = torch.zeros(batch, 1, dtype=torch.float32, device=input_ids.device)
+    logp = torch.cat([first, torch.cat(logp_chunks, 0)], dim=1) if length > 1 else first[:, :length]
+    if not with_entropy:
+        return logp
+    entropy = torch.cat([first, torch.cat(ent_chunks, 0)], dim=1) if length > 1 else first[:, :length]
+    return logp, entropy
+
+
+def full_reverse_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 1.0
+) -> torch.Tensor:
+    """Exact per-position reverse KL ``KL(p_S || p_T)`` over the full vocabulary, (B, T).
+
+    The small-vocabulary exact option, NOT the paper's estimator: Eq. 3 uses the single-sample
+    log-ratio of the sampled token (:func:`opd_loss`). Useful for the tiny world and as a check.
+
+    student_logits, teacher_logits: (B, T, V) raw logits from the same ``input_ids`` (equal
+    vocabularies are required). Both are divided by ``temperature``. Aligned with the tokens:
+    ``kl[:, t]`` is the KL of the distributions predicting token t, i.e. of logits at t-1;
+    ``kl[:, 0] = 0``. Computed in float32; differentiable w.r.t. ``student_logits`` only (the
+    teacher is detached). Multiply by the response mask downstream.
+    """
+    if student_logits.dim() != 3 or teacher_logits.shape != student_logits.shape:
+        raise ValueError(
+            "student_logits and teacher_logits must both be (B, T, V) with equal vocabularies, got "
+            f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
+        )
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    log_ps = F.log_softmax(student_logits[:, :-1].float() / temperature, dim=-1)
+    log_pt = F.log_softmax(teacher_logits[:, :-1].detach().float() / temperature, dim=-1)
+    kl = (log_ps.exp() * (log_ps - log_pt)).sum(-1)  # (B, T-1)
+    return torch.cat([kl.new_zeros(kl.shape[0], 1), kl], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-sequence losses (Eq. 1-3)
+
+
+def _check_token_tensors(**tensors: torch.Tensor) -> None:
+    ref_name, ref = next(iter(tensors.items()))
+    if ref.dim() != 2:
+        raise ValueError(f"{ref_name} must be 2-D (B, T), got shape {tuple(ref.shape)}")
+    for name, value in tensors.items():
+        if value.shape != ref.shape:
+            raise ValueError(f"{name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(value.shape)}")
+
+
+def _masked(x: torch.Tensor, on: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    return torch.where(on, x, torch.full_like(x, fill))
+
+
+def _token_mean(values: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
+    """(B, T) -> (B,): ``sum_t values * on / |y|``; empty rows give 0. ``values`` must be finite on ``on``."""
+    lengths = on.sum(-1).clamp(min=1).to(values.dtype)
+    return _masked(values, on).sum(-1) / lengths
+
+
+def _ratio(logp: torch.Tensor, old_logp: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
+    # Eq. 1: rho_t = pi_theta / pi_old; masked before exp so padding cannot produce inf or NaN grads.
+    return torch.exp(_masked(logp - old_logp.detach(), on))
+
+
+def _clipped_surrogate(ratio: torch.Tensor, advantage: torch.Tensor, clip_eps: float):
+    """PPO clipped surrogate per token: ``max(-A rho, -A clip(rho, 1-eps, 1+eps))`` and where it clipped."""
+    unclipped = -advantage * ratio
+    clipped = -advantage * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    return torch.maximum(unclipped, clipped), (clipped > unclipped)
+
+
+def _check_clip(clip_eps) -> None:
+    if clip_eps is not None and not (isinstance(clip_eps, (int, float)) and 0 < clip_eps < 1):
+        raise ValueError(f"clip_eps must be None or a number in (0, 1), got {clip_eps!r}")
+
+
+def mle_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 2, valid-trajectory exploitation: ``L_MLE_i = -(1/|y_i|) sum_t rho_it``, shape (B,).
+
+    logp: (B, T) current-policy token log-probs (with grad). old_logp: (B, T) behaviour policy
+    ``pi_old`` (detached here). mask: (B, T) response mask. Eq. 1: ``rho = exp(logp - old_logp)``.
+    At ``theta = theta_old`` the gradient equals the length-normalised NLL gradient.
+    """
+    _check_token_tensors(logp=logp, old_logp=old_logp, mask=mask)
+    on = mask != 0
+    return -_token_mean(_ratio(logp, old_logp, on), on)
+
+
+def _opd_token_terms(logp, old_logp, teacher_logp, on, clip_eps):
+    """Per-token OPD loss (B, T), advantage (B, T) and clipped indicator (B, T); all masked by ``on``."""
+    ratio = _ratio(logp, old_logp, on)
+    if clip_eps is None:
+        # Eq. 3: A_t = sg[log pi_T - log pi_theta]; its expectation is the reverse-KL gradient.
+        advantage = _masked((teacher_logp - logp).detach(), on)
+        return -ratio * advantage, advantage, torch.zeros_like(on)
+    # Released code: A_t = -(old_logp - teacher_logp) in a clipped PPO surrogate.
+    advantage = _masked((teacher_logp - old_logp).detach(), on)
+    per_token, was_clipped = _clipped_surrogate(ratio, advantage, clip_eps)
+    return per_token, advantage, was_clipped & on
+
+
+def opd_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    teacher_logp: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_eps: float | None = None,
+) -> torch.Tensor:
+    """Eq. 3, flawed-trajectory rectification, shape (B,).
+
+    ``L_OPD_i = -(1/|y_i|) sum_t rho_it * sg[teacher_logp_t - logp_t]``.
+    logp, old_logp, teacher_logp, mask: (B, T). With ``clip_eps`` set, the released-code variant:
+    advantage ``sg[teacher_logp - old_logp]`` in the PPO clipped surrogate
+    ``max(-A rho, -A clip(rho, 1-eps, 1+eps))``, still a per-sequence token mean.
+    """
+    _check_token_tensors(logp=logp, old_logp=old_logp, teacher_logp=teacher_logp, mask=mask)
+    _check_clip(clip_eps)
+    on = mask != 0
+    per_token, _, _ = _opd_token_terms(logp, old_logp, teacher_logp, on, clip_eps)
+    return _token_mean(per_token, on)
+
+
+# ---------------------------------------------------------------------------------------------
+# SCOPE, Eq. 6
+
+
+def scope_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    teacher_logp: torch.Tensor,
+    mask: torch.Tensor,
+    correct: torch.Tensor,
+    group: torch.Tensor,
+    *,
+    tau: float = 1.0,
+    student_direction: str = "paper",
+    teacher_direction: str = "paper",
+    normalize: str = "sum",
+    incorrect_path: IncorrectPath = "paper",
+    clip_eps: float = 0.2,
+    student_seq_logp: torch.Tensor | None = None,
+    teacher_seq_logp: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 6: ``L = E_x [ sum_{i in Omega_c} w_S_i L_MLE_i + sum_{i in Omega_w} w_T_i L_OPD_i ]``.
+
+    logp, old_logp, mask: (B, T). teacher_logp: (B, T), read only on incorrect rows (correct rows
+    may hold anything, NaN included). correct: (B,) bool reward. group: (B,) int prompt ids.
+    Student weights (Eq. 4) come from ``pi_old``'s sequence score ``sequence_logp(old_logp, mask)``,
+    teacher weights (Eq. 5) from ``sequence_logp(teacher_logp, mask)``; both detached, and
+    overridable with precomputed (B,) ``student_seq_logp`` / ``teacher_seq_logp``.
+    ``E_x`` is the sum over rows divided by the number of distinct prompts in the batch.
+
+    Ablations (DESIGN section 2, Fig. 5-6): no DPAW = both directions "uniform"; no student / no
+    teacher weight = that direction "uniform"; reversed = "reversed"; ``normalize="mean"``
+    (released code); ``tau``. ``incorrect_path="clipped_ppo"`` uses the released code's clipped
+    OPD (``clip_eps``) on the incorrect path; ``"paper"`` uses Eq. 3 and ignores ``clip_eps``.
+
+    Returns (scalar loss, stats) with python floats: ``mle_loss`` / ``opd_loss`` (weighted means
+    over each path), ``n_correct``, ``n_incorrect``, ``n_prompts``, ``student_w_*`` /
+    ``teacher_w_*`` (:func:`scope_lib.weights.weight_stats`), ``clip_frac`` (fraction of
+    incorrect-path tokens clipped; 0 for "paper") and ``opd_adv_mean`` (mean token advantage on
+    the incorrect path).
+    """
+    _check_token_tensors(logp=logp, old_logp=old_logp, teacher_logp=teacher_logp, mask=mask)
+    if incorrect_path not in INCORRECT_PATHS:
+        raise ValueError(f"incorrect_path must be one of {INCORRECT_PATHS}, got {incorrect_path!r}")
+    if correct.dim() != 1 or correct.shape[0] != logp.shape[0]:
+        raise ValueError(f"correct must be 1-D of length {logp.shape[0]}, got shape {tuple(correct.shape)}")
+    if correct.dtype != torch.bool:
+        raise ValueError(f"correct must be a bool tensor, got {correct.dtype}")
+    clip = clip_eps if incorrect_path == "clipped_ppo" else None
+    _check_clip(clip)
+    on = mask != 0
+    wrong_tokens = on & ~correct[:, None]  # (B, T) the only place teacher_logp is read
+
+    # Eq. 4 / Eq. 5 weights from detached sequence scores.
+    if student_seq_logp is None:
+        student_seq_logp = sequence_logp(old_logp.detach(), on)
+    if teacher_seq_logp is None:
+        teacher_seq_logp = sequence_logp(teacher_logp.detach(), wrong_tokens)
+    w_student = student_weights(student_seq_logp.detach(), correct, group, tau, student_direction, normalize)
+    w_teacher = teacher_weights(teacher_seq_logp.detach(), correct, group, tau, teacher_direction, normalize)
+    w_student = w_student.to(logp.dtype if logp.is_floating_point() else torch.float32)
+    w_teacher = w_teacher.to(w_student.dtype)
+
+    # Eq. 2 on every row (cheap), Eq. 3 with the teacher replaced by the current policy on correct rows:
+    # the advantage there is 0 and whatever teacher_logp held cannot reach the loss or its gradient.
+    l_mle = mle_loss(logp, old_logp, mask)  # (B,)
+    safe_teacher = torch.where(wrong_tokens, teacher_logp.detach(), logp.detach())
+    opd_tokens, advantage, was_clipped = _opd_token_terms(logp, old_logp, safe_teacher, wrong_tokens, clip)
+    l_opd = _token_mean(opd_tokens, wrong_tokens)  # (B,)
+
+    per_row = torch.where(correct, w_student * l_mle, w_teacher * l_opd)  # Eq. 6 summand
+    n_prompts = int(torch.unique(group).numel())
+    loss = per_row.sum() / max(n_prompts, 1)
+
+    def path_mean(w: torch.Tensor, values: torch.Tensor, rows: torch.Tensor) -> float:
+        total = float(w[rows].sum()) if bool(rows.any()) else 0.0
+        return float((w[rows] * values.detach()[rows]).sum()) / total if total > 0 else math.nan
+
+    n_wrong_tokens = int(wrong_tokens.sum())
+    stats: dict[str, float] = {
+        "mle_loss": path_mean(w_student, l_mle, correct),
+        "opd_loss": path_mean(w_teacher, l_opd, ~correct),
+        "n_correct": float(correct.sum()),
+        "n_incorrect": float((~correct).sum()),
+        "n_prompts": float(n_prompts),
+        "clip_frac": float(was_clipped.sum()) / n_wrong_tokens if n_wrong_tokens else 0.0,
+        "opd_adv_mean": float(advantage.sum()) / n_wrong_tokens if n_wrong_tokens else math.nan,
+    }
+    for prefix, w, rows in (("student_w_", w_student, correct), ("teacher_w_", w_teacher, ~correct)):
+        stats.update({prefix + k: v for k, v in weight_stats(w, rows, group).items()})
+    return loss, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# baselines: GRPO, KD (SFT), OPD
+
+
+def group_advantages(
+    rewards: torch.Tensor, group: torch.Tensor, *, eps: float = 1e-6, std_normalize: bool = True
+) -> torch.Tensor:
+    """GRPO group-normalised advantages ``(r_i - mean_g) / (std_g + eps)``, (N,) float32.
+
+    rewards: (N,) float. group: (N,) int prompt ids (arbitrary, unsorted). ``std_g`` is the
+    population std (``unbiased=False``); verl uses the unbiased one, which only rescales groups
+    of equal size. A single-member group gets advantage 0. ``std_normalize=False`` returns
+    ``r_i - mean_g`` (Dr. GRPO). Vectorised with index_add, no loop over prompts.
+    """
+    if rewards.dim() != 1 or group.shape != rewards.shape:
+        raise ValueError(
+            f"rewards and group must be 1-D of equal length, got {tuple(rewards.shape)} and {tuple(group.shape)}"
+        )
+    r = rewards.detach().to(torch.float64)
+    _, gidx = torch.unique(group, return_inverse=True)
+    n_groups = int(gidx.max().item()) + 1 if gidx.numel() else 0
+    zeros = torch.zeros(n_groups, dtype=torch.float64, device=r.device)
+    count = zeros.index_add(0, gidx, torch.ones_like(r))
+    mean = zeros.index_add(0, gidx, r) / count.clamp(min=1)
+    centred = r - mean[gidx]
+    if not std_normalize:
+        return centred.float()
+    var = zeros.index_add(0, gidx, centred * centred) / count.clamp(min=1)
+    return (centred / (var.sqrt()[gidx] + eps)).float()
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    ref_logp: torch.Tensor | None,
+    rewards: torch.Tensor,
+    group: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_eps: float = 0.2,
+    beta: float = 1e-4,
+    adv_eps: float = 1e-6,
+    std_normalize: bool = True,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """GRPO baseline (Table 3: G=8, clip 0.2, KL coefficient 1e-4), scalar loss and stats.
+
+    logp, old_logp, ref_logp, mask: (B, T); rewards: (B,) float; group: (B,) int.
+    Per token: ``max(-A rho, -A clip(rho, 1-eps, 1+eps)) + beta * k3``, with ``A`` from
+    :func:`group_advantages` and the k3 estimator ``exp(ref - logp) - (ref - logp) - 1`` of
+    ``KL(pi_theta || pi_ref)``. Aggregation: per-sequence token mean, then mean over sequences.
+    ``ref_logp=None`` (or ``beta=0``) drops the KL term.
+    stats: ``pg_loss``, ``kl`` (mean k3), ``clip_frac`` (fraction of response tokens clipped),
+    ``adv_mean``.
+    """
+    _check_token_tensors(logp=logp, old_logp=old_logp, mask=mask)
+    _check_clip(clip_eps)
+    if rewards.shape != (logp.shape[0],):
+        raise ValueError(f"rewards must have shape ({logp.shape[0]},), got {tuple(rewards.shape)}")
+    on = mask != 0
+    advantage = group_advantages(rewards, group, eps=adv_eps, std_normalize=std_normalize).to(logp.dtype)
+    ratio = _ratio(logp, old_logp, on)
+    per_token, was_clipped = _clipped_surrogate(ratio, advantage[:, None].expand_as(ratio), clip_eps)
+    pg = _token_mean(per_token, on)  # (B,)
+    if ref_logp is not None and beta != 0:
+        _check_token_tensors(logp=logp, ref_logp=ref_logp)
+        log_ratio = _masked(ref_logp.detach() - logp, on)
+        kl = _token_mean(torch.exp(log_ratio) - log_ratio - 1.0, on)  # (B,) k3
+    else:
+        kl = torch.zeros_like(pg)
+    loss = (pg + beta * kl).mean()
+    n_tokens = int(on.sum())
+    stats = {
+        "pg_loss": float(pg.detach().mean()),
+        "kl": float(kl.detach().mean()),
+        "clip_frac": float((was_clipped & on).sum()) / n_tokens if n_tokens else 0.0,
+        "adv_mean": float(advantage.mean()),
+    }
+    return loss, stats
+
+
+def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KD baseline: NLL of the given (teacher-generated) target tokens, scalar.
+
+    logp: (B, T) student log-probs of the targets; mask: (B, T) target mask.
+    ``mean_i [ -(1/|y_i|) sum_t logp_it ]``: per-sequence length-normalised, then mean over rows
+    (a row with no target token contributes 0 but still counts in the mean).
+    """
+    _check_token_tensors(logp=logp, mask=mask)
+    on = mask != 0
+    return -_token_mean(logp, on).mean()
+
+
+def opd_baseline_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    teacher_logp: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_eps: float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """OPD baseline (Table 3, G=1): Eq. 3 on every rollout, uniform weight, no reward routing.
+
+    loss = mean over rows of :func:`opd_loss`. With one rollout per prompt this is ``E_x`` of
+    Eq. 3. ``clip_eps`` selects the released-code clipped variant. stats: ``opd_loss``,
+    ``adv_mean`` (mean token advantage), ``clip_frac``.
+    """
+    _check_token_tensors(logp=logp, old_logp=old_logp, teacher_logp=teacher_logp, mask=mask)
+    _check_clip(clip_eps)
+    on = mask != 0
+    per_token, advantage, was_clipped = _opd_token_terms(logp, old_logp, teacher_logp, on, clip_eps)
+    per_row = _token_mean(per_token, on)
+    loss = per_row.mean()
+    n_tokens = int(on.sum())
+    stats = {
+        "opd_loss": float(loss.detach()),
+        "adv_mean": float(advantage.sum()) / n_tokens if n_tokens else math.nan,
+        "clip_frac": float(was_clipped.sum()) / n_tokens if n_tokens else 0.0,
+    }
+    return loss, stats
