@@ -1,0 +1,81 @@
+"""Evaluation as in the paper's Table 4, scaled down: k samples per problem at temperature
+0.6, graded by `scope_lib.verify`, reported as Avg@k and (unbiased) Pass@k per eval set and
+averaged over sets.
+
+`evaluate` keeps every per-sample grade, so Pass@k curves (Fig. 4) and any other statistic
+are computed from the result without generating again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scope_lib import metrics
+from scope_lib.problem import Problem
+from scope_lib.rollout import generate_rollouts
+from scope_lib.verify import grade_batch
+
+
+@dataclass
+class EvalResult:
+    k: int
+    correct: dict[str, np.ndarray]  # set name -> (problems, k) bool grades
+    texts: dict[str, list[list[str]]] = field(default_factory=dict)  # set -> per problem k responses
+    settings: dict = field(default_factory=dict)
+
+    def counts(self, name: str) -> np.ndarray:
+        """Correct samples per problem of one set, (problems,) int."""
+        return self.correct[name].sum(axis=1)
+
+    def avg_at_k(self, name: str) -> float:
+        return metrics.avg_at_k(self.correct[name])
+
+    def pass_at_k(self, name: str, k: int | None = None) -> float:
+        return metrics.mean_pass_at_k(self.counts(name), self.k, k or self.k)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """{set: {"avg@k": ..., "pass@k": ...}} plus an "average" row (unweighted mean of sets)."""
+        rows = {name: {f"avg@{self.k}": self.avg_at_k(name), f"pass@{self.k}": self.pass_at_k(name)}
+                for name in self.correct}
+        rows["average"] = {key: float(np.mean([row[key] for row in rows.values()]))
+                           for key in (f"avg@{self.k}", f"pass@{self.k}")}
+        return rows
+
+    def pass_at_k_curve(self, name: str, ks=None) -> dict[int, float]:
+        return metrics.pass_at_k_curve(self.counts(name), self.k, ks)
+
+
+def evaluate(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, format_prompt=None,
+             temperature: float = 0.6, top_p: float = 1.0, top_k: int = 0, max_new_tokens: int = 96,
+             repetition_penalty: float = 1.0, batch_size: int = 256, seed: int = 0, progress: bool = True,
+             keep_texts: bool = False) -> EvalResult:
+    """Sample k responses per problem of every eval set and grade them against the gold answers.
+
+    `format_prompt` maps a Problem to the prompt text (default: the tiny task's format).
+    The same seed gives the same samples, so two models are compared on equal terms.
+    """
+    from tqdm.auto import tqdm
+
+    if k < 1:
+        raise ValueError(f"k: expected >= 1 samples per problem, got {k}")
+    if not eval_sets:
+        raise ValueError("eval_sets: expected at least one named set of problems")
+    if format_prompt is None:
+        from scope_lib.tasks import format_prompt
+    correct, texts = {}, {}
+    for index, (name, problems) in enumerate(tqdm(eval_sets.items(), desc="evaluate", disable=not progress)):
+        if not problems:
+            raise ValueError(f"eval_sets[{name!r}]: expected at least one problem")
+        batch = generate_rollouts(model, tokenizer, [format_prompt(p) for p in problems], num_samples=k,
+                                  temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                                  repetition_penalty=repetition_penalty, batch_size=batch_size, seed=seed + index)
+        golds = [problems[int(g)].answer for g in batch.group]
+        grades = np.array(grade_batch(batch.texts, golds), dtype=bool)
+        correct[name] = grades.reshape(len(problems), k)  # rows of a prompt are adjacent
+        if keep_texts:
+            texts[name] = [batch.texts[i * k: (i + 1) * k] for i in range(len(problems))]
+    settings = dict(k=k, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                    repetition_penalty=repetition_penalty, seed=seed)
+    return EvalResult(k=k, correct=correct, texts=texts, settings=settings)

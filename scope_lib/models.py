@@ -1,0 +1,215 @@
+"""The tiny world's teacher and student: Llama causal LMs built from a config and pretrained
+by the project on ground-truth solutions, cached in `save_pretrained` format.
+
+The teacher is pretrained to convergence under a cosine schedule. The student is smaller
+and deliberately *unconverged*: it trains at a constant learning rate (after warm-up, no
+anneal) and stops early. A prototype showed that a student converged under a schedule
+annealed to zero has no headroom that minutes of fine-tuning (OPD or even supervised) can
+fill; an early-stopped constant-lr student keeps its weakness in knowledge the teacher
+has, which is the setting the paper studies.
+
+Public: `ModelSpec`, `WorldConfig`, `TINY_WORLD`, `SMOKE_WORLD`, `build_tiny_world`,
+`pretrain`, `TinyWorld`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from scope_lib import tasks
+from scope_lib.tokenizer import build_tokenizer, load_tokenizer
+
+_FORMAT_VERSION = 1  # bump when the task, tokenizer or training code changes what is built
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture and supervised pretraining recipe of one tiny model."""
+
+    layers: int = 4  # depth; >= 2 needed for the copy-the-next-operation (induction) pattern
+    hidden: int = 128  # width; 128 gives ~1M params, enough for 2-digit arithmetic
+    heads: int = 4  # head dim 32
+    ffn: int = 512  # 4x hidden, the usual MLP ratio
+    steps: int = 1500  # optimiser steps of supervised pretraining
+    batch_size: int = 64  # problems per step
+    lr: float = 2e-3  # peak AdamW lr; tiny models tolerate a high lr with warm-up
+    warmup: int = 100  # linear warm-up steps
+    schedule: str = "cosine"  # "cosine" (anneal to min_lr_ratio*lr) or "constant" (no anneal)
+    min_lr_ratio: float = 0.05  # floor of the cosine schedule
+    weight_decay: float = 0.01  # as in the paper's fine-tuning
+    tiers: tuple[int, ...] = tasks.TRAIN_TIERS  # operation counts seen in pretraining
+    seed: int = 0  # init and data order
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule: expected 'cosine' or 'constant', got {self.schedule!r}")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden: expected a multiple of heads={self.heads}, got {self.hidden}")
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Everything that determines the built tiny world (its hash keys the cache)."""
+
+    vocab_size: int = 320  # byte-level BPE: 256 bytes + 3 specials + ~60 merges
+    tokenizer_seed: int = 0  # corpus used to learn the merges
+    max_positions: int = 128  # longest prompt + solution is ~100 tokens
+    teacher: ModelSpec = field(default_factory=ModelSpec)
+    student: ModelSpec = field(default_factory=lambda: ModelSpec(
+        layers=2, hidden=96, heads=3, ffn=384, steps=500, lr=1e-3, warmup=50,
+        schedule="constant", seed=1,
+    ))
+
+    def key(self) -> str:
+        blob = json.dumps({"v": _FORMAT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+TINY_WORLD = WorldConfig()
+# A world that builds in a few seconds, for tests of other modules (its models are weak).
+SMOKE_WORLD = WorldConfig(
+    teacher=ModelSpec(layers=2, hidden=32, heads=2, ffn=64, steps=20, batch_size=16, warmup=5),
+    student=ModelSpec(layers=1, hidden=32, heads=2, ffn=64, steps=10, batch_size=16, warmup=5,
+                      schedule="constant", seed=1),
+)
+
+
+@dataclass
+class TinyWorld:
+    teacher: LlamaForCausalLM
+    student: LlamaForCausalLM
+    tokenizer: PreTrainedTokenizerFast
+    config: WorldConfig
+    path: Path  # cache folder holding teacher/, student/, tokenizer/
+
+
+def make_model(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, max_positions: int) -> LlamaForCausalLM:
+    """A freshly initialised Llama for `spec` (seeded by spec.seed)."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden,
+        intermediate_size=spec.ffn,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,  # halves the (small) embedding cost and regularises
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(spec.seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def supervised_batch(problems, tokenizer, device="cpu"):
+    """Right-padded prompt+solution+EOS batch; labels are -100 outside the solution.
+
+    Returns input_ids, attention_mask, labels, each (B, T). Loss on solution tokens only.
+    """
+    prompts = tokenizer([tasks.format_prompt(p) for p in problems], add_special_tokens=True)["input_ids"]
+    targets = tokenizer([tasks.format_target(p) for p in problems], add_special_tokens=False)["input_ids"]
+    seqs = [a + b + [tokenizer.eos_token_id] for a, b in zip(prompts, targets)]
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (prompt, seq) in enumerate(zip(prompts, seqs)):
+        ids[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+        labels[i, len(prompt): len(seq)] = ids[i, len(prompt): len(seq)]
+    return ids.to(device), mask.to(device), labels.to(device)
+
+
+def lr_at(step: int, spec: ModelSpec) -> float:
+    if step < spec.warmup:
+        return spec.lr * (step + 1) / spec.warmup
+    if spec.schedule == "constant":
+        return spec.lr
+    progress = (step - spec.warmup) / max(1, spec.steps - spec.warmup)
+    floor = spec.min_lr_ratio
+    return spec.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def pretrain(model, tokenizer, spec: ModelSpec, *, progress: bool = True, desc: str = "pretrain") -> list[float]:
+    """Supervised pretraining on fresh ground-truth solutions; returns the loss per step.
+
+    Deterministic given spec.seed (data from `tasks.train_stream`, never an eval question).
+    """
+    from tqdm.auto import tqdm
+
+    data = tasks.train_stream(spec.steps * spec.batch_size, seed=spec.seed, tiers=spec.tiers)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay,
+                                  betas=(0.9, 0.98))
+    model.train()
+    losses = []
+    bar = tqdm(range(spec.steps), desc=desc, disable=not progress, mininterval=2)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, spec)
+        chunk = data[step * spec.batch_size: (step + 1) * spec.batch_size]
+        ids, mask, labels = supervised_batch(chunk, tokenizer)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return losses
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SCOPE_CACHE_DIR", Path.home() / ".cache" / "scope"))
+
+
+def build_tiny_world(config: WorldConfig = TINY_WORLD, cache_dir=None, progress: bool = True) -> TinyWorld:
+    """Build (or load from cache) the tokenizer, teacher and student of the tiny world.
+
+    Cached under `<cache_dir>/tiny/<config hash>/` in save_pretrained format; a second call
+    loads in about a second. cache_dir defaults to $SCOPE_CACHE_DIR or ~/.cache/scope.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = root / "tiny" / config.key()
+    if not (path / "done.json").exists():
+        _build(config, path, progress)
+    tokenizer = load_tokenizer(path / "tokenizer")
+    teacher = LlamaForCausalLM.from_pretrained(path / "teacher").eval()
+    student = LlamaForCausalLM.from_pretrained(path / "student").eval()
+    return TinyWorld(teacher=teacher, student=student, tokenizer=tokenizer, config=config, path=path)
+
+
+def _build(config: WorldConfig, path: Path, progress: bool) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tokenizer = build_tokenizer(config.vocab_size, seed=config.tokenizer_seed)
+    tokenizer.save_pretrained(tmp / "tokenizer")
+    record = {"config": dataclasses.asdict(config)}
+    for name in ("teacher", "student"):
+        spec = getattr(config, name)
+        model = make_model(spec, tokenizer, config.max_positions)
+        start = time.time()
+        losses = pretrain(model, tokenizer, spec, progress=progress, desc=f"pretrain {name}")
+        record[name] = {"seconds": round(time.time() - start, 1), "final_loss": losses[-1],
+                        "params": sum(p.numel() for p in model.parameters())}
+        model.save_pretrained(tmp / name)
+    (tmp / "done.json").write_text(json.dumps(record, indent=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(path)  # atomic publish: a concurrent builder never sees half a world
+    except OSError:
+        if not (path / "done.json").exists():
+            raise

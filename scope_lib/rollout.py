@@ -1,0 +1,125 @@
+"""Rollout generation with Hugging Face `generate`, in the project's batch layout.
+
+Layout (shared by every module): `input_ids` (N, P + R) is the left-padded prompt (width P,
+the longest prompt) followed by the right-padded response (width R, the longest response).
+`attention_mask` is 1 on real prompt and response tokens; `response_mask` is 1 exactly on
+generated tokens, including the EOS when one was generated; tokens after EOS are padding.
+Rows of one prompt are adjacent: row `i` belongs to prompt `group[i]`.
+
+Sampling is seeded per generate call from `seed` inside `torch.random.fork_rng`, so a call
+is reproducible and leaves the caller's global RNG untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class RolloutBatch:
+    input_ids: torch.Tensor  # (N, P + R) long
+    attention_mask: torch.Tensor  # (N, P + R) long
+    response_mask: torch.Tensor  # (N, P + R) long, 1 on generated tokens (EOS included)
+    group: torch.Tensor  # (N,) long, prompt index of each row; rows of a prompt adjacent
+    texts: list[str]  # decoded responses (special tokens dropped)
+    response_lengths: torch.Tensor  # (N,) long, generated tokens per row (EOS included)
+    prompt_width: int  # P: responses start at column P
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def assemble(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Place token lists into the layout: prompt left-padded to P, response right-padded to R.
+
+    Returns input_ids, attention_mask, response_mask, each (N, P + R).
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"responses: expected {len(prompts)} rows like prompts, got {len(responses)}")
+    width_p = max(map(len, prompts))
+    width_r = max(1, max(map(len, responses)))
+    n = len(prompts)
+    ids = torch.full((n, width_p + width_r), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    response_mask = torch.zeros_like(ids)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        ids[i, width_p - len(p): width_p] = torch.tensor(p, dtype=torch.long)
+        attention[i, width_p - len(p): width_p] = 1
+        if r:
+            ids[i, width_p: width_p + len(r)] = torch.tensor(r, dtype=torch.long)
+            attention[i, width_p: width_p + len(r)] = 1
+            response_mask[i, width_p: width_p + len(r)] = 1
+    return {"input_ids": ids, "attention_mask": attention, "response_mask": response_mask}
+
+
+def encode_pairs(tokenizer, pairs: list[tuple[str, str]], *, add_eos: bool = True) -> dict[str, torch.Tensor]:
+    """Tokenize (prompt, response) text pairs into the rollout layout (e.g. SFT or KD data).
+
+    The prompt gets the tokenizer's special tokens (BOS); the response gets EOS appended
+    (counted in response_mask) when `add_eos`.
+    """
+    if not pairs:
+        raise ValueError("pairs: expected at least one (prompt, response) pair")
+    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=True)["input_ids"]
+    responses = tokenizer([r for _, r in pairs], add_special_tokens=False)["input_ids"]
+    if add_eos:
+        responses = [r + [tokenizer.eos_token_id] for r in responses]
+    return assemble(prompts, responses, tokenizer.pad_token_id)
+
+
+def _cut_at_eos(row: list[int], eos_id: int) -> list[int]:
+    return row[: row.index(eos_id) + 1] if eos_id in row else row
+
+
+@torch.no_grad()
+def generate_rollouts(model, tokenizer, prompts: list[str], *, num_samples: int, temperature: float,
+                      top_p: float = 1.0, top_k: int = 0, max_new_tokens: int, repetition_penalty: float = 1.0,
+                      batch_size: int = 256, seed: int = 0) -> RolloutBatch:
+    """Sample `num_samples` responses per prompt; temperature 0 means greedy decoding.
+
+    `batch_size` is the number of sequences per `generate` call. Responses stop at EOS or
+    after `max_new_tokens` (then they have no EOS). Returns a RolloutBatch on the CPU.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
+    if temperature < 0:
+        raise ValueError(f"temperature: expected >= 0 (0 = greedy), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p: expected in (0, 1], got {top_p}")
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError(f"batch_size and max_new_tokens: expected >= 1, got {batch_size}, {max_new_tokens}")
+    if not prompts:
+        raise ValueError("prompts: expected at least one prompt")
+    device = next(model.parameters()).device
+    encoded = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    rows = [(g, encoded[g]) for g in range(len(prompts)) for _ in range(num_samples)]
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    sampling = dict(do_sample=temperature > 0, max_new_tokens=max_new_tokens, eos_token_id=eos,
+                    pad_token_id=pad, repetition_penalty=repetition_penalty)
+    if temperature > 0:
+        sampling.update(temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else None)
+    was_training = model.training
+    model.eval()
+    responses: list[list[int]] = []
+    for start in range(0, len(rows), batch_size):
+        chunk = [ids for _, ids in rows[start: start + batch_size]]
+        batch = assemble(chunk, [[]] * len(chunk), pad)
+        width = max(map(len, chunk))
+        ids = batch["input_ids"][:, :width].to(device)
+        mask = batch["attention_mask"][:, :width].to(device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed * 1_000_003 + start)
+            out = model.generate(input_ids=ids, attention_mask=mask, **sampling)
+        responses.extend(_cut_at_eos(r, eos) for r in out[:, width:].tolist())
+    model.train(was_training)
+    batch = assemble([ids for _, ids in rows], responses, pad)
+    return RolloutBatch(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+        response_mask=batch["response_mask"],
+        group=torch.tensor([g for g, _ in rows], dtype=torch.long),
+        texts=tokenizer.batch_decode(responses, skip_special_tokens=True),
+        response_lengths=torch.tensor([len(r) for r in responses], dtype=torch.long),
+        prompt_width=max(len(ids) for _, ids in rows),
+    )
