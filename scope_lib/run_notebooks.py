@@ -1,0 +1,503 @@
+"""Batch runner for the numbered notebooks (`python -m scope_lib.run_notebooks`).
+
+Executes `notebooks/NN_*.ipynb` with papermill, in number order, and writes each executed
+copy to an ignored output folder (default `notebooks/executed/`), never over the source.
+
+    python -m scope_lib.run_notebooks                      # every notebook, tiny scale
+    python -m scope_lib.run_notebooks 04 05 -p SEEDS "[0, 1, 2]"
+    python -m scope_lib.run_notebooks --smoke --keep-going # smoke sizes, as the tests do
+    python -m scope_lib.run_notebooks --list               # what would run, with parameters
+    python -m scope_lib.run_notebooks --sync               # jupytext-sync the .py/.ipynb pairs
+
+Where it goes beyond plain `papermill`:
+- Parameters are checked against the notebook's `parameters`-tagged cell before anything
+  runs: papermill only warns about an undeclared parameter, so a typo would silently run the
+  defaults. A notebook without exactly one parameters cell, or whose parameters cell
+  assigns anything but literals, is an error too.
+- `--smoke` is `-p SMOKE True`; every notebook declares `SMOKE = False` among its parameters
+  and derives its small sizes from it in the next cell (papermill does not recompute
+  derived values, so they cannot live in the parameters cell).
+- Each notebook is paired with a jupytext `py:percent` file; when the `.py` is newer (a
+  reviewer edited the text form) the pair is synced first, so the edit is what runs.
+- The kernel is the interpreter running this module (the project's venv), not whatever
+  `python3` kernelspec a user directory happens to hold; see `resolve_kernel_name`.
+- On failure the notebook, the cell (index in the source notebook, its first line) and the
+  exception are named, a summary table is written to `<out>/run_summary.json`, and the exit
+  status is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[A-Za-z0-9_\-]+$")  # NN_<artefact>_<slug>
+SMOKE_PARAMETER = "SMOKE"
+# A kernelspec we install into the venv (sys.prefix/share/jupyter) when the default
+# `python3` spec would not run this interpreter; never into the user's home directory.
+VENV_KERNEL_NAME = "scope-venv"
+# jupyter_client swaps these bare argv[0] names for sys.executable of the launching process.
+_PYTHON_ALIASES = {"python", f"python{sys.version_info[0]}", "python%i.%i" % sys.version_info[:2]}
+
+
+@dataclass
+class NotebookResult:
+    """Outcome of one notebook: status is "ok", "failed", or "skipped" (not run after an
+    earlier failure without keep_going). The cell fields are set when a cell raised;
+    `cell_index` counts cells of the source notebook (0-based, markdown included)."""
+
+    notebook: str
+    status: str
+    seconds: float
+    output_path: str | None = None
+    cell_index: int | None = None
+    cell_first_line: str | None = None
+    exec_count: int | None = None
+    ename: str | None = None
+    evalue: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def describe_failure(self) -> str:
+        if self.status != "failed":
+            return ""
+        where = ""
+        if self.cell_index is not None:
+            where = f" at cell {self.cell_index} (In [{self.exec_count}]: {self.cell_first_line!r})"
+        return f"notebook {self.notebook} failed{where}: {self.ename}: {self.evalue}"
+
+
+# --- discovery and syncing -------------------------------------------------------------
+
+
+def discover_notebooks(notebooks_dir: Path | str = DEFAULT_NOTEBOOKS_DIR) -> list[Path]:
+    """`NN_*.ipynb` paths in `notebooks_dir`, sorted by number then name. A paired `NN_*.py`
+    whose `.ipynb` does not exist yet is listed under the `.ipynb` name it syncs to."""
+    notebooks_dir = Path(notebooks_dir)
+    if not notebooks_dir.is_dir():
+        raise ValueError(f"notebooks_dir: {notebooks_dir} is not a directory")
+    stems = set()
+    for path in notebooks_dir.iterdir():
+        if path.suffix == ".ipynb" or (path.suffix == ".py" and _is_paired_py(path)):
+            if NOTEBOOK_PATTERN.match(path.stem):
+                stems.add(path.stem)
+    return [notebooks_dir / f"{stem}.ipynb" for stem in sorted(stems, key=lambda s: (int(s[:2]), s))]
+
+
+def _is_paired_py(path: Path) -> bool:
+    """A py:percent file paired with an ipynb (jupytext header names the formats)."""
+    try:
+        head = path.read_text(encoding="utf-8")[:2000]
+    except OSError:
+        return False
+    return "jupytext" in head and "ipynb" in head
+
+
+def select_notebooks(notebooks: Sequence[Path], names: Iterable[str | int] | None) -> list[Path]:
+    """Pick notebooks by number (`4`, `"04"`), stem (`"04_table1_main_results"`) or file
+    name; None or empty selects all. Order follows `notebooks`, duplicates dropped."""
+    if not names:
+        return list(notebooks)
+    chosen: set[Path] = set()
+    for name in names:
+        key = str(name).strip()
+        key = key[: -len(".ipynb")] if key.endswith(".ipynb") else key
+        key = key[: -len(".py")] if key.endswith(".py") else key
+        key = Path(key).name
+        if key.isdigit():
+            matches = [nb for nb in notebooks if int(nb.stem[:2]) == int(key)]
+        else:
+            matches = [nb for nb in notebooks if nb.stem == key]
+        if not matches:
+            available = ", ".join(nb.stem for nb in notebooks) or "(none)"
+            raise ValueError(f"names: no notebook matches {name!r}; available: {available}")
+        chosen.update(matches)
+    return [nb for nb in notebooks if nb in chosen]
+
+
+def sync_pair(notebook: Path, *, force: bool = False) -> bool:
+    """Run `jupytext --sync` on the pair when the `.py` is newer than the `.ipynb` (or the
+    `.ipynb` is missing), or always with force. Returns whether a sync ran."""
+    paired_py = notebook.with_suffix(".py")
+    if not paired_py.exists():
+        if not notebook.exists():
+            raise ValueError(f"notebook: neither {notebook} nor {paired_py} exists")
+        return False
+    stale = not notebook.exists() or paired_py.stat().st_mtime > notebook.stat().st_mtime
+    if not (stale or force):
+        return False
+    import jupytext.cli
+
+    # jupytext takes inputs from the newer file and keeps the outputs of the ipynb.
+    jupytext.cli.jupytext(["--sync", "--quiet", str(paired_py)])
+    return True
+
+
+# --- parameters ------------------------------------------------------------------------
+
+
+def parse_parameter_value(text: str) -> Any:
+    """A CLI value as a Python literal when it is one (`3`, `0.5`, `True`, `[0, 1]`,
+    `"tiny"`), else the raw string, so `-p SCALE tiny` needs no quoting."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """Parameters of the notebook's single `parameters`-tagged cell, in order:
+    name -> {"default": source text, "value": the literal}. ValueError when the cell is
+    missing or repeated, or assigns something other than a literal (papermill cannot
+    recompute derived values, so they belong in the next cell)."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        problem = "has no cell" if not cells else f"has {len(cells)} cells"
+        raise ValueError(
+            f"notebook {notebook.name} {problem} tagged 'parameters'; it needs exactly one, "
+            "holding its literal parameters"
+        )
+    source = cells[0].source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise ValueError(f"notebook {notebook.name}: parameters cell does not parse: {err}") from err
+    declared: dict[str, dict] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a bare string used as a comment
+        else:
+            raise ValueError(
+                f"notebook {notebook.name}: parameters cell line {node.lineno} is not a "
+                "single `NAME = literal` assignment"
+            )
+        if not isinstance(target, ast.Name):
+            raise ValueError(
+                f"notebook {notebook.name}: parameters cell line {node.lineno} assigns to "
+                "something other than a plain name"
+            )
+        text = ast.get_source_segment(source, value)
+        try:
+            literal = ast.literal_eval(value)
+        except ValueError:
+            raise ValueError(
+                f"notebook {notebook.name}: parameter {target.id} = {text} is not a literal; "
+                "compute derived values in the cell after the parameters cell"
+            ) from None
+        declared[target.id] = {"default": text, "value": literal}
+    return declared
+
+
+def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
+    """ValueError naming each parameter the notebook does not declare."""
+    declared = declared_parameters(notebook)
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ValueError(
+            f"parameters: {', '.join(unknown)} not declared by notebook {notebook.name}; "
+            f"it declares: {', '.join(declared) or '(none)'}"
+        )
+
+
+# --- kernel ----------------------------------------------------------------------------
+
+
+def _spec_runs_this_interpreter(argv: Sequence[str]) -> bool:
+    if not argv:
+        return False
+    if argv[0] in _PYTHON_ALIASES:
+        return True
+    # Compare the bin directory, not the resolved file: a venv's python is a symlink to the
+    # base interpreter, and what makes it the venv is the path it was started from.
+    return Path(os.path.abspath(argv[0])).parent == Path(os.path.abspath(sys.executable)).parent
+
+
+def resolve_kernel_name(kernel_name: str | None = None) -> str:
+    """Name of a kernelspec that runs `sys.executable`.
+
+    With None: `python3` when its spec runs this interpreter (ipykernel ships one inside
+    the venv whose argv[0] `python` jupyter_client maps to sys.executable), otherwise a
+    `scope-venv` spec installed under `sys.prefix` (inside the venv, never the home
+    directory). An explicit name is used as given, with a warning when it runs another
+    interpreter (a deliberate choice, e.g. a GPU environment).
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    if kernel_name is not None:
+        try:
+            spec = manager.get_kernel_spec(kernel_name)
+        except NoSuchKernel as err:
+            raise ValueError(f"kernel: no kernelspec named {kernel_name!r}") from err
+        if not _spec_runs_this_interpreter(spec.argv):
+            print(
+                f"warning: kernel {kernel_name!r} runs {spec.argv[0]}, not {sys.executable}",
+                file=sys.stderr,
+            )
+        return kernel_name
+    for candidate in ("python3", VENV_KERNEL_NAME):
+        try:
+            if _spec_runs_this_interpreter(manager.get_kernel_spec(candidate).argv):
+                return candidate
+        except NoSuchKernel:
+            pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=VENV_KERNEL_NAME, display_name=f"Python ({sys.prefix})", prefix=sys.prefix)
+    return VENV_KERNEL_NAME
+
+
+# --- execution -------------------------------------------------------------------------
+
+
+def _source_cell_index(executed_index: int, notebook: Path, injected: bool) -> int:
+    """Map papermill's cell index (in the executed notebook, which has an extra
+    `injected-parameters` cell right after the parameters cell) back to the source."""
+    if not injected:
+        return executed_index
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    tags = [cell.get("metadata", {}).get("tags", []) for cell in nb.cells]
+    if any("injected-parameters" in t for t in tags):
+        return executed_index  # papermill replaces an existing injected cell in place
+    parameters_index = next(i for i, t in enumerate(tags) if "parameters" in t)
+    return executed_index - 1 if executed_index > parameters_index + 1 else executed_index
+
+
+def execute_one(
+    notebook: Path,
+    parameters: dict[str, Any],
+    out_dir: Path,
+    kernel_name: str,
+    *,
+    progress_bar: bool = True,
+    execution_timeout: float | None = None,
+) -> NotebookResult:
+    """Execute one notebook with papermill (cwd = its folder) into `out_dir`."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output_path = (out_dir / notebook.name).resolve()
+    if output_path == notebook.resolve():
+        raise ValueError(f"out_dir: {out_dir} would overwrite the source notebook {notebook}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output_path),
+            parameters=parameters,
+            kernel_name=kernel_name,
+            language="python",  # every notebook here is Python, kernelspec metadata or not
+            cwd=str(notebook.parent),
+            progress_bar=progress_bar,
+            execution_timeout=execution_timeout,
+        )
+    except PapermillExecutionError as err:
+        source = err.source or ""
+        return NotebookResult(
+            notebook=notebook.name,
+            status="failed",
+            seconds=time.perf_counter() - start,
+            output_path=str(output_path),
+            cell_index=_source_cell_index(err.cell_index, notebook, injected=bool(parameters)),
+            cell_first_line=source.strip().splitlines()[0] if source.strip() else "",
+            exec_count=err.exec_count,
+            ename=err.ename,
+            evalue=err.evalue,
+        )
+    except Exception as err:  # a dead kernel or a timeout has no failing cell to name
+        return NotebookResult(
+            notebook=notebook.name,
+            status="failed",
+            seconds=time.perf_counter() - start,
+            output_path=str(output_path) if output_path.exists() else None,
+            ename=type(err).__name__,
+            evalue=str(err),
+        )
+    return NotebookResult(
+        notebook=notebook.name,
+        status="ok",
+        seconds=time.perf_counter() - start,
+        output_path=str(output_path),
+    )
+
+
+def run_notebooks(
+    names: Iterable[str | int] | None = None,
+    parameters: dict[str, Any] | None = None,
+    smoke: bool = False,
+    out_dir: Path | str | None = None,
+    keep_going: bool = False,
+    *,
+    notebooks_dir: Path | str = DEFAULT_NOTEBOOKS_DIR,
+    kernel_name: str | None = None,
+    progress_bar: bool = True,
+    execution_timeout: float | None = None,
+    sync: bool = True,
+) -> list[NotebookResult]:
+    """Execute the selected notebooks in number order; returns one result per notebook.
+
+    Every notebook's parameters are validated before the first one runs, so a typo fails
+    fast (ValueError) instead of after an hour of notebooks. `parameters` go to every
+    selected notebook; `smoke=True` adds SMOKE=True. Executed copies go to `out_dir`
+    (default `<notebooks_dir>/executed`) and a summary to `<out_dir>/run_summary.json`.
+    Without keep_going, notebooks after the first failure are reported as "skipped".
+    """
+    notebooks_dir = Path(notebooks_dir)
+    out_dir = Path(out_dir) if out_dir is not None else notebooks_dir / "executed"
+    parameters = dict(parameters or {})
+    if smoke:
+        parameters[SMOKE_PARAMETER] = True
+    if out_dir.resolve() == notebooks_dir.resolve():
+        raise ValueError(
+            f"out_dir: {out_dir} is the notebooks folder; executed copies would overwrite the sources"
+        )
+    selected = select_notebooks(discover_notebooks(notebooks_dir), names)
+    if not selected:
+        raise ValueError(f"notebooks_dir: no NN_*.ipynb notebooks in {notebooks_dir}")
+    if sync:
+        for notebook in selected:
+            sync_pair(notebook)
+    for notebook in selected:
+        if smoke and SMOKE_PARAMETER not in declared_parameters(notebook):
+            raise ValueError(
+                f"smoke: notebook {notebook.name} declares no {SMOKE_PARAMETER} parameter"
+            )
+        check_parameters(notebook, parameters)
+    kernel_name = resolve_kernel_name(kernel_name)
+
+    results: list[NotebookResult] = []
+    for position, notebook in enumerate(selected, start=1):
+        if results and not results[-1].ok and not keep_going:
+            results.append(NotebookResult(notebook=notebook.name, status="skipped", seconds=0.0))
+            continue
+        print(f"[{position}/{len(selected)}] {notebook.name} ...", file=sys.stderr, flush=True)
+        result = execute_one(
+            notebook,
+            parameters,
+            out_dir,
+            kernel_name,
+            progress_bar=progress_bar,
+            execution_timeout=execution_timeout,
+        )
+        line = f"[{position}/{len(selected)}] {notebook.name}: {result.status} in {result.seconds:.1f} s"
+        print(line, file=sys.stderr, flush=True)
+        if not result.ok:
+            print(result.describe_failure(), file=sys.stderr, flush=True)
+        results.append(result)
+    write_summary(results, out_dir, parameters)
+    return results
+
+
+def write_summary(results: Sequence[NotebookResult], out_dir: Path, parameters: dict) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "run_summary.json"
+    payload = {
+        "parameters": {k: repr(v) for k, v in parameters.items()},
+        "total_seconds": sum(r.seconds for r in results),
+        "notebooks": [asdict(r) for r in results],
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def format_summary(results: Sequence[NotebookResult]) -> str:
+    width = max([len("notebook")] + [len(r.notebook) for r in results])
+    lines = [f"{'notebook':<{width}}  {'status':<7}  {'seconds':>8}"]
+    lines += [f"{r.notebook:<{width}}  {r.status:<7}  {r.seconds:>8.1f}" for r in results]
+    lines.append(f"{'total':<{width}}  {'':<7}  {sum(r.seconds for r in results):>8.1f}")
+    return "\n".join(lines)
+
+
+# --- command line ----------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m scope_lib.run_notebooks",
+        description="Execute the numbered notebooks with papermill (executed copies go to --out).",
+    )
+    parser.add_argument("names", nargs="*", help="notebook numbers or names (default: all)")
+    parser.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+        help="parameter for every selected notebook; VALUE is a Python literal or a string",
+    )
+    flags = [
+        ("--smoke", "pass SMOKE=True (tiny sizes, one seed)"),
+        ("--keep-going", "run the remaining notebooks after a failure"),
+        ("--no-progress", "hide papermill's per-cell progress bar"),
+        ("--list", "list the notebooks and their parameters, run nothing"),
+        ("--sync", "jupytext-sync every .py/.ipynb pair, run nothing"),
+    ]
+    for flag, help_text in flags:
+        parser.add_argument(flag, action="store_true", help=help_text)
+    parser.add_argument("--out", default=None, help="output folder (default: <notebooks-dir>/executed)")
+    parser.add_argument("--notebooks-dir", default=str(DEFAULT_NOTEBOOKS_DIR), help="NN_*.ipynb folder")
+    parser.add_argument("--kernel", default=None, help="kernelspec (default: one running this python)")
+    parser.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    parameters = {key: parse_parameter_value(value) for key, value in args.parameter}
+    try:
+        notebooks = select_notebooks(discover_notebooks(args.notebooks_dir), args.names)
+        if args.sync:
+            for notebook in notebooks:
+                sync_pair(notebook, force=True)
+                print(f"synced {notebook.name}")
+            return 0
+        if args.list:
+            if not notebooks:
+                print(f"no NN_*.ipynb notebooks in {args.notebooks_dir}")
+            for notebook in notebooks:
+                sync_pair(notebook)
+                declared = declared_parameters(notebook)
+                listing = ", ".join(f"{name}={info['default']}" for name, info in declared.items())
+                print(f"{notebook.name}: {listing}")
+            return 0
+        results = run_notebooks(
+            args.names,
+            parameters,
+            smoke=args.smoke,
+            out_dir=args.out,
+            keep_going=args.keep_going,
+            notebooks_dir=args.notebooks_dir,
+            kernel_name=args.kernel,
+            progress_bar=not args.no_progress,
+            execution_timeout=args.timeout,
+        )
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_summary(results))
+    failures = [r for r in results if r.status == "failed"]
+    for failure in failures:
+        print(failure.describe_failure(), file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
