@@ -171,7 +171,7 @@ def _clean_gold(gold: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # fast path: plain integers and decimals, compared exactly
 
-_PLAIN_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+_PLAIN_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _THOUSANDS_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
 
 
@@ -465,6 +465,14 @@ def clear_cache() -> None:
 # worker process
 
 
+_SCI_RE = re.compile(r"(?<![\w.\\])(\d+(?:\.\d+)?)[eE]([-+]?\d+)(?![\w.])")
+
+
+def _sci_to_latex(text: str) -> str:
+    """4.5e33 -> 4.5\\times 10^{33}: latex2sympy reads `e` as Euler's number (4.5*e*33)."""
+    return _SCI_RE.sub(r"\1\\times 10^{\2}", text)
+
+
 def _worker_main() -> None:  # pragma: no cover - runs in the child
     import logging
     import warnings
@@ -487,16 +495,19 @@ def _worker_main() -> None:  # pragma: no cover - runs in the child
     warnings.filterwarnings("ignore")
     logging.disable(logging.CRITICAL)  # math-verify warns once about its disabled timeout
     sys.setrecursionlimit(10_000)
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    from math_verify import LatexExtractionConfig, parse, verify
 
-    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    # LaTeX extraction only: the content is always boxed here, and ExprExtractionConfig would
+    # pick a stray number out of LaTeX that latex2sympy cannot read (it turns the Minerva gold
+    # `\hbar \omega(v+1 / 2)-...` into 2, so `\boxed{2}` would be graded correct).
+    config = [LatexExtractionConfig(boxed_match_priority=0)]
     proto.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
         ok = False
         try:
-            gold = parse("\\boxed{" + request["gold"] + "}", extraction_config=config, parsing_timeout=None)
-            pred = parse("\\boxed{" + request["pred"] + "}", extraction_config=config, parsing_timeout=None)
+            gold = parse("\\boxed{" + _sci_to_latex(request["gold"]) + "}", extraction_config=config, parsing_timeout=None)
+            pred = parse("\\boxed{" + _sci_to_latex(request["pred"]) + "}", extraction_config=config, parsing_timeout=None)
             ok = bool(gold and pred and verify(gold, pred, timeout_seconds=None))
         except BaseException:  # RecursionError, MemoryError, sympy internals: not equal
             ok = False
