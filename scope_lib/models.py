@@ -143,10 +143,12 @@ def lr_at(step: int, spec: ModelSpec) -> float:
     return spec.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def pretrain(model, tokenizer, spec: ModelSpec, *, progress: bool = True, desc: str = "pretrain") -> list[float]:
+def pretrain(model, tokenizer, spec: ModelSpec, *, progress: bool = True, desc: str = "pretrain",
+             callback=None) -> list[float]:
     """Supervised pretraining on fresh ground-truth solutions; returns the loss per step.
 
     Deterministic given spec.seed (data from `tasks.train_stream`, never an eval question).
+    `callback(step, model)`, if given, runs after every optimiser step (e.g. checkpoints).
     """
     from tqdm.auto import tqdm
 
@@ -167,6 +169,8 @@ def pretrain(model, tokenizer, spec: ModelSpec, *, progress: bool = True, desc: 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(loss.item())
+        if callback is not None:
+            callback(step + 1, model)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
