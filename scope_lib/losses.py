@@ -8,6 +8,8 @@ Conventions (shared by the whole project):
   Values under ``mask == 0`` never matter, not even NaN/inf: every masked read goes through
   ``torch.where`` on the *inputs* (not a multiplication by 0, and not only on the outputs, since
   ``where(m, exp(x), 0)`` still back-propagates ``0 * inf = NaN``).
+- The token log-ratio ``logp - old_logp`` is clamped to [-20, 20] before ``exp`` (as verl does),
+  so rho stays finite in float32.
 - Every per-sequence loss is a token mean over that sequence's response (``1/|y_i|``); a row with
   no response token contributes 0.
 
@@ -152,7 +154,7 @@ def full_reverse_kl(
     student_logits, teacher_logits: (B, T, V) raw logits from the same ``input_ids`` (equal
     vocabularies are required). Both are divided by ``temperature``. Aligned with the tokens:
     ``kl[:, t]`` is the KL of the distributions predicting token t, i.e. of logits at t-1;
-    ``kl[:, 0] = 0``. Computed in float32; differentiable w.r.t. ``student_logits`` only (the
+    ``kl[:, 0] = 0``. Computed in float32 (float64 for float64 logits); differentiable w.r.t. ``student_logits`` only (the
     teacher is detached). Multiply by the response mask downstream.
     """
     if student_logits.dim() != 3 or teacher_logits.shape != student_logits.shape:
@@ -162,8 +164,9 @@ def full_reverse_kl(
         )
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-    log_ps = F.log_softmax(student_logits[:, :-1].float() / temperature, dim=-1)
-    log_pt = F.log_softmax(teacher_logits[:, :-1].detach().float() / temperature, dim=-1)
+    dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
+    log_ps = F.log_softmax(student_logits[:, :-1].to(dtype) / temperature, dim=-1)
+    log_pt = F.log_softmax(teacher_logits[:, :-1].detach().to(dtype) / temperature, dim=-1)
     kl = (log_ps.exp() * (log_ps - log_pt)).sum(-1)  # (B, T-1)
     return torch.cat([kl.new_zeros(kl.shape[0], 1), kl], dim=1)
 
@@ -191,9 +194,15 @@ def _token_mean(values: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
     return _masked(values, on).sum(-1) / lengths
 
 
+# verl's bound on the token log-ratio: rho <= e^20 keeps float32 finite when a policy has drifted far
+# (the ratio and its gradient are then saturated, which only happens far off the trust region).
+MAX_LOG_RATIO = 20.0
+
+
 def _ratio(logp: torch.Tensor, old_logp: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
     # Eq. 1: rho_t = pi_theta / pi_old; masked before exp so padding cannot produce inf or NaN grads.
-    return torch.exp(_masked(logp - old_logp.detach(), on))
+    log_ratio = _masked(logp - old_logp.detach(), on)
+    return torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
 
 
 def _clipped_surrogate(ratio: torch.Tensor, advantage: torch.Tensor, clip_eps: float):
@@ -275,6 +284,8 @@ def scope_loss(
     clip_eps: float = 0.2,
     student_seq_logp: torch.Tensor | None = None,
     teacher_seq_logp: torch.Tensor | None = None,
+    path_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+    n_prompts: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 6: ``L = E_x [ sum_{i in Omega_c} w_S_i L_MLE_i + sum_{i in Omega_w} w_T_i L_OPD_i ]``.
 
@@ -284,6 +295,12 @@ def scope_loss(
     teacher weights (Eq. 5) from ``sequence_logp(teacher_logp, mask)``; both detached, and
     overridable with precomputed (B,) ``student_seq_logp`` / ``teacher_seq_logp``.
     ``E_x`` is the sum over rows divided by the number of distinct prompts in the batch.
+
+    Micro-batching: weights are a softmax over a prompt's whole group, so a micro-batch that holds
+    part of a group must not recompute them. Compute ``(w_student, w_teacher)`` once on the full
+    batch (:func:`scope_lib.weights.student_weights` / ``teacher_weights``), pass the micro-batch's
+    rows as ``path_weights`` and the full batch's prompt count as ``n_prompts``; the micro-batch
+    losses then sum to the full-batch loss (and gradients).
 
     Ablations (DESIGN section 2, Fig. 5-6): no DPAW = both directions "uniform"; no student / no
     teacher weight = that direction "uniform"; reversed = "reversed"; ``normalize="mean"``
@@ -309,12 +326,17 @@ def scope_loss(
     wrong_tokens = on & ~correct[:, None]  # (B, T) the only place teacher_logp is read
 
     # Eq. 4 / Eq. 5 weights from detached sequence scores.
-    if student_seq_logp is None:
-        student_seq_logp = sequence_logp(old_logp.detach(), on)
-    if teacher_seq_logp is None:
-        teacher_seq_logp = sequence_logp(teacher_logp.detach(), wrong_tokens)
-    w_student = student_weights(student_seq_logp.detach(), correct, group, tau, student_direction, normalize)
-    w_teacher = teacher_weights(teacher_seq_logp.detach(), correct, group, tau, teacher_direction, normalize)
+    if path_weights is not None:
+        w_student, w_teacher = (w.detach() for w in path_weights)
+        if w_student.shape != correct.shape or w_teacher.shape != correct.shape:
+            raise ValueError(f"path_weights must be two ({correct.shape[0]},) tensors (student, teacher)")
+    else:
+        if student_seq_logp is None:
+            student_seq_logp = sequence_logp(old_logp.detach(), on)
+        if teacher_seq_logp is None:
+            teacher_seq_logp = sequence_logp(teacher_logp.detach(), wrong_tokens)
+        w_student = student_weights(student_seq_logp.detach(), correct, group, tau, student_direction, normalize)
+        w_teacher = teacher_weights(teacher_seq_logp.detach(), correct, group, tau, teacher_direction, normalize)
     w_student = w_student.to(logp.dtype if logp.is_floating_point() else torch.float32)
     w_teacher = w_teacher.to(w_student.dtype)
 
@@ -326,7 +348,10 @@ def scope_loss(
     l_opd = _token_mean(opd_tokens, wrong_tokens)  # (B,)
 
     per_row = torch.where(correct, w_student * l_mle, w_teacher * l_opd)  # Eq. 6 summand
-    n_prompts = int(torch.unique(group).numel())
+    if n_prompts is None:
+        n_prompts = int(torch.unique(group).numel())
+    elif not isinstance(n_prompts, int) or n_prompts < 1:
+        raise ValueError(f"n_prompts must be a positive int or None, got {n_prompts!r}")
     loss = per_row.sum() / max(n_prompts, 1)
 
     def path_mean(w: torch.Tensor, values: torch.Tensor, rows: torch.Tensor) -> float:
@@ -397,7 +422,7 @@ def grpo_loss(
     logp, old_logp, ref_logp, mask: (B, T); rewards: (B,) float; group: (B,) int.
     Per token: ``max(-A rho, -A clip(rho, 1-eps, 1+eps)) + beta * k3``, with ``A`` from
     :func:`group_advantages` and the k3 estimator ``exp(ref - logp) - (ref - logp) - 1`` of
-    ``KL(pi_theta || pi_ref)``. Aggregation: per-sequence token mean, then mean over sequences.
+    ``KL(pi_theta || pi_ref)`` (``ref - logp`` clamped to +-20 like rho). Aggregation: per-sequence token mean, then mean over sequences.
     ``ref_logp=None`` (or ``beta=0``) drops the KL term.
     stats: ``pg_loss``, ``kl`` (mean k3), ``clip_frac`` (fraction of response tokens clipped),
     ``adv_mean``.
@@ -413,7 +438,8 @@ def grpo_loss(
     pg = _token_mean(per_token, on)  # (B,)
     if ref_logp is not None and beta != 0:
         _check_token_tensors(logp=logp, ref_logp=ref_logp)
-        log_ratio = _masked(ref_logp.detach() - logp, on)
+        # clamped like rho (verl's low_var_kl clamps too), so a far-off reference cannot overflow
+        log_ratio = _masked(ref_logp.detach() - logp, on).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
         kl = _token_mean(torch.exp(log_ratio) - log_ratio - 1.0, on)  # (B,) k3
     else:
         kl = torch.zeros_like(pg)

@@ -65,7 +65,7 @@ def hand_mle(lp, old, mask):
     out = []
     for i, toks in enumerate(hand_rows(mask)):
         terms = [torch.exp(lp[i, t] - old[i, t]) for t in toks]
-        out.append(-sum(terms) / len(toks) if toks else lp.new_zeros(()))
+        out.append(-sum(terms) / len(toks) if toks else lp[i, 0] * 0)
     return out
 
 
@@ -80,7 +80,7 @@ def hand_opd(lp, old, teacher, mask, clip_eps=None):
             else:
                 adv = teacher[i, t] - old[i, t]
                 terms.append(torch.maximum(-adv * rho, -adv * rho.clamp(1 - clip_eps, 1 + clip_eps)))
-        out.append(sum(terms) / len(toks) if toks else lp.new_zeros(()))
+        out.append(sum(terms) / len(toks) if toks else lp[i, 0] * 0)
     return out
 
 
@@ -95,7 +95,7 @@ def hand_path_weights(scores, on_path, group, tau, sign, normalize):
 
 
 def hand_mean(x, toks):
-    return sum(float(x[t]) for t in toks) / len(toks) if toks else 0.0
+    return sum(float(x[t].detach()) for t in toks) / len(toks) if toks else 0.0
 
 
 SIGN = {"paper": 1.0, "reversed": -1.0, "uniform": 0.0}
@@ -202,7 +202,8 @@ def test_eq3_expectation_is_exact_reverse_kl_gradient(gen):
     student_logits = torch.stack([theta, torch.zeros_like(theta)])[None]  # (1, 2, V)
     teacher_all = torch.stack([teacher_logits, torch.zeros_like(teacher_logits)])[None]
     (kl_grad,) = torch.autograd.grad(full_reverse_kl(student_logits, teacher_all)[0, 1], theta)
-    torch.testing.assert_close(expected_grad, kl_grad.double())
+    assert kl_grad.dtype == torch.float64
+    torch.testing.assert_close(expected_grad, kl_grad)
 
 
 def test_full_reverse_kl(gen):
@@ -278,10 +279,32 @@ def test_scope_precomputed_scores_are_used(gen):
     assert math.isclose(float(loss), want / len(set(group.tolist())), rel_tol=1e-5, abs_tol=1e-6)
 
 
+def test_scope_micro_batches_with_full_batch_weights_sum_to_full_loss(gen):
+    from scope_lib.weights import student_weights, teacher_weights, sequence_logp
+
+    logp, old, teacher, mask, correct, group = random_rollouts(gen, n_rows=randint(gen, 4, 10))
+    kwargs = dict(tau=0.7, normalize="mean", incorrect_path="clipped_ppo")
+    full, _ = scope_loss(logp, old, teacher, mask, correct, group, **kwargs)
+    (g_full,) = torch.autograd.grad(full, logp)
+    w_s = student_weights(sequence_logp(old, mask), correct, group, 0.7, normalize="mean")
+    w_t = teacher_weights(sequence_logp(teacher, mask), correct, group, 0.7, normalize="mean")
+    n_prompts = len(set(group.tolist()))
+    cut = randint(gen, 1, len(correct) - 1)
+    total = 0
+    for rows in (slice(0, cut), slice(cut, None)):
+        part, _ = scope_loss(logp[rows], old[rows], teacher[rows], mask[rows], correct[rows], group[rows],
+                             path_weights=(w_s[rows], w_t[rows]), n_prompts=n_prompts, **kwargs)
+        total = total + part
+    (g_parts,) = torch.autograd.grad(total, logp)
+    torch.testing.assert_close(total, full)
+    torch.testing.assert_close(g_parts, g_full)
+
+
 @pytest.mark.parametrize("incorrect_path", ["paper", "clipped_ppo"])
 def test_scope_ignores_teacher_on_correct_rows_and_padding(gen, incorrect_path):
     logp, old, teacher, mask, correct, group = random_rollouts(gen)
-    correct[0], correct[-1] = True, False  # both paths present
+    correct[0], correct[-1] = True, False  # both paths present, with tokens
+    mask[0, 1] = mask[-1, 1] = True
     loss, _ = scope_loss(logp, old, teacher, mask, correct, group, incorrect_path=incorrect_path)
     (grad,) = torch.autograd.grad(loss, logp)
     junk = torch.tensor([float("nan"), float("inf"), -float("inf")])
@@ -347,7 +370,7 @@ def test_grpo_loss_matches_hand(gen, std_normalize):
             pg = torch.maximum(-adv[i] * rho, -adv[i] * rho.clamp(1 - clip_eps, 1 + clip_eps))
             d = ref[i, t].double() - lp64[i, t]
             terms.append(pg + beta * (torch.exp(d) - d - 1))
-        rows.append(sum(terms) / len(toks) if toks else lp64.new_zeros(()))
+        rows.append(sum(terms) / len(toks) if toks else lp64[i, 0] * 0)
     want = torch.stack(rows).mean()
     torch.testing.assert_close(loss.double(), want, rtol=1e-5, atol=1e-5)
     loss.backward()
