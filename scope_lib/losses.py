@@ -50,6 +50,7 @@ __all__ = [
     "scope_loss",
     "sft_loss",
     "token_logprobs",
+    "token_logprobs_from_logits",
 ]
 
 
@@ -71,6 +72,57 @@ def _chunk_logp_entropy(logits: torch.Tensor, targets: torch.Tensor, temperature
         return logp
     probs = torch.softmax(scaled, dim=-1)
     entropy = lse - (probs * scaled).sum(-1)  # H = logsumexp(z) - E_p[z]
+    return logp, entropy
+
+
+def _check_temperature(temperature) -> None:
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+
+
+def token_logprobs_from_logits(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    chunk_size: int = 8,
+):
+    """Token log-probs [, entropies] of ``input_ids`` from already computed logits.
+
+    logits: (B, T, V) any float dtype, from a forward pass over ``input_ids`` (B, T). Same
+    outputs, alignment and chunking as :func:`token_logprobs`; useful when the caller also needs
+    the logits (e.g. for :func:`full_reverse_kl`).
+    """
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be 2-D (B, T), got shape {tuple(input_ids.shape)}")
+    if logits.dim() != 3 or logits.shape[:2] != input_ids.shape:
+        raise ValueError(f"logits must be (B, T, V) with (B, T) = {tuple(input_ids.shape)}, got {tuple(logits.shape)}")
+    _check_temperature(temperature)
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    batch, length = input_ids.shape
+    targets = input_ids[:, 1:]
+    logp_chunks, ent_chunks = [], []
+    use_checkpoint = torch.is_grad_enabled() and logits.requires_grad
+    for start in range(0, batch, chunk_size):
+        rows = slice(start, start + chunk_size)
+        args = (logits[rows, :-1], targets[rows], float(temperature), with_entropy)
+        if use_checkpoint:
+            # Recompute the float32 upcast in backward instead of storing it (memory at long T).
+            res = checkpoint(_chunk_logp_entropy, *args, use_reentrant=False)
+        else:
+            res = _chunk_logp_entropy(*args)
+        if with_entropy:
+            logp_chunks.append(res[0])
+            ent_chunks.append(res[1])
+        else:
+            logp_chunks.append(res)
+    first = torch.zeros(batch, 1, dtype=torch.float32, device=logits.device)
+    logp = torch.cat([first, torch.cat(logp_chunks, 0)], dim=1) if length > 1 else first[:, :length]
+    if not with_entropy:
+        return logp
+    entropy = torch.cat([first, torch.cat(ent_chunks, 0)], dim=1) if length > 1 else first[:, :length]
     return logp, entropy
 
 
@@ -106,41 +158,16 @@ def token_logprobs(
         raise ValueError(
             f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}"
         )
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-
+    _check_temperature(temperature)
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids_from_mask(attention_mask),
         use_cache=False,
     )
-    logits = out.logits  # (B, T, V), model dtype
-    batch, length = input_ids.shape
-    targets = input_ids[:, 1:]
-    logp_chunks, ent_chunks = [], []
-    use_checkpoint = torch.is_grad_enabled() and logits.requires_grad
-    for start in range(0, batch, chunk_size):
-        rows = slice(start, start + chunk_size)
-        args = (logits[rows, :-1], targets[rows], float(temperature), with_entropy)
-        if use_checkpoint:
-            # Recompute the float32 upcast in backward instead of storing it (memory at long T).
-            res = checkpoint(_chunk_logp_entropy, *args, use_reentrant=False)
-        else:
-            res = _chunk_logp_entropy(*args)
-        if with_entropy:
-            logp_chunks.append(res[0])
-            ent_chunks.append(res[1])
-        else:
-            logp_chunks.append(res)
-    first = torch.zeros(batch, 1, dtype=torch.float32, device=input_ids.device)
-    logp = torch.cat([first, torch.cat(logp_chunks, 0)], dim=1) if length > 1 else first[:, :length]
-    if not with_entropy:
-        return logp
-    entropy = torch.cat([first, torch.cat(ent_chunks, 0)], dim=1) if length > 1 else first[:, :length]
-    return logp, entropy
+    return token_logprobs_from_logits(
+        out.logits, input_ids, temperature=temperature, with_entropy=with_entropy, chunk_size=chunk_size
+    )
 
 
 def full_reverse_kl(
@@ -162,8 +189,7 @@ def full_reverse_kl(
             "student_logits and teacher_logits must both be (B, T, V) with equal vocabularies, got "
             f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
         )
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    _check_temperature(temperature)
     dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
     log_ps = F.log_softmax(student_logits[:, :-1].to(dtype) / temperature, dim=-1)
     log_pt = F.log_softmax(teacher_logits[:, :-1].detach().to(dtype) / temperature, dim=-1)
@@ -286,6 +312,7 @@ def scope_loss(
     teacher_seq_logp: torch.Tensor | None = None,
     path_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
     n_prompts: int | None = None,
+    opd_row_loss: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 6: ``L = E_x [ sum_{i in Omega_c} w_S_i L_MLE_i + sum_{i in Omega_w} w_T_i L_OPD_i ]``.
 
@@ -301,6 +328,10 @@ def scope_loss(
     batch (:func:`scope_lib.weights.student_weights` / ``teacher_weights``), pass the micro-batch's
     rows as ``path_weights`` and the full batch's prompt count as ``n_prompts``; the micro-batch
     losses then sum to the full-batch loss (and gradients).
+
+    ``opd_row_loss``: optional (B,) per-row incorrect-path loss that replaces ``L_OPD_i`` (e.g. the
+    token mean of :func:`full_reverse_kl`, the exact small-vocabulary option). Read on incorrect
+    rows only; it must be finite there.
 
     Ablations (DESIGN section 2, Fig. 5-6): no DPAW = both directions "uniform"; no student / no
     teacher weight = that direction "uniform"; reversed = "reversed"; ``normalize="mean"``
@@ -346,6 +377,10 @@ def scope_loss(
     safe_teacher = torch.where(wrong_tokens, teacher_logp.detach(), logp.detach())
     opd_tokens, advantage, was_clipped = _opd_token_terms(logp, old_logp, safe_teacher, wrong_tokens, clip)
     l_opd = _token_mean(opd_tokens, wrong_tokens)  # (B,)
+    if opd_row_loss is not None:
+        if opd_row_loss.shape != correct.shape:
+            raise ValueError(f"opd_row_loss must have shape ({correct.shape[0]},), got {tuple(opd_row_loss.shape)}")
+        l_opd = torch.where(~correct, opd_row_loss, torch.zeros_like(opd_row_loss)).to(l_mle.dtype)
 
     per_row = torch.where(correct, w_student * l_mle, w_teacher * l_opd)  # Eq. 6 summand
     if n_prompts is None:

@@ -20,6 +20,7 @@ from scope_lib.losses import (
     scope_loss,
     sft_loss,
     token_logprobs,
+    token_logprobs_from_logits,
 )
 
 
@@ -300,6 +301,21 @@ def test_scope_micro_batches_with_full_batch_weights_sum_to_full_loss(gen):
     torch.testing.assert_close(g_parts, g_full)
 
 
+def test_scope_with_exact_kl_rows(gen):
+    logp, old, teacher, mask, correct, group = random_rollouts(gen)
+    rows = torch.rand(len(correct), generator=gen, requires_grad=True)
+    loss, stats = scope_loss(logp, old, teacher, mask, correct, group, opd_row_loss=rows)
+    w_s = hand_path_weights([hand_mean(old[i], t) for i, t in enumerate(hand_rows(mask))], correct.tolist(), group,
+                            1.0, -1.0, "sum")
+    w_t = hand_path_weights([hand_mean(teacher[i], t) for i, t in enumerate(hand_rows(mask))], (~correct).tolist(),
+                            group, 1.0, 1.0, "sum")
+    l_mle = mle_loss(logp, old, mask)
+    want = sum(w_s[i] * float(l_mle[i]) if correct[i] else w_t[i] * float(rows[i]) for i in range(len(correct)))
+    assert math.isclose(float(loss), want / len(set(group.tolist())), rel_tol=1e-5, abs_tol=1e-6)
+    (g,) = torch.autograd.grad(loss, rows)
+    assert torch.all(g[correct] == 0)
+
+
 @pytest.mark.parametrize("incorrect_path", ["paper", "clipped_ppo"])
 def test_scope_ignores_teacher_on_correct_rows_and_padding(gen, incorrect_path):
     logp, old, teacher, mask, correct, group = random_rollouts(gen)
@@ -431,6 +447,8 @@ def test_token_logprobs_match_float64_and_left_padding(gen, tiny_llama):
         torch.testing.assert_close(entropy[:, 1:].double(), want_entropy, rtol=1e-5, atol=1e-5)
         chunked = token_logprobs(tiny_llama, input_ids, attention, temperature=temperature, chunk_size=1)
         torch.testing.assert_close(chunked, logp, rtol=0, atol=1e-6)
+        from_logits = token_logprobs_from_logits(logits, input_ids, temperature=temperature, chunk_size=3)
+        torch.testing.assert_close(from_logits, logp, rtol=0, atol=1e-6)
         for i, s in enumerate(seqs):  # padded rows score exactly like the sequence alone
             alone = token_logprobs(tiny_llama, s[None], torch.ones(1, len(s), dtype=torch.long), temperature=temperature)
             real = logp[i, offsets[i] + 1 : offsets[i] + len(s)]
