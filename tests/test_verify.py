@@ -234,6 +234,18 @@ def test_grading_from_a_multiprocessing_worker(context):
         assert pool.map(_grade_in_worker, jobs) == [True, False, True]
 
 
+def test_a_worker_that_died_is_replaced():
+    from scope_lib import verify_worker
+
+    assert is_correct(r"\boxed{\frac{3}{6}}", "1/2")  # leaves an idle worker
+    for worker in verify_worker._POOL.idle:
+        worker.proc.kill()
+        worker.proc.wait()
+    clear_cache()
+    assert is_correct(r"\boxed{\frac{3}{6}}", "1/2")  # the dead worker reads as a miss, once
+    assert is_correct(r"\boxed{\frac{3}{6}}", "1/2")
+
+
 def test_grade_batch_matches_is_correct():
     rng = random.Random(1)
     base = [
