@@ -242,7 +242,7 @@ def test_a_worker_that_died_is_replaced():
         worker.proc.kill()
         worker.proc.wait()
     clear_cache()
-    assert is_correct(r"\boxed{\frac{3}{6}}", "1/2")  # the dead worker reads as a miss, once
+    assert is_correct(r"\boxed{\frac{3}{6}}", "1/2")  # a dead worker is noticed and restarted
     assert is_correct(r"\boxed{\frac{3}{6}}", "1/2")
 
 
