@@ -183,3 +183,29 @@ def test_offline_without_folder_says_how(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="SCOPE_BENCHMARKS_DIR"):
         load_benchmark("math500")
+
+
+def test_hub_rows_use_the_same_adapters(monkeypatch):
+    """Online loading, with a stand-in `datasets` module: hub column names map like JSONL ones."""
+    import sys
+    import types
+
+    hub_rows = {
+        "math-ai/minervamath": [{"question": "q", "answer": "4.5e33"}],  # answer column, no solution
+        "math-ai/amc23": [{"id": 3, "question": "q", "answer": 27.0}],
+        "HuggingFaceH4/aime_2024": [{"id": 60, "problem": "p", "answer": 204, "solution": "s"}],
+        "openai/gsm8k": [{"question": "q", "answer": "2 + 2 = <<2+2=4>>4\n#### 4"}],
+    }
+    calls = []
+
+    def load_dataset(hub_id, config=None, split=None):
+        calls.append((hub_id, config, split))
+        return hub_rows[hub_id]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    monkeypatch.delenv("SCOPE_BENCHMARKS_DIR", raising=False)
+    assert load_benchmark("minerva_math")[0].answer == "4.5e33"
+    assert load_benchmark("amc23")[0].answer == "27" and load_benchmark("amc23")[0].id == "amc23/3"
+    assert load_benchmark("aime24")[0].answer == "204"
+    assert load_benchmark("gsm8k")[0].answer == "4"
+    assert ("openai/gsm8k", "main", "test") in calls

@@ -82,7 +82,7 @@ def test_chat_prompt_and_greedy_generation(loaded):
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
     start = time.perf_counter()
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     seconds = time.perf_counter() - start
     new_tokens = out[0, inputs.input_ids.shape[1]:]
     text = tokenizer.decode(new_tokens, skip_special_tokens=True)

@@ -170,6 +170,17 @@ def test_fast_path_huge_number_is_fast():
         ("$\\boxed{\\frac{4}{3}}$ then corrected: $\\boxed{2}$", r"\frac{4}{3}", False),
         (r"\boxed{\frac{1}{2}}", r"$\frac{1}{2}$", True),  # gold in $...$
         (r"\boxed{\frac{1}{2}}", r"\boxed{0.5}", True),  # gold boxed
+        (r"\boxed{18 \text{ dollars}}", "18", True),  # units and symbols dropped
+        (r"\boxed{30^\circ}", "30", True),
+        (r"\boxed{50\%}", "50", True),
+        (r"\boxed{1.6 \mathrm{~cm}}", "1.6", True),
+        (r"\boxed{Evelyn}", r"\text{Evelyn}", True),
+        (r"\boxed{(3, \pi/2)}", r"\left( 3, \frac{\pi}{2} \right)", True),
+        (r"\boxed{(3, \pi)}", r"\left( 3, \frac{\pi}{2} \right)", False),
+        (r"\boxed{4.67}", r"\frac{14}{3}", False),  # rounded is not equal
+        (r"\boxed{\sqrt{8}}", r"2\sqrt{2}", True),
+        (r"\boxed{4.5 \times 10^{33}}", "4.5e33", True),  # e-notation is not Euler's e
+        (r"\boxed{\{1, 2\}}", r"\{2, 1\}", True),
         (r"no box, answer 5", "5", False),
         (r"\boxed{}", "5", False),
         (r"\boxed{5", "5", False),
