@@ -136,6 +136,9 @@ class Trainer:
         _init_distributed()
         self.cfg = cfg
         self.rank, self.world_size = _rank_and_world()
+        for key in ("prompts_per_step", "mini_batch_prompts"):
+            if getattr(cfg.optim, key) % self.world_size:
+                raise ValueError(f"config key 'optim.{key}' ({getattr(cfg.optim, key)}) must be divisible by the {self.world_size} processes")
         self.run_dir = Path(cfg.output_dir)
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if cfg.device == "auto" else cfg.device))
@@ -222,6 +225,11 @@ class Trainer:
         ok = grade_batch(batch.texts, golds)
         corpus = [(prompts[int(g)], text) for g, text, good in zip(batch.group, batch.texts, ok)
                   if good or not cfg.kd.only_correct]
+        if not corpus:
+            raise RuntimeError(
+                f"KD corpus is empty: the teacher solved none of {len(chosen)} training prompts "
+                f"(x{cfg.kd.samples_per_prompt} samples); set kd.only_correct: false to keep unverified solutions"
+            )
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(json.dumps(pair) + "\n" for pair in corpus))
@@ -234,7 +242,9 @@ class Trainer:
         per_step = self.cfg.optim.prompts_per_step
         share = per_step // self.world_size
         pairs = [corpus[(step * per_step + self.rank * share + i) % len(corpus)] for i in range(share)]
-        return encode_pairs(self.tokenizer, pairs)
+        batch = encode_pairs(self.tokenizer, pairs)
+        batch["group"] = torch.arange(len(pairs)) + step * 1_000_000 + self.rank * 10_000  # one row per "group"
+        return batch
 
     # --- one step
 
@@ -437,7 +447,8 @@ class Trainer:
                     stats = {}
                 else:
                     batch, stats = self.collect(self.step, timer)
-                stats.update(self.update(batch, timer))
+                for key, value in self.update(batch, timer).items():
+                    stats.setdefault(key, value)  # the rollout-level counts win over per-micro-batch ones
             self.step += 1
             record = {"step": self.step, **stats, **{f"time/{k}": timer.seconds.get(k, 0.0) for k in TIMERS}}
             self.history.append(record)

@@ -6,6 +6,7 @@ only them. The default suite stays well under the CI budget on 2 CPU cores.
 """
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,3 +22,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+# Tiny worlds built by tests are cached inside the repository (git-ignored), never in $HOME,
+# and subprocesses started by tests inherit the same cache.
+os.environ.setdefault("SCOPE_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "scope"))
