@@ -157,6 +157,7 @@ def _clean_gold(gold: str) -> str:
         raise ValueError(f"gold: expected str, got {type(gold).__name__} (join lists first)")
     boxed = extract_boxed(gold)
     text = boxed if boxed is not None else gold
+    text = re.sub(r"\$\s*,\s*\$", ", ", text)  # "$(3,2)$, $(-3,2)$": the inner "$, $" is a comma
     return text.strip().strip("$").strip()
 
 
