@@ -1,0 +1,46 @@
+"""Teacher scoring: the vLLM-protocol client against a real HTTP server process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from scope_lib.models import SMOKE_WORLD, build_tiny_world
+from scope_lib.rollout import generate_rollouts
+from scope_lib.teacher import LocalTeacher, ServerTeacher
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    build_tiny_world(SMOKE_WORLD, progress=False)  # built once here, loaded by the server process
+    proc = subprocess.Popen([sys.executable, "-m", "scope_lib.teacher_server", "--model", "tiny_smoke", "--port", "0"],
+                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving"), line
+        yield line.split()[-1]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_server_scores_equal_local_scores(server):
+    world = build_tiny_world(SMOKE_WORLD, progress=False)
+    rollouts = generate_rollouts(world.student, world.tokenizer, ["Start with 3. Add 4.", "Start with 12."],
+                                 num_samples=3, temperature=1.0, max_new_tokens=12, seed=int(torch.randint(1 << 20, ())))
+    local = LocalTeacher(world.teacher).score(rollouts.input_ids, rollouts.attention_mask)
+    remote = ServerTeacher(server, "tiny_smoke", request_batch_size=4).score(rollouts.input_ids, rollouts.attention_mask)
+    mask = rollouts.response_mask.bool()
+    assert mask.any()
+    torch.testing.assert_close(remote[mask], local[mask], rtol=1e-4, atol=1e-4)
+    assert (remote[~rollouts.attention_mask.bool()] == 0).all()  # padding stays zero
+
+
+def test_server_errors_are_named(server):
+    with pytest.raises(RuntimeError, match="teacher server at"):
+        ServerTeacher("http://127.0.0.1:9", "x", timeout=2).score(torch.ones(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.long))
