@@ -1,0 +1,59 @@
+"""Named experiments of the paper, as config overrides, for the notebooks.
+
+`experiment_config(scale, variant, seed, smoke=False)` is the one place that says what
+"OPD", "no teacher weight" or "tau = 2" mean, so notebooks 04-09 ask for the same run and
+the registry (`scope_lib.runs`) trains it once.
+
+Variants: the methods of Table 1 (`grpo`, `kd`, `opd`, `scope`), the DPAW ablations of
+Fig. 5, and `scope_tau<value>` for Fig. 6.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scope_lib.config import TrainConfig, load_config
+
+SCALES = {"tiny": "tiny", "smol": "smol", "paper": "paper_distill_1p5b", "paper_qwen3": "paper_qwen3_1p7b"}
+
+METHODS = ("grpo", "kd", "opd", "scope")
+
+# Fig. 5: each ablation changes one DPAW choice and keeps the reward routing.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "no_dpaw": {"scope.student_direction": "uniform", "scope.teacher_direction": "uniform"},
+    "no_student_weight": {"scope.student_direction": "uniform"},
+    "reversed_student_weight": {"scope.student_direction": "reversed"},
+    "no_teacher_weight": {"scope.teacher_direction": "uniform"},
+    "reversed_teacher_weight": {"scope.teacher_direction": "reversed"},
+}
+
+# Sizes that make every notebook finish in seconds on the smoke world (tests only).
+SMOKE_OVERRIDES: dict[str, Any] = {
+    "model.student": "tiny_smoke", "model.teacher": "tiny_smoke", "steps": 2, "checkpoint_every": 0,
+    "optim.prompts_per_step": 4, "optim.mini_batch_prompts": 4, "rollout.group_size": 4,
+    "rollout.max_new_tokens": 16, "data.eval_problems_per_set": 4, "eval.k": 4, "eval.max_new_tokens": 16,
+}
+
+
+def variant_overrides(variant: str) -> dict[str, Any]:
+    """Config overrides that turn the scale's preset into `variant`."""
+    if variant in METHODS:
+        overrides: dict[str, Any] = {"method": variant}
+        if variant == "opd":
+            overrides["rollout.group_size"] = 1  # Table 3: OPD samples one rollout per prompt
+        return overrides
+    if variant in ABLATIONS:
+        return {"method": "scope", **ABLATIONS[variant]}
+    if variant.startswith("scope_tau"):
+        return {"method": "scope", "scope.tau": float(variant.removeprefix("scope_tau"))}
+    raise ValueError(f"variant {variant!r}: expected one of {METHODS + tuple(ABLATIONS)} or 'scope_tau<value>'")
+
+
+def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = False, **overrides: Any) -> TrainConfig:
+    """The config of one run of the paper's experiments at `scale` (`tiny`, `smol`, `paper`)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale {scale!r}: expected one of {list(SCALES)}")
+    merged = {**variant_overrides(variant), "seed": seed, **(SMOKE_OVERRIDES if smoke else {}), **overrides}
+    if smoke and merged.get("rollout.group_size") == 1 and variant != "opd":
+        merged["rollout.group_size"] = 4
+    return load_config(SCALES[scale], overrides=merged)
