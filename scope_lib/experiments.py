@@ -53,7 +53,5 @@ def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = Fals
     """The config of one run of the paper's experiments at `scale` (`tiny`, `smol`, `paper`)."""
     if scale not in SCALES:
         raise ValueError(f"scale {scale!r}: expected one of {list(SCALES)}")
-    merged = {**variant_overrides(variant), "seed": seed, **(SMOKE_OVERRIDES if smoke else {}), **overrides}
-    if smoke and merged.get("rollout.group_size") == 1 and variant != "opd":
-        merged["rollout.group_size"] = 4
+    merged = {**(SMOKE_OVERRIDES if smoke else {}), **variant_overrides(variant), "seed": seed, **overrides}
     return load_config(SCALES[scale], overrides=merged)
