@@ -55,3 +55,28 @@ def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = Fals
         raise ValueError(f"scale {scale!r}: expected one of {list(SCALES)}")
     merged = {**(SMOKE_OVERRIDES if smoke else {}), **variant_overrides(variant), "seed": seed, **overrides}
     return load_config(SCALES[scale], overrides=merged)
+
+
+def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool = False, include_base: bool = True,
+             **overrides: Any):
+    """Train (or load) every variant x seed and evaluate it: one tidy row per run and eval set.
+
+    Columns: variant, seed, eval_set, avg@k, pass@k, k. The base student (untrained) appears
+    as variant "base" once per seed value of 0 (its evaluation does not depend on a seed).
+    Returns (DataFrame, {(variant, seed): EvalResult}).
+    """
+    import pandas as pd
+
+    from scope_lib.runs import evaluate_model, get_run
+
+    rows, results = [], {}
+    jobs = ([("base", seeds[0])] if include_base else []) + [(v, s) for v in variants for s in seeds]
+    for variant, seed in jobs:
+        cfg = experiment_config(scale, "scope" if variant == "base" else variant, seed, smoke=smoke, **overrides)
+        run = None if variant == "base" else get_run(cfg)
+        result = evaluate_model(run, cfg)
+        results[(variant, seed)] = result
+        for eval_set, row in result.summary().items():
+            rows.append({"variant": variant, "seed": seed, "eval_set": eval_set, "k": result.k,
+                         "avg@k": row[f"avg@{result.k}"], "pass@k": row[f"pass@{result.k}"]})
+    return pd.DataFrame(rows), results
