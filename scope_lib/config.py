@@ -140,8 +140,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fingerprint(self, exclude: tuple[str, ...] = ("output_dir", "progress", "checkpoint_every", "keep_checkpoints")) -> str:
-        """Hash of every setting that changes results: the run registry's key."""
+    def fingerprint(self, exclude: tuple[str, ...] = ("output_dir", "progress", "checkpoint_every", "keep_checkpoints", "eval")) -> str:
+        """Hash of every setting that changes the trained model: the run registry's key.
+
+        Evaluation settings are left out: evaluations are cached separately (scope_lib.runs),
+        so one trained run serves every eval protocol.
+        """
         data = {k: v for k, v in self.to_dict().items() if k not in exclude}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -51,3 +51,8 @@ def test_overrides_and_fingerprint():
     assert cfg.fingerprint() != base.fingerprint()
     # Output location and progress display do not change results, so not the run key.
     assert load_config("tiny", overrides={"output_dir": "elsewhere", "progress": False}).fingerprint() == base.fingerprint()
+
+
+def test_eval_settings_do_not_change_the_run_key():
+    base = load_config("tiny")
+    assert load_config("tiny", overrides={"eval.k": 32, "eval.temperature": 1.0}).fingerprint() == base.fingerprint()
