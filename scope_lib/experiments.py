@@ -32,6 +32,7 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "model.student": "tiny_smoke", "model.teacher": "tiny_smoke", "steps": 2, "checkpoint_every": 0,
     "optim.prompts_per_step": 4, "optim.mini_batch_prompts": 4, "rollout.group_size": 4,
     "rollout.max_new_tokens": 16, "data.eval_problems_per_set": 4, "eval.k": 4, "eval.max_new_tokens": 16,
+    "kd.only_correct": False,  # the smoke teacher solves nothing; keep its solutions anyway
 }
 
 
@@ -80,3 +81,11 @@ def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool =
             rows.append({"variant": variant, "seed": seed, "eval_set": eval_set, "k": result.k,
                          "avg@k": row[f"avg@{result.k}"], "pass@k": row[f"pass@{result.k}"]})
     return pd.DataFrame(rows), results
+
+
+def run_histories(scale: str, variants: list[str], seeds: list[int], *, smoke: bool = False,
+                  **overrides: Any) -> dict[tuple[str, int], list[dict]]:
+    """Per-step training metrics of every variant x seed (trained now if not in the registry)."""
+    from scope_lib.runs import get_run
+
+    return {(v, s): get_run(experiment_config(scale, v, s, smoke=smoke, **overrides)).history for v in variants for s in seeds}

@@ -60,6 +60,9 @@ def parse_args(argv=None):
     ap.add_argument("--eval-k", type=int, default=4)
     ap.add_argument("--eval-seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--student-path", type=Path, default=None, help="override the cached student (calibration runs)")
+    ap.add_argument("--teacher-path", type=Path, default=None, help="override the cached teacher (calibration runs)")
+    ap.add_argument("--smoke", action="store_true", help="use the seconds-to-build smoke world (tests)")
     ap.add_argument("--out", type=Path, default=None, help="JSON record (a .md table is written beside it)")
     return ap.parse_args(argv)
 
@@ -95,7 +98,7 @@ def opd_step_loss(student, teacher, batch, estimator: str):
 
 
 def train_student(world, args, seed: int, pool, log=print):
-    student = LlamaForCausalLM.from_pretrained(world.path / "student")
+    student = LlamaForCausalLM.from_pretrained(args.student_path or world.path / "student")
     student.train()
     teacher = world.teacher.eval()
     if args.optimizer == "adamw":
@@ -130,12 +133,29 @@ def train_student(world, args, seed: int, pool, log=print):
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0))
         optimizer.step()
-        history.append({"step": step, "loss": float(loss), "rollout_acc": rollout_acc, "grad_norm": grad_norm})
+        history.append({"step": step, "loss": loss.item(), "rollout_acc": rollout_acc, "grad_norm": grad_norm})
         if step % 10 == 0:
-            log(f"  step {step:4d} loss {float(loss):.4f} rollout_acc {rollout_acc:.2f} "
+            log(f"  step {step:4d} loss {loss.item():.4f} rollout_acc {rollout_acc:.2f} "
                 f"grad {grad_norm:.3f} t {time.time() - start:.0f}s")
     student.eval()
     return student, {"train_seconds": round(time.time() - start, 1), "steps_done": len(history), "history": history}
+
+
+def load_world(args):
+    if args.smoke:
+        from scope_lib.models import SMOKE_WORLD
+
+        return build_tiny_world(SMOKE_WORLD, progress=False)
+    if args.student_path is None and args.teacher_path is None:
+        return build_tiny_world()
+    from types import SimpleNamespace
+
+    from scope_lib.tokenizer import load_tokenizer
+
+    base = args.teacher_path
+    return SimpleNamespace(path=base, tokenizer=load_tokenizer(base / "tok"),
+                           teacher=LlamaForCausalLM.from_pretrained(base).eval(),
+                           student=LlamaForCausalLM.from_pretrained(args.student_path).eval())
 
 
 def _avg(result) -> dict[str, float]:
@@ -145,7 +165,7 @@ def _avg(result) -> dict[str, float]:
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    world = build_tiny_world()
+    world = load_world(args)
     pool = tasks.train_pool()
     eval_sets = tasks.eval_sets(args.eval_per_set)
     ev = dict(k=args.eval_k, temperature=0.6, max_new_tokens=args.max_new_tokens, seed=args.eval_seed, progress=False)
@@ -166,7 +186,7 @@ def main(argv=None):
     spread = statistics.stdev(afters) if len(afters) > 1 else 0.0
     record = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "world": world.path.name,
+        "world": str(world.path.name), "student": str(args.student_path or "cached"),
         "before": _avg(before),
         "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
         "mean_after": round(statistics.mean(afters), 4),

@@ -1,0 +1,103 @@
+"""Tables and sentences the notebooks build from measured results (never from typed numbers).
+
+`seed_summary` turns the tidy rows of `experiments.run_grid` into mean and 95% confidence
+interval over seeds; `relative_change` adds Table 1's "relative gain vs OPD";
+`pass_curves` gives Fig. 4's mean Pass@k curve with a band; `step_curves` gives Fig. 3's
+per-step training curves; `claim` writes one verdict line for the results page.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from scope_lib.plotting import mean_ci
+
+
+def seed_summary(df: pd.DataFrame, metrics=("avg@k", "pass@k"), by=("variant", "eval_set")) -> pd.DataFrame:
+    """Mean, 95% CI half-width and seed count of each metric per group of `by`."""
+    rows = []
+    for key, part in df.groupby(list(by), sort=False):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        for metric in metrics:
+            mean, low, high = mean_ci(part[metric].to_numpy(dtype=float))
+            row[metric] = mean
+            row[f"{metric}_ci"] = (high - mean) if np.isfinite(high) else np.nan
+        row["seeds"] = part["seed"].nunique()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def wide_table(summary: pd.DataFrame, metric: str, order: list[str], sets: list[str]) -> pd.DataFrame:
+    """Variants as rows, eval sets as columns, "mean ± ci" strings in percent (Table 1 layout)."""
+    table = {}
+    for variant in order:
+        cells = {}
+        for eval_set in sets:
+            row = summary[(summary.variant == variant) & (summary.eval_set == eval_set)]
+            if row.empty:
+                continue
+            mean, ci = 100 * float(row[metric].iloc[0]), 100 * float(row[f"{metric}_ci"].iloc[0])
+            cells[eval_set] = f"{mean:.1f} ± {ci:.1f}" if np.isfinite(ci) else f"{mean:.1f}"
+        table[variant] = cells
+    return pd.DataFrame.from_dict(table, orient="index")[sets]
+
+
+def relative_change(summary: pd.DataFrame, metric: str, reference: str = "opd", eval_set: str = "average") -> pd.Series:
+    """Relative change of `metric` on `eval_set` versus `reference`, in percent, per variant."""
+    part = summary[summary.eval_set == eval_set].set_index("variant")[metric]
+    if reference not in part.index:
+        raise ValueError(f"reference variant {reference!r} has no {metric} on {eval_set!r}")
+    return 100 * (part - part[reference]) / part[reference]
+
+
+def pass_curves(results: dict, variant: str, eval_set: str | None = None) -> pd.DataFrame:
+    """Mean Pass@k over seeds (and CI band) for k = 1..K; eval_set None averages the sets."""
+    per_seed = []
+    for (v, _seed), result in results.items():
+        if v != variant:
+            continue
+        sets = [eval_set] if eval_set else list(result.correct)
+        curves = [result.pass_at_k_curve(name) for name in sets]
+        per_seed.append({k: float(np.mean([c[k] for c in curves])) for k in curves[0]})
+    if not per_seed:
+        raise ValueError(f"no results for variant {variant!r}")
+    rows = []
+    for k in per_seed[0]:
+        mean, low, high = mean_ci(np.array([c[k] for c in per_seed]))
+        rows.append({"k": k, "pass@k": mean, "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def step_curves(histories: dict[tuple[str, int], list[dict]], metric: str) -> pd.DataFrame:
+    """Per-step mean and CI over seeds of a logged training metric, one row per (variant, step)."""
+    rows = []
+    variants = sorted({v for v, _ in histories})
+    for variant in variants:
+        runs = [h for (v, _), h in histories.items() if v == variant]
+        steps = min(len(h) for h in runs)
+        for i in range(steps):
+            values = np.array([h[i].get(metric, np.nan) for h in runs], dtype=float)
+            mean, low, high = mean_ci(values[np.isfinite(values)]) if np.isfinite(values).any() else (np.nan,) * 3
+            rows.append({"variant": variant, "step": runs[0][i]["step"], metric: mean, "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def claim(text: str, holds: bool | None, evidence: str) -> str:
+    """One results-page line: the paper's claim, whether the run reproduces it, and the numbers."""
+    verdict = {True: "reproduced", False: "not reproduced", None: "inconclusive"}[holds]
+    return f"- **{verdict}**: {text} ({evidence})"
+
+
+def separated(a: tuple[float, float], b: tuple[float, float]) -> bool | None:
+    """True if mean a > mean b with non-overlapping CIs, False if the reverse, None if they overlap.
+
+    Each argument is (mean, ci half-width); a NaN half-width (one seed) counts as zero.
+    """
+    (ma, ca), (mb, cb) = a, b
+    ca, cb = (0.0 if not np.isfinite(c) else c for c in (ca, cb))
+    if ma - ca > mb + cb:
+        return True
+    if mb - cb > ma + ca:
+        return False
+    return None
