@@ -1,0 +1,429 @@
+"""The paper's error-recovery study (Sec. 2, Fig. 1b; Appendix C.1 and C.4, Tables 6, 7, 9-12).
+
+Does a teacher recover more often from a flawed student prefix that it finds plausible?
+The procedure of Appendix C.1, step by step (`recovery_study`):
+
+1. sample `samples_per_problem` student rollouts per problem; keep the incorrect ones;
+2. score each under the teacher over the response tokens only (Eq. 23):
+   `PPL_T(y) = exp(-(1/|y|) sum_t log pi_T(y_t | x, y_<t))`, i.e. `exp(-s_T)`;
+3. split them into four equal-sized buckets by PPL quartile, Q1 = lowest PPL (`ppl_quartiles`,
+   Table 6 statistics from `bucket_stats`);
+4. truncate each at the newline boundary nearest to `ratio * length`, for ratios 0.2..0.8
+   (`truncate_at_newline`);
+5. let the teacher complete `prompt + prefix` `completions_per_prefix` times and grade the
+   whole trajectory `prefix + completion`; the recovery rate of a prefix is its mean accuracy
+   (`recovery_table` gives Table 7, `recovery_curve` Fig. 1b with bootstrap intervals).
+
+Where this departs from the paper (which leaves these open):
+- lengths are measured in characters of the decoded response, not tokens: the cut is made on
+  text and the boundary is a character, so one unit for both keeps the rule exact;
+- a prefix ends just after its newline (the completion starts on a fresh line); candidate
+  prefixes are the empty prefix and every prefix ending in a newline, so a text without a
+  newline truncates to the empty prefix; ties go to the shorter prefix;
+- identical `prompt + prefix` strings (e.g. the empty prefix of two rollouts of one problem)
+  are completed once and share their completions: the same experiment, run once;
+- the teacher completes with the student's sampling temperature (the paper's value was lost
+  in the text extraction; both are 0.6 there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scope_lib.problem import Problem
+
+DEFAULT_RATIOS = (0.2, 0.4, 0.6, 0.8)  # Fig. 1b / Table 7
+BUCKET_NAMES = ("Q1", "Q2", "Q3", "Q4")  # Q1 = lowest teacher PPL
+_BUCKET_LABELS = ("Q1 (lowest PPL)", "Q2", "Q3", "Q4 (highest PPL)")
+
+__all__ = [
+    "BUCKET_NAMES",
+    "DEFAULT_RATIOS",
+    "RecoveryStudy",
+    "bootstrap_mean_ci",
+    "bucket_stats",
+    "case_studies",
+    "ppl_quartiles",
+    "quartile_gap",
+    "recovery_curve",
+    "recovery_study",
+    "recovery_table",
+    "truncate_at_newline",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# truncation
+
+
+def _check_ratio(ratio) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"ratio: expected a number in [0, 1], got {ratio!r}")
+    return float(ratio)
+
+
+def truncate_at_newline(text: str, ratio: float) -> str:
+    """The prefix of `text` cut at the newline boundary nearest to `ratio * len(text)` characters.
+
+    Candidates are the empty prefix and every prefix that ends right after a `"\\n"`; the one
+    whose length is nearest to the target wins, the shorter one on a tie. A text without a
+    newline gives `""` (the teacher then solves from scratch).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text: expected str, got {type(text).__name__}")
+    target = _check_ratio(ratio) * len(text)
+    best = 0
+    start = 0
+    while (newline := text.find("\n", start)) != -1:
+        end = newline + 1
+        if abs(end - target) < abs(best - target):  # strict: ties keep the shorter prefix
+            best = end
+        elif end > target:
+            break  # boundaries only move further away from here on
+        start = end
+    return text[:best]
+
+
+# ---------------------------------------------------------------------------------------------
+# perplexity buckets (Table 6)
+
+
+def _as_float64(seq_logp, name: str) -> np.ndarray:
+    if isinstance(seq_logp, torch.Tensor):
+        seq_logp = seq_logp.detach().cpu().double().numpy()
+    values = np.asarray(seq_logp, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array (one entry per rollout), got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name}: expected finite length-normalised log-probs, got NaN or inf")
+    return values
+
+
+def ppl_quartiles(teacher_seq_logp) -> np.ndarray:
+    """Quartile bucket of each rollout's teacher perplexity: 0 = Q1 (lowest PPL) .. 3 = Q4.
+
+    teacher_seq_logp: (N,) length-normalised teacher log-probs `s_T` (tensor or array), N >= 4.
+    `PPL = exp(-s_T)`; with `q = np.percentile(PPL, [25, 50, 75])` (linear interpolation), a
+    rollout is in bucket k when `q[k-1] < PPL <= q[k]` (right-closed, like `pd.qcut`), so
+    buckets have equal sizes up to ties and N mod 4. Returns (N,) int64.
+    """
+    s = _as_float64(teacher_seq_logp, "teacher_seq_logp")
+    if s.size < 4:
+        raise ValueError(f"teacher_seq_logp: expected at least 4 rollouts for quartiles, got {s.size}")
+    # Bucket on NLL = -s rather than PPL = exp(-s): the order is the same, and exp cannot overflow.
+    nll = -s
+    edges = np.percentile(nll, [25, 50, 75])
+    return np.searchsorted(edges, nll, side="left").astype(np.int64)
+
+
+def bucket_stats(teacher_seq_logp, buckets) -> pd.DataFrame:
+    """Table 6: teacher PPL and NLL-per-token statistics per bucket, plus an "Overall" row.
+
+    Columns: n, ppl_mean, ppl_median, ppl_min, ppl_max, nll_mean, nll_median, nll_min, nll_max
+    (NLL per token = `-s_T`, PPL = `exp(NLL)`). Index: "Q1 (lowest PPL)" .. "Q4 (highest PPL)",
+    "Overall".
+    """
+    s = _as_float64(teacher_seq_logp, "teacher_seq_logp")
+    buckets = np.asarray(buckets)
+    if buckets.shape != s.shape:
+        raise ValueError(f"buckets: expected shape {s.shape} like teacher_seq_logp, got {buckets.shape}")
+    nll = -s
+    rows = {}
+    for k, label in enumerate(_BUCKET_LABELS):
+        rows[label] = _stats(nll[buckets == k])
+    rows["Overall"] = _stats(nll)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "bucket"
+    return table
+
+
+def _stats(nll: np.ndarray) -> dict[str, float]:
+    if nll.size == 0:
+        return {"n": 0, **{f"{m}_{s}": np.nan for m in ("ppl", "nll") for s in ("mean", "median", "min", "max")}}
+    ppl = np.exp(nll)
+    out: dict[str, float] = {"n": int(nll.size)}
+    for name, values in (("ppl", ppl), ("nll", nll)):
+        out.update({f"{name}_mean": values.mean(), f"{name}_median": float(np.median(values)),
+                    f"{name}_min": values.min(), f"{name}_max": values.max()})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregation (Table 7, Fig. 1b)
+
+
+def bootstrap_mean_ci(values, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap interval of the mean of `values`.
+
+    Used with one value per rollout (its recovery rate over completions): completions of one
+    prefix are correlated, so rollouts, not completions, are the resampled units.
+    Empty input gives NaNs; a single value gives a zero-width interval.
+    """
+    _check_bootstrap(confidence, n_boot)
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size == 0:
+        return (np.nan, np.nan, np.nan)
+    means = _bootstrap_means(x, n_boot, np.random.default_rng(seed))
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return (float(x.mean()), float(low), float(high))
+
+
+def _check_bootstrap(confidence, n_boot) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: expected a number in (0, 1), got {confidence!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot: expected a positive int of resamples, got {n_boot!r}")
+
+
+def _bootstrap_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot,) means of resamples of x with replacement."""
+    return x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+
+
+_RATE_COLUMNS = ("bucket", "ratio", "recovery")
+
+
+def _check_rates(rates: pd.DataFrame) -> None:
+    if not isinstance(rates, pd.DataFrame):
+        raise ValueError(f"rates: expected a pandas DataFrame, got {type(rates).__name__}")
+    missing = [c for c in _RATE_COLUMNS if c not in rates.columns]
+    if missing:
+        raise ValueError(f"rates: expected columns {list(_RATE_COLUMNS)}, missing {missing}")
+
+
+def recovery_table(rates: pd.DataFrame) -> pd.DataFrame:
+    """Table 7: mean recovery rate (percent) per truncation ratio (rows) and bucket (columns).
+
+    rates: one row per rollout x ratio with columns `bucket` (0..3), `ratio` and `recovery`
+    (the prefix's mean accuracy over its completions), as `recovery_study` returns. Each
+    rollout counts once per cell (the paper's "mean accuracy over these completions", with
+    equal completions per prefix). Adds "All" (every rollout) and "Q1-Q4 gap" columns.
+    """
+    _check_rates(rates)
+    table = rates.pivot_table(index="ratio", columns="bucket", values="recovery", aggfunc="mean")
+    table = table.reindex(columns=range(len(BUCKET_NAMES))) * 100
+    table.columns = list(BUCKET_NAMES)
+    table["All"] = rates.groupby("ratio")["recovery"].mean() * 100
+    table["Q1-Q4 gap"] = table["Q1"] - table["Q4"]
+    table.index.name = "ratio"
+    return table
+
+
+def recovery_curve(rates: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Fig. 1b data: per bucket and ratio the mean recovery rate with a bootstrap interval.
+
+    Returns a long table with columns bucket, quartile ("Q1".."Q4"), ratio, n_rollouts,
+    recovery, low, high (fractions in [0, 1]); see `bootstrap_mean_ci` for the interval.
+    """
+    _check_rates(rates)
+    rows = []
+    for (bucket, ratio), cell in rates.groupby(["bucket", "ratio"], sort=True):
+        mean, low, high = bootstrap_mean_ci(cell["recovery"], confidence=confidence, n_boot=n_boot, seed=seed)
+        rows.append({"bucket": int(bucket), "quartile": BUCKET_NAMES[int(bucket)], "ratio": float(ratio),
+                     "n_rollouts": len(cell), "recovery": mean, "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def quartile_gap(rates: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """The Q1-Q4 recovery gap per ratio (fractions) with a bootstrap interval.
+
+    Q1 and Q4 rollouts are resampled independently (they are disjoint samples). Returns
+    columns ratio, gap, low, high, n_q1, n_q4; a ratio whose Q1 or Q4 cell is empty gets NaN.
+    """
+    _check_rates(rates)
+    _check_bootstrap(confidence, n_boot)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ratio, at_ratio in rates.groupby("ratio", sort=True):
+        q1 = at_ratio.loc[at_ratio["bucket"] == 0, "recovery"].to_numpy(dtype=np.float64)
+        q4 = at_ratio.loc[at_ratio["bucket"] == len(BUCKET_NAMES) - 1, "recovery"].to_numpy(dtype=np.float64)
+        if q1.size == 0 or q4.size == 0:
+            gap = low = high = np.nan
+        else:
+            gaps = _bootstrap_means(q1, n_boot, rng) - _bootstrap_means(q4, n_boot, rng)
+            gap = q1.mean() - q4.mean()
+            low, high = np.quantile(gaps, [(1 - confidence) / 2, (1 + confidence) / 2])
+        rows.append({"ratio": float(ratio), "gap": float(gap), "low": float(low), "high": float(high),
+                     "n_q1": int(q1.size), "n_q4": int(q4.size)})
+    return pd.DataFrame(rows)
+
+
+def case_studies(cases: pd.DataFrame, n: int = 4, *, excerpt_chars: int = 160) -> pd.DataFrame:
+    """Tables 9-12: the `n` incorrect rollouts with the highest teacher PPL.
+
+    cases: one row per incorrect rollout as `recovery_study` returns. The excerpt is the start
+    of the response with newlines shown as " / " (so the row fits a Markdown table). Repeated
+    rollouts (same question and text, sampled twice) are shown once.
+    """
+    if n < 1:
+        raise ValueError(f"n: expected >= 1 cases, got {n!r}")
+    top = cases.sort_values("ppl", ascending=False, kind="stable").drop_duplicates(["question", "text"]).head(n)
+    out = pd.DataFrame({
+        "problem": top["question"], "gold": top["gold"], "student answer": top["student_answer"].fillna("(none)"),
+        "teacher PPL": top["ppl"], "NLL/token": top["nll"], "bucket": [BUCKET_NAMES[b] for b in top["bucket"]],
+        "excerpt": [_excerpt(t, excerpt_chars) for t in top["text"]],
+    })
+    return out.reset_index(drop=True)
+
+
+def _excerpt(text: str, limit: int) -> str:
+    flat = text.replace("\n", " / ")
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# the study
+
+
+@dataclass
+class RecoveryStudy:
+    rates: pd.DataFrame  # one row per incorrect rollout x ratio (see recovery_study)
+    cases: pd.DataFrame  # one row per incorrect rollout: problem, text, teacher PPL, bucket
+    num_rollouts: int  # student rollouts sampled
+    num_incorrect: int  # of which incorrect (the studied population)
+    num_teacher_prompts: int  # distinct prompt + prefix strings completed by the teacher
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def student_accuracy(self) -> float:
+        return 1.0 - self.num_incorrect / self.num_rollouts
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+
+
+@torch.no_grad()
+def recovery_study(
+    student,
+    teacher,
+    tokenizer,
+    problems: Sequence[Problem],
+    format_prompt: Callable[[Problem], str],
+    *,
+    samples_per_problem: int,
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    completions_per_prefix: int,
+    temperature: float = 0.6,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int = 96,
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = True,
+) -> RecoveryStudy:
+    """Run the error-recovery experiment of Appendix C.1 (see the module docstring).
+
+    student, teacher: causal LMs sharing `tokenizer`; the teacher both scores the incorrect
+    rollouts (PPL) and completes their prefixes. `batch_size`: sequences per generate call.
+
+    Returns a RecoveryStudy whose `rates` has one row per incorrect rollout and ratio with
+    columns rollout, problem_id, bucket (0 = Q1), ppl, nll, ratio, response_chars,
+    prefix_chars, prefix_fraction (prefix_chars / response_chars), n_completions, n_correct,
+    recovery (= n_correct / n_completions); `cases` has one row per incorrect rollout with
+    rollout, problem_id, question, gold, tier, student_answer, text, response_tokens, ppl,
+    nll, bucket.
+    """
+    from tqdm.auto import tqdm
+
+    from scope_lib.rollout import generate_rollouts
+    from scope_lib.teacher import LocalTeacher
+    from scope_lib.verify import extract_boxed, grade_batch
+    from scope_lib.weights import sequence_logp
+
+    _check_positive(samples_per_problem=samples_per_problem, completions_per_prefix=completions_per_prefix,
+                    batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if not problems:
+        raise ValueError("problems: expected at least one problem")
+    ratios = [_check_ratio(r) for r in ratios]
+    if not ratios:
+        raise ValueError("ratios: expected at least one truncation ratio")
+    sampling = dict(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                    batch_size=batch_size)
+
+    # --- 1. student rollouts, keep the incorrect ones
+    prompts = [format_prompt(p) for p in problems]
+    rollouts = generate_rollouts(student, tokenizer, prompts, num_samples=samples_per_problem, seed=seed, **sampling)
+    problem_of = rollouts.group.tolist()
+    correct = grade_batch(rollouts.texts, [problems[g].answer for g in problem_of])
+    wrong = [i for i, ok in enumerate(correct) if not ok]
+    if len(wrong) < len(BUCKET_NAMES):
+        raise ValueError(
+            f"problems: {len(wrong)} of {len(rollouts)} student rollouts are incorrect, expected at least "
+            f"{len(BUCKET_NAMES)} for quartiles; use more or harder problems, or more samples_per_problem"
+        )
+
+    # --- 2. teacher PPL over the response tokens only (Eq. 23)
+    rows = torch.tensor(wrong, dtype=torch.long)
+    token_logp = LocalTeacher(teacher).score(rollouts.input_ids[rows], rollouts.attention_mask[rows])  # (W, T)
+    teacher_s = sequence_logp(token_logp, rollouts.response_mask[rows]).double().numpy()  # (W,)
+
+    # --- 3. quartile buckets (Table 6)
+    buckets = ppl_quartiles(teacher_s)
+
+    # --- 4. prefixes at each ratio; identical prompt + prefix strings are completed once
+    job_of: dict[str, int] = {}
+    job_texts: list[str] = []
+    job_golds: list[str] = []
+    job_prefixes: list[str] = []
+    records = []
+    for w, i in enumerate(wrong):
+        problem = problems[problem_of[i]]
+        text = rollouts.texts[i]
+        for ratio in ratios:
+            prefix = truncate_at_newline(text, ratio)
+            key = prompts[problem_of[i]] + prefix
+            if key not in job_of:
+                job_of[key] = len(job_texts)
+                job_texts.append(key)
+                job_golds.append(problem.answer)
+                job_prefixes.append(prefix)
+            records.append({
+                "rollout": w, "problem_id": problem.id, "bucket": int(buckets[w]), "ppl": float(np.exp(-teacher_s[w])),
+                "nll": float(-teacher_s[w]), "ratio": ratio, "response_chars": len(text), "prefix_chars": len(prefix),
+                "prefix_fraction": len(prefix) / len(text) if text else 0.0, "job": job_of[key],
+            })
+
+    # --- 5. teacher completions, graded as whole trajectories (prefix + completion)
+    per_call = max(1, batch_size // completions_per_prefix)  # prompts per generate call
+    completions: list[str] = []
+    chunks = range(0, len(job_texts), per_call)
+    for chunk_index, start in enumerate(tqdm(chunks, desc="teacher completions", disable=not progress)):
+        batch = generate_rollouts(teacher, tokenizer, job_texts[start: start + per_call],
+                                  num_samples=completions_per_prefix, seed=seed + 1 + chunk_index, **sampling)
+        completions.extend(batch.texts)  # rows of one prompt are adjacent
+    job_index = np.repeat(np.arange(len(job_texts)), completions_per_prefix)
+    grades = grade_batch([job_prefixes[j] + c for j, c in zip(job_index, completions)],
+                         [job_golds[j] for j in job_index])
+    job_correct = np.bincount(job_index, weights=np.asarray(grades, dtype=np.float64), minlength=len(job_texts))
+
+    rates = pd.DataFrame(records)
+    rates["n_completions"] = completions_per_prefix
+    rates["n_correct"] = job_correct[rates["job"].to_numpy()].astype(np.int64)
+    rates["recovery"] = rates["n_correct"] / rates["n_completions"]
+    rates = rates.drop(columns="job")
+
+    cases = pd.DataFrame({
+        "rollout": range(len(wrong)),
+        "problem_id": [problems[problem_of[i]].id for i in wrong],
+        "question": [problems[problem_of[i]].question for i in wrong],
+        "gold": [problems[problem_of[i]].answer for i in wrong],
+        "tier": [problems[problem_of[i]].tier for i in wrong],
+        "student_answer": [extract_boxed(rollouts.texts[i]) for i in wrong],
+        "text": [rollouts.texts[i] for i in wrong],
+        "response_tokens": rollouts.response_lengths[rows].tolist(),
+        "ppl": np.exp(-teacher_s),
+        "nll": -teacher_s,
+        "bucket": buckets,
+    })
+    settings = dict(samples_per_problem=samples_per_problem, ratios=list(ratios),
+                    completions_per_prefix=completions_per_prefix, seed=seed, num_problems=len(problems), **sampling)
+    return RecoveryStudy(rates=rates, cases=cases, num_rollouts=len(rollouts), num_incorrect=len(wrong),
+                         num_teacher_prompts=len(job_texts), settings=settings)

@@ -1,0 +1,351 @@
+"""Error-recovery study (Fig. 1b, Tables 6, 7): truncation, quartiles, aggregation, the study.
+
+Hand computations on fresh random data, brute-force references, and one run of the study
+whose student and teacher generations are scripted (so every recovery rate is known by hand)
+while the teacher's perplexity comes from a real model.
+"""
+
+import math
+import os
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scope_lib import models, recovery, rollout, tasks
+from scope_lib.recovery import (
+    bootstrap_mean_ci,
+    bucket_stats,
+    case_studies,
+    ppl_quartiles,
+    quartile_gap,
+    recovery_curve,
+    recovery_table,
+    truncate_at_newline,
+)
+
+
+@pytest.fixture
+def rng():
+    # Fresh inputs every run; the seed is printed so a failure can be replayed with SCOPE_TEST_SEED.
+    seed = int(os.environ.get("SCOPE_TEST_SEED", random.SystemRandom().randrange(2**32)))
+    print(f"seed={seed}")
+    return np.random.default_rng(seed)
+
+
+# --- truncate_at_newline -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, ratio, expected",
+    [
+        ("ab\ncd\nef", 0.5, "ab\n"),  # target 4: boundaries 0, 3, 6 -> 3
+        ("ab\ncd\nef", 0.7, "ab\ncd\n"),  # target 5.6 -> 6
+        ("ab\ncd\nef", 0.0, ""),
+        ("ab\ncd\nef", 1.0, "ab\ncd\n"),  # the end of a text without a final newline is no boundary
+        ("a\nb\n", 0.25, ""),  # target 1: tie between 0 and 2 -> the shorter prefix
+        ("a\nb\n", 0.75, "a\n"),  # target 3: tie between 2 and 4
+        ("a\nb\n", 1.0, "a\nb\n"),  # a final newline is a boundary
+        ("abc", 0.8, ""),  # no newline: the teacher starts from scratch
+        ("", 0.5, ""),
+        ("\n\n\n\n", 0.5, "\n\n"),
+        ("1+1=2\n2*3=6\n\\boxed{6}", 0.2, "1+1=2\n"),  # target 4.2: 0 or 6 -> 6
+    ],
+)
+def test_truncate_examples(text, ratio, expected):
+    assert truncate_at_newline(text, ratio) == expected
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.5, math.nan, True, "0.5", None])
+def test_truncate_rejects_bad_ratio(ratio):
+    with pytest.raises(ValueError, match="ratio"):
+        truncate_at_newline("a\nb", ratio)
+
+
+def test_truncate_rejects_non_text():
+    with pytest.raises(ValueError, match="text"):
+        truncate_at_newline(b"a\nb", 0.5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab\n", max_size=40), st.floats(0.0, 1.0))
+def test_truncate_is_the_nearest_boundary(text, ratio):
+    target = ratio * len(text)
+    candidates = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    best = min(candidates, key=lambda end: (abs(end - target), end))
+    out = truncate_at_newline(text, ratio)
+    assert out == text[:best]
+    assert out == "" or out.endswith("\n")
+
+
+# --- quartiles and Table 6 -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [4, 5, 6, 7, 40, 101, 1000])
+def test_quartiles_match_numpy_percentiles(rng, n):
+    s = -rng.gamma(2.0, 0.3, size=n)  # length-normalised log-probs, all < 0
+    ppl = np.exp(-s)
+    q1, q2, q3 = np.percentile(ppl, [25, 50, 75])
+    expected = [0 if p <= q1 else 1 if p <= q2 else 2 if p <= q3 else 3 for p in ppl]
+    got = ppl_quartiles(torch.tensor(s))
+    assert got.dtype == np.int64 and got.tolist() == expected
+    assert got.tolist() == pd.qcut(ppl, 4, labels=False).tolist()
+    counts = np.bincount(got, minlength=4)
+    assert counts.max() - counts.min() <= 1  # equal sizes up to N mod 4 (values are distinct)
+
+
+def test_quartiles_order_lowest_ppl_first(rng):
+    s = rng.normal(-0.5, 0.2, size=200)
+    buckets = ppl_quartiles(s)
+    order = np.argsort(-s)  # ascending PPL
+    assert (np.diff(buckets[order]) >= 0).all()
+    assert buckets[np.argmax(s)] == 0 and buckets[np.argmin(s)] == 3
+
+
+@pytest.mark.parametrize("bad, match", [([0.1, 0.2, 0.3], "at least 4"), ([0.1, np.nan, 0.2, 0.3], "finite"),
+                                        ([[0.1, 0.2], [0.3, 0.4]], "1-D")])
+def test_quartiles_reject_bad_input(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ppl_quartiles(np.asarray(bad))
+
+
+def test_bucket_stats_by_hand(rng):
+    n = int(rng.integers(8, 60))
+    s = -rng.gamma(2.0, 0.3, size=n)
+    buckets = ppl_quartiles(s)
+    table = bucket_stats(s, buckets)
+    assert list(table.index) == ["Q1 (lowest PPL)", "Q2", "Q3", "Q4 (highest PPL)", "Overall"]
+    for label, members in list(zip(table.index[:4], [[i for i in range(n) if buckets[i] == k] for k in range(4)])) + [
+        ("Overall", list(range(n)))
+    ]:
+        nll = [-float(s[i]) for i in members]
+        ppl = [math.exp(v) for v in nll]
+        row = table.loc[label]
+        assert row["n"] == len(members)
+        assert row["ppl_mean"] == pytest.approx(sum(ppl) / len(ppl), rel=1e-12)
+        assert row["nll_mean"] == pytest.approx(sum(nll) / len(nll), rel=1e-12)
+        assert (row["ppl_min"], row["ppl_max"]) == pytest.approx((min(ppl), max(ppl)), rel=1e-12)
+        assert (row["nll_min"], row["nll_max"]) == pytest.approx((min(nll), max(nll)), rel=1e-12)
+        srt = sorted(nll)
+        mid = len(srt) // 2
+        median = srt[mid] if len(srt) % 2 else (srt[mid - 1] + srt[mid]) / 2
+        assert row["nll_median"] == pytest.approx(median, rel=1e-12)
+    # quartile buckets: every Q_k statistic sits below Q_{k+1}'s
+    assert (np.diff(table["ppl_mean"].to_numpy()[:4]) > 0).all()
+
+
+def test_bucket_stats_rejects_mismatched_buckets():
+    with pytest.raises(ValueError, match="buckets"):
+        bucket_stats(np.zeros(5) - 0.1, np.zeros(4, dtype=int))
+
+
+# --- Table 7, Fig. 1b aggregation ----------------------------------------------------------
+
+
+def random_rates(rng, n_rollouts=30, ratios=(0.2, 0.4, 0.6, 0.8), completions=4):
+    buckets = rng.integers(0, 4, size=n_rollouts)
+    buckets[:4] = [0, 1, 2, 3]  # every bucket present
+    rows = []
+    for r in range(n_rollouts):
+        for ratio in ratios:
+            n_correct = int(rng.integers(0, completions + 1))
+            rows.append({"rollout": r, "bucket": int(buckets[r]), "ratio": ratio, "n_correct": n_correct,
+                         "n_completions": completions, "recovery": n_correct / completions})
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=int(rng.integers(2**31)))  # any row order
+
+
+def test_recovery_table_by_hand(rng):
+    rates = random_rates(rng)
+    table = recovery_table(rates)
+    assert list(table.columns) == ["Q1", "Q2", "Q3", "Q4", "All", "Q1-Q4 gap"]
+    for ratio in (0.2, 0.4, 0.6, 0.8):
+        cells = {k: [] for k in range(4)}
+        for row in rates.itertuples():
+            if row.ratio == ratio:
+                cells[row.bucket].append(row.n_correct / row.n_completions)
+        for k in range(4):
+            assert table.loc[ratio, f"Q{k + 1}"] == pytest.approx(100 * sum(cells[k]) / len(cells[k]), rel=1e-12)
+        every = [v for k in range(4) for v in cells[k]]
+        assert table.loc[ratio, "All"] == pytest.approx(100 * sum(every) / len(every), rel=1e-12)
+        gap = 100 * (sum(cells[0]) / len(cells[0]) - sum(cells[3]) / len(cells[3]))
+        assert table.loc[ratio, "Q1-Q4 gap"] == pytest.approx(gap, rel=1e-9, abs=1e-9)
+
+
+def test_recovery_table_pools_completions_equally():
+    # Two rollouts of Q1 at one ratio: 3/4 and 1/4 recover -> 50 %, the mean over all 8 completions.
+    rates = pd.DataFrame({"bucket": [0, 0, 3], "ratio": [0.2] * 3, "recovery": [0.75, 0.25, 0.0]})
+    table = recovery_table(rates)
+    assert table.loc[0.2, "Q1"] == pytest.approx(50.0)
+    assert math.isnan(table.loc[0.2, "Q2"]) and table.loc[0.2, "Q1-Q4 gap"] == pytest.approx(50.0)
+
+
+def test_recovery_table_rejects_missing_columns():
+    with pytest.raises(ValueError, match="recovery"):
+        recovery_table(pd.DataFrame({"bucket": [0], "ratio": [0.2]}))
+
+
+def test_recovery_curve_and_gap_agree_with_table(rng):
+    rates = random_rates(rng, n_rollouts=60)
+    table = recovery_table(rates)
+    curve = recovery_curve(rates, n_boot=500, seed=1)
+    assert len(curve) == 16
+    for row in curve.itertuples():
+        assert row.recovery * 100 == pytest.approx(table.loc[row.ratio, row.quartile], rel=1e-12)
+        assert row.low <= row.recovery <= row.high
+        assert row.n_rollouts == ((rates.bucket == row.bucket) & (rates.ratio == row.ratio)).sum()
+    gaps = quartile_gap(rates, n_boot=500, seed=1)
+    for row in gaps.itertuples():
+        assert row.gap * 100 == pytest.approx(table.loc[row.ratio, "Q1-Q4 gap"], rel=1e-9, abs=1e-9)
+        assert row.low <= row.gap <= row.high
+
+
+def test_bootstrap_ci_matches_normal_approximation(rng):
+    x = rng.binomial(1, 0.3, size=800).astype(float)
+    mean, low, high = bootstrap_mean_ci(x, n_boot=4000, seed=int(rng.integers(2**31)))
+    assert mean == pytest.approx(x.mean())
+    half = 1.959964 * x.std(ddof=1) / math.sqrt(x.size)
+    assert (high - low) / 2 == pytest.approx(half, rel=0.12)
+    assert low < mean < high
+
+
+def test_bootstrap_ci_edge_cases():
+    assert bootstrap_mean_ci([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
+    assert all(math.isnan(v) for v in bootstrap_mean_ci([]))
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_mean_ci([1.0], confidence=1.0)
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_mean_ci([1.0], n_boot=0)
+
+
+def test_case_studies_highest_ppl_first_without_repeats():
+    cases = pd.DataFrame({
+        "question": ["a", "b", "b", "c"], "gold": ["1", "2", "2", "3"], "student_answer": ["0", None, None, "4"],
+        "ppl": [1.5, 3.0, 3.0, 2.0], "nll": np.log([1.5, 3.0, 3.0, 2.0]), "bucket": [0, 3, 3, 2],
+        "text": ["x\ny", "long " * 50, "long " * 50, "z"],
+    })
+    top = case_studies(cases, n=3, excerpt_chars=20)
+    assert top["problem"].tolist() == ["b", "c", "a"]
+    assert top["student answer"].tolist() == ["(none)", "4", "0"]
+    assert top.loc[2, "excerpt"] == "x / y" and len(top.loc[0, "excerpt"]) == 20
+
+
+# --- the study, with scripted generations --------------------------------------------------
+
+# Every student rollout has this shape (three lines, then a wrong boxed answer), so its
+# prefixes are known by hand: len 27, boundaries 0, 6, 12, 18 ->
+# ratio 0.2 (target 5.4) -> 6, 0.4 (10.8) -> 12, 0.6 (16.2) -> 18, 0.8 (21.6) -> 18.
+STUDENT_TEXT = "{d}+1=3\n3+1=4\n5-1=4\n\\boxed{{4}}"
+EXPECTED_PREFIX = {0.2: 6, 0.4: 12, 0.6: 18, 0.8: 18}
+COMPLETIONS = 4
+
+
+@pytest.fixture(scope="module")
+def smoke_world():
+    return models.build_tiny_world(models.SMOKE_WORLD, progress=False)
+
+
+def _scripted_generate(student):
+    """A stand-in for `generate_rollouts`: the student writes STUDENT_TEXT with a distinct first
+    digit per row; the teacher's completion j of a prefix with L lines is correct iff
+    j < COMPLETIONS - L (so the recovery rate of the prefix is (COMPLETIONS - L) / COMPLETIONS)."""
+    counter = {"student": 0}
+
+    def generate(model, tokenizer, prompts, *, num_samples, seed, **_):
+        texts = []
+        for prompt in prompts:
+            for j in range(num_samples):
+                if model is student:
+                    texts.append(STUDENT_TEXT.format(d=counter["student"]))
+                    counter["student"] += 1
+                else:
+                    question, prefix = prompt.split("\n", 1)
+                    gold = next(p.answer for p in PROBLEMS if p.question == question)
+                    lines = prefix.count("\n")
+                    texts.append(f"\\boxed{{{gold}}}" if j < COMPLETIONS - lines else "\\boxed{-1}")
+        ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+        rows = [ids[g] for g in range(len(prompts)) for _ in range(num_samples)]
+        responses = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
+        batch = rollout.assemble(rows, responses, tokenizer.pad_token_id)
+        return rollout.RolloutBatch(**batch, group=torch.arange(len(prompts)).repeat_interleave(num_samples),
+                                    texts=texts, response_lengths=torch.tensor([len(r) for r in responses]),
+                                    prompt_width=max(map(len, rows)))
+
+    return generate
+
+
+PROBLEMS = [p for p in tasks.train_pool(40, seed=3) if p.answer != "4"][:3]
+
+
+def test_study_with_scripted_generations(smoke_world, monkeypatch):
+    monkeypatch.setattr(rollout, "generate_rollouts", _scripted_generate(smoke_world.student))
+    study = recovery.recovery_study(
+        smoke_world.student, smoke_world.teacher, smoke_world.tokenizer, PROBLEMS, tasks.format_prompt,
+        samples_per_problem=2, completions_per_prefix=COMPLETIONS, progress=False,
+    )
+    assert (study.num_rollouts, study.num_incorrect) == (6, 6) and study.student_accuracy == 0.0
+    # six distinct texts x three distinct prefixes (ratios 0.6 and 0.8 share one)
+    assert study.num_teacher_prompts == 18
+    rates = study.rates
+    assert len(rates) == 6 * 4
+    for row in rates.itertuples():
+        assert row.prefix_chars == EXPECTED_PREFIX[row.ratio]
+        lines = row.prefix_chars // 6
+        assert row.n_correct == COMPLETIONS - lines
+        assert row.recovery == pytest.approx((COMPLETIONS - lines) / COMPLETIONS)
+        assert row.prefix_fraction == pytest.approx(row.prefix_chars / 27)
+    table = recovery_table(rates)
+    assert table["All"].tolist() == pytest.approx([75.0, 50.0, 25.0, 25.0])
+
+    # Teacher PPL, recomputed row by row without padding in float64 (Eq. 23: response tokens only).
+    tok, teacher = smoke_world.tokenizer, smoke_world.teacher
+    cases = study.cases
+    assert cases["student_answer"].tolist() == ["4"] * 6
+    for row in cases.itertuples():
+        prompt = tok(tasks.format_prompt(PROBLEMS[row.rollout // 2]), add_special_tokens=True)["input_ids"]
+        response = tok(row.text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = torch.tensor([prompt + response])
+        with torch.no_grad():
+            logits = teacher(input_ids=ids).logits.double()
+        logp = torch.log_softmax(logits[0, :-1], -1).gather(-1, ids[0, 1:, None])[:, 0]
+        nll = -float(logp[len(prompt) - 1:].mean())
+        assert row.nll == pytest.approx(nll, rel=1e-4)
+        assert row.ppl == pytest.approx(math.exp(nll), rel=1e-4)
+    assert cases["bucket"].tolist() == ppl_quartiles(-cases["nll"].to_numpy()).tolist()
+    assert (rates.groupby("rollout")["bucket"].first().to_numpy() == cases["bucket"].to_numpy()).all()
+
+
+def test_study_end_to_end_on_the_smoke_world(smoke_world):
+    problems = tasks.train_pool(12, seed=1)
+    study = recovery.recovery_study(
+        smoke_world.student, smoke_world.teacher, smoke_world.tokenizer, problems, tasks.format_prompt,
+        samples_per_problem=2, completions_per_prefix=2, max_new_tokens=16, seed=0, progress=False,
+    )
+    rates = study.rates
+    assert study.num_incorrect >= 4 and len(rates) == study.num_incorrect * 4
+    assert set(rates["ratio"]) == {0.2, 0.4, 0.6, 0.8}
+    assert ((rates["n_correct"] >= 0) & (rates["n_correct"] <= 2)).all()
+    assert (rates["prefix_chars"] <= rates["response_chars"]).all()
+    for text, group in zip(study.cases["text"], rates.groupby("rollout")):
+        for row in group[1].itertuples():
+            assert text[: row.prefix_chars] == truncate_at_newline(text, row.ratio)
+    # the same settings give the same study
+    again = recovery.recovery_study(
+        smoke_world.student, smoke_world.teacher, smoke_world.tokenizer, problems, tasks.format_prompt,
+        samples_per_problem=2, completions_per_prefix=2, max_new_tokens=16, seed=0, progress=False,
+    )
+    pd.testing.assert_frame_equal(rates, again.rates)
+
+
+def test_study_rejects_bad_arguments(smoke_world):
+    args = (smoke_world.student, smoke_world.teacher, smoke_world.tokenizer)
+    with pytest.raises(ValueError, match="completions_per_prefix"):
+        recovery.recovery_study(*args, PROBLEMS, tasks.format_prompt, samples_per_problem=1, completions_per_prefix=0)
+    with pytest.raises(ValueError, match="ratio"):
+        recovery.recovery_study(*args, PROBLEMS, tasks.format_prompt, samples_per_problem=1, completions_per_prefix=1,
+                                ratios=(0.2, 1.2))
+    with pytest.raises(ValueError, match="problems"):
+        recovery.recovery_study(*args, [], tasks.format_prompt, samples_per_problem=1, completions_per_prefix=1)
