@@ -32,8 +32,9 @@ import random
 import shutil
 import time
 from collections import defaultdict
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,15 @@ class Trainer:
         order = torch.randperm(len(self.world.train_problems), generator=torch.Generator().manual_seed(cfg.seed))
         self.order = order.tolist()
         self.kd_corpus: list[tuple[str, str]] | None = None
+        self.engine = None
+        if cfg.rollout.engine == "vllm":  # GPU: sample with vLLM, push weights after every update
+            from scope_lib.vllm_engine import VLLMEngine
+
+            init = self.run_dir / "vllm_init"
+            self.world.student.save_pretrained(init / f"rank{self.rank}")  # each process: its own colocated engine
+            self.tokenizer.save_pretrained(init / f"rank{self.rank}")
+            self.engine = VLLMEngine(init / f"rank{self.rank}", self.tokenizer, seed=cfg.seed + self.rank,
+                                     gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
 
     # --- models
 
@@ -256,8 +266,9 @@ class Trainer:
         # --- rollout
         with timer("generation"), torch.no_grad():
             self.student.eval()
-            rollouts = generate_rollouts(
-                self.student, self.tokenizer, [self.world.format_prompt(p) for p in problems],
+            generate = self.engine.generate if self.engine is not None else partial(generate_rollouts, self.student, self.tokenizer)
+            rollouts = generate(
+                [self.world.format_prompt(p) for p in problems],
                 num_samples=cfg.rollout.group_size, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                 top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_new_tokens,
                 repetition_penalty=cfg.rollout.repetition_penalty, batch_size=cfg.rollout.batch_size,
@@ -379,6 +390,9 @@ class Trainer:
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
                 stats_sum["grad_norm"].append(float(grad_norm))
                 self.optimizer.step()
+        if self.engine is not None:
+            with timer("weight_sync"):
+                self.engine.push_weights(self.student)
         out = {k: float(np.mean(v)) for k, v in stats_sum.items()}
         out["lr"] = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
