@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
+from scope_lib import report
 from scope_lib.evaluate import evaluate
 from scope_lib.experiments import experiment_config
 from scope_lib.plotting import METHOD_COLORS, save_table, savefig, use_style
@@ -86,10 +87,10 @@ savefig(fig, "nb00_calibration", figures_dir=FIGURES_DIR)
 # %%
 avg = calibration[calibration.eval_set == "average"].set_index("model")
 student_tiers = calibration[(calibration.model == "student") & calibration.eval_set.isin(sets)][f"avg@{e.k}"].to_numpy()
-display(Markdown("\n".join([
+report.show_claims("nb00_calibration", [
     f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}: teacher Avg@{e.k} {100 * avg.loc['teacher', f'avg@{e.k}']:.1f}%, "
     f"base student Avg@{e.k} {100 * avg.loc['student', f'avg@{e.k}']:.1f}% (Pass@{e.k} {100 * avg.loc['student', f'pass@{e.k}']:.1f}%).",
     f"- The student's accuracy {'falls' if np.all(np.diff(student_tiers) <= 0) else 'does not fall monotonically'} with difficulty: "
     + ", ".join(f"{s} {100 * a:.1f}%" for s, a in zip(sets, student_tiers)) + ".",
     f"- Headroom for distillation: the teacher is {100 * (avg.loc['teacher', f'avg@{e.k}'] - avg.loc['student', f'avg@{e.k}']):.1f} points ahead on average.",
-])))
+], figures_dir=FIGURES_DIR)

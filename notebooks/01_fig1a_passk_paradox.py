@@ -66,10 +66,10 @@ save_table(table, "fig1a_passk_paradox", figures_dir=FIGURES_DIR)
 # %%
 gain_1, gain_k = float(delta.iloc[0]), float(delta.iloc[-1])
 paradox = gain_1 > 0 and gain_k < 0
-display(Markdown("\n".join([
+report.show_claims("fig1a_passk_paradox", [
     f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s), k up to {eval_k}: OPD changes Pass@1 by "
     f"{gain_1:+.1f} points and Pass@{eval_k} by {gain_k:+.1f} points relative to the base student.",
     report.claim("OPD raises Pass@1 while lowering Pass@k at large k (the Pass@k paradox)", paradox if gain_1 > 0 else None,
                  f"Pass@1 {100 * curves['base']['pass@k'].iloc[0]:.1f} → {100 * curves['opd']['pass@k'].iloc[0]:.1f}, "
                  f"Pass@{eval_k} {100 * curves['base']['pass@k'].iloc[-1]:.1f} → {100 * curves['opd']['pass@k'].iloc[-1]:.1f}"),
-])))
+], figures_dir=FIGURES_DIR)

@@ -75,4 +75,4 @@ lines.append(report.claim(
     report.separated(cell("scope", "pass@k"), cell("grpo", "pass@k")),
     f"Pass@{eval_k}: base {100 * cell('base', 'pass@k')[0]:.1f}, GRPO {100 * cell('grpo', 'pass@k')[0]:.1f}, "
     f"OPD {100 * cell('opd', 'pass@k')[0]:.1f}, SCOPE {100 * cell('scope', 'pass@k')[0]:.1f}"))
-display(Markdown("\n".join(lines)))
+report.show_claims("table1_main_results", lines, figures_dir=FIGURES_DIR)

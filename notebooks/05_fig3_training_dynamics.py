@@ -80,7 +80,7 @@ def change(frame, metric, variant):
 
 d_ent = {v: change(ent, "entropy", v) for v in METHODS}
 d_acc = {v: change(acc, "accuracy", v) for v in METHODS}
-display(Markdown("\n".join([
+report.show_claims("fig3_training_dynamics", [
     f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}: change from the first to the last fifth of training — entropy "
     + ", ".join(f"{v} {d_ent[v]:+.3f}" for v in METHODS) + "; rollout accuracy "
     + ", ".join(f"{v} {100 * d_acc[v]:+.1f} pts" for v in METHODS) + ".",
@@ -88,4 +88,4 @@ display(Markdown("\n".join([
                  ", ".join(f"{v} {d_ent[v]:+.3f}" for v in METHODS)),
     report.claim("SCOPE's rollout accuracy rises the most", bool(d_acc["scope"] >= max(d_acc.values())),
                  ", ".join(f"{v} {100 * d_acc[v]:+.1f}" for v in METHODS)),
-])))
+], figures_dir=FIGURES_DIR)

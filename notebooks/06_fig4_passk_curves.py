@@ -69,7 +69,7 @@ save_table(curves, "fig4_passk_curves", figures_dir=FIGURES_DIR)
 avg = curves[curves.eval_set == "average"].pivot(index="k", columns="variant", values="pass@k")
 growth = 100 * (avg.iloc[-1] - avg.iloc[0])
 best_k = avg.iloc[-1].drop("base").idxmax()
-display(Markdown("\n".join([
+report.show_claims("fig4_passk_curves", [
     f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}: growth of average Pass@k from k=1 to k={eval_k} (points): "
     + ", ".join(f"{v} {growth[v]:+.1f}" for v in ["base"] + METHODS) + ".",
     report.claim(f"SCOPE has the highest Pass@{eval_k} of the trained methods", best_k == "scope",
@@ -77,4 +77,4 @@ display(Markdown("\n".join([
     report.claim("SCOPE's pass rate grows more with k than GRPO's and OPD's",
                  bool(growth["scope"] > max(growth["grpo"], growth["opd"])),
                  f"growth SCOPE {growth['scope']:+.1f}, GRPO {growth['grpo']:+.1f}, OPD {growth['opd']:+.1f}"),
-])))
+], figures_dir=FIGURES_DIR)

@@ -72,4 +72,4 @@ for ablation in ABLATIONS:
         lines.append(report.claim(f"removing or reversing a weight ({ablation}) lowers {metric.replace('k', str(eval_k))}", verdict,
                                   f"SCOPE {100 * cell('scope', metric)[0]:.1f} ± {100 * cell('scope', metric)[1]:.1f} vs "
                                   f"{100 * cell(ablation, metric)[0]:.1f} ± {100 * cell(ablation, metric)[1]:.1f}"))
-display(Markdown("\n".join(lines)))
+report.show_claims("fig5_dpaw_ablations", lines, figures_dir=FIGURES_DIR)

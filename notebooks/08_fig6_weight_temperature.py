@@ -70,11 +70,11 @@ save_table(summary.assign(tau=summary.variant.map(dict(zip(variants, TAUS)))), "
 best = avg["avg@k"].idxmax()
 best_tau = dict(zip(variants, TAUS))[best]
 mean_ess = {tau: float(ess[ess.variant == v]["teacher_w_ess_frac"].mean()) for tau, v in zip(TAUS, variants)}
-display(Markdown("\n".join([
+report.show_claims("fig6_weight_temperature", [
     f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}: Avg@{eval_k} by tau: "
     + ", ".join(f"{t}: {100 * avg.loc[v, 'avg@k']:.1f}" for t, v in zip(TAUS, variants))
     + "; mean teacher-weight ESS fraction: " + ", ".join(f"{t}: {e:.2f}" for t, e in mean_ess.items()) + ".",
     report.claim("tau = 1 gives the best Avg@k", best_tau == 1.0, f"best tau = {best_tau}"),
     report.claim("smaller tau concentrates the weights (lower ESS)", bool(mean_ess[min(TAUS)] < mean_ess[max(TAUS)]),
                  f"ESS fraction {mean_ess[min(TAUS)]:.2f} at tau={min(TAUS)} vs {mean_ess[max(TAUS)]:.2f} at tau={max(TAUS)}"),
-])))
+], figures_dir=FIGURES_DIR)

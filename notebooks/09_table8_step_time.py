@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
+from scope_lib import report
 from scope_lib.experiments import run_histories
 from scope_lib.plotting import METHOD_COLORS, save_table, savefig, use_style
 from scope_lib.trainer import TIMERS
@@ -72,9 +73,9 @@ savefig(fig, "table8_step_time", figures_dir=FIGURES_DIR)
 
 # %%
 share = table["teacher_scoring"] / table["step"]
-display(Markdown("\n".join([
+report.show_claims("table8_step_time", [
     "Share of the step spent scoring with the teacher: " + ", ".join(f"{m} {100 * share[m]:.1f}%" for m in METHODS) + ".",
     f"- SCOPE's teacher scoring takes {table.loc['scope', 'teacher_scoring']:.3f} s per step against OPD's "
     f"{table.loc['opd', 'teacher_scoring']:.3f} s; SCOPE scores only incorrect rollouts, OPD every rollout "
     f"({table.loc['scope', 'rollouts']:.0f} vs {table.loc['opd', 'rollouts']:.0f} rollouts per step).",
-])))
+], figures_dir=FIGURES_DIR)

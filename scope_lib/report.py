@@ -101,3 +101,67 @@ def separated(a: tuple[float, float], b: tuple[float, float]) -> bool | None:
     if mb - cb > ma + ca:
         return False
     return None
+
+
+def show_claims(name: str, lines: list[str], figures_dir: str = "figures") -> str:
+    """Display the notebook's verdict lines and save them as `<name>.claims.md` for the results page."""
+    from IPython.display import Markdown, display
+
+    from scope_lib.plotting import resolve_figures_dir
+
+    text = "\n".join(lines)
+    folder = resolve_figures_dir(figures_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.claims.md").write_text(text + "\n")
+    display(Markdown(text))
+    return text
+
+
+# The results page, in notebook order: (artefact-name prefixes, notebook, heading).
+RESULTS_PAGE = [
+    (("nb00",), "00", "The tiny world: teacher and student calibration"),
+    (("fig1a",), "01", "Fig. 1a: the Pass@k paradox"),
+    (("fig1b", "table6", "table7", "table9"), "02", "Fig. 1b, Tables 6, 7, 9-12: error recovery by teacher perplexity"),
+    (("eq4",), "03", "Eq. 4-5: DPAW weights on real rollouts"),
+    (("table1",), "04", "Table 1: main results"),
+    (("fig3",), "05", "Fig. 3: training dynamics"),
+    (("fig4",), "06", "Fig. 4: Pass@k curves"),
+    (("fig5",), "07", "Fig. 5: DPAW ablations"),
+    (("fig6",), "08", "Fig. 6: weight temperature"),
+    (("table8",), "09", "Table 8: per-step time by component"),
+]
+
+
+def build_results_page(figures_dir: str = "figures", *, header: str = "") -> "Path":
+    """Write `<figures_dir>/README.md`: every figure embedded, each with the verdicts its notebook saved.
+
+    Only artefacts whose files exist are listed, so the page shows what the last run made.
+    """
+    from pathlib import Path
+
+    from scope_lib.plotting import resolve_figures_dir
+
+    folder = resolve_figures_dir(figures_dir)
+    parts = ["# Results at `tiny` scale", "",
+             "Every figure and table below was produced by the numbered notebooks (`python3 -m scope_lib.bootstrap "
+             "notebooks`); each verdict line compares the run's own numbers with the paper's claim.", ""]
+    if header:
+        parts += [header, ""]
+    for prefixes, notebook, title in RESULTS_PAGE:
+        def matching(pattern):
+            return sorted({p for prefix in prefixes for p in folder.glob(f"{prefix}*{pattern}")})
+
+        claims = matching(".claims.md")
+        images = matching(".png")
+        tables = [p for p in matching(".md") if not p.name.endswith(".claims.md")]
+        if not (claims or images or tables):
+            continue
+        parts += [f"## {title}", "", f"Notebook `notebooks/{notebook}_*.ipynb`.", ""]
+        parts += [f"![{image.stem}]({image.name})" for image in images] + [""]
+        for claim_file in claims:
+            parts += [claim_file.read_text().strip(), ""]
+        if tables:
+            parts += ["Tables: " + ", ".join(f"[{t.stem}]({t.name})" for t in tables), ""]
+    page = folder / "README.md"
+    page.write_text("\n".join(parts))
+    return Path(page)

@@ -496,6 +496,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures = [r for r in results if r.status == "failed"]
     for failure in failures:
         print(failure.describe_failure(), file=sys.stderr)
+    if any(r.ok for r in results) and Path(args.notebooks_dir).resolve() == DEFAULT_NOTEBOOKS_DIR.resolve():
+        # The results page embeds whatever artefacts exist now, each with its notebook's verdicts.
+        from scope_lib.report import build_results_page
+
+        page = build_results_page(parameters.get("FIGURES_DIR", "figures"))
+        print(f"results page: {page}")
     return 1 if failures else 0
 
 
