@@ -28,8 +28,10 @@ Where this departs from the paper (which leaves these open):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,10 +48,14 @@ __all__ = [
     "DEFAULT_RATIOS",
     "RecoveryStudy",
     "bootstrap_mean_ci",
+    "CHAIN_ERROR_KINDS",
+    "ChainError",
     "bucket_stats",
     "case_studies",
+    "first_chain_error",
     "ppl_quartiles",
     "quartile_gap",
+    "rank_correlation",
     "recovery_curve",
     "recovery_study",
     "recovery_table",
@@ -253,6 +259,22 @@ def quartile_gap(rates: pd.DataFrame, *, confidence: float = 0.95, n_boot: int =
     return pd.DataFrame(rows)
 
 
+def rank_correlation(rates: pd.DataFrame) -> pd.Series:
+    """Spearman correlation between teacher PPL and recovery rate, per ratio (index).
+
+    A finer test of the paper's claim than the Q1-Q4 gap: it uses every rollout's PPL, not
+    just its quartile. Ties get average ranks; a ratio where either column is constant gives NaN.
+    """
+    _check_rates(rates)
+    if "ppl" not in rates.columns:
+        raise ValueError("rates: expected a 'ppl' column")
+
+    def spearman(cell: pd.DataFrame) -> float:
+        return cell["ppl"].rank().corr(cell["recovery"].rank())
+
+    return rates.groupby("ratio", sort=True)[["ppl", "recovery"]].apply(spearman).rename("spearman")
+
+
 def case_studies(cases: pd.DataFrame, n: int = 4, *, excerpt_chars: int = 160) -> pd.DataFrame:
     """Tables 9-12: the `n` incorrect rollouts with the highest teacher PPL.
 
@@ -266,14 +288,71 @@ def case_studies(cases: pd.DataFrame, n: int = 4, *, excerpt_chars: int = 160) -
     out = pd.DataFrame({
         "problem": top["question"], "gold": top["gold"], "student answer": top["student_answer"].fillna("(none)"),
         "teacher PPL": top["ppl"], "NLL/token": top["nll"], "bucket": [BUCKET_NAMES[b] for b in top["bucket"]],
-        "excerpt": [_excerpt(t, excerpt_chars) for t in top["text"]],
     })
+    if "error_type" in top.columns and top["error_type"].notna().any():
+        out["error type"] = top["error_type"].fillna("")
+    out["excerpt"] = [_excerpt(t, excerpt_chars) for t in top["text"]]
     return out.reset_index(drop=True)
 
 
 def _excerpt(text: str, limit: int) -> str:
     flat = text.replace("\n", " / ")
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# error diagnosis on the tiny task (the paper's hand-written "Error type" of Tables 9-12)
+
+_STEP_LINE = re.compile(r"^(\d+)([+\-*])(\d+)=(\d+)$")
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+class ChainError(NamedTuple):
+    line: int  # 0-based index of the first wrong line; a prefix holds it iff it has > line newlines
+    kind: str  # one of CHAIN_ERROR_KINDS
+    detail: str  # where, with the offending text
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.detail})"
+
+
+CHAIN_ERROR_KINDS = ("wrong start value", "carried a wrong value", "wrong operation", "arithmetic slip",
+                     "malformed line", "missing steps", "extra steps", "boxed answer differs", "no final answer")
+
+
+def first_chain_error(problem: Problem, text: str) -> ChainError | None:
+    """Where and how an arithmetic-chain solution (`scope_lib.tasks`) first goes wrong.
+
+    None for a problem without chain steps (`problem.meta["steps"]`, i.e. not the tiny task)
+    or for a text without an error. Each line `a op b = c` is checked in order: `a` against
+    the start value or the previous result, `op b` against the problem, then `c = a op b`.
+    """
+    steps = problem.meta.get("steps")
+    if not steps:
+        return None
+    lines = text.split("\n")
+    value = problem.meta["start"]
+    for k, (op, operand) in enumerate(steps):
+        line = lines[k].strip() if k < len(lines) else ""
+        where = f"step {k + 1}: {line[:30]!r}"
+        match = _STEP_LINE.match(line)
+        if match is None:
+            return ChainError(k, "missing steps" if line.startswith("\\boxed") else "malformed line", where)
+        a, written_op, b, c = int(match[1]), match[2], int(match[3]), int(match[4])
+        if a != value:
+            return ChainError(k, "wrong start value" if k == 0 else "carried a wrong value", where)
+        if (written_op, b) != (op, operand):
+            return ChainError(k, "wrong operation", where)
+        if _OPS[op](a, b) != c:
+            return ChainError(k, "arithmetic slip", where)
+        value = c
+    final = lines[len(steps)].strip() if len(lines) > len(steps) else ""
+    where = f"after step {len(steps)}: {final[:30]!r}"
+    if not final.startswith("\\boxed"):
+        return ChainError(len(steps), "extra steps" if _STEP_LINE.match(final) else "no final answer", where)
+    if final != f"\\boxed{{{value}}}":
+        return ChainError(len(steps), "boxed answer differs", f"last result {value}, {where}")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,10 +405,12 @@ def recovery_study(
 
     Returns a RecoveryStudy whose `rates` has one row per incorrect rollout and ratio with
     columns rollout, problem_id, bucket (0 = Q1), ppl, nll, ratio, response_chars,
-    prefix_chars, prefix_fraction (prefix_chars / response_chars), n_completions, n_correct,
+    prefix_chars, prefix_fraction (prefix_chars / response_chars), prefix_has_error (tiny
+    task: the prefix holds the first wrong line; None elsewhere), n_completions, n_correct,
     recovery (= n_correct / n_completions); `cases` has one row per incorrect rollout with
     rollout, problem_id, question, gold, tier, student_answer, text, response_tokens, ppl,
-    nll, bucket.
+    nll, bucket, error_line, error_kind, error_type (`first_chain_error`; None off the tiny
+    task).
     """
     from tqdm.auto import tqdm
 
@@ -369,6 +450,7 @@ def recovery_study(
     buckets = ppl_quartiles(teacher_s)
 
     # --- 4. prefixes at each ratio; identical prompt + prefix strings are completed once
+    errors = [first_chain_error(problems[problem_of[i]], rollouts.texts[i]) for i in wrong]  # tiny task only
     job_of: dict[str, int] = {}
     job_texts: list[str] = []
     job_golds: list[str] = []
@@ -377,6 +459,7 @@ def recovery_study(
     for w, i in enumerate(wrong):
         problem = problems[problem_of[i]]
         text = rollouts.texts[i]
+        error_line = errors[w].line if errors[w] else None
         for ratio in ratios:
             prefix = truncate_at_newline(text, ratio)
             key = prompts[problem_of[i]] + prefix
@@ -389,6 +472,7 @@ def recovery_study(
                 "rollout": w, "problem_id": problem.id, "bucket": int(buckets[w]), "ppl": float(np.exp(-teacher_s[w])),
                 "nll": float(-teacher_s[w]), "ratio": ratio, "response_chars": len(text), "prefix_chars": len(prefix),
                 "prefix_fraction": len(prefix) / len(text) if text else 0.0, "job": job_of[key],
+                "prefix_has_error": None if error_line is None else prefix.count("\n") > error_line,
             })
 
     # --- 5. teacher completions, graded as whole trajectories (prefix + completion)
@@ -422,6 +506,9 @@ def recovery_study(
         "ppl": np.exp(-teacher_s),
         "nll": -teacher_s,
         "bucket": buckets,
+        "error_line": [e.line if e else None for e in errors],
+        "error_kind": [e.kind if e else None for e in errors],
+        "error_type": [str(e) if e else None for e in errors],
     })
     settings = dict(samples_per_problem=samples_per_problem, ratios=list(ratios),
                     completions_per_prefix=completions_per_prefix, seed=seed, num_problems=len(problems), **sampling)

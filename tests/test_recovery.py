@@ -17,12 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scope_lib import models, recovery, rollout, tasks
+from scope_lib.problem import Problem
 from scope_lib.recovery import (
     bootstrap_mean_ci,
     bucket_stats,
     case_studies,
+    first_chain_error,
     ppl_quartiles,
     quartile_gap,
+    rank_correlation,
     recovery_curve,
     recovery_table,
     truncate_at_newline,
@@ -221,6 +224,46 @@ def test_bootstrap_ci_edge_cases():
         bootstrap_mean_ci([1.0], n_boot=0)
 
 
+def test_rank_correlation_by_hand(rng):
+    rates = random_rates(rng, n_rollouts=40)
+    rates["ppl"] = rng.lognormal(0.3, 0.2, size=len(rates))
+    rho = rank_correlation(rates)
+    for ratio, cell in rates.groupby("ratio"):
+        # average ranks by hand (recovery has ties), then Pearson on the ranks
+        def ranks(values):
+            order = sorted(values)
+            return [sum(i + 1 for i, v in enumerate(order) if v == x) / order.count(x) for x in values]
+        a, b = np.array(ranks(list(cell["ppl"]))), np.array(ranks(list(cell["recovery"])))
+        expected = ((a - a.mean()) * (b - b.mean())).sum() / math.sqrt(((a - a.mean()) ** 2).sum() * ((b - b.mean()) ** 2).sum())
+        assert rho[ratio] == pytest.approx(expected, rel=1e-9)
+    rates["recovery"] = 1.0 - rates["ppl"]  # strictly decreasing in PPL
+    assert rank_correlation(rates).tolist() == pytest.approx([-1.0] * 4)
+
+
+def test_first_chain_error_kinds():
+    problem = tasks.make_problem(46, [("+", 16), ("-", 20), ("*", 2)], source="t", index=0)
+    assert problem.solution == "46+16=62\n62-20=42\n42*2=84\n\\boxed{84}"
+    assert first_chain_error(problem, problem.solution) is None
+    cases = {
+        "46+16=52\n52-20=32\n32*2=64\n\\boxed{64}": (0, "arithmetic slip"),
+        "45+16=61\n61-20=41\n41*2=82\n\\boxed{82}": (0, "wrong start value"),
+        "46+16=62\n61-20=41\n41*2=82\n\\boxed{82}": (1, "carried a wrong value"),
+        "46+16=62\n62-21=41\n41*2=82\n\\boxed{82}": (1, "wrong operation"),
+        "46+16=62\n62-20=42\n\\boxed{42}": (2, "missing steps"),
+        "46+16=62\n62-20=42\n42*2=84\n84+1=85\n\\boxed{85}": (3, "extra steps"),
+        "46+16=62\n62-20=42\n42*2=84\n\\boxed{85}": (3, "boxed answer differs"),
+        "46+16=62\n62-20=42\n42*2=84": (3, "no final answer"),
+        "46+16=62\n62-20=4": (1, "arithmetic slip"),
+        "46+16=62\n62 minus": (1, "malformed line"),
+    }
+    for text, (line, kind) in cases.items():
+        got = first_chain_error(problem, text)
+        assert got is not None and (got.line, got.kind) == (line, kind), (text, got)
+        assert kind in recovery.CHAIN_ERROR_KINDS and str(got).startswith(kind)
+    # a real benchmark problem has no chain to check
+    assert first_chain_error(Problem(id="x", question="q", answer="1"), "anything") is None
+
+
 def test_case_studies_highest_ppl_first_without_repeats():
     cases = pd.DataFrame({
         "question": ["a", "b", "b", "c"], "gold": ["1", "2", "2", "3"], "student_answer": ["0", None, None, "4"],
@@ -304,6 +347,7 @@ def test_study_with_scripted_generations(smoke_world, monkeypatch):
     tok, teacher = smoke_world.tokenizer, smoke_world.teacher
     cases = study.cases
     assert cases["student_answer"].tolist() == ["4"] * 6
+    assert cases["error_line"].tolist() == [0] * 6 and rates["prefix_has_error"].all()
     for row in cases.itertuples():
         prompt = tok(tasks.format_prompt(PROBLEMS[row.rollout // 2]), add_special_tokens=True)["input_ids"]
         response = tok(row.text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
