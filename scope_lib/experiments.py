@@ -58,25 +58,62 @@ def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = Fals
     return load_config(SCALES[scale], overrides=merged)
 
 
-def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool = False, include_base: bool = True,
-             **overrides: Any):
-    """Train (or load) every variant x seed and evaluate it: one tidy row per run and eval set.
-
-    Columns: variant, seed, eval_set, avg@k, pass@k, k. The base student (untrained) appears
-    as variant "base" once per seed value of 0 (its evaluation does not depend on a seed).
-    Returns (DataFrame, {(variant, seed): EvalResult}).
-    """
-    import pandas as pd
+def _train_and_evaluate(scale: str, variant: str, seed: int, smoke: bool, overrides: dict[str, Any]) -> None:
+    """Worker body: train (or load) one run and cache its evaluation; results go to the registry."""
+    import torch
 
     from scope_lib.runs import evaluate_model, get_run
 
-    rows, results = [], {}
+    torch.set_num_threads(1)  # one core per worker: tiny models scale poorly across threads
+    cfg = experiment_config(scale, "scope" if variant == "base" else variant, seed, smoke=smoke,
+                            **{"progress": False, **overrides})
+    evaluate_model(None if variant == "base" else get_run(cfg), cfg)
+
+
+def default_workers() -> int:
+    """Parallel runs for `run_grid`: $SCOPE_WORKERS, else one per CPU core (at most 4)."""
+    import os
+
+    return int(os.environ.get("SCOPE_WORKERS", min(4, os.cpu_count() or 1)))
+
+
+def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool = False, include_base: bool = True,
+             workers: int | None = None, **overrides: Any):
+    """Train (or load) every variant x seed and evaluate it: one tidy row per run and eval set.
+
+    Columns: variant, seed, eval_set, avg@k, pass@k, k. The base student (untrained) appears
+    once as variant "base" (its evaluation does not depend on a training seed). Runs missing
+    from the registry are trained in `workers` parallel processes (one thread each); the
+    results are then read back from the registry, so an interrupted grid resumes where it
+    stopped. Returns (DataFrame, {(variant, seed): EvalResult}).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from scope_lib.runs import evaluate_model, evaluation_path, get_run
+    from scope_lib.world import load_world
+
     jobs = ([("base", seeds[0])] if include_base else []) + [(v, s) for v in variants for s in seeds]
-    for variant, seed in jobs:
-        cfg = experiment_config(scale, "scope" if variant == "base" else variant, seed, smoke=smoke, **overrides)
-        run = None if variant == "base" else get_run(cfg)
-        result = evaluate_model(run, cfg)
-        results[(variant, seed)] = result
+    configs = {job: experiment_config(scale, "scope" if job[0] == "base" else job[0], job[1], smoke=smoke, **overrides)
+               for job in jobs}
+    world = load_world(configs[jobs[0]], need_teacher=False)  # build the world once, before any worker needs it
+    missing = [job for job in jobs if not evaluation_path(configs[job], world.eval_sets, base=job[0] == "base").exists()]
+    workers = default_workers() if workers is None else workers
+    if workers > 1 and len(missing) > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_train_and_evaluate, scale, v, s, smoke, overrides): (v, s) for v, s in missing}
+            for future in tqdm(as_completed(futures), total=len(futures), desc=f"{len(missing)} of {len(jobs)} runs to train, {workers} workers"):
+                future.result()  # re-raise a worker's error here, naming nothing lost: finished runs stay cached
+    rows, results = [], {}
+    for job in jobs:
+        variant, seed = job
+        cfg = configs[job]
+        result = evaluate_model(None if variant == "base" else get_run(cfg, world=None), cfg, world=world)
+        results[job] = result
         for eval_set, row in result.summary().items():
             rows.append({"variant": variant, "seed": seed, "eval_set": eval_set, "k": result.k,
                          "avg@k": row[f"avg@{result.k}"], "pass@k": row[f"pass@{result.k}"]})

@@ -80,21 +80,24 @@ def _load_eval(path: Path) -> EvalResult:
                       correct={name: np.array(rows, dtype=bool) for name, rows in data["correct"].items()})
 
 
+def evaluation_path(cfg: TrainConfig, eval_sets: dict, *, base: bool, root: Path | None = None) -> Path:
+    """Where the evaluation of `cfg`'s trained run (or of the base student) is cached."""
+    key = _eval_key(cfg, eval_sets)
+    if base:
+        ident = hashlib.sha256(json.dumps([cfg.model.student, dataclasses.asdict(cfg.data)], sort_keys=True).encode()).hexdigest()[:12]
+        return (root or runs_dir()) / f"base-{ident}-eval-{key}.json"
+    return (root or runs_dir()) / run_key(cfg) / f"eval-{key}.json"
+
+
 def evaluate_model(run: Run | None, cfg: TrainConfig, *, world: World | None = None, keep_texts: bool = False,
                    root: Path | None = None) -> EvalResult:
     """Avg@k / Pass@k of a trained run (or of the base student when `run` is None), cached.
 
-    The eval settings come from `cfg.eval` and the problems from `cfg.data`; the base
-    student's evaluation is cached under `runs/base-<world>-<eval key>.json`.
+    The eval settings come from `cfg.eval` and the problems from `cfg.data`.
     """
     world = world or load_world(cfg, need_teacher=False)
-    key = _eval_key(cfg, world.eval_sets)
-    if run is None:
-        base_cfg = dataclasses.replace(cfg, method="scope", seed=0, steps=1)  # model identity only
-        ident = hashlib.sha256(json.dumps([base_cfg.model.student, dataclasses.asdict(base_cfg.data)], sort_keys=True).encode()).hexdigest()[:12]
-        path = (root or runs_dir()) / f"base-{ident}-eval-{key}.json"
-    else:
-        path = run.path / f"eval-{key}.json"
+    path = evaluation_path(run.cfg if run else cfg, world.eval_sets, base=run is None,
+                           root=run.path.parent if run else root)
     if path.exists():
         cached = _load_eval(path)
         if cached.texts or not keep_texts:
