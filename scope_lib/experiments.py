@@ -36,12 +36,22 @@ SMOKE_OVERRIDES: dict[str, Any] = {
 }
 
 
-def variant_overrides(variant: str) -> dict[str, Any]:
-    """Config overrides that turn the scale's preset into `variant`."""
+def variant_overrides(variant: str, preset: TrainConfig | None = None) -> dict[str, Any]:
+    """Config overrides that turn the scale's preset into `variant`.
+
+    OPD samples one rollout per prompt (Table 3). At equal prompts per step that gives it G
+    times fewer rollouts than SCOPE, so OPD here takes G times more prompts per step: every
+    method sees the same number of rollouts per update (a deliberate departure, for a fair
+    comparison at small scale).
+    """
     if variant in METHODS:
         overrides: dict[str, Any] = {"method": variant}
-        if variant == "opd":
-            overrides["rollout.group_size"] = 1  # Table 3: OPD samples one rollout per prompt
+        if variant == "opd" and preset is not None:
+            group = preset.rollout.group_size
+            overrides.update({"rollout.group_size": 1, "optim.prompts_per_step": preset.optim.prompts_per_step * group,
+                              "optim.mini_batch_prompts": preset.optim.mini_batch_prompts * group})
+        elif variant == "opd":
+            overrides["rollout.group_size"] = 1
         return overrides
     if variant in ABLATIONS:
         return {"method": "scope", **ABLATIONS[variant]}
@@ -54,7 +64,9 @@ def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = Fals
     """The config of one run of the paper's experiments at `scale` (`tiny`, `smol`, `paper`)."""
     if scale not in SCALES:
         raise ValueError(f"scale {scale!r}: expected one of {list(SCALES)}")
-    merged = {**(SMOKE_OVERRIDES if smoke else {}), **variant_overrides(variant), "seed": seed, **overrides}
+    sizes = {**(SMOKE_OVERRIDES if smoke else {}), **overrides}
+    preset = load_config(SCALES[scale], overrides=sizes)
+    merged = {**sizes, **variant_overrides(variant, preset), "seed": seed}
     return load_config(SCALES[scale], overrides=merged)
 
 
