@@ -1,0 +1,58 @@
+"""Notebooks 02 (Fig. 1b, Tables 6, 7, 9) and 03 (Eq. 4/5) run headlessly with smoke parameters
+through the project's papermill runner and write every artefact they own."""
+
+import pandas as pd
+import pytest
+
+from scope_lib.run_notebooks import run_notebooks
+
+FIGURES = {
+    "02_fig1b_error_recovery.ipynb": ["fig1b_error_recovery"],
+    "03_eq45_dpaw_weights.ipynb": ["eq45_dpaw_weights", "eq4_student_direction_paper_vs_released"],
+}
+TABLES = {
+    "02_fig1b_error_recovery.ipynb": ["table6_ppl_buckets", "table7_recovery_rates", "table9_case_studies"],
+    "03_eq45_dpaw_weights.ipynb": ["eq45_weight_stats"],
+}
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis_notebooks")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SCOPE_RUNS_DIR", str(out / "runs"))  # never the repository's run registry
+        results = run_notebooks(["02", "03"], smoke=True, parameters={"FIGURES_DIR": str(out / "figures")},
+                                out_dir=out / "executed", progress_bar=False)
+    return out, results
+
+
+def test_both_notebooks_run(executed):
+    _, results = executed
+    assert [r.notebook for r in results] == list(FIGURES)
+    for result in results:
+        assert result.ok, result.describe_failure()
+
+
+@pytest.mark.parametrize("notebook", list(FIGURES))
+def test_artefacts_written(executed, notebook):
+    out, _ = executed
+    figures = out / "figures"
+    for name in FIGURES[notebook]:
+        for suffix in (".png", ".pdf"):
+            path = figures / f"{name}{suffix}"
+            assert path.exists() and path.stat().st_size > 1000, path
+    for name in TABLES[notebook]:
+        assert (figures / f"{name}.md").read_text().count("|") > 4
+        assert len(pd.read_csv(figures / f"{name}.csv")) > 0
+
+
+def test_tables_have_the_paper_layout(executed):
+    figures = executed[0] / "figures"
+    table6 = pd.read_csv(figures / "table6_ppl_buckets.csv", index_col=0)
+    assert list(table6.index) == ["Q1 (lowest PPL)", "Q2", "Q3", "Q4 (highest PPL)", "Overall"]
+    assert table6["n"].iloc[:4].sum() == table6["n"].loc["Overall"]
+    table7 = pd.read_csv(figures / "table7_recovery_rates.csv", index_col=0)
+    assert list(table7.index) == [0.2, 0.4, 0.6, 0.8]
+    assert {"Q1", "Q2", "Q3", "Q4", "Q1-Q4 gap"} <= set(table7.columns)
+    stats = pd.read_csv(figures / "eq45_weight_stats.csv")
+    assert sorted(set(stats["tau"])) == [0.5, 1.0, 2.0] and len(stats) == 9
