@@ -41,7 +41,6 @@ def test_layout_masks_and_groups(world):
 
 
 def test_seeded_and_padding_invariant_greedy(world):
-    tok = world.teacher, world.tokenizer
     prompts = _prompts(4)
     kw = dict(num_samples=1, max_new_tokens=10, seed=3)
     a = generate_rollouts(world.teacher, world.tokenizer, prompts, temperature=1.0, batch_size=4, **kw)

@@ -17,8 +17,9 @@ def _load(name):
 
 
 @pytest.mark.parametrize("estimator", ["exact_kl", "sampled", "sft"])
-def test_gate_runs_and_writes_record(tmp_path, monkeypatch, estimator):
-    monkeypatch.setenv("SCOPE_CACHE_DIR", str(tmp_path / "cache"))
+def test_gate_runs_and_writes_record(tmp_path, tmp_path_factory, monkeypatch, estimator):
+    cache = tmp_path_factory.getbasetemp() / "shared_smoke_cache"  # built once, reused by each estimator
+    monkeypatch.setenv("SCOPE_CACHE_DIR", str(cache))
     gate = _load("tiny_gate")
     out = tmp_path / "gate.json"
     record = gate.main(["--smoke", "--estimator", estimator, "--seeds", "0", "1", "--steps", "2", "--prompts", "3",
