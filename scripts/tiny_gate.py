@@ -39,6 +39,7 @@ from scope_lib import losses, tasks
 from scope_lib.evaluate import evaluate
 from scope_lib.models import build_tiny_world
 from scope_lib.rollout import encode_pairs, generate_rollouts
+from scope_lib.verify import grade_batch
 
 
 def parse_args(argv=None):
@@ -126,7 +127,7 @@ def train_student(world, args, seed: int, pool, log=print):
             batch = {"input_ids": rollouts.input_ids, "attention_mask": rollouts.attention_mask,
                      "response_mask": rollouts.response_mask}
             golds = [problems[int(g)].answer for g in rollouts.group]
-            rollout_acc = sum(t.rstrip().endswith(f"\\boxed{{{g}}}") for t, g in zip(rollouts.texts, golds)) / len(golds)
+            rollout_acc = sum(grade_batch(rollouts.texts, golds)) / len(golds)  # logged only: too noisy to judge by
         student.train()
         loss = opd_step_loss(student, teacher, batch, args.estimator)
         optimizer.zero_grad(set_to_none=True)

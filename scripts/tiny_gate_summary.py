@@ -38,6 +38,18 @@ def main():
         lines.append(f"| {estimator} | {rec['mean_after']:.4f} | {rec['mean_gain']:+.4f} | {rec['spread_after_std']:.4f} "
                      f"| {rec['range_after']:.4f} | {rec['gate_passed']} |")
     lines += [""] + [f"- `{e}`: {LABELS[e]}" for e in records]
+    sweep = sorted((DATA / "tiny_gate_sweep").glob("*.json"))
+    if sweep:
+        lines += ["", "## Optimiser / estimator sweep (held-out Avg@k average; single runs unless seeds say otherwise)", "",
+                  "| estimator | lr | adam eps | rollout T | prompts x samples | steps done | seeds | before | mean after | mean gain |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for path in sweep:
+            rec = json.loads(path.read_text())
+            st = rec["settings"]
+            steps = "/".join(str(r["steps_done"]) for r in rec["runs"])
+            lines.append(f"| {st['estimator']} | {st['lr']} | {st['adam_eps']} | {st['rollout_temperature']} | "
+                         f"{st['prompts']} x {st['samples']} | {steps} | {len(rec['runs'])} | {rec['before']['average']:.3f} | "
+                         f"{rec['mean_after']:.3f} | {rec['mean_gain']:+.3f} |")
     s = first["settings"]
     lines += ["", f"Shared settings: {s['prompts']} prompts x {s['samples']} rollout per step, rollout temperature "
               f"{s['rollout_temperature']}, {s['optimizer']} lr {s['lr']} (eps {s['adam_eps']}, warm-up {s['warmup']} steps, "
