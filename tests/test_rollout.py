@@ -67,3 +67,18 @@ def test_bad_arguments(world):
         generate_rollouts(world.student, world.tokenizer, ["x"], num_samples=0, temperature=1.0, max_new_tokens=2)
     with pytest.raises(ValueError, match="temperature"):
         generate_rollouts(world.student, world.tokenizer, ["x"], num_samples=1, temperature=-1.0, max_new_tokens=2)
+
+
+def test_scoring_the_layout_reproduces_greedy_choices(world):
+    # Teacher-forced logits on the assembled batch (positions from the attention mask) must pick
+    # exactly the tokens that greedy generation produced: generation and scoring agree on layout.
+    from scope_lib.losses import position_ids_from_mask
+
+    batch = generate_rollouts(world.teacher, world.tokenizer, _prompts(5), num_samples=1, temperature=0.0,
+                              max_new_tokens=8, batch_size=5, seed=0)
+    with torch.no_grad():
+        logits = world.teacher(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                               position_ids=position_ids_from_mask(batch.attention_mask)).logits
+    predicted = logits[:, :-1].argmax(-1)  # predicts input_ids[:, 1:]
+    on = batch.response_mask[:, 1:].bool()
+    assert torch.equal(predicted[on], batch.input_ids[:, 1:][on])
