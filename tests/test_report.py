@@ -1,0 +1,57 @@
+"""Report helpers turn measured rows into tables and verdicts; checked against hand computations."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scope_lib import report
+from scope_lib.evaluate import EvalResult
+
+
+def test_seed_summary_and_relative_change_match_hand_computation():
+    rng = np.random.default_rng()
+    rows = [{"variant": v, "seed": s, "eval_set": "average", "avg@k": rng.random(), "pass@k": rng.random()}
+            for v in ("opd", "scope") for s in range(3)]
+    df = pd.DataFrame(rows)
+    summary = report.seed_summary(df)
+    for variant in ("opd", "scope"):
+        values = df[df.variant == variant]["avg@k"].to_numpy()
+        row = summary[summary.variant == variant].iloc[0]
+        assert row["avg@k"] == pytest.approx(values.mean())
+        # 95% t interval with 2 degrees of freedom: t = 4.303
+        assert row["avg@k_ci"] == pytest.approx(4.302652729911275 * values.std(ddof=1) / np.sqrt(3), rel=1e-6)
+        assert row["seeds"] == 3
+    rel = report.relative_change(summary, "avg@k")
+    opd, scope = (df[df.variant == v]["avg@k"].mean() for v in ("opd", "scope"))
+    assert rel["scope"] == pytest.approx(100 * (scope - opd) / opd)
+    assert rel["opd"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="reference variant 'kd'"):
+        report.relative_change(summary, "avg@k", reference="kd")
+
+
+def test_separated_is_an_interval_comparison():
+    assert report.separated((0.6, 0.05), (0.4, 0.05)) is True
+    assert report.separated((0.4, 0.05), (0.6, 0.05)) is False
+    assert report.separated((0.5, 0.1), (0.45, 0.1)) is None
+    assert report.separated((0.5, float("nan")), (0.45, float("nan"))) is True  # one seed: point comparison
+
+
+def test_pass_curves_average_seeds():
+    rng = np.random.default_rng()
+    results = {("scope", s): EvalResult(k=4, correct={"a": rng.random((5, 4)) < 0.5, "b": rng.random((5, 4)) < 0.3})
+               for s in range(3)}
+    curve = report.pass_curves(results, "scope")
+    per_seed = [np.mean([r.pass_at_k_curve(n)[4] for n in ("a", "b")]) for r in results.values()]
+    assert curve.set_index("k").loc[4, "pass@k"] == pytest.approx(np.mean(per_seed))
+    assert list(curve.k) == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="no results for variant 'opd'"):
+        report.pass_curves(results, "opd")
+
+
+def test_results_page_embeds_what_exists(tmp_path):
+    (tmp_path / "fig3_training_dynamics.png").write_bytes(b"\x89PNG")
+    (tmp_path / "fig3_training_dynamics.claims.md").write_text("- **reproduced**: something (numbers)\n")
+    page = report.build_results_page(str(tmp_path)).read_text()
+    assert "![fig3_training_dynamics](fig3_training_dynamics.png)" in page
+    assert "- **reproduced**: something (numbers)" in page
+    assert "Fig. 1a" not in page  # nothing of notebook 01 exists, so no section
