@@ -265,3 +265,41 @@ if not kinds.empty:
              "high-PPL cases are degenerate text (digit overflow, loops, false premises); in short arithmetic "
              "chains the comparable signal is which mistakes the teacher finds least plausible.")
 display(Markdown(text))
+
+# %% [markdown]
+# ## Verdicts (saved for the results page, `figures/README.md`)
+
+# %%
+from scope_lib import report
+
+
+def verdict(all_true: bool, any_reversed: bool, known: bool) -> bool | None:
+    return None if not known else True if all_true else False if any_reversed else None
+
+
+gap_text = ", ".join(f"{points(g)} [{points(lo)}, {points(hi)}] at {r:g}"
+                     for r, g, lo, hi in zip(gaps.index, gaps["gap"], gaps["low"], gaps["high"]))
+report.show_claims("fig1b_error_recovery", [
+    f"Scale `{scale_label}`: {study.num_incorrect} incorrect rollouts of {num_problems} problems, "
+    f"{completions_per_prefix} teacher completions per prefix.",
+    report.claim(
+        "low-PPL prefixes (Q1) recover more often than high-PPL ones (Q4) at every truncation ratio, by up to +19.4 points",
+        verdict((gaps["low"] > 0).all(), (gaps["high"] < 0).any(), gaps["gap"].notna().all()),
+        f"Q1−Q4 gap with 95 % CI: {gap_text}",
+    ),
+    report.claim(
+        "teacher PPL is negatively related to recovery (rank correlation over all rollouts)",
+        verdict((rho < 0).all(), (rho > 0).any(), rho.notna().all()),
+        "Spearman " + ", ".join(f"{v:+.2f} at {r:g}" for r, v in rho.items()),
+    ),
+    report.claim(
+        "recovery falls as more of the flawed trajectory is kept, in every bucket",
+        len(falling) == 4 if by_bucket.notna().all().all() else None,
+        f"all rollouts: {table7['All'].iloc[0]:.1f} % at {min(RATIOS):g} → {table7['All'].iloc[-1]:.1f} % at {last:g}",
+    ),
+    report.claim(
+        f"even at ratio {last:g} the best bucket still recovers about 35 %",
+        None if pd.isna(best_at_last) else bool(abs(best_at_last - 0.35) <= 0.10),
+        f"best bucket at {last:g}: {pct(best_at_last)}",
+    ),
+], figures_dir=FIGURES_DIR)

@@ -331,3 +331,30 @@ if INTERACTIVE:
 else:
     for g in group_ids[:SHOW_GROUPS]:
         display(Markdown(f"**group {g}: {problems[g].question}** (gold {problems[g].answer})"), group_view(g))
+
+# %% [markdown]
+# ## Verdicts (saved for the results page, `figures/README.md`)
+
+# %%
+from scope_lib import report
+
+monotone_known = conc.notna().all().all()
+report.show_claims("eq45_dpaw_weights", [
+    f"Scale `{scale_label}`: {len(rollouts)} base-student rollouts, {num_prompts} groups of G = {group_size}.",
+    report.claim(
+        "Eq. 4 weights grow with the student's PPL and Eq. 5 weights shrink with the teacher's PPL within each group",
+        bool(conc["student path, Eq. 4"].min() == 1.0 and conc["teacher path, Eq. 5"].max() == 0.0) if monotone_known else None,
+        f"concordant pairs: student {conc['student path, Eq. 4'].min():.1%}, teacher {1 - conc['teacher path, Eq. 5'].max():.1%} (reversed)",
+    ),
+    report.claim(
+        "a smaller tau sharpens the weights and a larger tau flattens them towards uniform (App. C.2)",
+        bool(all(sharpening.values())) if ess.notna().all().all() else None,
+        "ESS fraction, teacher path: " + ", ".join(f"{v:.3f} at tau = {t:g}" for t, v in ess["teacher (Eq. 5)"].items()),
+    ),
+    report.claim(
+        "the released code's student sign reverses Eq. 4: it down-weights the hardest correct rollout the paper up-weights",
+        None if pd.isna(share_paper) else bool(share_paper > share_uniform > share_released),
+        f"weight share of the highest-PPL correct rollout at tau = {tau_ref:g}: paper {share_paper:.3f}, "
+        f"released {share_released:.3f}, uniform {share_uniform:.3f}",
+    ),
+], figures_dir=FIGURES_DIR)

@@ -41,6 +41,8 @@ def test_artefacts_written(executed, notebook):
         for suffix in (".png", ".pdf"):
             path = figures / f"{name}{suffix}"
             assert path.exists() and path.stat().st_size > 1000, path
+    claims = (figures / f"{FIGURES[notebook][0]}.claims.md").read_text()  # verdicts for the results page
+    assert "reproduced" in claims or "inconclusive" in claims
     for name in TABLES[notebook]:
         assert (figures / f"{name}.md").read_text().count("|") > 4
         assert len(pd.read_csv(figures / f"{name}.csv")) > 0
