@@ -121,7 +121,7 @@ def show_claims(name: str, lines: list[str], figures_dir: str = "figures") -> st
 RESULTS_PAGE = [
     (("nb00",), "00", "The tiny world: teacher and student calibration"),
     (("fig1a",), "01", "Fig. 1a: the Pass@k paradox"),
-    (("fig1b", "table6", "table7", "table9"), "02", "Fig. 1b, Tables 6, 7, 9-12: error recovery by teacher perplexity"),
+    (("fig1b", "table6", "table7", "table9", "nb02"), "02", "Fig. 1b, Tables 6, 7, 9-12: error recovery by teacher perplexity"),
     (("eq4",), "03", "Eq. 4-5: DPAW weights on real rollouts"),
     (("table1",), "04", "Table 1: main results"),
     (("fig3",), "05", "Fig. 3: training dynamics"),
