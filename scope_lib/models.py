@@ -7,9 +7,10 @@ anneal) and stops early. A prototype showed that a student converged under a sch
 annealed to zero has no headroom that minutes of fine-tuning (OPD or even supervised) can
 fill; an early-stopped constant-lr student keeps its weakness in knowledge the teacher
 has, which is the setting the paper studies. Measured (data/tiny_calibration.md, k=8, T=0.6):
-teacher (4 layers x 128, 1.09M params, 1200 steps) Avg@8 0.88; student (4 x 96, 0.62M, 900
+teacher (4 layers x 128, 1.087M params, 1200 steps) Avg@8 0.88; student (4 x 96, 0.62M, 900
 steps, the steep part of its learning curve) Avg@8 0.38, 0.62 -> 0.20 from chain2 to chain5.
-Build time on a shared 2-core machine, one torch thread: teacher 943 s, student 536 s (these
+Build time from nothing on a busy shared 2-core machine (load 4-6), one torch thread: teacher
+831 s, student 265 s, 18.3 min in all; the weights were bit-identical to an earlier build (these
 were contended; each is a fixed number of optimiser steps on ~60-token sequences).
 
 Public: `ModelSpec`, `WorldConfig`, `TINY_WORLD`, `SMOKE_WORLD`, `build_tiny_world`,
