@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-# Two cores on CI: keep torch from oversubscribing them when pytest-xdist is not used.
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One torch thread: tests start helper processes (verifier workers, servers, accelerate ranks),
+# and on a 2-core machine two OpenMP threads per process thrash (a smoke build took 25 s
+# with 2 threads against 1 s with 1).
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
