@@ -131,3 +131,34 @@ def test_two_processes_update_like_one(tmp_path, method):
     assert moved > 1e-6, "the update did not move the weights"
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["opd", "scope"])
+def test_distillation_moves_the_student_towards_the_teacher(tmp_path, method):
+    """It learns: on held-out rollouts, the exact reverse KL to the teacher falls after training."""
+    from scope_lib.losses import full_reverse_kl, position_ids_from_mask
+    from scope_lib.rollout import generate_rollouts
+    from scope_lib.tasks import eval_sets, format_prompt
+    from scope_lib.world import load_world
+
+    cfg = smoke_config(tmp_path, method=method, steps=12, **{
+        "scope.kl_estimator": "exact", "optim.lr": 3e-3, "optim.warmup_steps": 2, "optim.prompts_per_step": 8,
+        "optim.mini_batch_prompts": 8, "rollout.group_size": 4 if method == "scope" else 1})
+    world = load_world(cfg)
+    prompts = [format_prompt(p) for p in eval_sets(8, seed=0)["chain3"]]
+    held_out = generate_rollouts(world.teacher, world.tokenizer, prompts, num_samples=2, temperature=1.0,
+                                 max_new_tokens=16, seed=123)
+
+    @torch.no_grad()
+    def mean_kl(student):
+        ids, att, mask = held_out.input_ids, held_out.attention_mask, held_out.response_mask.float()
+        pos = position_ids_from_mask(att)
+        kl = full_reverse_kl(student(input_ids=ids, attention_mask=att, position_ids=pos).logits,
+                             world.teacher(input_ids=ids, attention_mask=att, position_ids=pos).logits)
+        return float((kl * mask).sum() / mask.sum())
+
+    before = mean_kl(world.student)
+    trained = train(cfg, world=load_world(cfg)).model  # a fresh copy of the student is trained
+    after = mean_kl(trained)
+    print(f"KL to teacher {before:.4f} -> {after:.4f}")
+    assert after < 0.8 * before, f"KL to teacher {before:.4f} -> {after:.4f}"
