@@ -120,6 +120,15 @@ def _trim(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch
     return {k: (v[:, first:last] if v.dim() == 2 else v) for k, v in sub.items()}
 
 
+def _tensorboard_writer(run_dir: Path):
+    """A TensorBoard writer into `<run_dir>/tensorboard` when the tensorboard package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: metrics.jsonl is the record of truth
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
 # --- the trainer -------------------------------------------------------------------------------
 
 
@@ -453,6 +462,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} {self.world.description}",
                    disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
         metrics_file = self.run_dir / "metrics.jsonl"
+        tensorboard = _tensorboard_writer(self.run_dir) if self.rank == 0 else None
         while self.step < cfg.steps:
             timer = Timer()
             with timer("step"):
@@ -469,11 +479,17 @@ class Trainer:
             if self.rank == 0:
                 with open(metrics_file, "a") as handle:
                     handle.write(json.dumps(record) + "\n")
+                if tensorboard is not None:
+                    for key, value in record.items():
+                        if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                            tensorboard.add_scalar(key, value, self.step)
             bar.update(1)
             bar.set_postfix({k: f"{record[k]:.3g}" for k in ("accuracy", "entropy", "kl_to_teacher", "grad_norm") if k in record})
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save_checkpoint()
         bar.close()
+        if tensorboard is not None:
+            tensorboard.close()
         model = self.save_final()
         return TrainResult(self.run_dir, self.history, model)
 

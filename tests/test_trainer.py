@@ -162,3 +162,16 @@ def test_distillation_moves_the_student_towards_the_teacher(tmp_path, method):
     after = mean_kl(trained)
     print(f"KL to teacher {before:.4f} -> {after:.4f}")
     assert after < 0.8 * before, f"KL to teacher {before:.4f} -> {after:.4f}"
+
+
+def test_tensorboard_receives_the_logged_metrics(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = smoke_config(tmp_path, method="opd", **{"rollout.group_size": 1})
+    train(cfg)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"accuracy", "kl_to_teacher", "time/generation", "grad_norm"} <= tags
+    assert [e.step for e in events.Scalars("grad_norm")] == [1, 2]
