@@ -1,6 +1,6 @@
-"""The gate and calibration scripts run end to end (smoke world, a couple of steps)."""
+"""The gate and calibration modules (python -m scope_lib.tiny_gate, ...) run end to end (smoke world, a couple of steps)."""
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -10,10 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"scope_lib.{name}")
 
 
 @pytest.mark.parametrize("estimator", ["exact_kl", "sampled", "sft"])

@@ -26,7 +26,7 @@ scope_lib.models), so the optimiser needs no special care beyond a moderate lr.
 Before/after are measured on a fixed held-out set (same problems, same sampling seed), never
 on rollout accuracy, which swings with the prompts drawn.
 
-Run:  .venv/bin/python scripts/tiny_gate.py --estimator exact_kl --seeds 0 1 2 --out data/tiny_gate.json
+Run:  .venv/bin/python -m scope_lib.tiny_gate --estimator exact_kl --seeds 0 1 2 --out data/tiny_gate.json
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Targets: teacher Avg@k >= 0.75 over all eval sets; base student Avg@k in [0.25, 
 falling with difficulty; student Pass@k well above its Avg@k.
 
 Writes data/tiny_calibration.csv (one row per model and set) and data/tiny_calibration.md.
-Run:  .venv/bin/python scripts/tiny_calibration.py [--k 8] [--per-set 100]
+Run:  .venv/bin/python -m scope_lib.tiny_calibration [--k 8] [--per-set 100]
 """
 
 from __future__ import annotations

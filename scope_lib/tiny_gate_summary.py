@@ -1,7 +1,7 @@
 """Combine the per-estimator gate records (data/tiny_gate_<estimator>.json, written by
-scripts/tiny_gate.py) into data/tiny_gate.json and data/tiny_gate.md.
+scope_lib/tiny_gate.py) into data/tiny_gate.json and data/tiny_gate.md.
 
-Run:  .venv/bin/python scripts/tiny_gate_summary.py
+Run:  .venv/bin/python -m scope_lib.tiny_gate_summary
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main():
     records = {e: json.loads((DATA / f"tiny_gate_{e}.json").read_text())
                for e in ORDER if (DATA / f"tiny_gate_{e}.json").exists()}
     if not records:
-        raise SystemExit("no data/tiny_gate_<estimator>.json found; run scripts/tiny_gate.py first")
+        raise SystemExit("no data/tiny_gate_<estimator>.json found; run python -m scope_lib.tiny_gate first")
     (DATA / "tiny_gate.json").write_text(json.dumps(records, indent=1) + "\n")
     first = next(iter(records.values()))
     names = list(first["before"])
