@@ -60,6 +60,22 @@ def _load_jsonl_problems(path: Path) -> list[Problem]:
     return problems
 
 
+def _load_hub_problems(name: str) -> list[Problem]:
+    """Training prompts from a hub dataset (paper scale: zwhe99/DeepMath-103K, columns
+    `question` and `final_answer`); needs the `datasets` package and network access."""
+    try:
+        import datasets
+    except ImportError as error:
+        raise ValueError(f"data.train {name!r} is a hub dataset: install `datasets`, or export it to a .jsonl file "
+                         "with question/answer rows") from error
+    rows = datasets.load_dataset(name, split="train")
+    answer_key = "final_answer" if "final_answer" in rows.column_names else "answer"
+    if "question" not in rows.column_names or answer_key not in rows.column_names:
+        raise ValueError(f"data.train {name!r}: expected columns 'question' and 'final_answer' (or 'answer'), got {rows.column_names}")
+    return [Problem(id=f"{name}/{i}", question=row["question"], answer=str(row[answer_key]), source=name)
+            for i, row in enumerate(rows)]
+
+
 def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
     """Load the student, teacher, tokenizer and data the config names."""
     from scope_lib import tasks
@@ -101,8 +117,10 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
         train_problems = tasks.train_pool(seed=cfg.seed)
     elif Path(cfg.data.train).suffix == ".jsonl":
         train_problems = _load_jsonl_problems(Path(cfg.data.train))
+    elif "/" in cfg.data.train and not Path(cfg.data.train).exists():
+        train_problems = _load_hub_problems(cfg.data.train)
     else:
-        raise ValueError(f"data.train: expected 'tiny' or a .jsonl file with question/answer rows, got {cfg.data.train!r}")
+        raise ValueError(f"data.train: expected 'tiny', a .jsonl file with question/answer rows or a hub dataset id, got {cfg.data.train!r}")
     eval_sets: dict[str, list[Problem]] = {}
     per_set = cfg.data.eval_problems_per_set
     for name in cfg.data.eval_sets:
