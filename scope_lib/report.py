@@ -65,7 +65,8 @@ def pass_curves(results: dict, variant: str, eval_set: str | None = None) -> pd.
     rows = []
     for k in per_seed[0]:
         mean, low, high = mean_ci(np.array([c[k] for c in per_seed]))
-        rows.append({"k": k, "pass@k": mean, "low": low, "high": high})
+        # A t interval over 3 seeds can leave [0, 1]; a pass rate cannot.
+        rows.append({"k": k, "pass@k": mean, "low": max(low, 0.0), "high": min(high, 1.0)})
     return pd.DataFrame(rows)
 
 
