@@ -55,10 +55,16 @@ def variant_overrides(variant: str) -> dict[str, Any]:
     raise ValueError(f"variant {variant!r}: expected one of {METHODS + tuple(ABLATIONS)} or 'scope_tau<value>'")
 
 
+_warned_paper: list[str] = []  # say once per process that paper scale needs GPUs and the hub
+
+
 def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = False, **overrides: Any) -> TrainConfig:
     """The config of one run of the paper's experiments at `scale` (`tiny`, `smol`, `paper`)."""
     if scale not in SCALES:
         raise ValueError(f"scale {scale!r}: expected one of {list(SCALES)}")
+    if scale.startswith("paper") and not _warned_paper:
+        print(f"scale {scale!r}: expects GPUs, vLLM (pip install -e .[vllm]), a teacher vLLM server and the Hugging Face hub")
+        _warned_paper.append(scale)
     merged = {**(SMOKE_OVERRIDES if smoke else {}), **overrides, **variant_overrides(variant), "seed": seed}
     return load_config(SCALES[scale], overrides=merged)
 
