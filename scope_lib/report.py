@@ -159,6 +159,10 @@ def build_results_page(figures_dir: str = "figures", *, header: str = "") -> "Pa
             continue
         parts += [f"## {title}", "", f"Notebook `notebooks/{notebook}_*.ipynb`.", ""]
         parts += [f"![{image.stem}]({image.name})" for image in images] + [""]
+        if not images:  # a table artefact: show the table itself (long-format dumps stay linked only)
+            for table in tables:
+                if "long" not in table.stem:
+                    parts += [f"**{table.stem}**", "", table.read_text().strip(), ""]
         for claim_file in claims:
             parts += [claim_file.read_text().strip(), ""]
         if tables:
