@@ -166,6 +166,8 @@ class Trainer:
                 self.teacher = LocalTeacher(self.world.teacher.to(self.device), micro_batch_size=cfg.optim.micro_batch_size)
             if cfg.scope.kl_estimator == "exact" and not isinstance(self.teacher, LocalTeacher):
                 raise ValueError("scope.kl_estimator 'exact' needs teacher.backend 'local' (full logits)")
+            if cfg.method == "kd" and not isinstance(self.teacher, LocalTeacher):
+                raise ValueError("method 'kd' generates its corpus with the in-process teacher: set teacher.backend 'local'")
         self.reference = None
         if cfg.method == "grpo" and cfg.grpo.beta > 0 and cfg.model.finetune == "full":
             import copy
