@@ -9,9 +9,10 @@ fill; an early-stopped constant-lr student keeps its weakness in knowledge the t
 has, which is the setting the paper studies. Measured (data/tiny_calibration.md, k=8, T=0.6):
 teacher (4 layers x 128, 1.087M params, 1200 steps) Avg@8 0.88; student (4 x 96, 0.62M, 900
 steps, the steep part of its learning curve) Avg@8 0.38, 0.62 -> 0.20 from chain2 to chain5.
-Build time from nothing on a busy shared 2-core machine (load 4-6), one torch thread: teacher
-831 s, student 265 s, 18.3 min in all; the weights were bit-identical to an earlier build (these
-were contended; each is a fixed number of optimiser steps on ~60-token sequences).
+Each model pretrains on one torch thread, the two side by side on 2+ cores (`_build`). Build
+time from nothing on a busy shared 2-core machine (load 4-6), one after the other: teacher
+831 s, student 265 s; the weights were bit-identical to an earlier build (each is a fixed number
+of optimiser steps on ~60-token sequences). `done.json` records each build's times.
 
 Public: `ModelSpec`, `WorldConfig`, `TINY_WORLD`, `SMOKE_WORLD`, `build_tiny_world`,
 `pretrain`, `TinyWorld`.
@@ -23,8 +24,10 @@ import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,7 +153,7 @@ def lr_at(step: int, spec: ModelSpec) -> float:
 
 
 def pretrain(model, tokenizer, spec: ModelSpec, *, progress: bool = True, desc: str = "pretrain",
-             callback=None) -> list[float]:
+             callback=None, position: int | None = None) -> list[float]:
     """Supervised pretraining on fresh ground-truth solutions; returns the loss per step.
 
     Deterministic given spec.seed (data from `tasks.train_stream`, never an eval question).
@@ -163,7 +166,7 @@ def pretrain(model, tokenizer, spec: ModelSpec, *, progress: bool = True, desc: 
                                   betas=(0.9, 0.98))
     model.train()
     losses = []
-    bar = tqdm(range(spec.steps), desc=desc, disable=not progress, mininterval=2)
+    bar = tqdm(range(spec.steps), desc=desc, disable=not progress, mininterval=2, position=position)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, spec)
@@ -204,33 +207,27 @@ def build_tiny_world(config: WorldConfig = TINY_WORLD, cache_dir=None, progress:
 
 
 def _build(config: WorldConfig, path: Path, progress: bool) -> None:
-    threads = torch.get_num_threads()
-    if max(config.teacher.hidden, config.student.hidden) <= 64:
-        # Smoke-sized matmuls: thread synchronisation costs more than it saves, and on a busy
-        # 2-core machine two OpenMP threads thrash (measured: 1 s build with 1 thread, 25 s with 2).
-        torch.set_num_threads(1)
-    try:
-        _build_in(config, path, progress)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _build_in(config: WorldConfig, path: Path, progress: bool) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tokenizer = build_tokenizer(config.vocab_size, seed=config.tokenizer_seed)
     tokenizer.save_pretrained(tmp / "tokenizer")
     record = {"config": dataclasses.asdict(config)}
-    for name in ("teacher", "student"):
-        spec = getattr(config, name)
-        model = make_model(spec, tokenizer, config.max_positions)
-        start, cpu_start = time.time(), time.process_time()
-        losses = pretrain(model, tokenizer, spec, progress=progress, desc=f"pretrain {name}")
-        # Wall seconds depend on what else the machine runs; process CPU seconds (all threads)
-        # are what a build costs on idle cores.
-        record[name] = {"seconds": round(time.time() - start, 1), "cpu_seconds": round(time.process_time() - cpu_start, 1),
-                        "threads": torch.get_num_threads(), "final_loss": losses[-1],
-                        "params": sum(p.numel() for p in model.parameters())}
-        model.save_pretrained(tmp / name)
+    names = ("teacher", "student")
+    # One torch thread per model, always: these matmuls are too small for two OpenMP threads to
+    # pay (measured on 2 idle cores: a 2-thread teacher build burned 2.5x the CPU time of a
+    # 1-thread build and took longer in wall time too), and a fixed thread count gives the same
+    # weights on every machine. The two models are seeded independently, so on 2+ cores they
+    # pretrain side by side in two processes and the build takes about as long as the teacher
+    # (smoke-sized worlds build in seconds, less than starting a process costs).
+    start = time.time()
+    if _available_cores() >= 2 and max(config.teacher.hidden, config.student.hidden) > 64:
+        context = multiprocessing.get_context("spawn")  # never fork a process that may hold threads
+        with ProcessPoolExecutor(max_workers=len(names), mp_context=context) as pool:
+            futures = {name: pool.submit(_build_model, config, name, tmp, progress, position)
+                       for position, name in enumerate(names)}
+            record.update({name: future.result() for name, future in futures.items()})
+    else:
+        record.update({name: _build_model(config, name, tmp, progress, 0) for name in names})
+    record["build_seconds"] = round(time.time() - start, 1)
     (tmp / "done.json").write_text(json.dumps(record, indent=1))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -238,3 +235,29 @@ def _build_in(config: WorldConfig, path: Path, progress: bool) -> None:
     except OSError:
         if not (path / "done.json").exists():
             raise
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _build_model(config: WorldConfig, name: str, tmp: Path, progress: bool, position: int) -> dict:
+    """Pretrain one model of the world on one torch thread and save it to `tmp / name`; its record."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        spec = getattr(config, name)
+        tokenizer = load_tokenizer(tmp / "tokenizer")
+        model = make_model(spec, tokenizer, config.max_positions)
+        start, cpu_start = time.time(), time.process_time()
+        losses = pretrain(model, tokenizer, spec, progress=progress, desc=f"pretrain {name}", position=position)
+        model.save_pretrained(tmp / name)
+        # Wall seconds depend on what else the machine runs; CPU seconds are what the model
+        # costs on an idle core.
+        return {"seconds": round(time.time() - start, 1), "cpu_seconds": round(time.process_time() - cpu_start, 1),
+                "threads": 1, "final_loss": losses[-1], "params": sum(p.numel() for p in model.parameters())}
+    finally:
+        torch.set_num_threads(threads)

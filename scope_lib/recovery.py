@@ -28,16 +28,16 @@ Where this departs from the paper (which leaves these open):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
 from scope_lib.problem import Problem
+# Re-exported: the Tables 9-12 "Error type" column is diagnosed by the task that owns the format.
+from scope_lib.tasks import CHAIN_ERROR_KINDS, ChainError, first_chain_error
 
 DEFAULT_RATIOS = (0.2, 0.4, 0.6, 0.8)  # Fig. 1b / Table 7
 BUCKET_NAMES = ("Q1", "Q2", "Q3", "Q4")  # Q1 = lowest teacher PPL
@@ -298,61 +298,6 @@ def case_studies(cases: pd.DataFrame, n: int = 4, *, excerpt_chars: int = 160) -
 def _excerpt(text: str, limit: int) -> str:
     flat = text.replace("\n", " / ")
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-# ---------------------------------------------------------------------------------------------
-# error diagnosis on the tiny task (the paper's hand-written "Error type" of Tables 9-12)
-
-_STEP_LINE = re.compile(r"^(\d+)([+\-*])(\d+)=(\d+)$")
-_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
-
-
-class ChainError(NamedTuple):
-    line: int  # 0-based index of the first wrong line; a prefix holds it iff it has > line newlines
-    kind: str  # one of CHAIN_ERROR_KINDS
-    detail: str  # where, with the offending text
-
-    def __str__(self) -> str:
-        return f"{self.kind} ({self.detail})"
-
-
-CHAIN_ERROR_KINDS = ("wrong start value", "carried a wrong value", "wrong operation", "arithmetic slip",
-                     "malformed line", "missing steps", "extra steps", "boxed answer differs", "no final answer")
-
-
-def first_chain_error(problem: Problem, text: str) -> ChainError | None:
-    """Where and how an arithmetic-chain solution (`scope_lib.tasks`) first goes wrong.
-
-    None for a problem without chain steps (`problem.meta["steps"]`, i.e. not the tiny task)
-    or for a text without an error. Each line `a op b = c` is checked in order: `a` against
-    the start value or the previous result, `op b` against the problem, then `c = a op b`.
-    """
-    steps = problem.meta.get("steps")
-    if not steps:
-        return None
-    lines = text.split("\n")
-    value = problem.meta["start"]
-    for k, (op, operand) in enumerate(steps):
-        line = lines[k].strip() if k < len(lines) else ""
-        where = f"step {k + 1}: {line[:30]!r}"
-        match = _STEP_LINE.match(line)
-        if match is None:
-            return ChainError(k, "missing steps" if line.startswith("\\boxed") else "malformed line", where)
-        a, written_op, b, c = int(match[1]), match[2], int(match[3]), int(match[4])
-        if a != value:
-            return ChainError(k, "wrong start value" if k == 0 else "carried a wrong value", where)
-        if (written_op, b) != (op, operand):
-            return ChainError(k, "wrong operation", where)
-        if _OPS[op](a, b) != c:
-            return ChainError(k, "arithmetic slip", where)
-        value = c
-    final = lines[len(steps)].strip() if len(lines) > len(steps) else ""
-    where = f"after step {len(steps)}: {final[:30]!r}"
-    if not final.startswith("\\boxed"):
-        return ChainError(len(steps), "extra steps" if _STEP_LINE.match(final) else "no final answer", where)
-    if final != f"\\boxed{{{value}}}":
-        return ChainError(len(steps), "boxed answer differs", f"last result {value}, {where}")
-    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
+from typing import NamedTuple
 
 from scope_lib.problem import Problem
 
@@ -151,3 +153,57 @@ def format_target(problem: Problem) -> str:
 def corpus(num: int = 2000, *, seed: int = 0) -> list[str]:
     """Prompt+solution texts that the tiny tokenizer is trained on."""
     return [format_prompt(p) + format_target(p) for p in train_stream(num, seed=seed)]
+
+
+# ---------------------------------------------------------------------------------------------
+# error diagnosis (the paper's hand-written "Error type" of Tables 9-12; used by scope_lib.recovery)
+
+_STEP_LINE = re.compile(r"^(\d+)([+\-*])(\d+)=(\d+)$")
+
+
+class ChainError(NamedTuple):
+    line: int  # 0-based index of the first wrong line; a prefix holds it iff it has > line newlines
+    kind: str  # one of CHAIN_ERROR_KINDS
+    detail: str  # where, with the offending text
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.detail})"
+
+
+CHAIN_ERROR_KINDS = ("wrong start value", "carried a wrong value", "wrong operation", "arithmetic slip",
+                     "malformed line", "missing steps", "extra steps", "boxed answer differs", "no final answer")
+
+
+def first_chain_error(problem: Problem, text: str) -> ChainError | None:
+    """Where and how an arithmetic-chain solution first goes wrong.
+
+    None for a problem without chain steps (`problem.meta["steps"]`, i.e. not the tiny task)
+    or for a text without an error. Each line `a op b = c` is checked in order: `a` against
+    the start value or the previous result, `op b` against the problem, then `c = a op b`.
+    """
+    steps = problem.meta.get("steps")
+    if not steps:
+        return None
+    lines = text.split("\n")
+    value = problem.meta["start"]
+    for k, (op, operand) in enumerate(steps):
+        line = lines[k].strip() if k < len(lines) else ""
+        where = f"step {k + 1}: {line[:30]!r}"
+        match = _STEP_LINE.match(line)
+        if match is None:
+            return ChainError(k, "missing steps" if line.startswith("\\boxed") else "malformed line", where)
+        a, written_op, b, c = int(match[1]), match[2], int(match[3]), int(match[4])
+        if a != value:
+            return ChainError(k, "wrong start value" if k == 0 else "carried a wrong value", where)
+        if (written_op, b) != (op, operand):
+            return ChainError(k, "wrong operation", where)
+        if _apply(a, op, b) != c:
+            return ChainError(k, "arithmetic slip", where)
+        value = c
+    final = lines[len(steps)].strip() if len(lines) > len(steps) else ""
+    where = f"after step {len(steps)}: {final[:30]!r}"
+    if not final.startswith("\\boxed"):
+        return ChainError(len(steps), "extra steps" if _STEP_LINE.match(final) else "no final answer", where)
+    if final != f"\\boxed{{{value}}}":
+        return ChainError(len(steps), "boxed answer differs", f"last result {value}, {where}")
+    return None

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import torch
 
-from scope_lib.losses import token_logprobs
+from scope_lib.logprobs import token_logprobs
 
 
 class Teacher(Protocol):

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
 
-from scope_lib.losses import token_logprobs
+from scope_lib.logprobs import token_logprobs
 
 
 def _handler(model, model_name: str):

@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaForCausalLM
 
-from scope_lib import losses, tasks
+from scope_lib import logprobs, losses, tasks
 from scope_lib.evaluate import evaluate
 from scope_lib.models import build_tiny_world
 from scope_lib.rollout import encode_pairs, generate_rollouts
@@ -79,7 +79,7 @@ def parse_args(argv=None):
 
 def _forward_logits(model, batch):
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                 position_ids=losses.position_ids_from_mask(batch["attention_mask"]), use_cache=False).logits
+                 position_ids=logprobs.position_ids_from_mask(batch["attention_mask"]), use_cache=False).logits
 
 
 def opd_step_loss(student, teacher, batch, estimator: str):
@@ -88,14 +88,14 @@ def opd_step_loss(student, teacher, batch, estimator: str):
     if estimator == "exact_kl":
         with torch.no_grad():
             teacher_logits = _forward_logits(teacher, batch)  # (B, T, V)
-        kl = losses.full_reverse_kl(_forward_logits(student, batch), teacher_logits)  # (B, T)
+        kl = logprobs.full_reverse_kl(_forward_logits(student, batch), teacher_logits)  # (B, T)
         per_row = (kl * mask).sum(1) / mask.sum(1).clamp(min=1)  # token mean per sequence
         return per_row.mean()
-    logp = losses.token_logprobs(student, batch["input_ids"], batch["attention_mask"])
+    logp = logprobs.token_logprobs(student, batch["input_ids"], batch["attention_mask"])
     if estimator == "sft":
         return losses.sft_loss(logp, mask)
     with torch.no_grad():
-        teacher_logp = losses.token_logprobs(teacher, batch["input_ids"], batch["attention_mask"])
+        teacher_logp = logprobs.token_logprobs(teacher, batch["input_ids"], batch["attention_mask"])
     # Eq. 3 with pi_old = pi_theta (one update per batch): rho = 1, gradient sg[A] * grad logp.
     loss, _ = losses.opd_baseline_loss(logp, logp.detach(), teacher_logp, mask)
     return loss

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from scope_lib import losses
+from scope_lib import logprobs, losses
 from scope_lib.config import TrainConfig, save_config
 from scope_lib.rollout import generate_rollouts
 from scope_lib.teacher import LocalTeacher, ServerTeacher
@@ -214,9 +214,9 @@ class Trainer:
         if self.cfg.method != "grpo" or self.cfg.grpo.beta <= 0:
             return None
         if self.reference is not None:
-            return losses.token_logprobs(self.reference, input_ids, attention_mask)
+            return logprobs.token_logprobs(self.reference, input_ids, attention_mask)
         with self.student.disable_adapter():  # LoRA: the base model is the reference policy
-            return losses.token_logprobs(self.student, input_ids, attention_mask)
+            return logprobs.token_logprobs(self.student, input_ids, attention_mask)
 
     # --- data
 
@@ -312,7 +312,7 @@ class Trainer:
             old, ent = [], []
             for rows in _micro_batches(batch["group"], cfg.optim.micro_batch_size):
                 ids, att = batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device)
-                logp, entropy = losses.token_logprobs(self.student, ids, att, with_entropy=True)
+                logp, entropy = logprobs.token_logprobs(self.student, ids, att, with_entropy=True)
                 old.append(logp.cpu())
                 ent.append(entropy.cpu())
             batch["old_logp"] = torch.cat(old)
@@ -334,9 +334,9 @@ class Trainer:
         """Loss of one micro-batch, scaled so micro-batch losses sum to the global batch loss."""
         cfg = self.cfg
         ids, att = micro["input_ids"], micro["attention_mask"]
-        position_ids = losses.position_ids_from_mask(att)
+        position_ids = logprobs.position_ids_from_mask(att)
         logits = self.student(input_ids=ids, attention_mask=att, position_ids=position_ids).logits
-        logp = losses.token_logprobs_from_logits(logits, ids)
+        logp = logprobs.token_logprobs_from_logits(logits, ids)
         mask = micro["response_mask"].float()
         if cfg.method == "kd":
             n_rows = ids.shape[0]
@@ -350,7 +350,7 @@ class Trainer:
         exact_rows = None
         if cfg.scope.kl_estimator == "exact":
             teacher_logits = self.teacher.logits(ids, att)
-            kl = losses.full_reverse_kl(logits, teacher_logits)
+            kl = logprobs.full_reverse_kl(logits, teacher_logits)
             exact_rows = (kl * mask).sum(1) / mask.sum(1).clamp(min=1)  # (b,) token mean
         if cfg.method == "opd":
             if exact_rows is not None:

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scope_lib.logprobs import full_reverse_kl, token_logprobs, token_logprobs_from_logits
 from scope_lib.losses import (
-    full_reverse_kl,
     group_advantages,
     grpo_loss,
     mle_loss,
@@ -19,8 +19,6 @@ from scope_lib.losses import (
     opd_loss,
     scope_loss,
     sft_loss,
-    token_logprobs,
-    token_logprobs_from_logits,
 )
 
 

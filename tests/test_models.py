@@ -1,6 +1,7 @@
 """Tiny-world models: built from a config, cached by its hash, deterministic, trained on solutions only."""
 
 import dataclasses
+import json
 
 import torch
 
@@ -24,6 +25,24 @@ def test_build_is_cached_and_deterministic(tmp_path):
     n = lambda m: sum(p.numel() for p in m.parameters())
     assert n(world.student) < n(world.teacher)
     assert world.tokenizer.pad_token_id is not None and world.teacher.config.vocab_size == len(world.tokenizer)
+
+
+def test_parallel_build_gives_the_weights_of_a_sequential_one(tmp_path, monkeypatch):
+    # A world past the smoke size pretrains its two models in two spawned processes on 2+ cores;
+    # each is seeded on its own and runs on one thread, so the weights must not depend on that.
+    def widen(spec):
+        return dataclasses.replace(spec, hidden=72, heads=2, ffn=96, steps=3)
+
+    config = dataclasses.replace(models.SMOKE_WORLD, teacher=widen(models.SMOKE_WORLD.teacher),
+                                 student=widen(models.SMOKE_WORLD.student))
+    monkeypatch.setattr(models, "_available_cores", lambda: 2)
+    parallel = models.build_tiny_world(config, cache_dir=tmp_path / "parallel", progress=False)
+    monkeypatch.setattr(models, "_available_cores", lambda: 1)
+    sequential = models.build_tiny_world(config, cache_dir=tmp_path / "sequential", progress=False)
+    assert _same_weights(parallel.teacher, sequential.teacher)
+    assert _same_weights(parallel.student, sequential.student)
+    record = json.loads((parallel.path / "done.json").read_text())
+    assert record["teacher"]["threads"] == record["student"]["threads"] == 1 and record["build_seconds"] > 0
 
 
 def test_config_hash_changes_with_any_field():

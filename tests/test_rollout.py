@@ -72,7 +72,7 @@ def test_bad_arguments(world):
 def test_scoring_the_layout_reproduces_greedy_choices(world):
     # Teacher-forced logits on the assembled batch (positions from the attention mask) must pick
     # exactly the tokens that greedy generation produced: generation and scoring agree on layout.
-    from scope_lib.losses import position_ids_from_mask
+    from scope_lib.logprobs import position_ids_from_mask
 
     batch = generate_rollouts(world.teacher, world.tokenizer, _prompts(5), num_samples=1, temperature=0.0,
                               max_new_tokens=8, batch_size=5, seed=0)

@@ -136,7 +136,7 @@ def test_two_processes_update_like_one(tmp_path, method):
 @pytest.mark.parametrize("method", ["opd", "scope"])
 def test_distillation_moves_the_student_towards_the_teacher(tmp_path, method):
     """It learns: on held-out rollouts, the exact reverse KL to the teacher falls after training."""
-    from scope_lib.losses import full_reverse_kl, position_ids_from_mask
+    from scope_lib.logprobs import full_reverse_kl, position_ids_from_mask
     from scope_lib.rollout import generate_rollouts
     from scope_lib.tasks import eval_sets, format_prompt
     from scope_lib.world import load_world
