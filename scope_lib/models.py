@@ -217,9 +217,10 @@ def _build(config: WorldConfig, path: Path, progress: bool) -> None:
     record = {"config": dataclasses.asdict(config)}
     names = ("teacher", "student")
     # One torch thread per model, always: these matmuls are too small for two OpenMP threads to
-    # pay (measured on 2 idle cores: a 2-thread teacher build burned 2.5x the CPU time of a
-    # 1-thread build and took longer in wall time too), and a fixed thread count gives the same
-    # weights on every machine. The two models are seeded independently, so on 2+ cores they
+    # pay (measured on 2 idle cores: a 2-thread teacher build had used 1,176 CPU-s in under 10 min
+    # and was not done; the whole 1-thread teacher build takes 802 CPU-s), and a fixed thread
+    # count keeps the weights independent of the core count (not of the CPU: see the module
+    # docstring). The two models are seeded independently, so on 2+ cores they
     # pretrain side by side in two processes and the build takes about as long as the teacher
     # (smoke-sized worlds build in seconds, less than starting a process costs).
     start = time.time()
