@@ -20,6 +20,9 @@
 # `generation`, `old_logprob`, `reward`, `actor_update`, `teacher_scoring` and the whole
 # `step`, from the trainer's own timers in the runs of notebook 04 (mean over steps and
 # seeds). SCOPE scores only the incorrect rollouts with the teacher; OPD scores all of them.
+# With `optim.old_logp_pass: when_needed` (the `tiny` preset: one update per rollout batch)
+# the trainer takes pi_old from the update's own forward pass, so `old_logprob` reads 0;
+# the paper's verl runs it as a separate pass (`always`).
 
 # %% tags=["parameters"]
 SCALE = "tiny"
@@ -73,9 +76,15 @@ savefig(fig, "table8_step_time", figures_dir=FIGURES_DIR)
 
 # %%
 share = table["teacher_scoring"] / table["step"]
+from scope_lib.experiments import experiment_config
+
+old_pass = experiment_config(SCALE, "scope", seeds[0], smoke=SMOKE).optim.old_logp_pass
 report.show_claims("table8_step_time", [
     "Share of the step spent scoring with the teacher: " + ", ".join(f"{m} {100 * share[m]:.1f}%" for m in METHODS) + ".",
     f"- SCOPE's teacher scoring takes {table.loc['scope', 'teacher_scoring']:.3f} s per step against OPD's "
     f"{table.loc['opd', 'teacher_scoring']:.3f} s; SCOPE scores only incorrect rollouts, OPD every rollout "
     f"({table.loc['scope', 'rollouts']:.0f} vs {table.loc['opd', 'rollouts']:.0f} rollouts per step).",
+    f"- `optim.old_logp_pass` is `{old_pass}`: "
+    + ("pi_old comes from the update's forward pass, so `old_logprob` is 0 here (verl runs it as its own pass)."
+       if old_pass == "when_needed" else "pi_old is recomputed in its own pass before each update, as in verl."),
 ], figures_dir=FIGURES_DIR)

@@ -87,6 +87,11 @@ class OptimConfig:
     prompts_per_step: int = 16  # prompts per rollout batch (paper: 256)
     mini_batch_prompts: int = 16  # prompts per optimizer update (paper: 256, one update per batch)
     micro_batch_size: int = 64  # sequences per forward/backward (gradient accumulation)
+    # pi_old's own no-grad pass before the update: "always" (verl's default; Table 8's
+    # old_logprob) or "when_needed": with one update per rollout batch (mini_batch_prompts >=
+    # prompts_per_step) pi_old is the current policy, so it is taken, detached, from the
+    # update's forward pass: same loss and gradients up to float rounding, a forward pass fewer.
+    old_logp_pass: Literal["always", "when_needed"] = "always"
 
 
 @dataclass

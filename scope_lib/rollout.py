@@ -8,6 +8,13 @@ Rows of one prompt are adjacent: row `i` belongs to prompt `group[i]`.
 
 Sampling is seeded per generate call from `seed` inside `torch.random.fork_rng`, so a call
 is reproducible and leaves the caller's global RNG untouched.
+
+Decoding runs the project's own loop (`_decode`) over the model's KV cache: it drops rows
+from the batch (and their cache) as soon as they emit EOS, so a batch costs what its rows
+need rather than what its longest row needs, and it skips `generate`'s per-token machinery.
+`bench/generation.py` measures it against `model.generate` side by side. Sampling follows
+`generate`'s order (temperature, then top-k, then top-p); a repetition penalty, which the
+loop does not implement, falls back to `model.generate`.
 """
 
 from __future__ import annotations
@@ -69,6 +76,69 @@ def encode_pairs(tokenizer, pairs: list[tuple[str, str]], *, add_eos: bool = Tru
     return assemble(prompts, responses, tokenizer.pad_token_id)
 
 
+def filter_logits(logits: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Set to -inf the logits outside the top-k and outside the top-p nucleus (rows of (B, V)).
+
+    Same rule as `transformers`' TopK/TopP warpers: top-k keeps ties of the k-th value; top-p
+    keeps the smallest set of most likely tokens whose probability reaches `top_p`, always at
+    least the most likely token.
+    """
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop_sorted = cumulative <= 1 - top_p
+        drop_sorted[..., -1] = False  # keep the most likely token
+        logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def _decode(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
+            top_p: float, top_k: int, eos_id: int) -> list[list[int]]:
+    """Sample up to `max_new_tokens` per row of a left-padded batch; a row stops after its EOS.
+
+    Finished rows leave the batch and the KV cache at once. Returns each row's tokens (EOS
+    included when one was sampled).
+    """
+    import inspect
+
+    from transformers import DynamicCache
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrappers pass kwargs on
+    accepted = inspect.signature(type(base).forward).parameters
+    cache_kw = "cache" if "cache" in accepted else "past_key_values"  # renamed in transformers 5.x
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
+    n = ids.shape[0]
+    out: list[list[int]] = [[] for _ in range(n)]
+    alive = torch.arange(n, device=ids.device)  # original row of each row still in the batch
+    positions = mask.long().sum(-1, keepdim=True)  # next position id of each row
+    cache = DynamicCache()
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=(mask.long().cumsum(-1) - 1).clamp(min=0),
+                   use_cache=True, **{cache_kw: cache}, **extra).logits[:, -1].float()
+    for step in range(max_new_tokens):
+        if temperature > 0:
+            probs = filter_logits(logits / temperature, top_k=top_k, top_p=top_p).softmax(-1)
+            tokens = torch.multinomial(probs, 1).squeeze(-1)
+        else:
+            tokens = logits.argmax(-1)
+        for row, token in zip(alive.tolist(), tokens.tolist()):
+            out[row].append(token)
+        keep = (tokens != eos_id).nonzero().squeeze(-1)
+        if keep.numel() == 0 or step == max_new_tokens - 1:
+            break
+        if keep.numel() < alive.numel():
+            alive, tokens, mask, positions = alive[keep], tokens[keep], mask[keep], positions[keep]
+            cache.batch_select_indices(keep.to(ids.device))
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
+                       use_cache=True, **{cache_kw: cache}, **extra).logits[:, -1].float()
+        positions = positions + 1
+    return out
+
+
 def _cut_at_eos(row: list[int], eos_id: int) -> list[int]:
     return row[: row.index(eos_id) + 1] if eos_id in row else row
 
@@ -76,11 +146,13 @@ def _cut_at_eos(row: list[int], eos_id: int) -> list[int]:
 @torch.no_grad()
 def generate_rollouts(model, tokenizer, prompts: list[str], *, num_samples: int, temperature: float,
                       top_p: float = 1.0, top_k: int = 0, max_new_tokens: int, repetition_penalty: float = 1.0,
-                      batch_size: int = 256, seed: int = 0) -> RolloutBatch:
+                      batch_size: int = 256, seed: int = 0, use_generate: bool = False) -> RolloutBatch:
     """Sample `num_samples` responses per prompt; temperature 0 means greedy decoding.
 
-    `batch_size` is the number of sequences per `generate` call. Responses stop at EOS or
-    after `max_new_tokens` (then they have no EOS). Returns a RolloutBatch on the CPU.
+    `batch_size` is the number of sequences decoded together. Responses stop at EOS or
+    after `max_new_tokens` (then they have no EOS). `use_generate` decodes with
+    `model.generate` instead of the project's loop (a repetition penalty always does).
+    Returns a RolloutBatch on the CPU.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
@@ -111,8 +183,12 @@ def generate_rollouts(model, tokenizer, prompts: list[str], *, num_samples: int,
         mask = batch["attention_mask"][:, :width].to(device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed * 1_000_003 + start)
-            out = model.generate(input_ids=ids, attention_mask=mask, **sampling)
-        responses.extend(_cut_at_eos(r, eos) for r in out[:, width:].tolist())
+            if repetition_penalty == 1.0 and not use_generate:
+                responses.extend(_decode(model, ids, mask, max_new_tokens=max_new_tokens, temperature=temperature,
+                                         top_p=top_p, top_k=top_k, eos_id=eos))
+            else:
+                out = model.generate(input_ids=ids, attention_mask=mask, **sampling)
+                responses.extend(_cut_at_eos(r, eos) for r in out[:, width:].tolist())
     model.train(was_training)
     batch = assemble([ids for _, ids in rows], responses, pad)
     return RolloutBatch(

@@ -62,6 +62,25 @@ class LocalTeacher:
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
 
+    @torch.no_grad()
+    def full_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next-token log-distributions (B, T, V) float32 on the CPU, and the token log-probs (B, T).
+
+        One teacher pass for the exact KL: ``full[:, t]`` is the distribution of the token at
+        t + 1 (aligned like logits) and ``token[:, t] = full[:, t - 1, input_ids[:, t]]``
+        (``token[:, 0] = 0``), the same values as :meth:`score`.
+        """
+        device = next(self.model.parameters()).device
+        fulls, tokens = [], []
+        for start in range(0, input_ids.shape[0], self.micro_batch_size):
+            ids = input_ids[start : start + self.micro_batch_size].to(device)
+            mask = attention_mask[start : start + self.micro_batch_size].to(device)
+            full = torch.log_softmax(self.logits(ids, mask).float(), dim=-1)
+            token = full[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
+            fulls.append(full.cpu())
+            tokens.append(torch.cat([token.new_zeros(token.shape[0], 1), token], dim=1).cpu())
+        return torch.cat(fulls), torch.cat(tokens)
+
 
 class ServerTeacher:
     """Scores sequences with a vLLM (or compatible) OpenAI completions server.

@@ -113,11 +113,11 @@ def _micro_batches(group: torch.Tensor, rows_per_micro: int) -> list[torch.Tenso
 
 
 def _trim(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Select rows and drop the columns that are padding in every selected row."""
+    """Select rows and drop the columns (dim 1) that are padding in every selected row."""
     sub = {k: v[rows] for k, v in batch.items()}
     used = sub["attention_mask"].bool().any(0).nonzero().squeeze(-1)
     first, last = int(used[0]), int(used[-1]) + 1
-    return {k: (v[:, first:last] if v.dim() == 2 else v) for k, v in sub.items()}
+    return {k: (v[:, first:last] if v.dim() >= 2 else v) for k, v in sub.items()}
 
 
 def _tensorboard_writer(run_dir: Path):
@@ -149,6 +149,9 @@ class Trainer:
         for key in ("prompts_per_step", "mini_batch_prompts"):
             if getattr(cfg.optim, key) % self.world_size:
                 raise ValueError(f"config key 'optim.{key}' ({getattr(cfg.optim, key)}) must be divisible by the {self.world_size} processes")
+        # pi_old from the update's own pass only when there is one update per rollout batch
+        self.old_logp_from_update = (cfg.optim.old_logp_pass == "when_needed"
+                                     and cfg.optim.mini_batch_prompts >= cfg.optim.prompts_per_step)
         self.run_dir = Path(cfg.output_dir)
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if cfg.device == "auto" else cfg.device))
@@ -301,12 +304,22 @@ class Trainer:
         if cfg.method in ("scope", "opd"):
             rows = (~correct).nonzero().squeeze(-1) if cfg.method == "scope" else torch.arange(len(correct))
             with timer("teacher_scoring"):
-                if len(rows):
+                if cfg.scope.kl_estimator == "exact" and len(rows):  # one teacher pass serves the update too
+                    full, teacher_logp[rows] = self.teacher.full_log_probs(batch["input_ids"][rows], batch["attention_mask"][rows])
+                    batch["teacher_logits"] = full.new_zeros(*mask.shape, full.shape[-1])  # zero (unused) on unscored rows
+                    batch["teacher_logits"][rows] = full  # log-softmaxed
+                elif len(rows):
                     teacher_logp[rows] = self.teacher.score(batch["input_ids"][rows], batch["attention_mask"][rows]).cpu()
             if len(rows):
                 t_seq = sequence_logp(teacher_logp[rows].nan_to_num(0.0), mask[rows])
                 stats["teacher_ppl"] = float(torch.exp(-t_seq).mean())
         batch["teacher_logp"] = teacher_logp
+        if self.old_logp_from_update:  # pi_old, entropy and KL come from the update's forward pass
+            stats.update({
+                "accuracy": float(correct.float().mean()), "response_length": float(mask.sum(1).mean()),
+                "n_correct": float(correct.sum()), "n_incorrect": float((~correct).sum()),
+            })
+            return batch, stats
         # --- old log-probs (pi_old) and entropies
         with timer("old_logprob"), torch.no_grad():
             old, ent = [], []
@@ -341,24 +354,34 @@ class Trainer:
         if cfg.method == "kd":
             n_rows = ids.shape[0]
             return losses.sft_loss(logp, mask) * n_rows / n_global, {}
+        sums: dict[str, float] = {}
+        if "old_logp" not in micro:  # old_logp_pass "when_needed": pi_old is this very policy (one update per batch)
+            micro = {**micro, "old_logp": logp.detach()}
+            with torch.no_grad():
+                _, entropy = logprobs.token_logprobs_from_logits(logits.detach(), ids, with_entropy=True)
+            sums = {"sum/entropy": float((entropy * mask).sum()), "sum/tokens": float(mask.sum())}
+            teacher = micro.get("teacher_logp")
+            if teacher is not None:
+                scored = torch.isfinite(teacher) & (mask > 0)
+                sums.update({"sum/kl": float((logp.detach() - teacher.nan_to_num(0.0))[scored].sum()), "sum/kl_tokens": float(scored.sum())})
         if cfg.method == "grpo":
             ref = self._reference_logp(ids, att)
             loss, stats = losses.grpo_loss(logp, micro["old_logp"], ref, micro["correct"].float(), micro["group"], mask,
                                            clip_eps=cfg.grpo.clip_eps, beta=cfg.grpo.beta)
-            return loss * ids.shape[0] / n_global, stats
+            return loss * ids.shape[0] / n_global, {**stats, **sums}
         # SCOPE and OPD: the incorrect path's per-row loss, sampled-token (Eq. 3) or exact KL
         exact_rows = None
         if cfg.scope.kl_estimator == "exact":
-            teacher_logits = self.teacher.logits(ids, att)
+            teacher_logits = micro["teacher_logits"] if "teacher_logits" in micro else self.teacher.logits(ids, att)
             kl = logprobs.full_reverse_kl(logits, teacher_logits)
             exact_rows = (kl * mask).sum(1) / mask.sum(1).clamp(min=1)  # (b,) token mean
         if cfg.method == "opd":
             if exact_rows is not None:
-                loss, stats = exact_rows.mean(), {"opd_loss": float(exact_rows.mean())}
+                loss, stats = exact_rows.mean(), {"opd_loss": float(exact_rows.detach().mean())}
             else:
                 loss, stats = losses.opd_baseline_loss(logp, micro["old_logp"], micro["teacher_logp"], mask,
                                                        clip_eps=cfg.scope.clip_eps if cfg.scope.incorrect_path == "clipped_ppo" else None)
-            return loss * ids.shape[0] / n_global, stats
+            return loss * ids.shape[0] / n_global, {**stats, **sums}
         s = cfg.scope
         loss, stats = losses.scope_loss(
             logp, micro["old_logp"], micro["teacher_logp"], mask, micro["correct"], micro["group"],
@@ -366,7 +389,7 @@ class Trainer:
             normalize=s.normalize, incorrect_path=s.incorrect_path, clip_eps=s.clip_eps, opd_row_loss=exact_rows,
         )
         n_prompts = int(torch.unique(micro["group"]).numel())
-        return loss * n_prompts / n_global, stats
+        return loss * n_prompts / n_global, {**stats, **sums}
 
     def update(self, batch: dict[str, torch.Tensor], timer: Timer | None = None) -> dict[str, float]:
         """Optimizer update(s) on one rollout batch: mini-batches of prompts, micro-batches of groups."""
@@ -404,7 +427,12 @@ class Trainer:
         if self.engine is not None:
             with timer("weight_sync"):
                 self.engine.push_weights(self.student)
+        totals = {k: float(np.sum(stats_sum.pop(k))) for k in [k for k in stats_sum if k.startswith("sum/")]}
         out = {k: float(np.mean(v)) for k, v in stats_sum.items()}
+        if totals.get("sum/tokens"):  # token-weighted over the whole batch, as collect() computes them
+            out["entropy"] = totals["sum/entropy"] / totals["sum/tokens"]
+        if totals.get("sum/kl_tokens"):
+            out["kl_to_teacher"] = totals["sum/kl"] / totals["sum/kl_tokens"]
         out["lr"] = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         return out

@@ -82,3 +82,92 @@ def test_scoring_the_layout_reproduces_greedy_choices(world):
     predicted = logits[:, :-1].argmax(-1)  # predicts input_ids[:, 1:]
     on = batch.response_mask[:, 1:].bool()
     assert torch.equal(predicted[on], batch.input_ids[:, 1:][on])
+
+
+def _left_padded(world, prompts):
+    from scope_lib.rollout import assemble
+
+    tok = world.tokenizer
+    encoded = tok(prompts, add_special_tokens=True)["input_ids"]
+    batch = assemble(encoded, [[]] * len(encoded), tok.pad_token_id)
+    width = max(map(len, encoded))
+    return batch["input_ids"][:, :width], batch["attention_mask"][:, :width]
+
+
+def _chaotic_model(world):
+    """A fresh model with large random weights: peaked next-token distributions that vary by
+    prompt (the smoke models' outputs barely depend on the prompt)."""
+    spec = models.ModelSpec(layers=2, hidden=64, heads=2, ffn=128, seed=int(torch.randint(0, 1000, ())))
+    model = models.make_model(spec, world.tokenizer, 128).eval()
+    with torch.no_grad():
+        for weight in model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0, 0.3)
+    return model
+
+
+def test_decode_loop_equals_generate_when_rows_stop_at_different_steps(world):
+    # The project's loop drops a row (and its KV cache) when it emits EOS. Make rows stop at
+    # different steps by declaring as "EOS" a token that greedy decoding emits at various
+    # positions, then compare with transformers' generate on the same left-padded batch.
+    from scope_lib.rollout import _cut_at_eos, _decode
+
+    ids, mask = _left_padded(world, _prompts(8))
+    model = _chaotic_model(world)
+    free = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
+                          eos_token_id=None, pad_token_id=world.tokenizer.pad_token_id)[:, ids.shape[1]:]
+    def first_positions(token):  # where each row would stop with `token` as EOS (12: never)
+        return {row.index(token) if token in row else 12 for row in free.tolist()}
+
+    stop = max(free.unique().tolist(), key=lambda t: len(first_positions(t)))  # rows stop at the most different steps
+    reference = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
+                               eos_token_id=stop, pad_token_id=world.tokenizer.pad_token_id)[:, ids.shape[1]:]
+    expected = [_cut_at_eos(row, stop) for row in reference.tolist()]
+    got = _decode(model, ids, mask, max_new_tokens=12, temperature=0.0, top_p=1.0, top_k=0, eos_id=stop)
+    assert got == expected
+    lengths = {len(row) for row in got}
+    assert len(lengths) > 1 and min(lengths) < 12, "the test needs rows that stop early, at different steps"
+
+
+def test_decode_loop_samples_from_the_tempered_distribution(world):
+    # First sampled token of one prompt, many times: its frequencies must match softmax(z / T)
+    # (total variation within sampling noise), and a filtered-out token must never appear.
+    from scope_lib.rollout import _decode, filter_logits
+
+    temperature = float(torch.empty(()).uniform_(0.5, 1.5))
+    model = _chaotic_model(world)
+    ids, mask = _left_padded(world, _prompts(1))
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits[0, -1].double()
+    n = 4000
+    got = _decode(model, ids.repeat(n, 1), mask.repeat(n, 1), max_new_tokens=1, temperature=temperature,
+                  top_p=1.0, top_k=0, eos_id=-1)
+    freq = torch.bincount(torch.tensor([row[0] for row in got]), minlength=logits.numel()).double() / n
+    expected = (logits / temperature).softmax(-1)
+    noise = 0.5 * (expected * (1 - expected) / n).sqrt().sum()  # >= the expected total variation of n draws
+    tv = 0.5 * (freq - expected).abs().sum()
+    assert tv < 3 * noise
+    wrong = (logits / (temperature * 1.5)).softmax(-1)  # the check can tell a wrong temperature apart
+    assert 0.5 * (freq - wrong).abs().sum() > 3 * noise
+    got = _decode(model, ids.repeat(200, 1), mask.repeat(200, 1), max_new_tokens=1, temperature=temperature,
+                  top_p=1.0, top_k=3, eos_id=-1)
+    allowed = set(torch.isfinite(filter_logits(logits[None], top_k=3)[0]).nonzero().squeeze(-1).tolist())
+    assert {row[0] for row in got} <= allowed and len(allowed) >= 3
+
+
+@pytest.mark.parametrize("top_k, top_p", [(0, 0.9), (5, 1.0), (7, 0.5), (0, 0.3)])
+def test_filter_logits_keeps_what_transformers_warpers_keep(top_k, top_p):
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    from scope_lib.rollout import filter_logits
+
+    logits = torch.randn(6, 50) * 3
+    logits[0, :4] = logits[0, 0]  # ties at the top
+    expected = logits.clone()
+    if top_k:
+        expected = TopKLogitsWarper(top_k)(None, expected)
+    if top_p < 1:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    got = filter_logits(logits, top_k=top_k, top_p=top_p)
+    assert torch.equal(torch.isfinite(got), torch.isfinite(expected))
+    assert torch.equal(got[torch.isfinite(got)], logits[torch.isfinite(got)])

@@ -33,7 +33,9 @@ def smoke_config(tmp_path, **overrides):
     {"method": "scope", "scope.kl_estimator": "exact", "scope.normalize": "mean", "scope.student_direction": "reversed"},
     {"method": "scope", "scope.incorrect_path": "clipped_ppo"},
     {"method": "opd", "rollout.group_size": 1},
+    {"method": "scope", "scope.kl_estimator": "exact", "optim.mini_batch_prompts": 4, "optim.old_logp_pass": "when_needed"},
     {"method": "grpo"},
+    {"method": "grpo", "optim.mini_batch_prompts": 4, "optim.old_logp_pass": "when_needed"},
     {"method": "grpo", "model.finetune": "lora", "model.lora_rank": 4},
     {"method": "kd", "kd.only_correct": False},
 ], ids=lambda o: "-".join(str(v) for v in o.values()))
@@ -69,6 +71,63 @@ def test_every_method_runs_logs_and_changes_the_student(tmp_path, monkeypatch, o
     base = load_world(cfg).student
     changed = any(not torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), base.state_dict().values()))
     assert changed, "training did not change the student's weights"
+
+
+@pytest.mark.parametrize("overrides", [
+    {"method": "scope", "scope.kl_estimator": "exact"},
+    {"method": "scope", "scope.incorrect_path": "clipped_ppo"},
+    {"method": "opd", "rollout.group_size": 1},
+    {"method": "grpo"},
+], ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_old_logp_from_the_update_pass_equals_a_separate_pass(tmp_path, monkeypatch, overrides):
+    # One update per rollout batch: taking pi_old (and the logged entropy and KL) from the
+    # update's own forward pass must give the update, entropy and KL of verl's separate pass.
+    import scope_lib.trainer as trainer_module
+    from scope_lib.trainer import Timer, Trainer
+
+    monkeypatch.setattr(trainer_module, "grade_batch", lambda texts, golds: [i % 3 == 0 for i in range(len(texts))])
+    seed = int(torch.randint(0, 1000, ()))
+    common = {**overrides, "optim.mini_batch_prompts": 4, "optim.lr": 1e-2, "seed": seed}
+    separate = Trainer(smoke_config(tmp_path / "a", **common, **{"optim.old_logp_pass": "always"}))
+    fused = Trainer(smoke_config(tmp_path / "b", **common, **{"optim.old_logp_pass": "when_needed"}))
+    assert fused.old_logp_from_update and not separate.old_logp_from_update
+    batch, stats = separate.collect(0, Timer())
+    for trainer in (separate, fused):  # compare gradients: Adam's first step amplifies rounding where g ~ 0
+        trainer.optimizer.step = lambda: None
+    fused_stats = fused.update({k: v for k, v in batch.items() if k != "old_logp"})
+    separate.update(batch)
+    for key in ("entropy", "kl_to_teacher"):
+        if key in stats:
+            assert fused_stats[key] == pytest.approx(stats[key], rel=1e-5, abs=1e-6), key
+    fused_params = dict(fused.student.named_parameters())
+    for name, a in separate.student.named_parameters():
+        torch.testing.assert_close(a.grad, fused_params[name].grad, rtol=1e-4, atol=1e-7, msg=lambda m: f"{name}: {m}")
+    assert fused_stats["grad_norm"] > 0
+
+
+def test_exact_kl_from_the_collected_teacher_pass_equals_a_fresh_teacher_pass(tmp_path, monkeypatch):
+    # collect() keeps the teacher's full distributions for the exact KL; the update must equal
+    # one that asks the teacher again (the code path for batches built outside collect()).
+    import scope_lib.trainer as trainer_module
+    from scope_lib.trainer import Timer, Trainer
+
+    monkeypatch.setattr(trainer_module, "grade_batch", lambda texts, golds: [i % 3 == 0 for i in range(len(texts))])
+    common = {"method": "scope", "scope.kl_estimator": "exact", "optim.lr": 1e-2, "seed": int(torch.randint(0, 1000, ()))}
+    kept, fresh = Trainer(smoke_config(tmp_path / "a", **common)), Trainer(smoke_config(tmp_path / "b", **common))
+    batch, _ = kept.collect(0, Timer())
+    full = batch["teacher_logits"]
+    incorrect = ~batch["correct"]
+    assert full.shape == (*batch["input_ids"].shape, kept.world.student.config.vocab_size)
+    torch.testing.assert_close(full[incorrect].exp().sum(-1), torch.ones(full[incorrect].shape[:2]))
+    scored = kept.teacher.score(batch["input_ids"][incorrect], batch["attention_mask"][incorrect])
+    mask = batch["response_mask"][incorrect].bool()
+    torch.testing.assert_close(batch["teacher_logp"][incorrect][mask], scored[mask], rtol=1e-5, atol=1e-5)
+    for trainer in (kept, fresh):  # compare gradients: Adam's first step amplifies rounding where g ~ 0
+        trainer.optimizer.step = lambda: None
+    assert kept.update(batch)["grad_norm"] > 0
+    fresh.update({k: v for k, v in batch.items() if k != "teacher_logits"})
+    for a, b in zip(kept.student.parameters(), fresh.student.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7)
 
 
 def test_vocabulary_mismatch_fails_before_rollout(tmp_path):
