@@ -9,10 +9,11 @@ fill; an early-stopped constant-lr student keeps its weakness in knowledge the t
 has, which is the setting the paper studies. Measured (data/tiny_calibration.md, k=8, T=0.6):
 teacher (4 layers x 128, 1.087M params, 1200 steps) Avg@8 0.88; student (4 x 96, 0.62M, 900
 steps, the steep part of its learning curve) Avg@8 0.38, 0.62 -> 0.20 from chain2 to chain5.
-These numbers hold for the machine that built it: the same config rebuilt on another CPU gave
-a teacher at Avg@16 0.76 and a student at 0.16 (data/rebuild_2026-11-24): float kernels
-differ by CPU (the likely cause; library versions could not be compared) and the early-stopped
-student is sensitive to small numerical differences.
+These numbers depend on the CPU: an AMD EPYC machine built a teacher at Avg@16 0.76 and a
+student at 0.16 (data/rebuild_2026-11-24), while an Intel Xeon machine with the same torch,
+transformers, tokenizers and numpy versions rebuilt the committed world (data/run_2026-11-27).
+Float kernels differ by CPU, and the early-stopped student is sensitive to small numerical
+differences.
 Each model pretrains on one torch thread, the two side by side on 2+ cores (`_build`). Build
 time from nothing on a busy shared 2-core machine (load 4-6), one after the other: teacher
 831 s, student 265 s; the weights were bit-identical to an earlier build (each is a fixed number
