@@ -12,7 +12,7 @@ is reproducible and leaves the caller's global RNG untouched.
 Decoding runs the project's own loop (`_decode`) over the model's KV cache: it drops rows
 from the batch (and their cache) as soon as they emit EOS, so a batch costs what its rows
 need rather than what its longest row needs, and it skips `generate`'s per-token machinery.
-`bench/generation.py` measures it against `model.generate` side by side. Sampling follows
+`bench/step_speed.py` measures it against `model.generate` side by side. Sampling follows
 `generate`'s order (temperature, then top-k, then top-p); a repetition penalty, which the
 loop does not implement, falls back to `model.generate`.
 """
