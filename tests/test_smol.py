@@ -106,3 +106,19 @@ def test_cached_conversion_gives_the_same_model(loaded, cache_dir):
     assert reloaded_tokenizer("The sum of 2 and 3 is", return_tensors="pt").input_ids.equal(ids)
     with torch.no_grad():
         assert torch.equal(model(ids).logits, reloaded(ids).logits)
+
+
+@pytest.mark.smol
+@needs_wheel
+def test_project_decoding_loop_equals_generate_on_the_real_model(loaded):
+    # The rollout loop (rows leave the batch and the KV cache at EOS) on a real pretrained model
+    # with a real tokenizer: greedy outputs of left-padded prompts of different lengths must
+    # equal transformers' generate.
+    from scope_lib.rollout import generate_rollouts
+
+    model, tokenizer = loaded
+    prompts = [format_chat_prompt(tokenizer, q) for q in ("What is 2 + 3?", "Name a prime number larger than ten, briefly.")]
+    kw = dict(num_samples=1, temperature=0.0, max_new_tokens=6, seed=0)
+    ours = generate_rollouts(model, tokenizer, prompts, **kw)
+    reference = generate_rollouts(model, tokenizer, prompts, use_generate=True, **kw)
+    assert ours.texts == reference.texts and torch.equal(ours.input_ids, reference.input_ids)
