@@ -13,10 +13,14 @@ KD is offline: the teacher's verified solutions to the training prompts are gene
 Where this departs from the paper, and why:
 - one update epoch per rollout batch (Table 3), so pi_old equals the current policy at the
   start of each update and the importance ratios of Eq. 1 are 1 for the first mini-batch;
+  with one mini-batch per rollout batch and `optim.old_logp_pass: when_needed` (the `tiny`
+  preset) pi_old is read, detached, off the update's own forward pass instead of a separate
+  one (verl's `always`), with the same loss and gradients up to float rounding;
 - micro-batches hold whole prompt groups, so the per-group softmax of Eq. 4/5 never sees a
   partial group;
 - `scope.kl_estimator: exact` replaces the sampled-token log-ratio of Eq. 3 with the exact
-  full-vocabulary reverse KL (a named option for the tiny world's small vocabulary);
+  full-vocabulary reverse KL (a named option for the tiny world's small vocabulary); the
+  teacher's full distributions from the scoring pass are kept for the update;
 - distributed runs (`accelerate launch`) split each step's prompts across processes and sum
   gradients with an explicit all-reduce, so the update equals one process on the global batch.
 
