@@ -25,13 +25,10 @@ import time
 from pathlib import Path
 
 
-def _median_time(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -43,7 +40,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from scope_lib import trainer as trainer_module
     from scope_lib.evaluate import evaluate
     from scope_lib.experiments import experiment_config
     from scope_lib.rollout import generate_rollouts
@@ -72,12 +68,8 @@ def main() -> None:
             timer = Timer()
             with timer("step"):  # the parts of a step the change touches: pi_old pass + update
                 if trainer is before:
-                    with timer("old_logprob"), torch.no_grad():
-                        from scope_lib import logprobs
-
-                        for rows_ in trainer_module._micro_batches(batch["group"], trainer.cfg.optim.micro_batch_size):
-                            logprobs.token_logprobs(trainer.student, batch["input_ids"][rows_],
-                                                    batch["attention_mask"][rows_], with_entropy=True)
+                    with timer("old_logprob"):
+                        trainer._old_logp_pass(batch)
                 trainer.update({k: v for k, v in batch.items() if k not in drop}, timer)
             trainer.student.load_state_dict(state)
             trainer.optimizer.load_state_dict(opt)
@@ -117,8 +109,8 @@ def main() -> None:
 def _pair(before, after, repeats):
     a, b = [], []
     for _ in range(repeats):  # alternate, so drifting machine load hits both
-        a += _median_time(before, 1)
-        b += _median_time(after, 1)
+        a.append(_seconds(before))
+        b.append(_seconds(after))
     return statistics.median(a), statistics.median(b)
 
 

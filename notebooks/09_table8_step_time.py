@@ -38,7 +38,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from scope_lib import report
-from scope_lib.experiments import run_histories
+from scope_lib.experiments import experiment_config, run_histories
 from scope_lib.plotting import METHOD_COLORS, save_table, savefig, use_style
 from scope_lib.trainer import TIMERS
 
@@ -76,8 +76,6 @@ savefig(fig, "table8_step_time", figures_dir=FIGURES_DIR)
 
 # %%
 share = table["teacher_scoring"] / table["step"]
-from scope_lib.experiments import experiment_config
-
 old_pass = experiment_config(SCALE, "scope", seeds[0], smoke=SMOKE).optim.old_logp_pass
 report.show_claims("table8_step_time", [
     "Share of the step spent scoring with the teacher: " + ", ".join(f"{m} {100 * share[m]:.1f}%" for m in METHODS) + ".",

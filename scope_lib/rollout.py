@@ -131,7 +131,7 @@ def _decode(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int
             break
         if keep.numel() < alive.numel():
             alive, tokens, mask, positions = alive[keep], tokens[keep], mask[keep], positions[keep]
-            cache.batch_select_indices(keep.to(ids.device))
+            cache.batch_select_indices(keep)
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
                        use_cache=True, **{cache_kw: cache}, **extra).logits[:, -1].float()

@@ -124,6 +124,26 @@ def _trim(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch
     return {k: (v[:, first:last] if v.dim() >= 2 else v) for k, v in sub.items()}
 
 
+def _stat_sums(logp: torch.Tensor, entropy: torch.Tensor, teacher_logp: torch.Tensor | None,
+               mask: torch.Tensor) -> dict[str, float]:
+    """Token sums behind the logged `entropy` and `kl_to_teacher` (teacher_logp: NaN where unscored)."""
+    sums = {"sum/entropy": float((entropy * mask).sum()), "sum/tokens": float(mask.sum())}
+    if teacher_logp is not None:
+        scored = torch.isfinite(teacher_logp) & (mask > 0)
+        sums.update({"sum/kl": float((logp - teacher_logp.nan_to_num(0.0))[scored].sum()), "sum/kl_tokens": float(scored.sum())})
+    return sums
+
+
+def _stat_means(sums: dict[str, float]) -> dict[str, float]:
+    """Token means of `_stat_sums` (summed over micro-batches): entropy and KL to the teacher."""
+    out = {}
+    if sums.get("sum/tokens"):
+        out["entropy"] = sums["sum/entropy"] / sums["sum/tokens"]
+    if sums.get("sum/kl_tokens"):
+        out["kl_to_teacher"] = sums["sum/kl"] / sums["sum/kl_tokens"]
+    return out
+
+
 def _tensorboard_writer(run_dir: Path):
     """A TensorBoard writer into `<run_dir>/tensorboard` when the tensorboard package is installed."""
     try:
@@ -318,34 +338,26 @@ class Trainer:
                 t_seq = sequence_logp(teacher_logp[rows].nan_to_num(0.0), mask[rows])
                 stats["teacher_ppl"] = float(torch.exp(-t_seq).mean())
         batch["teacher_logp"] = teacher_logp
-        if self.old_logp_from_update:  # pi_old, entropy and KL come from the update's forward pass
-            stats.update({
-                "accuracy": float(correct.float().mean()), "response_length": float(mask.sum(1).mean()),
-                "n_correct": float(correct.sum()), "n_incorrect": float((~correct).sum()),
-            })
-            return batch, stats
-        # --- old log-probs (pi_old) and entropies
-        with timer("old_logprob"), torch.no_grad():
-            old, ent = [], []
-            for rows in _micro_batches(batch["group"], cfg.optim.micro_batch_size):
-                ids, att = batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device)
-                logp, entropy = logprobs.token_logprobs(self.student, ids, att, with_entropy=True)
-                old.append(logp.cpu())
-                ent.append(entropy.cpu())
-            batch["old_logp"] = torch.cat(old)
-            entropy = torch.cat(ent)
-        n_tokens = mask.sum().clamp(min=1)
         stats.update({
-            "accuracy": float(correct.float().mean()),
-            "entropy": float((entropy * mask).sum() / n_tokens),
-            "response_length": float(mask.sum(1).mean()),
-            "n_correct": float(correct.sum()),
-            "n_incorrect": float((~correct).sum()),
+            "accuracy": float(correct.float().mean()), "response_length": float(mask.sum(1).mean()),
+            "n_correct": float(correct.sum()), "n_incorrect": float((~correct).sum()),
         })
-        if cfg.method in ("scope", "opd") and bool(torch.isfinite(teacher_logp).any()):
-            scored = torch.isfinite(teacher_logp) & (mask > 0)
-            stats["kl_to_teacher"] = float((batch["old_logp"] - teacher_logp.nan_to_num(0.0))[scored].mean())
+        if not self.old_logp_from_update:  # else pi_old, entropy and KL come from the update's forward pass
+            with timer("old_logprob"):
+                batch["old_logp"], entropy = self._old_logp_pass(batch)
+            stats.update(_stat_means(_stat_sums(batch["old_logp"], entropy, teacher_logp, mask)))
         return batch, stats
+
+    @torch.no_grad()
+    def _old_logp_pass(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """pi_old's token log-probs and entropies (B, T), a no-grad pass in micro-batches of groups."""
+        old, ent = [], []
+        for rows in _micro_batches(batch["group"], self.cfg.optim.micro_batch_size):
+            ids, att = batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device)
+            logp, entropy = logprobs.token_logprobs(self.student, ids, att, with_entropy=True)
+            old.append(logp.cpu())
+            ent.append(entropy.cpu())
+        return torch.cat(old), torch.cat(ent)
 
     def _micro_loss(self, micro: dict[str, torch.Tensor], n_global: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of one micro-batch, scaled so micro-batch losses sum to the global batch loss."""
@@ -363,11 +375,7 @@ class Trainer:
             micro = {**micro, "old_logp": logp.detach()}
             with torch.no_grad():
                 _, entropy = logprobs.token_logprobs_from_logits(logits.detach(), ids, with_entropy=True)
-            sums = {"sum/entropy": float((entropy * mask).sum()), "sum/tokens": float(mask.sum())}
-            teacher = micro.get("teacher_logp")
-            if teacher is not None:
-                scored = torch.isfinite(teacher) & (mask > 0)
-                sums.update({"sum/kl": float((logp.detach() - teacher.nan_to_num(0.0))[scored].sum()), "sum/kl_tokens": float(scored.sum())})
+            sums = _stat_sums(logp.detach(), entropy, micro.get("teacher_logp"), mask)
         if cfg.method == "grpo":
             ref = self._reference_logp(ids, att)
             loss, stats = losses.grpo_loss(logp, micro["old_logp"], ref, micro["correct"].float(), micro["group"], mask,
@@ -433,10 +441,7 @@ class Trainer:
                 self.engine.push_weights(self.student)
         totals = {k: float(np.sum(stats_sum.pop(k))) for k in [k for k in stats_sum if k.startswith("sum/")]}
         out = {k: float(np.mean(v)) for k, v in stats_sum.items()}
-        if totals.get("sum/tokens"):  # token-weighted over the whole batch, as collect() computes them
-            out["entropy"] = totals["sum/entropy"] / totals["sum/tokens"]
-        if totals.get("sum/kl_tokens"):
-            out["kl_to_teacher"] = totals["sum/kl"] / totals["sum/kl_tokens"]
+        out.update(_stat_means(totals))  # token-weighted over the whole batch, as collect() computes them
         out["lr"] = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         return out

@@ -116,6 +116,7 @@ def test_decode_loop_equals_generate_when_rows_stop_at_different_steps(world):
     model = _chaotic_model(world)
     free = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
                           eos_token_id=None, pad_token_id=world.tokenizer.pad_token_id)[:, ids.shape[1]:]
+
     def first_positions(token):  # where each row would stop with `token` as EOS (12: never)
         return {row.index(token) if token in row else 12 for row in free.tolist()}
 
