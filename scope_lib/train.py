@@ -5,8 +5,9 @@
 
 Any config key can be overridden with `--dotted.key value` (values are parsed as YAML, so
 `--scope.student_direction reversed` and `--optim.lr 1e-4` both work); an unknown key or an
-invalid value fails before anything is loaded, naming the key. A run resumes from the last
-checkpoint in its output directory.
+invalid value fails before anything is loaded, naming the key. A run resumes from the newest
+checkpoint in its output directory that loads; an output directory that holds another
+config's run is refused (exit status 2) before anything in it is written.
 """
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    from scope_lib.runs import RunDirError
     from scope_lib.trainer import train
 
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except RunDirError as error:  # another config's run in output_dir, or one being trained: say so, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     last = result.history[-1] if result.history else {}
     print(f"finished {cfg.method} run in {result.run_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()
                                                                          if isinstance(v, float) and not k.startswith("time/")))

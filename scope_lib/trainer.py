@@ -33,10 +33,12 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import time
+import warnings
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -45,7 +47,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from scope_lib import logprobs, losses
+from scope_lib import logprobs, losses, runs
 from scope_lib.config import TrainConfig, save_config
 from scope_lib.rollout import generate_rollouts
 from scope_lib.teacher import LocalTeacher, ServerTeacher
@@ -54,6 +56,8 @@ from scope_lib.weights import sequence_logp
 from scope_lib.world import World, load_world
 
 TIMERS = ("generation", "reward", "teacher_scoring", "old_logprob", "actor_update", "step")  # Table 8 names
+_CHECKPOINT_NAME = re.compile(r"step_(\d+)")  # checkpoints/step_000020 (not the .tmp of a save cut short)
+_CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "rng", "step", "fingerprint"}
 
 
 # --- small utilities -------------------------------------------------------------------------
@@ -144,13 +148,16 @@ def _stat_means(sums: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def _tensorboard_writer(run_dir: Path):
-    """A TensorBoard writer into `<run_dir>/tensorboard` when the tensorboard package is installed."""
+def _tensorboard_writer(run_dir: Path, first_step: int):
+    """A TensorBoard writer into `<run_dir>/tensorboard` when the tensorboard package is installed.
+
+    Events of an earlier attempt from `first_step` on are purged, as metrics.jsonl's rows are.
+    """
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # optional: metrics.jsonl is the record of truth
         return None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=first_step)
 
 
 # --- the trainer -------------------------------------------------------------------------------
@@ -260,7 +267,10 @@ class Trainer:
         """KD's offline data: verified teacher solutions for the training pool, cached in the run dir."""
         path = self.run_dir / "kd_corpus.jsonl"
         if path.exists():
-            return [tuple(json.loads(line)) for line in path.read_text().splitlines()]
+            try:
+                return [tuple(json.loads(line)) for line in path.read_text().splitlines()]
+            except ValueError as error:  # cut short by a kill under older code: it is rebuilt the same
+                warnings.warn(f"{path} does not parse ({error}); building the KD corpus again", RuntimeWarning)
         cfg, problems = self.cfg, self.world.train_problems
         needed = min(len(problems), cfg.steps * cfg.optim.prompts_per_step)
         chosen = [problems[i] for i in self.order[:needed]]
@@ -280,7 +290,7 @@ class Trainer:
             )
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(json.dumps(pair) + "\n" for pair in corpus))
+            runs.write_atomic(path, "".join(json.dumps(pair) + "\n" for pair in corpus))
         return corpus
 
     def _kd_batch(self, step: int) -> dict[str, torch.Tensor]:
@@ -449,7 +459,10 @@ class Trainer:
     # --- checkpoints
 
     def _checkpoint_dirs(self) -> list[Path]:
-        return sorted((self.run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+        """Checkpoint directories, oldest first."""
+        found = [(int(m.group(1)), p) for p in (self.run_dir / "checkpoints").glob("step_*")
+                 if (m := _CHECKPOINT_NAME.fullmatch(p.name)) and p.is_dir()]
+        return [p for _, p in sorted(found)]
 
     def save_checkpoint(self) -> None:
         if self.rank != 0:
@@ -458,41 +471,90 @@ class Trainer:
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        torch.save({
-            "model": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
-            "fingerprint": self.cfg.fingerprint(),
-        }, tmp / "state.pt")
+        with open(tmp / "state.pt", "wb") as handle:
+            torch.save({
+                "model": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
+                "fingerprint": self.cfg.fingerprint(),
+            }, handle)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before its name says it is whole
+        shutil.rmtree(final, ignore_errors=True)  # a checkpoint of this step that did not load on resume
         tmp.rename(final)  # a checkpoint either exists whole or not at all (SIGKILL-safe)
-        for old in self._checkpoint_dirs()[: -max(1, self.cfg.keep_checkpoints)]:
+        # At least two: when the newest turns out damaged, resume falls back to the one before.
+        for old in self._checkpoint_dirs()[: -max(2, self.cfg.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
 
-    def maybe_resume(self) -> bool:
-        checkpoints = self._checkpoint_dirs()
-        if not checkpoints:
-            return False
-        state = torch.load(checkpoints[-1] / "state.pt", weights_only=False)
+    def _load_checkpoint(self, checkpoint: Path) -> dict | None:
+        """The state saved in `checkpoint`, or None (with a warning naming the file) when it does not load."""
+        path = checkpoint / "state.pt"
+        try:
+            state = torch.load(path, weights_only=False)
+        except Exception as error:  # empty or truncated: EOFError, RuntimeError, UnpicklingError, ...
+            warnings.warn(f"skipping checkpoint {path}: it does not load ({type(error).__name__}: {error})",
+                          RuntimeWarning, stacklevel=3)
+            return None
+        if not isinstance(state, dict) or not _CHECKPOINT_KEYS <= state.keys():
+            warnings.warn(f"skipping checkpoint {path}: expected a dict with keys {sorted(_CHECKPOINT_KEYS)}",
+                          RuntimeWarning, stacklevel=3)
+            return None
         if state["fingerprint"] != self.cfg.fingerprint():
-            raise ValueError(f"checkpoint in {checkpoints[-1]} was written by a different config; use a fresh output_dir")
-        self.student.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        self.step = state["step"]
+            raise runs.RunDirError(f"checkpoint {path} was written by a different config; use a fresh output_dir")
+        return state
+
+    def maybe_resume(self) -> bool:
+        """Resume from the newest checkpoint that loads; the history is cut to the step resumed from.
+
+        The history (metrics.jsonl) then holds exactly the steps 1..step, also when no
+        checkpoint loads and the run starts again from step 0. A checkpoint newer than the
+        history's last whole step is passed over: its steps' records are lost.
+        Returns whether a checkpoint was loaded.
+        """
         metrics = self.run_dir / "metrics.jsonl"
-        if metrics.exists():  # drop lines written after the checkpoint we resume from
-            lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-            self.history = [m for m in lines if m["step"] <= self.step]
-            metrics.write_text("".join(json.dumps(m) + "\n" for m in self.history))
-        return True
+        by_step = {}
+        for row in runs.read_history(metrics):
+            by_step[row["step"]] = row  # older code re-appended restarted steps: the latest attempt wins
+        recorded = 0
+        while recorded + 1 in by_step:
+            recorded += 1
+        state = None
+        for checkpoint in reversed(self._checkpoint_dirs()):
+            step = int(_CHECKPOINT_NAME.fullmatch(checkpoint.name).group(1))
+            if step > recorded:
+                warnings.warn(f"skipping checkpoint {checkpoint}: {metrics} records steps 1..{recorded} only",
+                              RuntimeWarning, stacklevel=2)
+                continue
+            state = self._load_checkpoint(checkpoint)
+            if state is not None:
+                break
+        if state is not None:
+            self.student.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"])
+            self.step = state["step"]
+        self.history = [by_step[step] for step in range(1, self.step + 1)]
+        if self.rank == 0 and (metrics.exists() or self.history):
+            runs.write_history(metrics, self.history)
+        return state is not None
 
     # --- the loop
 
     def train(self) -> TrainResult:
+        """Train to `cfg.steps`, resuming from the run directory; it must hold no other config's run."""
+        # One process trains a run directory (rank 0 holds it for all ranks), and it is checked
+        # to hold no other config's run before anything in it is written.
+        with runs.claim_run_dir(self.run_dir) if self.rank == 0 else nullcontext():
+            runs.check_run_dir(self.run_dir, self.cfg)
+            return self._train()
+
+    def _train(self) -> TrainResult:
         cfg = self.cfg
         if self.rank == 0:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
+            tmp = self.run_dir / f".config.yaml.{os.getpid()}.tmp"
+            save_config(cfg, tmp)
+            os.replace(tmp, self.run_dir / "config.yaml")
+            (self.run_dir / "done.json").unlink(missing_ok=True)  # not done until save_final says so again
         self.maybe_resume()
         if cfg.method == "kd":
             self.kd_corpus = self._build_kd_corpus()
@@ -501,7 +563,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} {self.world.description}",
                    disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
         metrics_file = self.run_dir / "metrics.jsonl"
-        tensorboard = _tensorboard_writer(self.run_dir) if self.rank == 0 else None
+        tensorboard = _tensorboard_writer(self.run_dir, self.step + 1) if self.rank == 0 else None
         while self.step < cfg.steps:
             timer = Timer()
             with timer("step"):
@@ -515,9 +577,8 @@ class Trainer:
             self.step += 1
             record = {"step": self.step, **stats, **{f"time/{k}": timer.seconds.get(k, 0.0) for k in TIMERS}}
             self.history.append(record)
-            if self.rank == 0:
-                with open(metrics_file, "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
+            if self.rank == 0:  # the whole file is replaced, never appended to: no torn line
+                runs.write_history(metrics_file, self.history)
                 if tensorboard is not None:
                     for key, value in record.items():
                         if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
@@ -539,7 +600,7 @@ class Trainer:
         if self.rank == 0:
             model.save_pretrained(self.run_dir / "final")
             self.tokenizer.save_pretrained(self.run_dir / "final")
-            (self.run_dir / "done.json").write_text(json.dumps({"steps": self.step, "fingerprint": self.cfg.fingerprint()}))
+            runs.write_atomic(self.run_dir / "done.json", json.dumps({"steps": self.step, "fingerprint": self.cfg.fingerprint()}))
         return model.eval()
 
 
