@@ -4,6 +4,13 @@ Every field carries a one-line reason. Choices are `Literal[...]`, so a typo fai
 with the key named instead of silently falling back to a default. Presets: `tiny` (CPU
 default), `smol`, `paper_distill_1p5b`, `paper_qwen3_1p7b` (DESIGN section 2, Tables 3-4).
 
+Validation happens at load, before anything is built: every number has an allowed range
+(`RANGES`), floats must be finite, a bool is never a number, strings are non-empty, the
+device must exist on this machine, and a few relations between fields hold. Errors are one
+line naming the file (or `--key` override), the key and what is allowed. YAML is read with
+a SafeLoader (no `!!python/...` tags), at most `MAX_CONFIG_BYTES` of UTF-8 and at most
+`MAX_CONFIG_VALUES` values after alias expansion; duplicate keys are refused.
+
     cfg = load_config("configs/tiny.yaml", overrides={"method": "opd", "optim.lr": 1e-4})
 """
 
@@ -12,8 +19,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -21,7 +31,7 @@ from typing import Any, Literal, Union
 import yaml
 
 Method = Literal["scope", "opd", "grpo", "kd"]
-Direction = Literal["paper", "reversed", "uniform"]
+Direction = Literal["paper", "reversed", "uniform", "ones"]  # scope_lib.weights.DIRECTIONS
 
 
 @dataclass
@@ -155,16 +165,158 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# --- loading and validation ---------------------------------------------------------------
+# --- allowed values -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An allowed range of a number; printed the way errors state it (">= 1", "(0, 1]")."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        def text(x: float) -> str:  # 4294967295, not 4.29497e+09; 0.5, not 0.5000
+            return str(int(x)) if float(x).is_integer() else repr(x)
+
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {text(self.low)}"
+        return f"{'(' if self.low_open else '['}{text(self.low)}, {text(self.high)}{')' if self.high_open else ']'}"
+
+
+def _at_least(n: int) -> Interval:
+    return Interval(low=n)
+
+
+_POSITIVE = Interval(low=0, low_open=True)
+_NON_NEGATIVE = Interval(low=0)
+_PROBABILITY_MASS = Interval(0, 1, low_open=True)  # top_p, a share of GPU memory: 0 keeps nothing
+_OPEN_UNIT = Interval(0, 1, low_open=True, high_open=True)  # PPO clip: 0 freezes, >= 1 lets rho reach 0
+_SEED = Interval(0, 2**32 - 1)  # numpy takes 32-bit seeds; step seeds are derived by multiplying it
+
+# The allowed values of every numeric field (every float is also finite). One table, so that a
+# test can check that no field is missed; the reason for each bound is beside it.
+RANGES: dict[str, Interval] = {
+    "seed": _SEED,
+    "steps": _at_least(1),
+    "checkpoint_every": _at_least(0),  # 0: never
+    "keep_checkpoints": _at_least(1),  # the checkpoint being resumed from must survive
+    "model.lora_rank": _at_least(1),
+    "model.lora_alpha": _at_least(1),
+    "model.lora_dropout": Interval(0, 1, high_open=True),  # a probability; 1 drops everything
+    "data.eval_problems_per_set": _at_least(0),  # 0: all
+    "rollout.group_size": _at_least(1),
+    "rollout.temperature": _POSITIVE,  # log-probs divide by it; greedy rollouts are not samples of the policy
+    "rollout.top_p": _PROBABILITY_MASS,
+    "rollout.top_k": _at_least(0),  # 0: off
+    "rollout.max_new_tokens": _at_least(1),
+    "rollout.max_prompt_tokens": _at_least(1),
+    "rollout.repetition_penalty": _POSITIVE,  # logits are divided or multiplied by it
+    "rollout.batch_size": _at_least(1),
+    "rollout.vllm_gpu_memory_utilization": _PROBABILITY_MASS,
+    "scope.tau": _POSITIVE,
+    "scope.clip_eps": _OPEN_UNIT,
+    "grpo.clip_eps": _OPEN_UNIT,
+    "grpo.beta": _NON_NEGATIVE,  # a negative KL coefficient rewards leaving the reference
+    "kd.samples_per_prompt": _at_least(1),
+    "kd.temperature": _NON_NEGATIVE,  # 0: greedy teacher solutions
+    "optim.lr": Interval(0, 1, low_open=True),  # Adam moves each weight by about lr per step
+    "optim.weight_decay": _NON_NEGATIVE,  # with lr: see the lr * weight_decay check below
+    "optim.adam_eps": Interval(0, 1, low_open=True),  # 0 divides by zero on a parameter without gradient
+    "optim.betas": Interval(0, 1, high_open=True),  # each; 1 never forgets the first moments
+    "optim.warmup_steps": _at_least(0),  # a negative one gives a negative lr: gradient ascent
+    "optim.grad_clip": _NON_NEGATIVE,  # 0: no clipping
+    "optim.prompts_per_step": _at_least(1),
+    "optim.mini_batch_prompts": _at_least(1),
+    "optim.micro_batch_size": _at_least(1),
+    "teacher.request_batch_size": _at_least(1),
+    "eval.k": _at_least(1),
+    "eval.temperature": _NON_NEGATIVE,  # 0: greedy decoding
+    "eval.top_p": _PROBABILITY_MASS,
+    "eval.top_k": _at_least(0),
+    "eval.max_new_tokens": _at_least(1),
+    "eval.repetition_penalty": _POSITIVE,
+    "eval.batch_size": _at_least(1),
+    "eval.every_steps": _at_least(0),  # 0: only at the end
+    "eval.seed": _SEED,
+}
+
+# Devices the trainer knows how to place a model on; "auto" picks cuda when there is one.
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+# Bounds on what a config file may make the loader do. Presets are ~2 KB and ~90 values; a
+# YAML alias bomb is ~1 KB that expands to 10**9 values, so the expanded count is what is bounded.
+MAX_CONFIG_BYTES = 128 * 1024
+MAX_CONFIG_VALUES = 10_000
+_MAX_DEPTH = 64
+
+
+class ConfigError(ValueError):
+    """A config that must not be trained: the message names where (file or override), the key
+    and what is allowed. A ValueError, so callers that catch those keep working."""
+
+
+class _Invalid(Exception):
+    """A bad value found while checking `key`; config_from_dict adds where it came from."""
+
+    def __init__(self, key: str, detail: str):
+        super().__init__(key, detail)
+        self.key, self.detail = key, detail
+
+
+# --- plain values -------------------------------------------------------------------------
+
+
+def _plain_copy(value: Any, key: str, budget: list[int], depth: int = 0) -> Any:
+    """A deep copy of plain YAML/JSON values, refusing anything else, cycles and huge expansions.
+
+    The copy expands shared references (YAML aliases), so `budget` (a one-item countdown of
+    values left) bounds the work before it is done, not after.
+    """
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Invalid(key.split("[")[0] or "<top level>", f"expands to more than {MAX_CONFIG_VALUES} values (a YAML alias bomb?); "
+                            "a config holds a few hundred at most")
+    if depth > _MAX_DEPTH:
+        raise _Invalid(key, f"nested more than {_MAX_DEPTH} levels deep (recursive YAML aliases?)")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise _Invalid(key or "<top level>", f"key {k!r} is not a string")
+            out[k] = _plain_copy(v, f"{key}.{k}" if key else k, budget, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain_copy(v, f"{key}[{i}]", budget, depth + 1) for i, v in enumerate(value)]
+    # YAML turns 2024-01-01 into a date and !!binary into bytes: neither is a config value.
+    raise _Invalid(key, f"unsupported value {value!r} of type {type(value).__name__} (YAML reads some bare "
+                        "text as dates; quote it)")
+
+
+# --- types --------------------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    return f"{str(value).lower()} (a boolean)" if isinstance(value, bool) else repr(value)
 
 
 def _check_value(key: str, value: Any, annotation: Any) -> Any:
-    """Coerce `value` to `annotation` or raise ValueError naming `key`."""
+    """Coerce `value` to `annotation` or raise _Invalid naming `key`."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is Literal:
-        if value not in args:
-            raise ValueError(f"config key {key!r}: {value!r} is not one of {list(args)}")
+        # `True in ["a", 1]`-style equality tricks are not a concern: every Literal here is of strings.
+        if not isinstance(value, str) or value not in args:
+            raise _Invalid(key, f"expected one of {list(args)}, got {_describe(value)}")
         return value
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
@@ -173,37 +325,46 @@ def _check_value(key: str, value: Any, annotation: Any) -> Any:
         return _check_value(key, value, inner[0])
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise ValueError(f"config key {key!r}: expected a mapping, got {value!r}")
+            raise _Invalid(key, f"expected a mapping (a config section), got {_describe(value)}")
         return _from_dict(annotation, value, prefix=f"{key}.")
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key {key!r}: expected a list, got {value!r}")
+            raise _Invalid(key, f"expected a list, got {_describe(value)}")
         return [_check_value(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ValueError(f"config key {key!r}: expected {len(args)} values, got {value!r}")
+            raise _Invalid(key, f"expected a list of {len(args)} values, got {_describe(value)}")
         return tuple(_check_value(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"config key {key!r}: expected true/false, got {value!r}")
+            raise _Invalid(key, f"expected true/false, got {_describe(value)}")
         return value
     if annotation is int:
+        # bool is an int in Python, not in a config: `--eval.k true` must not mean k = 1.
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"config key {key!r}: expected an integer, got {value!r}")
+            raise _Invalid(key, f"expected an integer, got {_describe(value)}")
         return value
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            # YAML reads 5e-5 as a string; accept numeric strings.
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"config key {key!r}: expected a number, got {value!r}") from None
-        return float(value)
+        if isinstance(value, bool):  # `--optim.lr true` became lr 1.0
+            raise _Invalid(key, f"expected a number, got {_describe(value)}")
+        try:
+            # YAML 1.1 reads 5e-5 (no dot) as a string, so numeric strings are accepted.
+            number = float(value) if isinstance(value, (int, float, str)) else None
+        except (ValueError, OverflowError):
+            number = None
+        if number is None:
+            raise _Invalid(key, f"expected a number, got {_describe(value)}")
+        if not math.isfinite(number):
+            raise _Invalid(key, f"expected a finite number, got {_describe(value)}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
-            raise ValueError(f"config key {key!r}: expected a string, got {value!r}")
+            raise _Invalid(key, f"expected a string, got {_describe(value)}")
+        if not value.strip():
+            # output_dir "" would be the working directory; an empty model name loads nothing.
+            raise _Invalid(key, f"expected a non-empty string, got {value!r}")
         return value
-    return value
+    raise TypeError(f"config key {key!r}: no check for type {annotation!r}")  # a new field type: add it here
 
 
 def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
@@ -211,30 +372,80 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}; valid keys: {sorted(prefix + n for n in names)}")
+        raise _Invalid(prefix + unknown[0], f"unknown key (unknown here: {[prefix + k for k in unknown]}); "
+                                           f"valid keys: {sorted(prefix + n for n in names)}")
     kwargs = {k: _check_value(prefix + k, v, hints[k]) for k, v in data.items()}
     return cls(**kwargs)
 
 
+# --- ranges and relations between fields -------------------------------------------------
+
+
+def _get(cfg: TrainConfig, dotted: str) -> Any:
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _check_device(device: str) -> None:
+    if not _DEVICE.fullmatch(device):
+        raise _Invalid("device", f"expected 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got {device!r}")
+    if device.startswith("cuda"):
+        import torch  # only here: loading a config should not need torch otherwise
+
+        if not torch.cuda.is_available():
+            raise _Invalid("device", f"{device!r} was asked for but CUDA is not available on this machine "
+                                     "(use 'auto' or 'cpu')")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise _Invalid("device", f"{device!r}: this machine has {torch.cuda.device_count()} cuda:N GPU(s), "
+                                     f"numbered from 0")
+    elif device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise _Invalid("device", "'mps' was asked for but is not available on this machine (use 'auto' or 'cpu')")
+
+
 def _validate(cfg: TrainConfig) -> None:
-    positive = {
-        "steps": cfg.steps, "rollout.group_size": cfg.rollout.group_size, "rollout.max_new_tokens": cfg.rollout.max_new_tokens,
-        "optim.prompts_per_step": cfg.optim.prompts_per_step, "optim.mini_batch_prompts": cfg.optim.mini_batch_prompts,
-        "optim.micro_batch_size": cfg.optim.micro_batch_size, "eval.k": cfg.eval.k, "rollout.batch_size": cfg.rollout.batch_size,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ValueError(f"config key {key!r} must be > 0, got {value}")
-    for key, value in {"optim.lr": cfg.optim.lr, "scope.tau": cfg.scope.tau, "rollout.temperature": cfg.rollout.temperature}.items():
-        if not value > 0:
-            raise ValueError(f"config key {key!r} must be > 0, got {value}")
-    if cfg.optim.prompts_per_step % cfg.optim.mini_batch_prompts:
-        raise ValueError(
-            f"config key 'optim.mini_batch_prompts' ({cfg.optim.mini_batch_prompts}) must divide "
-            f"'optim.prompts_per_step' ({cfg.optim.prompts_per_step})"
-        )
+    for key, allowed in RANGES.items():
+        value = _get(cfg, key)
+        for index, item in enumerate(value) if isinstance(value, tuple) else [(None, value)]:
+            if item not in allowed:
+                name = key if index is None else f"{key}[{index}]"
+                raise _Invalid(name, f"must be {allowed}, got {item!r}")
+    _check_device(cfg.device)
+    optim = cfg.optim
+    if optim.lr * optim.weight_decay >= 1:
+        raise _Invalid("optim.weight_decay", f"lr * weight_decay must be < 1, got {optim.lr} * {optim.weight_decay} "
+                                             "(AdamW multiplies each weight by 1 - lr * weight_decay per step)")
+    if optim.prompts_per_step % optim.mini_batch_prompts:
+        raise _Invalid("optim.mini_batch_prompts", f"({optim.mini_batch_prompts}) must divide "
+                                                   f"'optim.prompts_per_step' ({optim.prompts_per_step})")
     if cfg.method == "grpo" and cfg.rollout.group_size < 2:
-        raise ValueError("config key 'rollout.group_size' must be >= 2 for method 'grpo' (group-normalised advantages)")
+        raise _Invalid("rollout.group_size", "must be >= 2 for method 'grpo' (group-normalised advantages)")
+    if cfg.model.finetune == "lora" and not cfg.model.lora_target_modules:
+        raise _Invalid("model.lora_target_modules", "must name at least one module for LoRA (model.finetune is 'lora')")
+    url = urllib.parse.urlsplit(cfg.teacher.server_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise _Invalid("teacher.server_url", f"expected an http:// or https:// URL with a host, got "
+                                             f"{cfg.teacher.server_url!r}")
+    _check_eval_sets(cfg.data.eval_sets)
+
+
+def _check_eval_sets(names: list[str]) -> None:
+    from scope_lib.benchmarks import BENCHMARKS  # a light import: no models, no hub
+
+    allowed = ("tiny", *BENCHMARKS)
+    for index, name in enumerate(names):
+        if name not in allowed:
+            raise _Invalid(f"data.eval_sets[{index}]", f"expected one of {list(allowed)}, got {name!r}")
+        if name in names[:index]:
+            raise _Invalid(f"data.eval_sets[{index}]", f"{name!r} is listed twice")
+
+
+# --- loading ------------------------------------------------------------------------------
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -243,33 +454,168 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ValueError(f"config key {dotted!r}: {part!r} is not a section")
+            raise _Invalid(dotted, f"{part!r} is not a section")
     node[last] = value
 
 
-def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Build and validate a TrainConfig from nested dicts plus dotted-key overrides."""
-    data = json.loads(json.dumps(data or {}))  # deep copy, plain types
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(data, dotted, value)
-    cfg = _from_dict(TrainConfig, data)
-    _validate(cfg)
+def _from_override(key: str, overrides: dict[str, Any]) -> str | None:
+    """The override that set `key` (or a section or list holding it), if one did."""
+    for dotted in overrides:
+        if key == dotted or key.startswith((dotted + ".", dotted + "[")):
+            return dotted
+    return None
+
+
+def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None, *,
+                     source: str | None = None) -> TrainConfig:
+    """Build and validate a TrainConfig from nested dicts plus dotted-key overrides.
+
+    `source` names where `data` came from (a file) in errors; a value set by an override is
+    named as `--key`. Raises ConfigError.
+    """
+    overrides = overrides or {}
+    budget = [MAX_CONFIG_VALUES]
+    try:
+        try:
+            # A plain deep copy (never the caller's dicts), bounded: shared references expand here.
+            plain = _plain_copy(data or {}, "", budget)
+            if not isinstance(plain, dict):
+                raise _Invalid("<top level>", f"expected a mapping, got {_describe(plain)}")
+            for dotted, value in overrides.items():
+                if not isinstance(dotted, str) or not dotted:
+                    raise _Invalid(str(dotted), "override keys must be dotted key names such as 'optim.lr'")
+                _set_dotted(plain, dotted, _plain_copy(value, dotted, budget))
+            cfg = _from_dict(TrainConfig, plain)
+            _validate(cfg)
+        except RecursionError:
+            raise _Invalid("<top level>", "nested too deeply") from None
+    except _Invalid as bad:
+        override = _from_override(bad.key, overrides)
+        where = f"override --{override}" if override else (f"config file {source}" if source else "config")
+        raise ConfigError(f"{where}: config key {bad.key!r}: {bad.detail}") from None
     return cfg
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Load a YAML preset; `overrides` maps dotted keys ("optim.lr") to values."""
-    path = Path(path)
-    if not path.exists():
-        presets = Path(__file__).resolve().parents[1] / "configs" / f"{path}.yaml"
-        if presets.exists():
-            path = presets
-        else:
-            raise ValueError(f"config file {str(path)!r} not found (nor a preset of that name in configs/)")
-    data = yaml.safe_load(path.read_text()) or {}
+class _BoundedSafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys and bounds alias expansion before constructing.
+
+    Construction shares aliased values, but merge keys (`<<: [*a, *a]`) copy entries, so a
+    small file can still expand exponentially there: the composed node graph is measured first.
+    """
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _count_nodes(node, {}, set())
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    if key_node.value in seen:
+                        raise _YamlRefused(f"line {key_node.start_mark.line + 1}: key {key_node.value!r} appears twice")
+                    seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+class _YamlRefused(Exception):
+    pass
+
+
+def _count_nodes(node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Values `node` expands to, aliases counted at each use; memoised, so linear in the file."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:
+        raise _YamlRefused(f"line {node.start_mark.line + 1}: a recursive alias (a value that contains itself)")
+    if len(open_nodes) > _MAX_DEPTH:
+        raise _YamlRefused(f"line {node.start_mark.line + 1}: values nested more than {_MAX_DEPTH} levels deep")
+    open_nodes.add(id(node))
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_count_nodes(child, sizes, open_nodes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_count_nodes(k, sizes, open_nodes) + _count_nodes(v, sizes, open_nodes) for k, v in node.value)
+    open_nodes.discard(id(node))
+    if size > MAX_CONFIG_VALUES:
+        raise _YamlRefused(f"line {node.start_mark.line + 1}: expands to more than {MAX_CONFIG_VALUES} values "
+                           "(a YAML alias bomb?); a config holds a few hundred at most")
+    sizes[id(node)] = size
+    return size
+
+
+def _safe_yaml(text: str) -> Any:
+    """Parse YAML text into plain values; raises _YamlRefused with a one-line reason."""
+    try:
+        return yaml.load(text, Loader=_BoundedSafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.constructor.ConstructorError as error:
+        # !!python/object and friends: SafeLoader refuses them; say so in one line.
+        line = error.problem_mark.line + 1 if error.problem_mark else "?"
+        raise _YamlRefused(f"line {line}: {error.problem} (configs hold plain values only)") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise _YamlRefused(f"{where}invalid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise _YamlRefused(f"invalid YAML: {str(error).splitlines()[0]}") from None
+    except RecursionError:
+        raise _YamlRefused("values nested too deeply") from None
+
+
+def parse_override(text: str, key: str = "value") -> Any:
+    """A `--key value` command-line value, read as YAML the way a config file is (bounded, safe)."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"override --{key}: longer than {MAX_CONFIG_BYTES} characters")
+    try:
+        return _safe_yaml(text)
+    except _YamlRefused as error:
+        raise ConfigError(f"override --{key}: {error}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a directory; expected a YAML file such as configs/tiny.yaml")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)  # bounded even for /dev/zero
+    except OSError as error:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {error.strerror or error}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {str(path)!r} is larger than {MAX_CONFIG_BYTES} bytes; a config is a few KB of YAML")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(f"config file {str(path)!r}, line {line}: not UTF-8 text (byte {raw[error.start]:#04x} at "
+                          f"offset {error.start}); save it as UTF-8") from None
+    try:
+        data = _safe_yaml(text)
+    except _YamlRefused as error:
+        raise ConfigError(f"config file {str(path)!r}, {error}") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a mapping at top level")
-    return config_from_dict(data, overrides)
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at top level, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load a YAML preset; `overrides` maps dotted keys ("optim.lr") to values.
+
+    `path` is a file, or the name of a preset in configs/ ("tiny"). Raises ConfigError (a
+    ValueError) naming the file or override, the key and the allowed values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        preset = Path(__file__).resolve().parents[1] / "configs" / f"{path}.yaml"
+        if preset.is_file() and path.name == str(path) and not path.suffix:
+            path = preset
+        elif not path.exists():
+            raise ConfigError(f"config file {str(path)!r} not found (nor a preset of that name in configs/)")
+    data = _read_config_file(path)
+    return config_from_dict(data, overrides, source=repr(str(path)))
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
