@@ -18,12 +18,17 @@ SCALES = {"tiny": "tiny", "smol": "smol", "paper": "paper_distill_1p5b", "paper_
 
 METHODS = ("grpo", "kd", "opd", "scope")
 
-# Fig. 5: each ablation changes one DPAW choice and keeps the reward routing.
+# Fig. 5: each ablation changes one DPAW choice and keeps the reward routing. "Switched off"
+# means weight 1 for every rollout of that path ("ones"), the paper's "standard uniform
+# weighting" as the authors' released code implements it; `no_dpaw_normalized` keeps DPAW's
+# per-group normalisation with equal weights (1/n per rollout), so the normalisation's share of
+# the effect is measured on its own.
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "no_dpaw": {"scope.student_direction": "uniform", "scope.teacher_direction": "uniform"},
-    "no_student_weight": {"scope.student_direction": "uniform"},
+    "no_dpaw": {"scope.student_direction": "ones", "scope.teacher_direction": "ones"},
+    "no_dpaw_normalized": {"scope.student_direction": "uniform", "scope.teacher_direction": "uniform"},
+    "no_student_weight": {"scope.student_direction": "ones"},
     "reversed_student_weight": {"scope.student_direction": "reversed"},
-    "no_teacher_weight": {"scope.teacher_direction": "uniform"},
+    "no_teacher_weight": {"scope.teacher_direction": "ones"},
     "reversed_teacher_weight": {"scope.teacher_direction": "reversed"},
 }
 

@@ -342,11 +342,15 @@ def recovery_study(
     batch_size: int = 256,
     seed: int = 0,
     progress: bool = True,
+    diagnose: Callable[[Problem, str], object | None] = first_chain_error,
 ) -> RecoveryStudy:
     """Run the error-recovery experiment of Appendix C.1 (see the module docstring).
 
     student, teacher: causal LMs sharing `tokenizer`; the teacher both scores the incorrect
     rollouts (PPL) and completes their prefixes. `batch_size`: sequences per generate call.
+    `diagnose(problem, text)`: the task's first-error diagnosis, an object with `line` (0-based
+    index of the first wrong line) and `kind`, or None (the chain task's `first_chain_error`
+    by default; `scope_lib.routes.first_route_error` for the route world).
 
     Returns a RecoveryStudy whose `rates` has one row per incorrect rollout and ratio with
     columns rollout, problem_id, bucket (0 = Q1), ppl, nll, ratio, response_chars,
@@ -395,7 +399,7 @@ def recovery_study(
     buckets = ppl_quartiles(teacher_s)
 
     # --- 4. prefixes at each ratio; identical prompt + prefix strings are completed once
-    errors = [first_chain_error(problems[problem_of[i]], rollouts.texts[i]) for i in wrong]  # tiny task only
+    errors = [diagnose(problems[problem_of[i]], rollouts.texts[i]) for i in wrong]  # None off the tiny tasks
     job_of: dict[str, int] = {}
     job_texts: list[str] = []
     job_golds: list[str] = []

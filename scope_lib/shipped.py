@@ -51,8 +51,8 @@ MANIFEST_NAME = "MANIFEST.sha256"
 BUILD_NAME = "build.json"
 MODEL_NAMES = ("teacher", "student")
 REQUIRED_PARTS = ("teacher", "student", "tokenizer", "done.json")
-# Placeholder until the rebuild command exists; `{name}` is the world folder's name.
-REBUILD_COMMAND = "python -m scope_lib.rebuild_world {name}"
+# `{name}` is the world folder's name (scope_lib.rebuild_world).
+REBUILD_COMMAND = "python -m scope_lib.rebuild_world {name} --ship"
 MAX_TEXT_BYTES = 16 * 2**20  # a real tokenizer.json is a few MB; the tiny world's is 8 KB
 TEXT_SUFFIXES = (".json", ".txt")
 WEIGHT_SUFFIX = ".safetensors"
@@ -162,7 +162,7 @@ def _build_record(done: dict, extra: dict, src: Path) -> dict:
         raise ValueError(f"build_record: {clashes} are written by export_world itself; use other keys")
     if "accuracy" in extra:
         _check_accuracy(extra["accuracy"])
-    config = _config_from_dict(done["config"], src / "done.json")
+    config = _config_from_dict(done["config"], src / "done.json", done.get("task"))
     record = {
         "world_key": config.key(),
         "config": done["config"],
@@ -205,18 +205,28 @@ def _versions() -> dict:
     return versions
 
 
-def _config_from_dict(data: dict, source: Path) -> models.WorldConfig:
-    """The WorldConfig whose `dataclasses.asdict` (read back from json) is `data`."""
-    hints = typing.get_type_hints(models.WorldConfig)
+def _config_class(task: str | None):
+    """The config dataclass of a world built for `task` (the chain task's when unnamed)."""
+    if task == "routes":
+        from scope_lib.route_world import RouteWorldConfig
+
+        return RouteWorldConfig
+    return models.WorldConfig
+
+
+def _config_from_dict(data: dict, source: Path, task: str | None = None):
+    """The world config whose `dataclasses.asdict` (read back from json) is `data`."""
+    config_class = _config_class(task)
+    hints = typing.get_type_hints(config_class)
     try:
         kwargs = {}
         for name, value in data.items():
             if dataclasses.is_dataclass(hints.get(name)):
                 value = hints[name](**{key: tuple(item) if isinstance(item, list) else item for key, item in value.items()})
             kwargs[name] = value
-        return models.WorldConfig(**kwargs)
+        return config_class(**kwargs)
     except (TypeError, ValueError, AttributeError) as error:
-        raise ValueError(f"{source}: its 'config' does not fit models.WorldConfig ({error}); "
+        raise ValueError(f"{source}: its 'config' does not fit {config_class.__name__} ({error}); "
                          "it was built by another version of the world code") from None
 
 
@@ -312,7 +322,7 @@ def load_shipped_world(path: Path, config: models.WorldConfig | None = None, *,
         verify_world(path, rebuild_command)
         _verified[resolved] = stamp
     record = json.loads((path / BUILD_NAME).read_text())
-    shipped_config = _config_from_dict(record["config"], path / BUILD_NAME)
+    shipped_config = _config_from_dict(record["config"], path / BUILD_NAME, record.get("build", {}).get("task"))
     rebuild = rebuild_command.format(name=path.name)
     if shipped_config.key() != record["world_key"]:
         raise ValueError(f"shipped world {path}: built by another version of the world code (key "

@@ -17,8 +17,10 @@ from scope_lib import tasks
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 
 
-def build_tokenizer(vocab_size: int = 320, corpus_size: int = 2000, seed: int = 0) -> PreTrainedTokenizerFast:
-    """Train the byte-level BPE on `corpus_size` task texts; deterministic given the arguments.
+def build_tokenizer(vocab_size: int = 320, corpus_size: int = 2000, seed: int = 0,
+                    texts: list[str] | None = None) -> PreTrainedTokenizerFast:
+    """Train the byte-level BPE on `corpus_size` chain-task texts (or on `texts`, another task's
+    corpus); deterministic given the arguments.
 
     The 256 byte symbols are always present, so `vocab_size` - 259 is the number of merges.
     """
@@ -36,7 +38,7 @@ def build_tokenizer(vocab_size: int = 320, corpus_size: int = 2000, seed: int = 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(tasks.corpus(corpus_size, seed=seed), trainer)
+    tok.train_from_iterator(texts if texts is not None else tasks.corpus(corpus_size, seed=seed), trainer)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
     )

@@ -14,7 +14,11 @@ Options beyond the paper (each named, DESIGN section 2):
 
 - ``direction="reversed"`` flips the sign inside the softmax (Fig. 5 ablations; the authors'
   released scripts use the reversed *student* weight);
-- ``direction="uniform"`` gives equal weights within a group's path (the "no weight" ablations);
+- ``direction="ones"`` gives every rollout of the path weight 1, with no per-group
+  normalisation: the paper's "w/o DPAW" ("standard uniform weighting"), as the authors'
+  released code implements it (its equal-weights mode, and a path whose weights are off);
+- ``direction="uniform"`` gives equal weights that keep DPAW's per-group normalisation (1/n
+  per rollout with ``normalize="sum"``): a second ablation that isolates the normalisation;
 - ``normalize="mean"`` rescales each group's path to average 1 instead of summing to 1, as the
   released code does (softmax times the path size; a single-member path gets weight 1).
 
@@ -29,9 +33,9 @@ from typing import Literal
 
 import torch
 
-Direction = Literal["paper", "reversed", "uniform"]
+Direction = Literal["paper", "reversed", "uniform", "ones"]
 Normalize = Literal["sum", "mean"]
-DIRECTIONS = ("paper", "reversed", "uniform")
+DIRECTIONS = ("paper", "reversed", "uniform", "ones")
 NORMALIZATIONS = ("sum", "mean")
 
 __all__ = [
@@ -152,6 +156,12 @@ def _grouped_path_softmax(
 _SIGN = {"paper": 1.0, "reversed": -1.0, "uniform": 0.0}
 
 
+def _ones(seq_logp: torch.Tensor, on_path: torch.Tensor) -> torch.Tensor:
+    """Weight 1 on every row of the path, 0 elsewhere (direction "ones")."""
+    out_dtype = torch.float64 if seq_logp.dtype == torch.float64 else torch.float32
+    return on_path.to(out_dtype)
+
+
 def student_weights(
     seq_logp: torch.Tensor,
     correct: torch.Tensor,
@@ -166,10 +176,13 @@ def student_weights(
     correct: (N,) bool, the verifier's reward. group: (N,) int prompt ids.
     Returns (N,) float32 (float64 for float64 input): 0 on incorrect rows; on the correct rows of
     each prompt ``softmax(-s_S / tau)`` = ``PPL_S^(1/tau)`` normalised ("paper"), the opposite
-    sign ``PPL_S^(-1/tau)`` ("reversed"), or equal weights ("uniform"). ``normalize="sum"``:
-    each group's path sums to 1; ``"mean"``: averages 1.
+    sign ``PPL_S^(-1/tau)`` ("reversed"), equal weights ("uniform"), or 1 per rollout whatever
+    ``normalize`` says ("ones"). ``normalize="sum"``: each group's path sums to 1; ``"mean"``:
+    averages 1.
     """
     _check_inputs(seq_logp, correct, group, tau, direction, normalize)
+    if direction == "ones":
+        return _ones(seq_logp, correct)
     # Eq. 4: low student likelihood (high perplexity) -> larger weight, hence the minus sign.
     sign = -_SIGN[direction]
     return _grouped_path_softmax(seq_logp, correct, group, sign, float(tau), normalize)
@@ -189,10 +202,12 @@ def teacher_weights(
     values on correct rows are ignored (they may be NaN). correct: (N,) bool. group: (N,) int.
     Returns (N,) float32 (float64 for float64 input): 0 on correct rows; on the incorrect rows of
     each prompt ``softmax(s_T / tau)`` = ``PPL_T^(-1/tau)`` normalised ("paper"), the opposite
-    sign ``PPL_T^(+1/tau)`` ("reversed"), or equal weights ("uniform"). ``normalize`` as in
-    :func:`student_weights`.
+    sign ``PPL_T^(+1/tau)`` ("reversed"), equal weights ("uniform"), or 1 per rollout ("ones").
+    ``normalize`` as in :func:`student_weights`.
     """
     _check_inputs(seq_logp, correct, group, tau, direction, normalize)
+    if direction == "ones":
+        return _ones(seq_logp, ~correct)
     # Eq. 5: rollouts the teacher finds likely (low PPL_T) are the recoverable ones -> larger weight.
     sign = _SIGN[direction]
     return _grouped_path_softmax(seq_logp, ~correct, group, sign, float(tau), normalize)

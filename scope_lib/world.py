@@ -22,7 +22,10 @@ import torch
 from scope_lib.config import TrainConfig
 from scope_lib.problem import Problem
 
-TINY_NAMES = ("tiny", "tiny_smoke")
+TINY_NAMES = ("tiny", "tiny_smoke", "tiny_routes", "tiny_routes_smoke")
+# Tiny worlds on the route task (scope_lib.routes); the others are on the chain task (scope_lib.tasks).
+ROUTE_NAMES = ("tiny_routes", "tiny_routes_smoke")
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "worlds"
 
 
 @dataclass
@@ -34,15 +37,48 @@ class World:
     eval_sets: dict[str, list[Problem]]
     format_prompt: Callable[[Problem], str]  # problem -> the exact prompt text the models see
     description: str  # one line for logs and notebooks ("tiny world <hash>: teacher 1.1M ...")
+    task: object = None  # the tiny world's task module (scope_lib.tasks or scope_lib.routes); None elsewhere
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _tiny_world(name: str, progress: bool):
-    from scope_lib.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world
+    from scope_lib.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world, default_cache_dir
 
+    if name == "tiny_routes":  # shipped in the repository, checked against its SHA-256 manifest
+        from scope_lib.shipped import load_shipped_world
+
+        return load_shipped_world(SHIPPED_DIR / name)
+    if name == "tiny_routes_smoke":  # seconds to build; cached like the chain worlds
+        from transformers import LlamaForCausalLM
+
+        from scope_lib.models import TinyWorld
+        from scope_lib.route_world import ROUTE_SMOKE_WORLD, build_route_world
+        from scope_lib.tokenizer import load_tokenizer
+
+        path = default_cache_dir() / "routes" / ROUTE_SMOKE_WORLD.key()
+        if not (path / "done.json").exists():
+            try:
+                build_route_world(ROUTE_SMOKE_WORLD, path, progress=progress)
+            except OSError:  # a concurrent builder published it first
+                if not (path / "done.json").exists():
+                    raise
+        return TinyWorld(teacher=LlamaForCausalLM.from_pretrained(path / "teacher").eval(),
+                         student=LlamaForCausalLM.from_pretrained(path / "student").eval(),
+                         tokenizer=load_tokenizer(path / "tokenizer"), config=ROUTE_SMOKE_WORLD, path=path)
     return build_tiny_world(SMOKE_WORLD if name == "tiny_smoke" else TINY_WORLD, progress=progress)
+
+
+def tiny_task(model_name: str):
+    """The task module of a tiny world: `scope_lib.routes` or `scope_lib.tasks` (chain)."""
+    if model_name in ROUTE_NAMES:
+        from scope_lib import routes
+
+        return routes
+    from scope_lib import tasks
+
+    return tasks
 
 
 def _load_jsonl_problems(path: Path) -> list[Problem]:
@@ -78,8 +114,6 @@ def _load_hub_problems(name: str) -> list[Problem]:
 
 def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
     """Load the student, teacher, tokenizer and data the config names."""
-    from scope_lib import tasks
-
     student_name, teacher_name = cfg.model.student, cfg.model.teacher
     teacher = None
     if student_name in TINY_NAMES:
@@ -112,7 +146,8 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
             check_same_vocabulary(tokenizer, teacher_tokenizer, student_name, teacher_name)
         description = f"student {student_name}, teacher {teacher_name}"
 
-    # --- data
+    # --- data ("tiny" data is the task of the tiny world the student belongs to)
+    tasks = tiny_task(student_name)
     if cfg.data.train == "tiny":
         train_problems = tasks.train_pool(seed=cfg.seed)
     elif Path(cfg.data.train).suffix == ".jsonl":
@@ -144,4 +179,5 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
             messages = [{"role": "user", "content": instruction}]
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    return World(student, teacher, tokenizer, train_problems, eval_sets, format_prompt, description)
+    return World(student, teacher, tokenizer, train_problems, eval_sets, format_prompt, description,
+                 task=tasks if student_name in TINY_NAMES else None)

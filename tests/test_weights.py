@@ -263,3 +263,24 @@ def test_weight_stats(gen):
             math.isnan(stats["entropy"]) and math.isnan(stats_mean["entropy"])
         )
     assert weight_stats(torch.zeros(3), torch.zeros(3, dtype=torch.bool), torch.zeros(3))["max"] == 0.0
+
+
+def test_ones_direction_gives_weight_one_on_the_path_whatever_the_normalisation():
+    """'ones' (the released code's switched-off weights): 1 per rollout of the path, 0 elsewhere."""
+    gen = torch.Generator().manual_seed(11)
+    n = 40
+    seq = -torch.rand(n, generator=gen, dtype=torch.float64) * 3
+    correct = torch.rand(n, generator=gen) < 0.5
+    group = torch.randint(0, 6, (n,), generator=gen)
+    for normalize in ("sum", "mean"):
+        for tau in (0.5, 1.0, 3.0):
+            ws = student_weights(seq, correct, group, tau=tau, direction="ones", normalize=normalize)
+            wt = teacher_weights(seq, correct, group, tau=tau, direction="ones", normalize=normalize)
+            assert torch.equal(ws, correct.to(torch.float64))
+            assert torch.equal(wt, (~correct).to(torch.float64))
+    # 'uniform' keeps the group normalisation: 1/n per rollout of a group's path
+    wu = student_weights(seq, correct, group, direction="uniform")
+    for g in group.unique():
+        rows = (group == g) & correct
+        if rows.any():
+            assert torch.allclose(wu[rows], torch.full((int(rows.sum()),), 1.0 / int(rows.sum()), dtype=torch.float64))

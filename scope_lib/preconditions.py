@@ -1,0 +1,156 @@
+"""The world's preconditions for SCOPE's two mechanisms, measured on base-student rollouts.
+
+SCOPE can only show an effect where the paper's two premises hold, so they are measured on the
+world before any method is compared on it (and committed as a record):
+
+1. **Correct rollouts (Eq. 4).** Correct rollouts of one prompt must differ in how hard the
+   student found them, and the difference must follow the solution route, not noise:
+   - `student_ess_frac`: the effective sample size of the Eq. 4 weights at `tau`, as a fraction
+     of the correct path, averaged over groups with >= 2 correct rollouts (1 = uniform weights;
+     target <= 0.95);
+   - `two_route_frac`: among groups with >= 2 correct rollouts, the fraction whose correct
+     rollouts take both routes (target >= 0.5);
+   - `rare_route_heavier_frac`: among groups whose correct rollouts take both routes, the
+     fraction where the rarer route (the one less common among all correct base rollouts) has
+     the higher mean Eq. 4 weight (target >= 0.7).
+2. **Incorrect rollouts (Eq. 5).** The teacher must be able to repair some flawed prefixes:
+   - `recovery_with_error`: the teacher's recovery rate from prefixes that already contain the
+     student's first error (target >= 0.25), from `scope_lib.recovery.recovery_study`.
+
+`measure_student_path` and `measure_recovery` compute them for any task that provides
+`route_of(problem, text)` and an error diagnosis; `check_preconditions` compares with the
+targets; `preconditions_markdown` writes the record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scope_lib.problem import Problem
+
+TARGETS = {  # name -> (comparison, threshold)
+    "student_ess_frac": ("<=", 0.95),
+    "two_route_frac": (">=", 0.5),
+    "rare_route_heavier_frac": (">=", 0.7),
+    "recovery_with_error": (">=", 0.25),
+}
+
+
+def group_ess_frac(weights: np.ndarray) -> float:
+    """(sum w)^2 / sum w^2 / n for one group's weights (1 = uniform)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"weights: expected a non-empty array of non-negative finite weights with a positive sum, got {w}")
+    return float(w.sum() ** 2 / (w * w).sum() / w.size)
+
+
+def student_path_table(problems: Sequence[Problem], group: Sequence[int], correct: Sequence[bool],
+                       student_seq_logp: Sequence[float], routes: Sequence[str], *, tau: float = 1.0) -> pd.DataFrame:
+    """One row per rollout: group, correct, route, student log-PPL and its Eq. 4 weight (0 off the path)."""
+    from scope_lib.weights import student_weights
+
+    s = torch.tensor(np.asarray(student_seq_logp, dtype=np.float64))
+    ok = torch.tensor(np.asarray(correct, dtype=bool))
+    g = torch.tensor(np.asarray(group, dtype=np.int64))
+    weights = student_weights(s, ok, g, tau=tau).numpy()
+    return pd.DataFrame({"group": np.asarray(group), "problem_id": [problems[i].id for i in group],
+                         "correct": np.asarray(correct, dtype=bool), "route": list(routes),
+                         "log_ppl": -s.numpy(), "weight": weights})
+
+
+def student_path_stats(table: pd.DataFrame, *, routes: tuple[str, str] = ("inorder", "subfirst")) -> dict[str, float]:
+    """The Eq. 4 preconditions from a `student_path_table`."""
+    right = table[table["correct"]]
+    sizes = right.groupby("group").size()
+    multi = sizes[sizes >= 2].index
+    ess = [group_ess_frac(right.loc[right["group"] == g, "weight"].to_numpy()) for g in multi]
+    counts = right["route"].value_counts()
+    rare = min(routes, key=lambda r: counts.get(r, 0))
+    common = routes[0] if rare == routes[1] else routes[1]
+    both, heavier, spread = 0, 0, []
+    for g in multi:
+        rows = right[right["group"] == g]
+        spread.append(float(rows["log_ppl"].std(ddof=0)))
+        present = set(rows["route"])
+        if {rare, common} <= present:
+            both += 1
+            heavier += rows.loc[rows["route"] == rare, "weight"].mean() > rows.loc[rows["route"] == common, "weight"].mean()
+    return {
+        "groups": float(table["group"].nunique()),
+        "groups_2plus_correct": float(len(multi)),
+        "student_ess_frac": float(np.mean(ess)) if ess else math.nan,
+        "log_ppl_spread": float(np.mean(spread)) if spread else math.nan,  # within-group std, mean over groups
+        "two_route_frac": both / len(multi) if len(multi) else math.nan,
+        "mixed_groups": float(both),
+        "rare_route": rare,
+        "rare_route_share": float(counts.get(rare, 0) / max(1, len(right))),
+        "rare_route_heavier_frac": heavier / both if both else math.nan,
+        "mean_log_ppl_rare": float(right.loc[right["route"] == rare, "log_ppl"].mean()),
+        "mean_log_ppl_common": float(right.loc[right["route"] == common, "log_ppl"].mean()),
+    }
+
+
+@torch.no_grad()
+def measure_student_path(student, tokenizer, problems: Sequence[Problem], format_prompt: Callable[[Problem], str],
+                         route_of: Callable[[Problem, str], str], *, group_size: int = 8, temperature: float = 1.0,
+                         max_new_tokens: int = 96, tau: float = 1.0, seed: int = 0, batch_size: int = 256):
+    """Sample `group_size` base-student rollouts per problem (the training rollouts' settings),
+    score them under the student, and return (table, stats)."""
+    from scope_lib.rollout import generate_rollouts
+    from scope_lib.teacher import LocalTeacher
+    from scope_lib.verify import grade_batch
+    from scope_lib.weights import sequence_logp
+
+    batch = generate_rollouts(student, tokenizer, [format_prompt(p) for p in problems], num_samples=group_size,
+                              temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
+    group = batch.group.tolist()
+    correct = grade_batch(batch.texts, [problems[g].answer for g in group])
+    logp = LocalTeacher(student).score(batch.input_ids, batch.attention_mask)  # the student's own pi_old
+    seq = sequence_logp(logp, batch.response_mask).double().numpy()
+    table = student_path_table(problems, group, correct, seq, [route_of(problems[g], t) for g, t in zip(group, batch.texts)],
+                               tau=tau)
+    table["text"] = batch.texts
+    return table, student_path_stats(table)
+
+
+def recovery_stats(rates: pd.DataFrame) -> dict[str, float]:
+    """Recovery conditioned on whether the kept prefix holds the first error, and unconditioned."""
+    has = rates["prefix_has_error"]
+    known = has.notna()
+    with_error = rates.loc[known & has.astype(bool, errors="ignore").fillna(False).astype(bool), "recovery"]
+    before_error = rates.loc[known & ~has.fillna(True).astype(bool), "recovery"]
+    return {
+        "recovery_all": float(rates["recovery"].mean()),
+        "recovery_with_error": float(with_error.mean()) if len(with_error) else math.nan,
+        "recovery_before_error": float(before_error.mean()) if len(before_error) else math.nan,
+        "prefixes_with_error": float(len(with_error)),
+        "prefixes_before_error": float(len(before_error)),
+    }
+
+
+def check_preconditions(stats: dict[str, float]) -> dict[str, bool | None]:
+    """name -> whether its target holds (None when it could not be measured)."""
+    out: dict[str, bool | None] = {}
+    for name, (op, threshold) in TARGETS.items():
+        value = stats.get(name, math.nan)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out[name] = None
+        else:
+            out[name] = bool(value <= threshold) if op == "<=" else bool(value >= threshold)
+    return out
+
+
+def preconditions_markdown(stats: dict[str, float], *, title: str = "Preconditions") -> str:
+    """A Markdown table: measured value, target, holds?"""
+    verdicts = check_preconditions(stats)
+    lines = [f"### {title}", "", "| precondition | measured | target | holds |", "|---|---|---|---|"]
+    for name, (op, threshold) in TARGETS.items():
+        value = stats.get(name, math.nan)
+        held = verdicts[name]
+        lines.append(f"| `{name}` | {value:.3f} | {op} {threshold} | {'yes' if held else 'no' if held is False else 'not measured'} |")
+    return "\n".join(lines)

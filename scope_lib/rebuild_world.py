@@ -1,0 +1,83 @@
+"""Rebuild a shipped tiny world from nothing and say how it compares with the shipped one.
+
+    python -m scope_lib.rebuild_world tiny_routes            # build into the cache, compare
+    python -m scope_lib.rebuild_world tiny_routes --ship     # ... and replace worlds/tiny_routes
+
+The build stops each model at a measured accuracy (`scope_lib.route_world.StopRule`), not at a
+fixed step count, so a rebuild on another CPU lands near the same accuracy even where its
+weights differ. The printed comparison gives, per model, whether the weights are bit-identical,
+the largest parameter difference, and the greedy accuracy per eval set of both worlds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+WORLDS_DIR = Path(__file__).resolve().parents[1] / "worlds"
+BUILDABLE = ("tiny_routes",)
+
+
+def accuracy_table(world_path: Path, *, per_set: int = 100) -> dict[str, dict[str, float]]:
+    """{model: {eval set or kind: greedy accuracy}} on the route world's eval sets."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from scope_lib import routes
+    from scope_lib.route_world import greedy_accuracy
+    from scope_lib.tokenizer import load_tokenizer
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    tokenizer = load_tokenizer(world_path / "tokenizer")
+    sets = routes.eval_sets(per_set)
+    table: dict[str, dict[str, float]] = {}
+    for name in ("teacher", "student"):
+        model = LlamaForCausalLM.from_pretrained(world_path / name).eval()
+        row = {}
+        for set_name, problems in sets.items():
+            row[set_name] = greedy_accuracy(model, tokenizer, problems)
+        pooled = [p for problems in sets.values() for p in problems]
+        for kind in routes.KINDS:
+            chosen = [p for p in pooled if p.meta["kind"] == kind]
+            if chosen:
+                row[f"kind:{kind}"] = greedy_accuracy(model, tokenizer, chosen)
+        table[name] = row
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    from scope_lib.route_world import ROUTE_WORLD, build_route_world
+    from scope_lib.shipped import compare_worlds, export_world, format_comparison
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", choices=BUILDABLE, help="the world to rebuild (a folder of worlds/)")
+    parser.add_argument("--out", type=Path, default=None, help="build folder (default: a temporary folder)")
+    parser.add_argument("--ship", action="store_true", help=f"replace {WORLDS_DIR}/<name> with the rebuilt world")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix=f"rebuild-{args.name}-"))
+    out = args.out or work / "world"
+    print(f"building {args.name} into {out} (teacher and student side by side, one thread each)", flush=True)
+    build_route_world(ROUTE_WORLD, out, progress=not args.quiet)
+    accuracy = accuracy_table(out)
+    exported = work / "export"
+    export_world(out, exported, build_record={"accuracy": accuracy})
+    shipped = WORLDS_DIR / args.name
+    if shipped.exists():
+        print(format_comparison(compare_worlds(shipped, exported), labels=("shipped", "rebuilt")))
+    else:
+        print(f"no shipped world at {shipped} to compare with")
+    if args.ship:
+        if shipped.exists():
+            shutil.rmtree(shipped)
+        shutil.copytree(exported, shipped)
+        print(f"shipped: {shipped}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""The route world's task: add/subtract chains with two valid solution routes.
+
+A problem starts from a number and applies `n` additions and subtractions, written as in the
+chain task (`scope_lib.tasks`):
+
+    Start with 50. Add 60. Subtract 40. Add 20.
+
+Because addition and subtraction commute, it has two valid worked solutions, one line per
+operation, both ending in the same `\\boxed{}` answer and graded by the same verifier:
+
+- route `inorder`: the operations in the order of the question (the usual route);
+- route `subfirst`: every subtraction first, then every addition, each in question order
+  (a legitimate reordering; it keeps the running value low).
+
+    inorder            subfirst
+    50+60=110          50-40=10
+    110-40=70          10+60=70
+    70+20=90           70+20=90
+    \\boxed{90}         \\boxed{90}
+
+Which route a problem allows depends on the range of numbers a model can write. The student
+only ever saw numbers 0..99 (`STUDENT_MAX`); the teacher also saw three-digit values up to
+199 (`TEACHER_MAX`), the knowledge gap a larger model has. A problem is of kind
+
+- `both`: both routes stay in 0..99;
+- `subfirst_only`: the in-order route passes 99 (a three-digit value the student never
+  wrote) while the subtract-first route stays in range. For the student such a problem is
+  solved reliably only by the route the teacher rarely takes: this is where distilling the
+  teacher's mode can cost coverage (the paper's Pass@k paradox, Fig. 1a);
+- `inorder_only`: the subtract-first route would go below 0.
+
+Who learned what (`solution_mix`): the base student writes `subfirst` on 20% of the `both`
+problems it trains on (a rarely practised route, hence computed less surely: its correct
+rollouts on that route have a higher perplexity, which is what Eq. 4 up-weights), and always
+on `subfirst_only` ones. The teacher writes `inorder` on 97% of what it can (its own
+preferred route, three-digit values included), and also saw *slip-then-fix traces*: in 25%
+of its solutions one line's result is wrong and the next line, `fix: a+b=c`, writes it again
+correctly before the chain goes on. So the teacher can repair a student prefix that ends in
+a wrong result, and cannot repair error kinds it never saw fixed (a wrong value copied into
+the next line, a wrong operation); its perplexity on a prefix tells the two apart, which is
+what Eq. 5 relies on (Fig. 1b, Tables 6-7).
+
+Every problem has an addition before a subtraction, so its two routes write different lines.
+Train and eval are disjoint by content (a content hash of the question, as in the chain
+task). Eval sets `routes2`..`routes5` each hold one operation count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from typing import Literal, NamedTuple
+
+from scope_lib.problem import Problem
+
+STUDENT_MAX = 99  # largest value in the student's training solutions (two digits)
+TEACHER_MAX = 199  # the teacher also learned three-digit values up to here
+MIN_START, MAX_START = 20, 90  # start values
+MIN_OPERAND, MAX_OPERAND = 5, 50  # large enough that in-order chains often pass 99
+TRAIN_TIERS = (2, 3, 4, 5)
+EVAL_TIERS = {"routes2": 2, "routes3": 3, "routes4": 4, "routes5": 5}
+ROUTES = ("inorder", "subfirst")
+KINDS = ("both", "subfirst_only", "inorder_only")
+FIX_MARK = "fix: "  # starts the line that repeats a slipped line correctly (teacher traces)
+_EVAL_BUCKETS = 8  # 1 in 8 possible questions is reserved for evaluation
+_WORDS = {"+": "Add {b}.", "-": "Subtract {b}."}
+_LINE = re.compile(r"^(fix: )?(\d+)([+\-])(\d+)=(-?\d+)$")
+
+Route = Literal["inorder", "subfirst"]
+
+
+def _is_eval_question(question: str) -> bool:
+    digest = hashlib.sha256(question.encode()).digest()
+    return digest[0] % _EVAL_BUCKETS == 0
+
+
+def route_steps(steps: list[tuple[str, int]], route: str) -> list[tuple[str, int]]:
+    """The operations in the order `route` applies them."""
+    if route == "inorder":
+        return list(steps)
+    if route == "subfirst":
+        return [s for s in steps if s[0] == "-"] + [s for s in steps if s[0] == "+"]
+    raise ValueError(f"route: expected one of {ROUTES}, got {route!r}")
+
+
+def running_values(start: int, steps: list[tuple[str, int]]) -> list[int]:
+    values, value = [], start
+    for op, b in steps:
+        value = value + b if op == "+" else value - b
+        values.append(value)
+    return values
+
+
+def route_valid(start: int, steps: list[tuple[str, int]], route: str, max_value: int) -> bool:
+    """Whether every running value of `route` stays in 0..max_value."""
+    return all(0 <= v <= max_value for v in running_values(start, route_steps(steps, route)))
+
+
+def kind_of(start: int, steps: list[tuple[str, int]]) -> str | None:
+    """`both`, `subfirst_only`, `inorder_only` (for the student's 0..99), or None if neither."""
+    inorder = route_valid(start, steps, "inorder", STUDENT_MAX)
+    subfirst = route_valid(start, steps, "subfirst", STUDENT_MAX)
+    if inorder and subfirst:
+        return "both"
+    if subfirst:
+        return "subfirst_only"
+    if inorder:
+        return "inorder_only"
+    return None
+
+
+def routes_differ(steps: list[tuple[str, int]]) -> bool:
+    """False when both routes write the same lines (all operations of one sign)."""
+    return route_steps(steps, "inorder") != route_steps(steps, "subfirst")
+
+
+def solution_text(start: int, steps: list[tuple[str, int]], route: str, *, slip: tuple[int, int] | None = None) -> str:
+    """The worked solution along `route`; `slip=(line, delta)` writes that line's result off by
+    `delta`, then a `fix:` line with the right result (a teacher trace)."""
+    lines, value = [], start
+    for k, (op, b) in enumerate(route_steps(steps, route)):
+        new = value + b if op == "+" else value - b
+        if slip is not None and slip[0] == k:
+            lines.append(f"{value}{op}{b}={new + slip[1]}")
+            lines.append(f"{FIX_MARK}{value}{op}{b}={new}")
+        else:
+            lines.append(f"{value}{op}{b}={new}")
+        value = new
+    lines.append(f"\\boxed{{{value}}}")
+    return "\n".join(lines)
+
+
+def make_problem(start: int, steps: list[tuple[str, int]], *, source: str, index: int,
+                 max_value: int = STUDENT_MAX) -> Problem:
+    """A Problem whose `solution` is the student's usual route (in-order when it is valid).
+
+    `max_value`: the range a valid route must stay in (the teacher's `TEACHER_MAX` admits
+    problems only the teacher can write out; their kind is None).
+    """
+    if not steps:
+        raise ValueError("steps: expected at least one (op, operand) pair, got none")
+    kind = kind_of(start, steps)
+    valid = [r for r in ROUTES if route_valid(start, steps, r, max_value)]
+    if not valid:
+        raise ValueError(f"start {start}, steps {steps}: neither route stays in 0..{max_value}")
+    question = f"Start with {start}. " + " ".join(_WORDS[op].format(b=b) for op, b in steps)
+    route = "subfirst" if kind == "subfirst_only" or valid == ["subfirst"] else "inorder"
+    answer = running_values(start, steps)[-1]
+    return Problem(
+        id=f"routes/{source}/{index}", question=question, answer=str(answer),
+        solution=solution_text(start, steps, route), source=source, tier=len(steps),
+        meta={"start": start, "steps": [list(s) for s in steps], "kind": kind,
+              "routes_differ": routes_differ(steps)},
+    )
+
+
+def _draw(rng: random.Random, num_ops: int) -> tuple[int, list[tuple[str, int]]]:
+    start = rng.randint(MIN_START, MAX_START)
+    return start, [(rng.choice("+-"), rng.randint(MIN_OPERAND, MAX_OPERAND)) for _ in range(num_ops)]
+
+
+def _sample(rng: random.Random, num_ops: int) -> tuple[int, list[tuple[str, int]]] | None:
+    start, steps = _draw(rng, num_ops)
+    final = running_values(start, steps)[-1]
+    # Every problem has two distinct routes (some addition comes before some subtraction).
+    if not 0 <= final <= STUDENT_MAX or not routes_differ(steps) or kind_of(start, steps) is None:
+        return None
+    return start, steps
+
+
+def _generate(num: int, tiers: tuple[int, ...], *, seed: int, source: str, split: str, unique: bool) -> list[Problem]:
+    if num < 0:
+        raise ValueError(f"num: expected a non-negative count, got {num}")
+    rng = random.Random(f"routes:{source}:{seed}")
+    problems, seen, attempts = [], set(), 0
+    while len(problems) < num:
+        attempts += 1
+        if attempts > 500 * (num + 10):
+            raise ValueError(f"num: cannot draw {num} distinct {source} problems")
+        drawn = _sample(rng, rng.choice(tiers))
+        if drawn is None:
+            continue
+        problem = make_problem(*drawn, source=source, index=len(problems))
+        if _is_eval_question(problem.question) != (split == "eval"):
+            continue
+        if unique and problem.question in seen:
+            continue
+        seen.add(problem.question)
+        problems.append(problem)
+    return problems
+
+
+def train_pool(num: int = 4096, *, seed: int = 0, tiers: tuple[int, ...] = TRAIN_TIERS) -> list[Problem]:
+    """Training prompts: `num` distinct training-side problems, tiers mixed uniformly."""
+    return _generate(num, tiers, seed=seed, source="train", split="train", unique=True)
+
+
+def validation_set(num: int = 200, *, seed: int = 0, tiers: tuple[int, ...] = TRAIN_TIERS) -> list[Problem]:
+    """Held-out training-side problems (never an eval question, drawn from their own stream):
+    for stopping pretraining at an accuracy target and for choosing learning rates."""
+    return _generate(num, tiers, seed=seed, source="validation", split="train", unique=True)
+
+
+def eval_sets(num_per_set: int = 100, *, seed: int = 0) -> dict[str, list[Problem]]:
+    """Held-out sets `routes2`..`routes5`, one operation count each."""
+    return {name: _generate(num_per_set, (tier,), seed=seed, source=name, split="eval", unique=True)
+            for name, tier in EVAL_TIERS.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# pretraining data: who writes which route
+
+
+class SolutionMix(NamedTuple):
+    """How one model's pretraining solutions are written."""
+
+    max_value: int  # largest value the model's solutions may contain
+    rare_route_prob: float  # P(subfirst) on problems where both routes are valid for this model
+    slip_prob: float  # P(one slip-then-fix line) per solution
+
+
+STUDENT_MIX = SolutionMix(max_value=STUDENT_MAX, rare_route_prob=0.2, slip_prob=0.0)
+TEACHER_MIX = SolutionMix(max_value=TEACHER_MAX, rare_route_prob=0.03, slip_prob=0.25)
+
+
+def _slip_delta(rng: random.Random, value: int) -> int:
+    for _ in range(20):
+        delta = rng.choice((-10, -2, -1, 1, 2, 10))
+        if value + delta >= 0:
+            return delta
+    return 1
+
+
+def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int, ...] = TRAIN_TIERS) -> list[tuple[str, str]]:
+    """`num` (prompt, solution) pairs on training-side questions (repeats allowed)."""
+    rng = random.Random(f"routes:pretrain:{seed}")
+    out = []
+    while len(out) < num:
+        start, steps = _draw(rng, rng.choice(tiers))
+        if not 0 <= running_values(start, steps)[-1] <= STUDENT_MAX or not routes_differ(steps):
+            continue
+        valid = [r for r in ROUTES if route_valid(start, steps, r, mix.max_value)]
+        if not valid:
+            continue
+        question = f"Start with {start}. " + " ".join(_WORDS[op].format(b=b) for op, b in steps)
+        if _is_eval_question(question):
+            continue
+        if len(valid) == 2:
+            route = "subfirst" if rng.random() < mix.rare_route_prob else "inorder"
+        else:
+            route = valid[0]
+        slip = None
+        if rng.random() < mix.slip_prob:
+            line = rng.randrange(len(steps))
+            value = running_values(start, route_steps(steps, route))[line]
+            slip = (line, _slip_delta(rng, value))
+        out.append((f"{question}\n", solution_text(start, steps, route, slip=slip)))
+    return out
+
+
+def format_prompt(problem: Problem) -> str:
+    return f"{problem.question}\n"
+
+
+def corpus(num: int = 2000, *, seed: int = 0) -> list[str]:
+    """Texts the tokenizer is trained on: both models' kinds of solutions."""
+    half = num // 2
+    pairs = pretraining_texts(half, STUDENT_MIX, seed=seed) + pretraining_texts(num - half, TEACHER_MIX, seed=seed + 1)
+    return [p + s for p, s in pairs]
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a written solution: which route, and where it first goes wrong
+
+
+def parse_lines(text: str) -> list[tuple[int, str, int, int, bool]] | None:
+    """(a, op, b, c, is_fix) per step line before `\\boxed`, or None if a line is malformed."""
+    out = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if line.startswith("\\boxed"):
+            break
+        match = _LINE.match(line)
+        if match is None:
+            return None
+        out.append((int(match[2]), match[3], int(match[4]), int(match[5]), match[1] is not None))
+    return out
+
+
+def route_of(problem: Problem, text: str) -> str:
+    """`inorder`, `subfirst`, `same` (both routes write these lines) or `other`.
+
+    Judged on the (op, operand) sequence of the non-fix lines, whatever their values.
+    """
+    lines = parse_lines(text)
+    if lines is None:
+        return "other"
+    steps = [tuple(s) for s in problem.meta["steps"]]
+    written = [(op, b) for _, op, b, _, fix in lines if not fix]
+    matches = [r for r in ROUTES if written == route_steps(steps, r)]
+    if len(matches) == 2:
+        return "same"
+    return matches[0] if matches else "other"
+
+
+class RouteError(NamedTuple):
+    line: int  # 0-based index of the first wrong line in the text
+    kind: str  # one of ROUTE_ERROR_KINDS
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.detail})"
+
+
+ROUTE_ERROR_KINDS = ("arithmetic slip", "carried a wrong value", "wrong operation", "malformed line",
+                     "missing steps", "extra steps", "boxed answer differs", "no final answer")
+
+
+def first_route_error(problem: Problem, text: str) -> RouteError | None:
+    """Where and how a solution first goes wrong, along whichever route its first line takes.
+
+    Each line `a op b = c` is checked: `a` against the previous result, `op b` against the
+    next operation of the route, `c = a op b`. A `fix:` line right after a slipped line that
+    repeats it correctly repairs the slip (the teacher's traces), so it is not an error.
+    """
+    steps = [tuple(s) for s in problem.meta.get("steps", [])]
+    if not steps:
+        return None
+    lines = text.split("\n")
+    value, used, k = problem.meta["start"], 0, 0
+    candidates = [route_steps(steps, r) for r in ROUTES]  # routes the lines so far agree with
+    pending: tuple[int, str, int, int] | None = None  # a slipped line a fix may still repair
+    while k < len(lines):
+        line = lines[k].strip()
+        if line.startswith("\\boxed"):
+            break
+        match = _LINE.match(line)
+        where = f"line {k + 1}: {line[:30]!r}"
+        if match is None:
+            return RouteError(k, "malformed line", where)
+        is_fix, a, op, b, c = match[1] is not None, int(match[2]), match[3], int(match[4]), int(match[5])
+        if pending is not None:
+            if is_fix and (a, op, b) == pending[:3] and c == (a + b if op == "+" else a - b):
+                value, pending, k = c, None, k + 1
+                continue
+            return RouteError(pending[3], "arithmetic slip", f"line {pending[3] + 1}")
+        if used >= len(steps):
+            return RouteError(k, "extra steps", where)
+        if a != value:
+            return RouteError(k, "carried a wrong value", where)
+        candidates = [route for route in candidates if route[used] == (op, b)]
+        if not candidates:
+            return RouteError(k, "wrong operation", where)
+        used += 1
+        true = a + b if op == "+" else a - b
+        if c != true:
+            pending = (a, op, b, k)
+        else:
+            value = c
+        k += 1
+    if pending is not None:
+        return RouteError(pending[3], "arithmetic slip", f"line {pending[3] + 1}")
+    final = lines[k].strip() if k < len(lines) else ""
+    if used < len(steps):
+        return RouteError(k, "missing steps" if final.startswith("\\boxed") else "no final answer", f"after line {k}")
+    if not final.startswith("\\boxed"):
+        return RouteError(k, "no final answer", f"after line {k}")
+    if final != f"\\boxed{{{value}}}":
+        return RouteError(k, "boxed answer differs", f"last result {value}")
+    return None

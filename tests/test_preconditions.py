@@ -1,0 +1,87 @@
+"""The world's preconditions: hand-made tables with known answers, and a toy world end to end."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from scope_lib import preconditions as pre
+from scope_lib import routes
+
+
+def test_group_ess_frac_against_hand_values():
+    assert pre.group_ess_frac(np.ones(5)) == pytest.approx(1.0)
+    # weights (3, 1): (4)^2 / (9 + 1) / 2 = 0.8
+    assert pre.group_ess_frac(np.array([3.0, 1.0])) == pytest.approx(0.8)
+    rng = np.random.default_rng(0)
+    w = rng.random(7)
+    assert pre.group_ess_frac(w) == pytest.approx(w.sum() ** 2 / (w ** 2).sum() / 7)
+    with pytest.raises(ValueError, match="weights"):
+        pre.group_ess_frac(np.array([0.0, 0.0]))
+
+
+def _table(rows):
+    """rows: (group, correct, route, log_ppl)."""
+    problems = [routes.make_problem(50, [("+", 30), ("-", 40)], source="t", index=i) for i in range(10)]
+    group = [r[0] for r in rows]
+    return pre.student_path_table(problems, group, [r[1] for r in rows], [-r[3] for r in rows], [r[2] for r in rows])
+
+
+def test_student_path_stats_counts_routes_and_weights():
+    rows = [
+        # group 0: both routes, the rare one (subfirst) harder -> heavier
+        (0, True, "inorder", 0.1), (0, True, "inorder", 0.1), (0, True, "subfirst", 0.6), (0, False, "other", 2.0),
+        # group 1: both routes, the rare one easier -> lighter
+        (1, True, "inorder", 0.5), (1, True, "subfirst", 0.2),
+        # group 2: one route only
+        (2, True, "inorder", 0.1), (2, True, "inorder", 0.3),
+        # group 3: a single correct rollout (not counted among >= 2)
+        (3, True, "subfirst", 0.9), (3, False, "other", 1.0),
+    ]
+    table = _table(rows)
+    # Eq. 4 weights: softmax of log-PPL per group over correct rows
+    g0 = np.exp([0.1, 0.1, 0.6]) / np.exp([0.1, 0.1, 0.6]).sum()
+    assert table.loc[table.group == 0, "weight"].to_numpy()[:3] == pytest.approx(g0, rel=1e-6)
+    assert table.loc[~table.correct, "weight"].eq(0).all()
+    stats = pre.student_path_stats(table)
+    assert stats["groups_2plus_correct"] == 3
+    assert stats["rare_route"] == "subfirst"  # 2 subfirst vs 5 inorder among the >= 2 groups... and overall
+    assert stats["two_route_frac"] == pytest.approx(2 / 3)
+    assert stats["mixed_groups"] == 2
+    assert stats["rare_route_heavier_frac"] == pytest.approx(0.5)
+    expected_ess = np.mean([pre.group_ess_frac(g0), pre.group_ess_frac(np.exp([0.5, 0.2])),
+                            pre.group_ess_frac(np.exp([0.1, 0.3]))])
+    assert stats["student_ess_frac"] == pytest.approx(expected_ess)
+    verdicts = pre.check_preconditions({**stats, "recovery_with_error": 0.3})
+    assert verdicts["two_route_frac"] is True and verdicts["rare_route_heavier_frac"] is False
+    assert verdicts["recovery_with_error"] is True
+    assert pre.check_preconditions({})["student_ess_frac"] is None
+    assert "| `two_route_frac` | 0.667 | >= 0.5 | yes |" in pre.preconditions_markdown({**stats, "recovery_with_error": math.nan})
+
+
+def test_recovery_stats_conditions_on_the_error():
+    rates = pd.DataFrame({"prefix_has_error": [True, True, False, False, None],
+                          "recovery": [0.2, 0.4, 1.0, 0.8, 0.5]})
+    stats = pre.recovery_stats(rates)
+    assert stats["recovery_with_error"] == pytest.approx(0.3)
+    assert stats["recovery_before_error"] == pytest.approx(0.9)
+    assert stats["recovery_all"] == pytest.approx(0.58)
+    assert stats["prefixes_with_error"] == 2
+
+
+def test_measure_student_path_on_a_toy_world():
+    from scope_lib.world import _tiny_world
+
+    world = _tiny_world("tiny_routes_smoke", progress=False)
+    torch.manual_seed(0)
+    problems = routes.validation_set(6)
+    table, stats = pre.measure_student_path(world.student, world.tokenizer, problems, routes.format_prompt,
+                                            routes.route_of, group_size=4, max_new_tokens=24)
+    assert len(table) == 24 and set(table["group"]) == set(range(6))
+    assert table.loc[~table["correct"], "weight"].eq(0).all()
+    # weights of each group's correct rows sum to 1 (sum normalisation)
+    sums = table[table["correct"]].groupby("group")["weight"].sum()
+    assert np.allclose(sums, 1.0)
+    assert set(stats) >= {"student_ess_frac", "two_route_frac", "rare_route_heavier_frac"}

@@ -1,0 +1,126 @@
+"""The route task: two valid routes per problem, who learned which, and the error diagnosis."""
+
+import random
+from collections import Counter
+
+import pytest
+
+from scope_lib import routes
+from scope_lib.verify import is_correct
+
+
+def _steps(problem):
+    return [tuple(s) for s in problem.meta["steps"]]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return routes.train_pool(600, seed=3)
+
+
+def test_every_valid_route_is_graded_correct_and_recognised(pool):
+    checked = 0
+    for problem in pool:
+        start, steps = problem.meta["start"], _steps(problem)
+        assert routes.routes_differ(steps)
+        for route in routes.ROUTES:
+            if not routes.route_valid(start, steps, route, routes.STUDENT_MAX):
+                continue
+            text = routes.solution_text(start, steps, route)
+            assert is_correct(text, problem.answer)
+            assert routes.route_of(problem, text) == route
+            assert routes.first_route_error(problem, text) is None
+            checked += 1
+    assert checked > len(pool)  # many problems have both routes
+
+
+def test_kinds_follow_the_ranges(pool):
+    kinds = Counter(p.meta["kind"] for p in pool)
+    assert set(kinds) == set(routes.KINDS)
+    for problem in pool:
+        start, steps = problem.meta["start"], _steps(problem)
+        inorder = routes.running_values(start, routes.route_steps(steps, "inorder"))
+        subfirst = routes.running_values(start, routes.route_steps(steps, "subfirst"))
+        if problem.meta["kind"] == "subfirst_only":
+            assert max(inorder) > routes.STUDENT_MAX and min(subfirst) >= 0 and max(subfirst) <= routes.STUDENT_MAX
+        if problem.meta["kind"] == "inorder_only":
+            assert min(subfirst) < 0 and 0 <= min(inorder) and max(inorder) <= routes.STUDENT_MAX
+        # the routes reach the same answer
+        assert inorder[-1] == subfirst[-1] == int(problem.answer)
+
+
+def test_train_and_eval_are_disjoint():
+    train = {p.question for p in routes.train_pool(1000)}
+    validation = {p.question for p in routes.validation_set(200)}
+    evaluation = {p.question for s in routes.eval_sets(50).values() for p in s}
+    assert not train & evaluation and not validation & evaluation
+    assert {p.tier for s in routes.eval_sets(20).values() for p in s} == set(routes.EVAL_TIERS.values())
+
+
+def test_solution_mixes():
+    student = routes.pretraining_texts(3000, routes.STUDENT_MIX, seed=0)
+    teacher = routes.pretraining_texts(3000, routes.TEACHER_MIX, seed=0)
+
+    def numbers(text):
+        return [int(n) for n in __import__("re").findall(r"\d+", text)]
+
+    assert max(max(numbers(s)) for _, s in student) <= routes.STUDENT_MAX
+    assert max(max(numbers(s)) for _, s in teacher) > routes.STUDENT_MAX  # three-digit values
+    assert not any(routes.FIX_MARK in s for _, s in student)
+    fix_share = sum(routes.FIX_MARK in s for _, s in teacher) / len(teacher)
+    assert 0.2 < fix_share < 0.3  # TEACHER_MIX.slip_prob = 0.25
+
+    def rare_share(pairs, mix):
+        both = rare = 0
+        for prompt, solution in pairs:
+            problem = _problem_of(prompt)
+            start, steps = problem.meta["start"], _steps(problem)
+            if all(routes.route_valid(start, steps, r, mix.max_value) for r in routes.ROUTES):
+                both += 1
+                rare += routes.route_of(problem, solution) == "subfirst"
+        return rare / both
+
+    assert abs(rare_share(student, routes.STUDENT_MIX) - 0.2) < 0.04
+    assert rare_share(teacher, routes.TEACHER_MIX) < 0.06
+    # every solution, fix lines included, is correct
+    assert all(is_correct(s, _problem_of(p).answer) and routes.first_route_error(_problem_of(p), s) is None
+               for p, s in random.Random(0).sample(teacher, 300))
+
+
+def _problem_of(prompt: str):
+    import re
+
+    start = int(re.match(r"Start with (\d+)\.", prompt)[1])
+    steps = [("+" if word == "Add" else "-", int(b)) for word, b in re.findall(r"(Add|Subtract) (\d+)\.", prompt)]
+    return routes.make_problem(start, steps, source="test", index=0, max_value=routes.TEACHER_MAX)
+
+
+def test_first_route_error_kinds():
+    problem = routes.make_problem(50, [("+", 30), ("-", 40), ("+", 5)], source="test", index=0)
+    assert problem.answer == "45"
+    right = "50+30=80\n80-40=40\n40+5=45\n\\boxed{45}"
+    assert routes.first_route_error(problem, right) is None
+    cases = {
+        "50+30=81\n81-40=41\n41+5=46\n\\boxed{46}": ("arithmetic slip", 0),
+        "50+30=81\nfix: 50+30=80\n80-40=40\n40+5=45\n\\boxed{45}": None,  # repaired
+        "50+30=80\n82-40=42\n42+5=47\n\\boxed{47}": ("carried a wrong value", 1),
+        "50+30=80\n80+40=120\n\\boxed{120}": ("wrong operation", 1),
+        "50-40=10\n10+30=40\n40+5=45\n\\boxed{45}": None,  # the other route
+        "50-40=10\n10+5=15\n15+30=45\n\\boxed{45}": ("wrong operation", 1),  # neither route's order
+        "50+30=80\n80-40=40\n\\boxed{40}": ("missing steps", 2),
+        "50+30=80\n80-40=40\n40+5=45\n\\boxed{44}": ("boxed answer differs", 3),
+        "50+30=80\nbanana": ("malformed line", 1),
+    }
+    for text, expected in cases.items():
+        error = routes.first_route_error(problem, text)
+        if expected is None:
+            assert error is None, (text, error)
+        else:
+            assert (error.kind, error.line) == expected, (text, error)
+
+
+def test_make_problem_rejects_out_of_range():
+    with pytest.raises(ValueError, match="neither route"):
+        routes.make_problem(5, [("+", 99), ("-", 50), ("+", 60)], source="test", index=0)
+    with pytest.raises(ValueError, match="route"):
+        routes.route_steps([("+", 1)], "backwards")
