@@ -20,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from typing import Callable
 from scope_lib.problem import Problem
 from scope_lib.verify import extract_boxed
 
-__all__ = ["BENCHMARKS", "REGISTRY", "Benchmark", "load_benchmark", "benchmarks_dir", "problem_from_row"]
+__all__ = ["BENCHMARKS", "REGISTRY", "Benchmark", "answer_text", "jsonl_rows", "load_benchmark", "benchmarks_dir",
+           "problem_from_row"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,33 +51,54 @@ def _strip_dollars(text: str) -> str:
     return text.strip().strip("$").strip()
 
 
-def _number_text(value) -> str:
-    """27.0 -> "27" (AMC23 stores answers as floats); other values as their string."""
-    if isinstance(value, bool):
-        raise TypeError("answer: expected a number or string, got bool")
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
+def _shown(value) -> str:
+    """A row's value as the file writes it (null, not None), cut short for error messages."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def answer_text(value, field: str = "answer") -> str:
+    """A gold answer as text: a non-empty string, or a finite number (27.0 -> "27", AMC23 stores
+    answers as floats). Raises TypeError for anything else: null, NaN, a bool, a list or a dict
+    would become the gold strings "None", "nan", "True", "[1, 2]", "{'a': 1}", and the grader
+    would then accept `\\boxed{None}`."""
+    if value is None:
+        raise TypeError(f"{field}: expected a string or number, got null")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise TypeError(f"{field}: expected a string or number, got {type(value).__name__} {_shown(value)}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{field}: expected a finite number, got {value!r}")
+        return str(int(value)) if value.is_integer() else repr(value)
+    text = str(value).strip()
+    if not text:
+        raise TypeError(f"{field}: expected a non-empty answer, got {value!r}")
+    return text
 
 
 def _answer_field(row: dict) -> str:
     """AIME and MATH-500: the `answer` column as is (AIME24's hub copy stores ints)."""
-    return _number_text(row["answer"])
+    return answer_text(row["answer"])
 
 
 def _amc23_answer(row: dict) -> str:
     """AMC23 stores 27.0 for 27; a float answer must be an integer (AMC answers are)."""
     value = row["answer"]
-    if isinstance(value, float) and not value.is_integer():
+    if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
         raise TypeError(f"answer: expected an integer-valued AMC answer, got {value!r}")
-    return _number_text(value)
+    return answer_text(value)
 
 
 def _minerva_answer(row: dict) -> str:
     # The JSONL has no answer column: the gold is the last \boxed{} of the solution. The hub copy
     # (math-ai/minervamath) has an `answer` column instead.
-    if isinstance(row.get("answer"), str) and row["answer"].strip():
-        return row["answer"].strip()
+    if row.get("answer") is not None:
+        return answer_text(row["answer"])
+    if not isinstance(row.get("solution"), str):
+        raise TypeError(f"solution: expected a string ending in \\boxed{{answer}}, got {_shown(row.get('solution'))}")
     boxed = extract_boxed(row["solution"])
     if boxed is None or not boxed.strip():
         raise KeyError("\\boxed{} in solution")
@@ -87,11 +110,16 @@ def _olympiad_answer(row: dict) -> str:
     items = final if isinstance(final, list) else [final]
     if not items:
         raise KeyError("final_answer (empty list)")
-    return ", ".join(_strip_dollars(str(item)) for item in items)
+    answers = [_strip_dollars(answer_text(item, "final_answer")) for item in items]
+    if not all(answers):  # "$$" strips to nothing
+        raise TypeError(f"final_answer: expected non-empty answers, got {_shown(final)}")
+    return ", ".join(answers)
 
 
 def _gsm8k_answer(row: dict) -> str:
     text = row["answer"]
+    if not isinstance(text, str):
+        raise TypeError(f"answer: expected a string holding '#### <answer>', got {_shown(text)}")
     if "####" not in text:
         raise KeyError("'####' in answer")
     return text.rsplit("####", 1)[1].strip().replace(",", "")
@@ -175,20 +203,41 @@ def benchmarks_dir(path: str | os.PathLike | None = None) -> Path | None:
     return Path(env) if env else None
 
 
-def _load_jsonl(name: str, file: Path, limit: int | None) -> list[Problem]:
-    problems: list[Problem] = []
-    with open(file, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if limit is not None and len(problems) >= limit:
-                break
+def jsonl_rows(file: Path):
+    """Yield (line number, parsed row) of a JSONL file, skipping blank lines.
+
+    Lines are decoded one at a time, so a file that is not UTF-8 fails naming its file and
+    line (a text-mode iterator raises a UnicodeDecodeError that names neither). Raises
+    ValueError "FILE:LINE: ..." for undecodable text or bad JSON.
+    """
+    with open(file, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{file}:{line_number}: not UTF-8 text (byte {raw[error.start]:#04x} at column "
+                                 f"{error.start + 1}); save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-                problems.append(problem_from_row(name, row, line_number - 1))
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-                what = f"bad JSON ({e.msg})" if isinstance(e, json.JSONDecodeError) else f"missing or malformed field {e}"
-                raise ValueError(f"{file}:{line_number}: {name} row has {what}") from e
+                yield line_number, json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{file}:{line_number}: bad JSON ({error.msg} at column {error.colno})") from None
+
+
+def _load_jsonl(name: str, file: Path, limit: int | None) -> list[Problem]:
+    problems: list[Problem] = []
+    if limit == 0:
+        return problems
+    for line_number, row in jsonl_rows(file):
+        try:
+            problems.append(problem_from_row(name, row, line_number - 1))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{file}:{line_number}: {name} row has missing or malformed field {e}") from e
+        if limit is not None and len(problems) >= limit:
+            break
+    if not problems:
+        raise ValueError(f"{file}: no rows (an empty {name} file; expected one JSON object per line)")
     return problems
 
 

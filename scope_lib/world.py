@@ -82,17 +82,38 @@ def tiny_task(model_name: str):
 
 
 def _load_jsonl_problems(path: Path) -> list[Problem]:
+    """Training prompts from a JSONL file of {"question": str, "answer": str or number[, "solution": str]}.
+
+    Every bad row fails here, naming FILE:LINE, rather than as a TypeError or, for an empty
+    file, a ZeroDivisionError mid-run; answers go through the benchmarks' `answer_text`, so
+    null, NaN or a dict never becomes the gold string "None", "nan" or "{'a': 1}".
+    """
+    from scope_lib.benchmarks import answer_text, jsonl_rows
+
+    expected = "expected a JSON object with a non-empty string 'question' and a string or number 'answer'"
     problems = []
-    with open(path) as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
+    try:
+        for line_number, row in jsonl_rows(path):
+            where = f"{path}:{line_number}"
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: {expected}, got a JSON {type(row).__name__}")
+            if not isinstance(row.get("question"), str) or not row["question"].strip():
+                raise ValueError(f"{where}: 'question': {expected}, got {row.get('question')!r}"[:300])
+            if "answer" not in row:
+                raise ValueError(f"{where}: no 'answer': {expected}")
             try:
-                row = json.loads(line)
-                problems.append(Problem(id=f"{path.stem}/{line_number}", question=row["question"], answer=str(row["answer"]),
-                                        solution=row.get("solution"), source=path.stem))
-            except (json.JSONDecodeError, KeyError) as error:
-                raise ValueError(f"{path}:{line_number}: expected a JSON object with 'question' and 'answer' ({error})") from None
+                answer = answer_text(row["answer"])
+            except TypeError as error:
+                raise ValueError(f"{where}: {error}") from None
+            solution = row.get("solution")
+            if solution is not None and not isinstance(solution, str):
+                raise ValueError(f"{where}: 'solution': expected a string or null, got {type(solution).__name__}")
+            problems.append(Problem(id=f"{path.stem}/{line_number}", question=row["question"], answer=answer,
+                                    solution=solution, source=path.stem))
+    except OSError as error:
+        raise ValueError(f"data.train {str(path)!r}: cannot read it ({error.strerror or error})") from None
+    if not problems:
+        raise ValueError(f"data.train {str(path)!r}: no problems (the file holds no rows; {expected} per line)")
     return problems
 
 
