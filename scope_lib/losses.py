@@ -11,7 +11,13 @@ Conventions (shared by the whole project):
 - The token log-ratio ``logp - old_logp`` is clamped to [-20, 20] before ``exp`` (as verl does),
   so rho stays finite in float32.
 - Every per-sequence loss is a token mean over that sequence's response (``1/|y_i|``); a row with
-  no response token contributes 0.
+  no response token contributes 0. A batch with no rows, or with every token masked, gives loss 0
+  whose gradient is exactly 0 (a zero still connected to the graph, so ``backward`` works), never
+  NaN: batch means divide by ``max(rows, 1)``.
+- :func:`full_reverse_kl` (the exact small-vocabulary KL) clamps teacher log-probs at
+  ``TEACHER_LOGP_FLOOR`` (-100 nats): a token the student gives mass and the teacher probability 0
+  costs a large but finite penalty whose gradient pushes the student off it, and a token both
+  rule out costs nothing (``0 log 0 = 0``), so the KL is finite wherever the student's support is.
 
 Where the code departs from the paper (each one an explicit option, DESIGN section 2):
 
@@ -32,8 +38,10 @@ from typing import Literal
 
 import torch
 
+import torch.nn.functional as F
+
 # Re-exported: the log-prob helpers lived here before scope_lib.logprobs existed.
-from scope_lib.logprobs import full_reverse_kl, position_ids_from_mask, token_logprobs, token_logprobs_from_logits
+from scope_lib.logprobs import _check_temperature, position_ids_from_mask, token_logprobs, token_logprobs_from_logits
 from scope_lib.weights import sequence_logp, student_weights, teacher_weights, weight_stats
 
 IncorrectPath = Literal["paper", "clipped_ppo"]
@@ -41,6 +49,7 @@ INCORRECT_PATHS = ("paper", "clipped_ppo")
 
 __all__ = [
     "INCORRECT_PATHS",
+    "TEACHER_LOGP_FLOOR",
     "full_reverse_kl",
     "grpo_loss",
     "group_advantages",
@@ -76,6 +85,11 @@ def _token_mean(values: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
     """(B, T) -> (B,): ``sum_t values * on / |y|``; empty rows give 0. ``values`` must be finite on ``on``."""
     lengths = on.sum(-1).clamp(min=1).to(values.dtype)
     return _masked(values, on).sum(-1) / lengths
+
+
+def _batch_mean(per_row: torch.Tensor) -> torch.Tensor:
+    """(B,) -> scalar mean over rows; 0 (with zero gradient) for B = 0, where ``.mean()`` is NaN."""
+    return per_row.sum() / max(per_row.numel(), 1)
 
 
 # verl's bound on the token log-ratio: rho <= e^20 keeps float32 finite when a policy has drifted far
@@ -336,13 +350,13 @@ def grpo_loss(
         kl = _token_mean(torch.exp(log_ratio) - log_ratio - 1.0, on)  # (B,) k3
     else:
         kl = torch.zeros_like(pg)
-    loss = (pg + beta * kl).mean()
+    loss = _batch_mean(pg + beta * kl)
     n_tokens = int(on.sum())
     stats = {
-        "pg_loss": float(pg.detach().mean()),
-        "kl": float(kl.detach().mean()),
+        "pg_loss": float(_batch_mean(pg.detach())),
+        "kl": float(_batch_mean(kl.detach())),
         "clip_frac": float((was_clipped & on).sum()) / n_tokens if n_tokens else 0.0,
-        "adv_mean": float(advantage.mean()),
+        "adv_mean": float(_batch_mean(advantage)),
     }
     return loss, stats
 
@@ -352,11 +366,11 @@ def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
     logp: (B, T) student log-probs of the targets; mask: (B, T) target mask.
     ``mean_i [ -(1/|y_i|) sum_t logp_it ]``: per-sequence length-normalised, then mean over rows
-    (a row with no target token contributes 0 but still counts in the mean).
+    (a row with no target token contributes 0 but still counts in the mean; no rows give 0).
     """
     _check_token_tensors(logp=logp, mask=mask)
     on = mask != 0
-    return -_token_mean(logp, on).mean()
+    return -_batch_mean(_token_mean(logp, on))
 
 
 def opd_baseline_loss(
@@ -369,7 +383,7 @@ def opd_baseline_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """OPD baseline (Table 3, G=1): Eq. 3 on every rollout, uniform weight, no reward routing.
 
-    loss = mean over rows of :func:`opd_loss`. With one rollout per prompt this is ``E_x`` of
+    loss = mean over rows of :func:`opd_loss` (0 for no rows). With one rollout per prompt this is ``E_x`` of
     Eq. 3. ``clip_eps`` selects the released-code clipped variant. stats: ``opd_loss``,
     ``adv_mean`` (mean token advantage), ``clip_frac``.
     """
@@ -378,7 +392,7 @@ def opd_baseline_loss(
     on = mask != 0
     per_token, advantage, was_clipped = _opd_token_terms(logp, old_logp, teacher_logp, on, clip_eps)
     per_row = _token_mean(per_token, on)
-    loss = per_row.mean()
+    loss = _batch_mean(per_row)
     n_tokens = int(on.sum())
     stats = {
         "opd_loss": float(loss.detach()),
@@ -386,3 +400,51 @@ def opd_baseline_loss(
         "clip_frac": float(was_clipped.sum()) / n_tokens if n_tokens else 0.0,
     }
     return loss, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# the exact reverse KL (small vocabularies)
+
+# Teacher log-probs are read as at least this (nats). A teacher probability of exactly 0 (a -inf
+# logit: a banned or masked token) at a token the student gives mass makes KL(p_S || p_T) +inf;
+# clamped, it is a penalty of at most 100 nats per position whose gradient still pushes the
+# student off that token. e^-100 is below float32's smallest normal number (1.2e-38), so the
+# clamp changes nothing a float32 teacher distinguishes from 0 in probability.
+TEACHER_LOGP_FLOOR = -100.0
+
+
+def full_reverse_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 1.0
+) -> torch.Tensor:
+    """Exact per-position reverse KL ``KL(p_S || p_T)`` over the full vocabulary, (B, T).
+
+    The small-vocabulary exact option, NOT the paper's estimator: Eq. 3 uses the single-sample
+    log-ratio of the sampled token (:func:`opd_loss`). Useful for the tiny world and as a check.
+
+    student_logits, teacher_logits: (B, T, V) raw logits from the same ``input_ids`` (equal
+    vocabularies are required). Both are divided by ``temperature``. Aligned with the tokens:
+    ``kl[:, t]`` is the KL of the distributions predicting token t, i.e. of logits at t-1;
+    ``kl[:, 0] = 0``. Computed in float32 (float64 for float64 logits); differentiable w.r.t.
+    ``student_logits`` only (the teacher is detached). Multiply by the response mask downstream.
+
+    Zero probabilities (-inf logits): a token the student gives no mass contributes 0
+    (``0 log 0 = 0``), whatever the teacher says, with zero gradient; the teacher's log-probs are
+    clamped at ``TEACHER_LOGP_FLOOR``, so the KL is finite wherever the student has support and
+    equals the plain formula wherever the teacher's log-probs are above the floor. A teacher row
+    that is NaN (or all -inf) stays NaN: that is a broken teacher, not a rare token.
+    """
+    if student_logits.dim() != 3 or teacher_logits.shape != student_logits.shape:
+        raise ValueError(
+            "student_logits and teacher_logits must both be (B, T, V) with equal vocabularies, got "
+            f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
+        )
+    _check_temperature(temperature)
+    dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
+    log_ps = F.log_softmax(student_logits[:, :-1].to(dtype) / temperature, dim=-1)  # (B, T-1, V)
+    log_pt = F.log_softmax(teacher_logits[:, :-1].detach().to(dtype) / temperature, dim=-1)
+    log_pt = log_pt.clamp(min=TEACHER_LOGP_FLOOR)
+    # where, not a product with p_S = 0: -inf - (-inf) is NaN, and NaN * 0 is NaN in value and gradient.
+    on_support = log_ps > -math.inf
+    safe_log_ps = torch.where(on_support, log_ps, torch.zeros((), dtype=dtype, device=log_ps.device))
+    kl = (log_ps.exp() * (safe_log_ps - log_pt)).sum(-1)  # (B, T-1); exp(-inf) = 0 exactly
+    return torch.cat([kl.new_zeros(kl.shape[0], 1), kl], dim=1)
