@@ -551,12 +551,12 @@ class _Session:
             raise _Abort
         return reply
 
-    def call(self, name: str, args: tuple, kwargs: dict):
+    def call(self, name: str, args: tuple, kwargs: dict, timeout: float | None = None):
         try:
             message = {"name": name, "args": _encode(list(args)), "kwargs": _encode(dict(kwargs))}
         except (TypeError, ValueError) as error:
             raise _TestError(f"the test passes an argument that cannot be sent to the program: {error}") from None
-        reply = self.exchange(message)
+        reply = self.exchange(message, None if timeout is None else time.monotonic() + timeout)
         if "value" in reply:
             try:
                 return _decode(reply["value"])
@@ -582,11 +582,11 @@ class _TestError(BaseException):
 class _Candidate:
     """What HumanEval's `check(candidate)` receives: each call runs in the program's process."""
 
-    def __init__(self, session: _Session, name: str):
-        self._session, self.__name__ = session, name
+    def __init__(self, session: _Session, name: str, timeout: float | None = None):
+        self._session, self.__name__, self._timeout = session, name, timeout
 
     def __call__(self, *args, **kwargs):
-        return self._session.call(self.__name__, args, kwargs)
+        return self._session.call(self.__name__, args, kwargs, self._timeout)
 
 
 def _first_line(text: str, limit: int = 300) -> str:
@@ -610,9 +610,13 @@ def _judge_stdio(session: _Session, spec: dict, timeout: float) -> tuple[str, in
     return "passed", len(spec["cases"]), ""
 
 
-def _judge_calls(session: _Session, spec: dict) -> tuple[str, int, str]:
-    function = _Candidate(session, spec["fn_name"])
-    for index, (args, expected) in enumerate(spec["cases"]):
+def _judge_calls(session: _Session, spec: dict, timeout: float) -> tuple[str, int, str]:
+    function = _Candidate(session, spec["fn_name"], timeout)  # each case gets the timeout
+    for index, (encoded_args, encoded_expected) in enumerate(spec["cases"]):
+        try:
+            args, expected = _decode(encoded_args), _decode(encoded_expected)
+        except (TypeError, ValueError) as error:
+            raise _TestError(f"test {index}: malformed arguments or expected value ({error})") from None
         try:
             got = function(*args)
         except _Abort:
@@ -636,8 +640,12 @@ def _judge_check(session: _Session, spec: dict) -> tuple[str, int, str]:
         check = namespace["check"]
     except Exception as error:
         raise _TestError(f"the test code does not define check(): {type(error).__name__}: {error}") from None
+    candidate = _Candidate(session, spec["entry_point"])
+    # As in HumanEval's own harness (prompt + completion + test in one namespace), the test's
+    # global of that name is the program's function (HumanEval/33 calls it by name).
+    namespace[spec["entry_point"]] = candidate
     try:
-        check(_Candidate(session, spec["entry_point"]))
+        check(candidate)
     except _Abort:
         raise
     except AssertionError as error:
@@ -707,7 +715,9 @@ def _supervise(config: dict) -> int:
         session = _Session(command_w, reply_r, deadline, max_frame)
         outcome: tuple[str, int, str]
         try:
-            loaded = _read_frame(reply_r, started + 30.0, max_frame)
+            # Loading runs the program's top level in call/check modes: it spends the tests' time.
+            load_deadline = started + 30.0 if spec["kind"] == "stdio" else deadline
+            loaded = _read_frame(reply_r, load_deadline, max_frame)
             if not (isinstance(loaded, dict) and loaded.get("loaded") is True):
                 error = loaded.get("error") if isinstance(loaded, dict) else None
                 outcome = ("failed", 0, f"the program does not load: {_first_line(error or 'no reason given')}")
@@ -717,17 +727,17 @@ def _supervise(config: dict) -> int:
                 signal.signal(signal.SIGALRM, _alarm)
                 signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
                 try:
-                    outcome = _judge_calls(session, spec) if spec["kind"] == "call" else _judge_check(session, spec)
+                    outcome = _judge_calls(session, spec, timeout) if spec["kind"] == "call" else _judge_check(session, spec)
                 finally:
                     signal.setitimer(signal.ITIMER_REAL, 0)
         except (_PeerGone, ValueError, UnicodeDecodeError):
             outcome = ("failed", 0, "the program's process ended before its tests ran")
         except TimeoutError:
-            outcome = ("timeout", 0, "the program did not load within 30 s")
+            outcome = ("timeout", 0, "the program did not finish loading in time")
         except _Abort:
             failure = session.failure or "timeout"
-            outcome = ("timeout" if failure == "timeout" else "failed", 0,
-                       f"time limit of {float(request['total_timeout']):g}s exceeded" if failure == "timeout" else failure)
+            limit = f"{timeout:g}s per case" if spec["kind"] == "call" else f"{float(request['total_timeout']):g}s"
+            outcome = ("timeout", 0, f"time limit exceeded ({limit})") if failure == "timeout" else ("failed", 0, failure)
         except _TestError as error:
             outcome = ("test_error", 0, str(error))
         if session.failure and outcome[0] == "passed":  # e.g. a test swallowed our abort
@@ -1222,7 +1232,8 @@ def judge(source: str, tests: dict, timeout: float = 6.0, *, limits: Limits | No
     - {"kind": "stdio", "cases": [[input, expected_output], ...], "float_tolerance": None | t}:
       a fresh run per case; `timeout` per case; stops at the first failure.
     - {"kind": "call", "fn_name": f, "cases": [[args, expected], ...], "compare": "lcb" | "taco"}:
-      `f(*args) == expected` per case, `f` a function or a method of `Solution()`; `timeout` per case.
+      `f(*args) == expected` per case (args and expected in this module's tagged plain-data
+      encoding), `f` a function or a method of `Solution()`; `timeout` per case.
     - {"kind": "check", "prelude": code, "test": code defining check(candidate), "entry_point": f}:
       HumanEval; `timeout` for the whole check.
     """
