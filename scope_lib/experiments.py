@@ -4,8 +4,8 @@
 "OPD", "no teacher weight" or "tau = 2" mean, so notebooks 04-09 ask for the same run and
 the registry (`scope_lib.runs`) trains it once.
 
-Variants: the methods of Table 1 (`grpo`, `kd`, `opd`, `scope`), the DPAW ablations of
-Fig. 5, and `scope_tau<value>` for Fig. 6.
+Variants: the methods of Table 1 (`grpo`, `kd`, `opd`, `scope`), `opd_g8` (OPD with as many
+rollouts per step as SCOPE), the DPAW ablations of Fig. 5, and `scope_tau<value>` for Fig. 6.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from scope_lib.config import TrainConfig, load_config
 SCALES = {"tiny": "tiny", "smol": "smol", "paper": "paper_distill_1p5b", "paper_qwen3": "paper_qwen3_1p7b"}
 
 METHODS = ("grpo", "kd", "opd", "scope")
+# OPD matched in rollouts: G = 8 per prompt like SCOPE and GRPO (the paper's OPD uses G = 1).
+EXTRA_VARIANTS = ("opd_g8",)
 
 # Fig. 5: each ablation changes one DPAW choice and keeps the reward routing. "Switched off"
 # means weight 1 for every rollout of that path ("ones"), the paper's "standard uniform
@@ -53,11 +55,28 @@ def variant_overrides(variant: str) -> dict[str, Any]:
         if variant == "opd":
             overrides["rollout.group_size"] = 1  # Table 3
         return overrides
+    if variant == "opd_g8":  # the preset's group size (8 at tiny scale): as many rollouts as SCOPE
+        return {"method": "opd"}
     if variant in ABLATIONS:
         return {"method": "scope", **ABLATIONS[variant]}
     if variant.startswith("scope_tau"):
         return {"method": "scope", "scope.tau": float(variant.removeprefix("scope_tau"))}
-    raise ValueError(f"variant {variant!r}: expected one of {METHODS + tuple(ABLATIONS)} or 'scope_tau<value>'")
+    raise ValueError(f"variant {variant!r}: expected one of {METHODS + EXTRA_VARIANTS + tuple(ABLATIONS)} or 'scope_tau<value>'")
+
+
+def tuned_lr(scale: str, variant: str) -> dict[str, Any]:
+    """The learning rate chosen for `variant`'s method on the validation split (`configs/<scale>_lr.yaml`,
+    written by `scope_lib.lr_selection`); ablations and tau variants take SCOPE's. {} if none chosen."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{scale}_lr.yaml"
+    if not path.exists():
+        return {}
+    chosen = (yaml.safe_load(path.read_text()) or {}).get("lr", {})
+    key = variant if variant in chosen else "scope" if variant not in METHODS + EXTRA_VARIANTS else None
+    return {"optim.lr": float(chosen[key])} if key in chosen else {}
 
 
 _warned_paper: list[str] = []  # say once per process that paper scale needs GPUs and the hub
@@ -70,7 +89,9 @@ def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = Fals
     if scale.startswith("paper") and not _warned_paper:
         print(f"scale {scale!r}: expects GPUs, vLLM (pip install -e .[vllm]), a teacher vLLM server and the Hugging Face hub")
         _warned_paper.append(scale)
-    merged = {**(SMOKE_OVERRIDES if smoke else {}), **overrides, **variant_overrides(variant), "seed": seed}
+    # An explicit optim.lr in `overrides` wins over the tuned one (lr selection itself relies on it).
+    merged = {**(SMOKE_OVERRIDES if smoke else {}), **tuned_lr(scale, variant), **overrides,
+              **variant_overrides(variant), "seed": seed}
     return load_config(SCALES[scale], overrides=merged)
 
 
@@ -104,12 +125,14 @@ def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool =
     stopped. Returns (DataFrame, {(variant, seed): EvalResult}).
     """
     import multiprocessing
+    import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     import pandas as pd
     from tqdm.auto import tqdm
 
     from scope_lib.runs import evaluate_model, evaluation_path, get_run
+    from scope_lib.verify_worker import die_with_parent
     from scope_lib.world import load_world
 
     jobs = ([("base", seeds[0])] if include_base else []) + [(v, s) for v in variants for s in seeds]
@@ -120,10 +143,28 @@ def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool =
     workers = default_workers() if workers is None else workers
     if workers > 1 and len(missing) > 1:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # Every worker dies with this process, even when it is SIGKILLed (a killed notebook
+        # kernel): an orphan would go on writing to the registry that a rerun resumes from.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
+        try:
             futures = {pool.submit(_train_and_evaluate, scale, v, s, smoke, overrides): (v, s) for v, s in missing}
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"{len(missing)} of {len(jobs)} runs to train, {workers} workers"):
                 future.result()  # re-raise a worker's error here, naming nothing lost: finished runs stay cached
+        except Exception:
+            pool.shutdown(wait=True, cancel_futures=True)  # runs already training finish and stay cached
+            raise
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, SystemExit): stop now rather than wait minutes
+            # for the running runs; a rerun resumes them from their last checkpoints.
+            if hasattr(pool, "kill_workers"):  # Python 3.14+
+                pool.kill_workers()
+            else:
+                for process in list((pool._processes or {}).values()):
+                    process.kill()
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     rows, results = [], {}
     for job in jobs:
         variant, seed = job

@@ -154,3 +154,85 @@ def preconditions_markdown(stats: dict[str, float], *, title: str = "Preconditio
         held = verdicts[name]
         lines.append(f"| `{name}` | {value:.3f} | {op} {threshold} | {'yes' if held else 'no' if held is False else 'not measured'} |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the committed record: python -m scope_lib.preconditions tiny_routes --out data/world_tiny_routes
+
+
+def measure_world(model_name: str = "tiny_routes", *, path_problems: int = 256, recovery_problems: int = 512,
+                  seed: int = 0, progress: bool = True) -> tuple[dict, pd.DataFrame, object]:
+    """All four preconditions of a route world: (stats, student-path table, recovery study).
+
+    The student path uses the training rollouts' settings (G = 8, temperature 1.0) on the first
+    `path_problems` training prompts; the recovery study uses notebook 02's settings (4 student
+    rollouts per problem and 4 teacher completions per prefix at temperature 0.6, ratios
+    0.2-0.8) on `recovery_problems` training prompts.
+    """
+    from scope_lib import recovery
+    from scope_lib.world import _tiny_world, tiny_task
+
+    task = tiny_task(model_name)
+    world = _tiny_world(model_name, progress)
+    torch.set_num_threads(1)  # tiny models: one thread generates faster than two on 2 cores
+    pool = task.train_pool(seed=seed)
+    table, stats = measure_student_path(world.student, world.tokenizer, pool[:path_problems], task.format_prompt,
+                                        task.route_of, seed=seed)
+    study = recovery.recovery_study(world.student, world.teacher, world.tokenizer, pool[:recovery_problems],
+                                    task.format_prompt, samples_per_problem=4, completions_per_prefix=4, seed=seed,
+                                    diagnose=task.first_route_error, progress=progress)
+    stats.update(recovery_stats(study.rates))
+    teacher_path = teacher_path_ess(study)
+    stats["teacher_ess_frac"] = teacher_path
+    stats["student_accuracy_T1"] = float(table["correct"].mean())
+    return stats, table, study
+
+
+def teacher_path_ess(study) -> float:
+    """Eq. 5 weights' ESS fraction over the recovery study's incorrect rollouts, per problem."""
+    from scope_lib.weights import teacher_weights
+
+    cases = study.cases
+    group = torch.tensor(pd.factorize(cases["problem_id"])[0], dtype=torch.long)
+    s = torch.tensor(-cases["nll"].to_numpy(dtype=np.float64))
+    w = teacher_weights(s, torch.zeros(len(cases), dtype=torch.bool), group).numpy()
+    fracs = [group_ess_frac(w[group.numpy() == g]) for g in np.unique(group.numpy()) if (group.numpy() == g).sum() >= 2]
+    return float(np.mean(fracs)) if fracs else math.nan
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="Measure a route world's preconditions and write the record.")
+    parser.add_argument("model", nargs="?", default="tiny_routes")
+    parser.add_argument("--out", type=Path, required=True, help="folder for preconditions.md / .json")
+    parser.add_argument("--path-problems", type=int, default=256)
+    parser.add_argument("--recovery-problems", type=int, default=512)
+    args = parser.parse_args(argv)
+    stats, table, study = measure_world(args.model, path_problems=args.path_problems,
+                                        recovery_problems=args.recovery_problems)
+    args.out.mkdir(parents=True, exist_ok=True)
+    by_route = table[table["correct"]].groupby("route")["log_ppl"].agg(["count", "mean", "std"])
+    kinds = study.cases.groupby("error_kind").size() if len(study.cases) else pd.Series(dtype=int)
+    by_kind = (study.rates.assign(kind=study.rates["rollout"].map(study.cases.set_index("rollout")["error_kind"]))
+               .query("prefix_has_error == True").groupby("kind")["recovery"].agg(["count", "mean"]))
+    text = "\n\n".join([
+        preconditions_markdown(stats, title=f"Preconditions of `{args.model}` (base student, before any method)"),
+        "Measured by `python -m scope_lib.preconditions " + args.model + f" --out {args.out}`.",
+        "**Correct rollouts by route** (student log-PPL, G = 8, temperature 1.0):\n\n" + by_route.to_markdown(floatfmt=".3f"),
+        "**Recovery with the error inside the kept prefix, by the student's first error kind:**\n\n"
+        + by_kind.to_markdown(floatfmt=".3f"),
+        "**All statistics:**\n\n" + "\n".join(f"- `{k}`: {v:.4f}" if isinstance(v, float) else f"- `{k}`: {v}"
+                                               for k, v in stats.items()),
+        f"Incorrect rollouts by first error kind: {kinds.to_dict()}",
+    ])
+    (args.out / "preconditions.md").write_text(text + "\n")
+    (args.out / "preconditions.json").write_text(json.dumps(stats, indent=1, default=float) + "\n")
+    print(text)
+    return 0 if all(check_preconditions(stats).values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -61,6 +61,8 @@ class RouteWorldConfig:
     student: ModelSpec = field(default_factory=lambda: ModelSpec(
         layers=3, hidden=80, heads=4, ffn=320, steps=4000, schedule="constant", seed=1, tiers=routes.TRAIN_TIERS))
     student_stop: StopRule = field(default_factory=lambda: StopRule(target=0.5, check_every=50, min_steps=200))
+    teacher_mix: routes.SolutionMix = routes.TEACHER_MIX  # what the teacher's solutions look like
+    student_mix: routes.SolutionMix = routes.STUDENT_MIX
 
     def key(self) -> str:
         blob = json.dumps({"v": _FORMAT_VERSION, "task": "routes", **dataclasses.asdict(self)}, sort_keys=True)
@@ -76,7 +78,6 @@ ROUTE_SMOKE_WORLD = RouteWorldConfig(
                       seed=1, tiers=routes.TRAIN_TIERS),
     student_stop=StopRule(target=1.0, check_every=10, min_steps=10),
 )
-MIXES = {"teacher": routes.TEACHER_MIX, "student": routes.STUDENT_MIX}
 
 
 def _batch(pairs: list[tuple[str, str]], tokenizer):
@@ -148,7 +149,7 @@ def _build_model(config: RouteWorldConfig, name: str, tmp: Path, progress: bool,
         model = make_model(spec, tokenizer, config.max_positions)
         validation = routes.validation_set(config.validation_problems)
         start, cpu_start = time.time(), time.process_time()
-        record = pretrain(model, tokenizer, spec, stop, MIXES[name], validation, progress=progress,
+        record = pretrain(model, tokenizer, spec, stop, getattr(config, f"{name}_mix"), validation, progress=progress,
                           desc=f"pretrain {name}", position=position)
         model.save_pretrained(tmp / name)
         record.update(seconds=round(time.time() - start, 1), cpu_seconds=round(time.process_time() - cpu_start, 1),
@@ -158,16 +159,40 @@ def _build_model(config: RouteWorldConfig, name: str, tmp: Path, progress: bool,
         torch.set_num_threads(threads)
 
 
-def build_route_world(config: RouteWorldConfig, dest: Path, *, progress: bool = True) -> Path:
-    """Build tokenizer, teacher and student into `dest` (save_pretrained folders + done.json)."""
+def _teacher_part(config: RouteWorldConfig) -> dict:
+    """What the tokenizer and teacher depend on (equal parts: a built teacher can be reused)."""
+    part = dataclasses.asdict(config)
+    return {k: part[k] for k in ("vocab_size", "corpus_size", "max_positions", "validation_problems",
+                                 "teacher", "teacher_stop", "teacher_mix")}
+
+
+def build_route_world(config: RouteWorldConfig, dest: Path, *, progress: bool = True,
+                      reuse_teacher: Path | None = None) -> Path:
+    """Build tokenizer, teacher and student into `dest` (save_pretrained folders + done.json).
+
+    `reuse_teacher`: a built route world whose tokenizer and teacher were built with the same
+    settings (`_teacher_part`); they are copied and only the student is trained.
+    """
+    import shutil
+
     dest = Path(dest)
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-    tokenizer = build_tokenizer(config.vocab_size, texts=routes.corpus(config.corpus_size))
-    tokenizer.save_pretrained(tmp / "tokenizer")
     record: dict = {"config": dataclasses.asdict(config), "key": config.key(), "task": "routes"}
-    start = time.time()
     names = ("teacher", "student")
-    if (os.cpu_count() or 1) >= 2 and config.teacher.hidden > 64:
+    if reuse_teacher is not None:
+        source = json.loads((Path(reuse_teacher) / "done.json").read_text())
+        source_config = source["config"]
+        if {k: source_config.get(k) for k in _teacher_part(config)} != json.loads(json.dumps(_teacher_part(config))):
+            raise ValueError(f"reuse_teacher {reuse_teacher}: its tokenizer or teacher was built with other settings")
+        for part in ("tokenizer", "teacher"):
+            shutil.copytree(Path(reuse_teacher) / part, tmp / part)
+        record["teacher"] = {**source["teacher"], "reused_from": source["key"]}
+        names = ("student",)
+    else:
+        tokenizer = build_tokenizer(config.vocab_size, texts=routes.corpus(config.corpus_size))
+        tokenizer.save_pretrained(tmp / "tokenizer")
+    start = time.time()
+    if len(names) == 2 and (os.cpu_count() or 1) >= 2 and config.teacher.hidden > 64:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
             futures = {n: pool.submit(_build_model, config, n, tmp, progress, i) for i, n in enumerate(names)}

@@ -5,12 +5,15 @@ chain task (`scope_lib.tasks`):
 
     Start with 50. Add 60. Subtract 40. Add 20.
 
-Because addition and subtraction commute, it has two valid worked solutions, one line per
-operation, both ending in the same `\\boxed{}` answer and graded by the same verifier:
+Because addition and subtraction commute, any order of the operations is a valid worked
+solution (one line per operation), and all end in the same `\\boxed{}` answer, graded by the
+same verifier. Two orders are the named routes:
 
 - route `inorder`: the operations in the order of the question (the usual route);
 - route `subfirst`: every subtraction first, then every addition, each in question order
-  (a legitimate reordering; it keeps the running value low).
+  (a legitimate reordering; it keeps the running value low);
+- any other order is `reordered`; and route `direct` writes the answer alone, computed
+  without written steps (the short route: a model answers it far less surely).
 
     inorder            subfirst
     50+60=110          50-40=10
@@ -29,10 +32,10 @@ only ever saw numbers 0..99 (`STUDENT_MAX`); the teacher also saw three-digit va
   teacher's mode can cost coverage (the paper's Pass@k paradox, Fig. 1a);
 - `inorder_only`: the subtract-first route would go below 0.
 
-Who learned what (`solution_mix`): the base student writes `subfirst` on 20% of the `both`
-problems it trains on (a rarely practised route, hence computed less surely: its correct
-rollouts on that route have a higher perplexity, which is what Eq. 4 up-weights), and always
-on `subfirst_only` ones. The teacher writes `inorder` on 97% of what it can (its own
+Who learned what (`SolutionMix`): the base student answers directly in 15% of its training
+solutions, and writes `subfirst` on 20% of the `both` problems (and always on `subfirst_only`
+ones): rarely practised routes, computed less surely, so its correct rollouts on them have a
+higher perplexity, which is what Eq. 4 up-weights. The teacher writes `inorder` on 97% of what it can (its own
 preferred route, three-digit values included), and also saw *slip-then-fix traces*: in 25%
 of its solutions one line's result is wrong and the next line, `fix: a+b=c`, writes it again
 correctly before the chain goes on. So the teacher can repair a student prefix that ends in
@@ -50,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from scope_lib.problem import Problem
@@ -60,7 +64,8 @@ MIN_START, MAX_START = 20, 90  # start values
 MIN_OPERAND, MAX_OPERAND = 5, 50  # large enough that in-order chains often pass 99
 TRAIN_TIERS = (2, 3, 4, 5)
 EVAL_TIERS = {"routes2": 2, "routes3": 3, "routes4": 4, "routes5": 5}
-ROUTES = ("inorder", "subfirst")
+ROUTES = ("inorder", "subfirst")  # the two step-by-step routes whose validity depends on the range
+DIRECT = "direct"  # the short route: the answer alone, computed without written steps
 KINDS = ("both", "subfirst_only", "inorder_only")
 FIX_MARK = "fix: "  # starts the line that repeats a slipped line correctly (teacher traces)
 _EVAL_BUCKETS = 8  # 1 in 8 possible questions is reserved for evaluation
@@ -117,7 +122,10 @@ def routes_differ(steps: list[tuple[str, int]]) -> bool:
 
 def solution_text(start: int, steps: list[tuple[str, int]], route: str, *, slip: tuple[int, int] | None = None) -> str:
     """The worked solution along `route`; `slip=(line, delta)` writes that line's result off by
-    `delta`, then a `fix:` line with the right result (a teacher trace)."""
+    `delta`, then a `fix:` line with the right result (a teacher trace). Route `direct`: the
+    boxed answer alone."""
+    if route == DIRECT:
+        return f"\\boxed{{{running_values(start, steps)[-1]}}}"
     lines, value = [], start
     for k, (op, b) in enumerate(route_steps(steps, route)):
         new = value + b if op == "+" else value - b
@@ -212,16 +220,20 @@ def eval_sets(num_per_set: int = 100, *, seed: int = 0) -> dict[str, list[Proble
 # pretraining data: who writes which route
 
 
-class SolutionMix(NamedTuple):
+@dataclass(frozen=True)
+class SolutionMix:
     """How one model's pretraining solutions are written."""
 
     max_value: int  # largest value the model's solutions may contain
-    rare_route_prob: float  # P(subfirst) on problems where both routes are valid for this model
-    slip_prob: float  # P(one slip-then-fix line) per solution
+    rare_route_prob: float  # P(subfirst) on problems where both step routes are valid for this model
+    slip_prob: float  # P(one slip-then-fix line) per step-by-step solution
+    direct_prob: float = 0.0  # P(the answer alone, no steps): the short route
 
 
-STUDENT_MIX = SolutionMix(max_value=STUDENT_MAX, rare_route_prob=0.2, slip_prob=0.0)
-TEACHER_MIX = SolutionMix(max_value=TEACHER_MAX, rare_route_prob=0.03, slip_prob=0.25)
+STUDENT_MIX = SolutionMix(max_value=STUDENT_MAX, rare_route_prob=0.2, slip_prob=0.0, direct_prob=0.15)
+TEACHER_MIX = SolutionMix(max_value=TEACHER_MAX, rare_route_prob=0.03, slip_prob=0.25, direct_prob=0.0)
+# The tokenizer's corpus (fixed, so the tokenizer does not change with the models' mixes).
+_CORPUS_MIXES = (SolutionMix(max_value=STUDENT_MAX, rare_route_prob=0.2, slip_prob=0.0), TEACHER_MIX)
 
 
 def _slip_delta(rng: random.Random, value: int) -> int:
@@ -246,6 +258,9 @@ def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int
         question = f"Start with {start}. " + " ".join(_WORDS[op].format(b=b) for op, b in steps)
         if _is_eval_question(question):
             continue
+        if mix.direct_prob > 0 and rng.random() < mix.direct_prob:  # no draw otherwise: same stream as before
+            out.append((f"{question}\n", solution_text(start, steps, DIRECT)))
+            continue
         if len(valid) == 2:
             route = "subfirst" if rng.random() < mix.rare_route_prob else "inorder"
         else:
@@ -266,7 +281,8 @@ def format_prompt(problem: Problem) -> str:
 def corpus(num: int = 2000, *, seed: int = 0) -> list[str]:
     """Texts the tokenizer is trained on: both models' kinds of solutions."""
     half = num // 2
-    pairs = pretraining_texts(half, STUDENT_MIX, seed=seed) + pretraining_texts(num - half, TEACHER_MIX, seed=seed + 1)
+    pairs = (pretraining_texts(half, _CORPUS_MIXES[0], seed=seed)
+             + pretraining_texts(num - half, _CORPUS_MIXES[1], seed=seed + 1))
     return [p + s for p, s in pairs]
 
 
@@ -289,10 +305,13 @@ def parse_lines(text: str) -> list[tuple[int, str, int, int, bool]] | None:
 
 
 def route_of(problem: Problem, text: str) -> str:
-    """`inorder`, `subfirst`, `same` (both routes write these lines) or `other`.
+    """`inorder`, `subfirst`, `same` (both write these lines), `reordered` (another order of
+    the problem's operations), `direct` (the answer alone) or `other`.
 
     Judged on the (op, operand) sequence of the non-fix lines, whatever their values.
     """
+    if text.strip().startswith("\\boxed"):
+        return DIRECT
     lines = parse_lines(text)
     if lines is None:
         return "other"
@@ -301,7 +320,9 @@ def route_of(problem: Problem, text: str) -> str:
     matches = [r for r in ROUTES if written == route_steps(steps, r)]
     if len(matches) == 2:
         return "same"
-    return matches[0] if matches else "other"
+    if matches:
+        return matches[0]
+    return "reordered" if sorted(written) == sorted(steps) else "other"
 
 
 class RouteError(NamedTuple):
@@ -314,22 +335,27 @@ class RouteError(NamedTuple):
 
 
 ROUTE_ERROR_KINDS = ("arithmetic slip", "carried a wrong value", "wrong operation", "malformed line",
-                     "missing steps", "extra steps", "boxed answer differs", "no final answer")
+                     "missing steps", "extra steps", "boxed answer differs", "no final answer", "wrong direct answer")
 
 
 def first_route_error(problem: Problem, text: str) -> RouteError | None:
-    """Where and how a solution first goes wrong, along whichever route its first line takes.
+    """Where and how a solution first goes wrong, whatever order it takes the operations in.
 
     Each line `a op b = c` is checked: `a` against the previous result, `op b` against the
-    next operation of the route, `c = a op b`. A `fix:` line right after a slipped line that
+    operations not yet used (addition and subtraction commute, so any order is a valid route),
+    `c = a op b`. A direct answer (no lines) is checked against the gold answer. A `fix:` line right after a slipped line that
     repeats it correctly repairs the slip (the teacher's traces), so it is not an error.
     """
     steps = [tuple(s) for s in problem.meta.get("steps", [])]
     if not steps:
         return None
     lines = text.split("\n")
+    if lines[0].strip().startswith("\\boxed"):
+        if lines[0].strip() == f"\\boxed{{{problem.answer}}}":
+            return None
+        return RouteError(0, "wrong direct answer", f"line 1: {lines[0][:30]!r}")
     value, used, k = problem.meta["start"], 0, 0
-    candidates = [route_steps(steps, r) for r in ROUTES]  # routes the lines so far agree with
+    remaining = list(steps)  # operations not yet applied
     pending: tuple[int, str, int, int] | None = None  # a slipped line a fix may still repair
     while k < len(lines):
         line = lines[k].strip()
@@ -349,9 +375,9 @@ def first_route_error(problem: Problem, text: str) -> RouteError | None:
             return RouteError(k, "extra steps", where)
         if a != value:
             return RouteError(k, "carried a wrong value", where)
-        candidates = [route for route in candidates if route[used] == (op, b)]
-        if not candidates:
+        if (op, b) not in remaining:
             return RouteError(k, "wrong operation", where)
+        remaining.remove((op, b))
         used += 1
         true = a + b if op == "+" else a - b
         if c != true:

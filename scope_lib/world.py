@@ -182,6 +182,10 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
     for name in cfg.data.eval_sets:
         if name == "tiny":
             eval_sets.update(tasks.eval_sets(per_set or 100))
+        elif name == "tiny_validation":  # training-side problems held out for choosing learning rates
+            if not hasattr(tasks, "validation_set"):
+                raise ValueError(f"data.eval_sets: 'tiny_validation' needs a route world, got model {student_name!r}")
+            eval_sets["validation"] = tasks.validation_set(per_set or 200, seed=1)
         else:
             from scope_lib.benchmarks import load_benchmark
 

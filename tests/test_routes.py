@@ -23,6 +23,8 @@ def test_every_valid_route_is_graded_correct_and_recognised(pool):
     for problem in pool:
         start, steps = problem.meta["start"], _steps(problem)
         assert routes.routes_differ(steps)
+        direct = routes.solution_text(start, steps, routes.DIRECT)
+        assert is_correct(direct, problem.answer) and routes.route_of(problem, direct) == routes.DIRECT
         for route in routes.ROUTES:
             if not routes.route_valid(start, steps, route, routes.STUDENT_MAX):
                 continue
@@ -67,6 +69,9 @@ def test_solution_mixes():
     assert max(max(numbers(s)) for _, s in student) <= routes.STUDENT_MAX
     assert max(max(numbers(s)) for _, s in teacher) > routes.STUDENT_MAX  # three-digit values
     assert not any(routes.FIX_MARK in s for _, s in student)
+    direct_share = sum(s.startswith("\\boxed") for _, s in student) / len(student)
+    assert abs(direct_share - routes.STUDENT_MIX.direct_prob) < 0.03
+    assert not any(s.startswith("\\boxed") for _, s in teacher)
     fix_share = sum(routes.FIX_MARK in s for _, s in teacher) / len(teacher)
     assert 0.2 < fix_share < 0.3  # TEACHER_MIX.slip_prob = 0.25
 
@@ -80,7 +85,8 @@ def test_solution_mixes():
                 rare += routes.route_of(problem, solution) == "subfirst"
         return rare / both
 
-    assert abs(rare_share(student, routes.STUDENT_MIX) - 0.2) < 0.04
+    student_steps = [(p, s) for p, s in student if not s.startswith("\\boxed")]
+    assert abs(rare_share(student_steps, routes.STUDENT_MIX) - 0.2) < 0.04
     assert rare_share(teacher, routes.TEACHER_MIX) < 0.06
     # every solution, fix lines included, is correct
     assert all(is_correct(s, _problem_of(p).answer) and routes.first_route_error(_problem_of(p), s) is None
@@ -106,7 +112,10 @@ def test_first_route_error_kinds():
         "50+30=80\n82-40=42\n42+5=47\n\\boxed{47}": ("carried a wrong value", 1),
         "50+30=80\n80+40=120\n\\boxed{120}": ("wrong operation", 1),
         "50-40=10\n10+30=40\n40+5=45\n\\boxed{45}": None,  # the other route
-        "50-40=10\n10+5=15\n15+30=45\n\\boxed{45}": ("wrong operation", 1),  # neither route's order
+        "50-40=10\n10+5=15\n15+30=45\n\\boxed{45}": None,  # another valid order
+        "50-40=10\n10+40=50\n50+5=55\n\\boxed{55}": ("wrong operation", 1),
+        "\\boxed{45}": None,  # a direct answer
+        "\\boxed{46}": ("wrong direct answer", 0),
         "50+30=80\n80-40=40\n\\boxed{40}": ("missing steps", 2),
         "50+30=80\n80-40=40\n40+5=45\n\\boxed{44}": ("boxed answer differs", 3),
         "50+30=80\nbanana": ("malformed line", 1),
