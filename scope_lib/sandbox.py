@@ -247,8 +247,16 @@ def _limit(resource_module, which: int, value: int) -> None:
 
 def _become_program(config: dict) -> None:
     """Drop to the program's uid and apply its resource limits (runs in the runner process)."""
-    import math
+    # Everything the runner imports, imported while still privileged: without bwrap
+    # (rlimits_only) the interpreter may live where the program's uid cannot read it.
+    import _sitebuiltins  # noqa: F401
+    import builtins  # noqa: F401
+    import io  # noqa: F401
+    import linecache  # noqa: F401
+    import math  # noqa: F401
     import resource
+    import traceback  # noqa: F401
+    import types  # noqa: F401
 
     uids = config["uids"]
     if uids is not None:
@@ -676,6 +684,12 @@ def _supervise(config: dict) -> int:
     for fd in (command_r, reply_w):
         os.close(fd)
 
+    import builtins  # noqa: F401  (imported before the uid switch, see _become_program)
+    import resource
+
+    if config["mode"] == "stdio":
+        import decimal  # noqa: F401  (outputs_match)
+
     # 2. The supervisor gives up root too: another uid than the program's, so neither can
     #    signal or trace the other; without uids (not root), a non-dumpable process cannot be
     #    traced or have its /proc/<pid>/fd opened by a same-uid process without capabilities.
@@ -688,8 +702,6 @@ def _supervise(config: dict) -> int:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    import resource
-
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if config["uids"] is not None:
         resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))  # the supervisor forks nothing more
@@ -1032,6 +1044,21 @@ class _Raw:
     wall_seconds: float
 
 
+def _closed_to_others(path: str) -> str | None:
+    """The first folder on the way to `path` that other users cannot traverse, or None."""
+    folder = os.path.dirname(os.path.realpath(path))
+    chain = []
+    while True:
+        chain.append(folder)
+        if folder == "/":
+            break
+        folder = os.path.dirname(folder)
+    for folder in reversed(chain):
+        if not os.stat(folder).st_mode & 0o001:
+            return folder
+    return None
+
+
 def _kill_uids(uids: list[int] | None) -> None:
     """rlimits_only under root: kill whatever still runs as the program's or supervisor's uid."""
     if not uids:
@@ -1104,7 +1131,17 @@ def _execute(request: dict, *, stdin: str, limits: Limits, isolation: str, backs
         warnings.warn("sandbox isolation='rlimits_only': the program runs WITHOUT bubblewrap (no filesystem, "
                       "network or pid isolation; only resource limits" + (" and a separate uid" if root else "") + ")",
                       UnsafeSandboxWarning, stacklevel=3)
-        argv = [_interpreter_view()[0], "-I", "-S", "-B", "-X", "utf8", str(Path(__file__).resolve())]
+        executable = _interpreter_view()[0]
+        if root:
+            # Without bwrap's view the program's uid reads the interpreter where it is installed.
+            for path in (executable, os.path.dirname(os.__file__), str(Path(__file__).resolve())):
+                blocked = _closed_to_others(path)
+                if blocked:
+                    raise SandboxUnavailable(
+                        f"isolation='rlimits_only' under root runs the program as an unprivileged uid, which cannot "
+                        f"reach {path}: {blocked} is closed to other users. Use bwrap isolation, or an interpreter "
+                        "and checkout that other users can read.")
+        argv = [executable, "-I", "-S", "-B", "-X", "utf8", str(Path(__file__).resolve())]
     request_file = tempfile.TemporaryFile()  # unlinked from the start: only the descriptor reaches it
     stdin_file = tempfile.TemporaryFile()
     report_r, report_w = os.pipe()
