@@ -13,7 +13,11 @@ given the tokens before it; `logp[:, 0] = 0`):
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import random
+import time
 import urllib.error
 import urllib.request
 from typing import Protocol
@@ -88,23 +92,62 @@ class ServerTeacher:
     Each request carries `request_batch_size` prompts given as token-id lists; the server
     echoes them with `logprobs.token_logprobs` (the first entry is None: nothing conditions
     the first token). Padding is stripped before sending and restored after.
+
+    Scoring is idempotent, so a request that fails on the way (connection refused, reset or
+    dropped, a timeout, HTTP 408/429/502/503/504) is retried up to `retries` times with
+    exponential backoff (`backoff_s` doubling, with jitter, at most 30 s per wait). Any other
+    HTTP error is the request's fault and fails at once. Every error names the URL and, for an
+    HTTP error, the server's own message. `api_key` (default: env SCOPE_TEACHER_API_KEY) is
+    sent as a bearer token.
     """
 
-    def __init__(self, base_url: str, model: str, *, request_batch_size: int = 32, timeout: float = 600.0):
+    RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+
+    def __init__(self, base_url: str, model: str, *, request_batch_size: int = 32, timeout: float = 600.0,
+                 retries: int = 4, backoff_s: float = 0.5, api_key: str | None = None):
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries: expected an integer >= 0, got {retries!r}")
         self.url = base_url.rstrip("/") + "/v1/completions"
         self.model = model
         self.request_batch_size = request_batch_size
         self.timeout = timeout
+        self.retries, self.backoff_s = retries, backoff_s
+        self.api_key = api_key if api_key is not None else os.environ.get("SCOPE_TEACHER_API_KEY") or None
+        self._jitter = random.Random()
+
+    def _wait(self, attempt: int) -> None:
+        time.sleep(min(30.0, self.backoff_s * 2**attempt) * self._jitter.uniform(0.5, 1.5))
 
     def _post(self, payload: dict) -> dict:
-        request = urllib.request.Request(
-            self.url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.URLError as error:
-            raise RuntimeError(f"teacher server at {self.url} failed: {error}") from error
+        data = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                with urllib.request.urlopen(urllib.request.Request(self.url, data=data, headers=headers),
+                                            timeout=self.timeout) as response:
+                    raw = response.read()
+            except urllib.error.HTTPError as error:
+                message = _server_message(error)
+                if error.code in self.RETRY_STATUSES and not last:
+                    self._wait(attempt)
+                    continue
+                raise RuntimeError(f"teacher server {self.url} answered HTTP {error.code}: {message}") from None
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+                # refused, reset, dropped (RemoteDisconnected) or timed out: worth another try
+                reason = getattr(error, "reason", error)
+                if not last:
+                    self._wait(attempt)
+                    continue
+                raise RuntimeError(f"teacher server {self.url} failed after {attempt + 1} attempt(s): "
+                                   f"{type(reason).__name__}: {reason}") from error
+            try:
+                return json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise RuntimeError(f"teacher server {self.url} answered with invalid JSON ({error})") from None
+        raise AssertionError("unreachable")
 
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(input_ids.shape, dtype=torch.float32)
@@ -114,12 +157,40 @@ class ServerTeacher:
             reply = self._post(
                 {"model": self.model, "prompt": batch, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0.0}
             )
-            for choice in reply["choices"]:
-                i = start + choice["index"]
-                token_logps = choice["logprobs"]["token_logprobs"][: len(rows[i])]
+            choices = reply.get("choices") if isinstance(reply, dict) else None
+            if not isinstance(choices, list) or len(choices) != len(batch):
+                raise RuntimeError(f"teacher server {self.url} answered {len(choices) if isinstance(choices, list) else 'no'} "
+                                   f"choices for {len(batch)} prompts")
+            seen = set()
+            for choice in choices:
+                index = choice.get("index") if isinstance(choice, dict) else None
+                if not isinstance(index, int) or not 0 <= index < len(batch) or index in seen:
+                    raise RuntimeError(f"teacher server {self.url} answered a choice with index {index!r} for "
+                                       f"{len(batch)} prompts")
+                seen.add(index)
+                i = start + index
+                try:
+                    token_logps = choice["logprobs"]["token_logprobs"][: len(rows[i])]
+                    values = torch.tensor([0.0 if v is None else float(v) for v in token_logps])
+                except (KeyError, TypeError, ValueError) as error:
+                    raise RuntimeError(f"teacher server {self.url}: choice {index} has no numeric "
+                                       f"logprobs.token_logprobs ({error})") from None
                 if len(token_logps) != len(rows[i]):
-                    raise RuntimeError(f"teacher server echoed {len(token_logps)} log-probs for a {len(rows[i])}-token sequence")
+                    raise RuntimeError(f"teacher server {self.url} echoed {len(token_logps)} log-probs for a "
+                                       f"{len(rows[i])}-token sequence")
                 positions = attention_mask[i].bool().nonzero().squeeze(-1)
-                values = torch.tensor([0.0 if v is None else float(v) for v in token_logps])
                 out[i, positions] = values
         return out
+
+
+def _server_message(error: urllib.error.HTTPError) -> str:
+    """The message of an OpenAI-style JSON error body, else the start of the body, else the reason."""
+    try:
+        body = error.read(4096).decode("utf-8", "replace")
+    except OSError:
+        body = ""
+    try:
+        detail = json.loads(body)["error"]
+        return str(detail["message"] if isinstance(detail, dict) else detail)
+    except (ValueError, KeyError, TypeError):
+        return body.strip()[:300] or str(error.reason)

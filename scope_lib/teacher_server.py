@@ -7,63 +7,417 @@ It exists so the client is tested against a real HTTP server process on loopback
 laptop can serve the tiny teacher the way the paper's cluster serves its 7B teacher.
 
     python -m scope_lib.teacher_server --model tiny --port 8000
+    SCOPE_TEACHER_API_KEY=secret python -m scope_lib.teacher_server --model tiny --host 0.0.0.0
+
+Bad requests. Every one gets a 4xx JSON error, OpenAI-style
+(`{"error": {"message": ..., "type": ..., "code": ...}}`), naming what was wrong: malformed JSON
+or HTTP (400), a prompt that is not a non-empty list of token ids inside the vocabulary (400),
+a missing or wrong bearer token (401), an unknown path (404) or model (404), a method other
+than GET /v1/models and POST /v1/completions (405), no Content-Length (411), a body over the
+limit (413). A failure of the model itself is a 500, also JSON.
+
+Limits (flags of this command, fields of `ServerLimits`):
+- `--max-body-bytes` (32 MiB): refused before the body is read;
+- `--max-prompts` (256): prompts per request (the client sends `teacher.request_batch_size`, 32);
+- `--max-prompt-tokens` (16384: the paper's 4096 prompt + 12288 completion tokens);
+- `--max-batch-tokens` (4096): padded tokens per forward pass, the scheduling unit below;
+- a client has 60 s to send its request (a slow sender cannot hold a thread for ever).
+
+Authentication. With an API key (`--api-key`, or env `SCOPE_TEACHER_API_KEY`, which keeps it
+out of `ps`), every request must carry `Authorization: Bearer <key>`. Binding anything other
+than a loopback address without a key is refused at start: the server would score for anyone.
+
+Scheduling. One thread runs the model. Each request is split into batches of at most
+`max_batch_tokens` padded tokens (a prompt longer than that is a batch alone), and requests
+take turns batch by batch, in arrival order (round robin). A small request that arrives
+while a large one is being scored waits for at most the batch in progress (with k requests in
+flight, one batch of each); it never waits for the whole large request, as it did behind the
+old server's single lock. The listen backlog is 1024 connections, so a burst of hundreds of
+clients is queued, not reset.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
+import hmac
+import ipaddress
 import json
+import os
+import threading
+import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
 
 from scope_lib.logprobs import token_logprobs
 
+API_KEY_ENV = "SCOPE_TEACHER_API_KEY"
 
-def _handler(model, model_name: str):
-    lock = __import__("threading").Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # keep test output clean
+@dataclasses.dataclass(frozen=True)
+class ServerLimits:
+    max_body_bytes: int = 32 * 1024 * 1024  # 256 prompts of 16k tokens are ~30 MB of JSON
+    max_prompts: int = 256  # per request
+    max_prompt_tokens: int = 16384  # per prompt: the paper's longest prompt + completion
+    max_batch_tokens: int = 4096  # padded tokens per forward pass: what a small request waits for
+    read_timeout_s: float = 60.0  # to send the request line, headers and body
+
+    def __post_init__(self):
+        for name in ("max_body_bytes", "max_prompts", "max_prompt_tokens", "max_batch_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ServerLimits.{name}: expected an integer >= 1, got {value!r}")
+        if not self.read_timeout_s > 0:
+            raise ValueError(f"ServerLimits.read_timeout_s: expected > 0, got {self.read_timeout_s!r}")
+
+
+class BadRequest(Exception):
+    """A request the server refuses: HTTP status and a message naming what was wrong."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# validation: JSON request -> token-id lists
+
+
+def parse_prompts(request, *, model_name: str, vocab_size: int, limits: ServerLimits) -> list[list[int]]:
+    """The prompts of a completions request, or BadRequest naming the first thing wrong."""
+    if not isinstance(request, dict):
+        raise BadRequest(400, f"expected a JSON object, got a JSON {type(request).__name__}")
+    model = request.get("model")
+    if model is not None and model != model_name:
+        raise BadRequest(404, f"model {model!r} is not served here; this server serves {model_name!r}")
+    if request.get("echo") is not True:
+        raise BadRequest(400, "this server only scores: set echo=true (and max_tokens 0 or 1)")
+    max_tokens = request.get("max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or max_tokens not in (0, 1)):
+        raise BadRequest(400, f"max_tokens: this server only scores, expected 0 or 1, got {max_tokens!r}")
+    prompts = request.get("prompt")
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, list) for p in prompts):
+        raise BadRequest(400, "prompt: expected a non-empty list of token-id lists")
+    if len(prompts) > limits.max_prompts:
+        raise BadRequest(400, f"prompt: {len(prompts)} prompts, over this server's limit of {limits.max_prompts} "
+                              "per request (--max-prompts); send smaller requests")
+    for index, ids in enumerate(prompts):
+        if not ids:
+            raise BadRequest(400, f"prompt[{index}]: empty token list; expected at least one token id")
+        if len(ids) > limits.max_prompt_tokens:
+            raise BadRequest(400, f"prompt[{index}]: {len(ids)} tokens, over this server's limit of "
+                                  f"{limits.max_prompt_tokens} per prompt (--max-prompt-tokens)")
+        for position, token in enumerate(ids):
+            if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab_size:
+                raise BadRequest(400, f"prompt[{index}][{position}]: {token!r} is not a token id in "
+                                      f"[0, {vocab_size})")
+    return prompts
+
+
+def _batches(prompts: list[list[int]], max_batch_tokens: int) -> list[list[int]]:
+    """Consecutive prompt indices grouped so that rows x longest row <= max_batch_tokens."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for index, ids in enumerate(prompts):
+        if current and (len(current) + 1) * max(longest, len(ids)) > max_batch_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(index)
+        longest = max(longest, len(ids))
+    if current:
+        batches.append(current)
+    return batches
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring and the fair scheduler
+
+
+def score_prompts(model, prompts: list[list[int]]) -> list[list[float | None]]:
+    """Echoed token log-probs of each prompt (None first), one padded forward pass."""
+    device = next(model.parameters()).device
+    longest = max(len(ids) for ids in prompts)
+    input_ids = torch.zeros(len(prompts), longest, dtype=torch.long)
+    mask = torch.zeros(len(prompts), longest, dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        mask[row, : len(ids)] = 1
+    # Right padding: real tokens never attend to it and position ids count only real tokens.
+    with torch.no_grad():
+        logp = token_logprobs(model, input_ids.to(device), mask.to(device)).cpu()
+    return [[None] + logp[row, 1 : len(ids)].tolist() for row, ids in enumerate(prompts)]
+
+
+class _Job:
+    def __init__(self, prompts: list[list[int]], batches: list[list[int]]):
+        self.prompts, self.batches, self.next_batch = prompts, batches, 0
+        self.results: list = [None] * len(prompts)
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class FairScheduler:
+    """One scoring thread; requests take turns one batch at a time, in arrival order."""
+
+    def __init__(self, score, max_batch_tokens: int):
+        self._score, self._max_batch_tokens = score, max_batch_tokens
+        self._ready: collections.deque[_Job] = collections.deque()
+        self._wakeup = threading.Condition()
+        self._stopped = False
+        self.batch_seconds: collections.deque[float] = collections.deque(maxlen=10_000)  # recent batch times
+        self._thread = threading.Thread(target=self._run, name="teacher-scorer", daemon=True)
+        self._thread.start()
+
+    def submit(self, prompts: list[list[int]]) -> list[list[float | None]]:
+        job = _Job(prompts, _batches(prompts, self._max_batch_tokens))
+        with self._wakeup:
+            if self._stopped:
+                raise RuntimeError("the server is shutting down")
+            self._ready.append(job)
+            self._wakeup.notify()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.results
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._ready and not self._stopped:
+                    self._wakeup.wait()
+                if self._stopped:
+                    break
+                job = self._ready.popleft()
+            indices = job.batches[job.next_batch]
+            job.next_batch += 1
+            start = time.perf_counter()
+            try:
+                for index, values in zip(indices, self._score([job.prompts[i] for i in indices])):
+                    job.results[index] = values
+            except Exception as error:  # the model failed: this request gets a 500, the server goes on
+                job.error = error
+                job.done.set()
+                continue
+            finally:
+                self.batch_seconds.append(time.perf_counter() - start)
+            if job.next_batch < len(job.batches):
+                with self._wakeup:
+                    # Behind every request that arrived during this batch: that is the fairness.
+                    self._ready.append(job)
+            else:
+                job.done.set()
+        for job in self._ready:
+            job.error = RuntimeError("the server is shutting down")
+            job.done.set()
+
+    def stop(self) -> None:
+        with self._wakeup:
+            self._stopped = True
+            self._wakeup.notify_all()
+        self._thread.join(timeout=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: TeacherServer
+    protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
+
+    def setup(self) -> None:
+        self.timeout = self.server.limits.read_timeout_s  # socket timeout for reading the request
+        super().setup()
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def _reply(self, code: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        kind = "invalid_request_error" if code < 500 else "server_error"
+        self._reply(code, {"error": {"message": message, "type": kind, "code": code}}, headers)
+
+    def send_error(self, code, message=None, explain=None):
+        # http.server's own errors (unparseable request line, header too long, unknown method,
+        # HTTP/2.0) come here: JSON like ours, and 4xx, since each is the client's mistake.
+        code = {HTTPStatus.NOT_IMPLEMENTED: 405, HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: 400}.get(code, int(code))
+        if code == 405:
+            message = f"method {self.command!r} not allowed: use GET /v1/models or POST /v1/completions"
+        self.close_connection = True
+        # An unparseable request line leaves the version at HTTP/0.9, which has no status line or
+        # headers: answer in HTTP/1.0 so the client reads a status.
+        self.request_version = "HTTP/1.0" if self.request_version == "HTTP/0.9" else self.request_version
+        self._error(code, message or HTTPStatus(code).phrase)
+
+    def _authorized(self) -> bool:
+        key = self.server.api_key
+        if key is None:
+            return True
+        given = self.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+            return True
+        self._error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"})
+        return False
+
+    def do_GET(self):
+        if self.path != "/v1/models":
+            return self._error(404, f"unknown path {self.path!r}: use GET /v1/models or POST /v1/completions")
+        if self._authorized():
+            self._reply(200, {"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]})
+
+    def _body_length(self) -> int:
+        if self.headers.get("Transfer-Encoding"):
+            raise BadRequest(411, "chunked bodies are not accepted: send Content-Length")
+        length = self.headers.get("Content-Length")
+        if length is None:
+            raise BadRequest(411, "Content-Length is required")
+        if not (length.isascii() and length.isdigit()) or len(length) > 18:
+            raise BadRequest(400, f"Content-Length: expected a byte count, got {length[:40]!r}")
+        limit = self.server.limits.max_body_bytes
+        if int(length) > limit:
+            raise BadRequest(413, f"body of {int(length)} bytes is over this server's limit of {limit} "
+                                  "(--max-body-bytes); send fewer prompts per request")
+        return int(length)
+
+    def handle_expect_100(self) -> bool:
+        # A client that asks first (curl does for large bodies) hears "too large" before sending it.
+        try:
+            self._body_length()
+        except BadRequest as bad:
+            self.close_connection = True
+            self._error(bad.status, bad.message)
+            return False
+        return super().handle_expect_100()
+
+    def _discard_body(self) -> None:
+        """Read and drop an unread body (up to 2x the limit, 2 s), so that closing the socket
+        does not reset the connection before the client has read the error."""
+        length = self.headers.get("Content-Length", "")
+        left = min(int(length), 2 * self.server.limits.max_body_bytes) if length.isdigit() and len(length) <= 18 else 0
+        try:
+            self.connection.settimeout(2.0)
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
             pass
 
-        def _reply(self, code: int, payload: dict) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def _read_json(self):
+        length = self._body_length()
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise BadRequest(400, f"body ended after {len(body)} of {length} bytes")
+        try:
+            return json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BadRequest(400, "body is not UTF-8 JSON") from None
+        except json.JSONDecodeError as error:
+            raise BadRequest(400, f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+        except RecursionError:
+            raise BadRequest(400, "malformed JSON: nested too deeply") from None
 
-        def do_GET(self):
-            if self.path == "/v1/models":
-                return self._reply(200, {"object": "list", "data": [{"id": model_name, "object": "model"}]})
-            self._reply(404, {"error": f"unknown path {self.path}"})
+    def do_POST(self):
+        if self.path != "/v1/completions":
+            self.close_connection = True
+            self._error(404, f"unknown path {self.path!r}: use POST /v1/completions")
+            return self._discard_body()
+        if not self._authorized():
+            self.close_connection = True
+            self._discard_body()
+            return None
+        body_read = False
+        try:
+            request = self._read_json()
+            body_read = True
+            server = self.server
+            prompts = parse_prompts(request, model_name=server.model_name, vocab_size=server.vocab_size,
+                                    limits=server.limits)
+        except BadRequest as bad:
+            self.close_connection = True  # the unread rest of a refused body must not be parsed as a request
+            self._error(bad.status, bad.message)
+            if not body_read:
+                self._discard_body()
+            return None
+        except TimeoutError:
+            self.close_connection = True
+            return self._error(408, f"request not received within {self.server.limits.read_timeout_s:g} s")
+        try:
+            results = self.server.scheduler.submit(prompts)
+        except Exception as error:
+            return self._error(500, f"scoring failed: {type(error).__name__}: {error}")
+        choices = [{"index": index, "text": "", "finish_reason": "length",
+                    "logprobs": {"token_logprobs": values, "tokens": [str(t) for t in ids]}}
+                   for index, (ids, values) in enumerate(zip(prompts, results))]
+        self._reply(200, {"object": "text_completion", "model": self.server.model_name, "choices": choices})
 
-        def do_POST(self):
-            if self.path != "/v1/completions":
-                return self._reply(404, {"error": f"unknown path {self.path}"})
-            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            prompts = request.get("prompt")
-            if not (isinstance(prompts, list) and prompts and all(isinstance(p, list) for p in prompts)):
-                return self._reply(400, {"error": "prompt must be a list of token-id lists"})
-            if not request.get("echo"):
-                return self._reply(400, {"error": "this server only scores: set echo=true"})
-            choices = []
-            with lock, torch.no_grad():
-                for index, ids in enumerate(prompts):
-                    tokens = torch.tensor([ids])
-                    logp = token_logprobs(model, tokens, torch.ones_like(tokens))[0].tolist()
-                    choices.append({"index": index, "text": "", "finish_reason": "length",
-                                    "logprobs": {"token_logprobs": [None] + logp[1:], "tokens": [str(t) for t in ids]}})
-            self._reply(200, {"object": "text_completion", "model": model_name, "choices": choices})
-
-    return Handler
+    def __getattr__(self, name: str):
+        # Any other method (PUT, DELETE, HEAD, ...) is the client's mistake: 405, not http.server's 501.
+        if name.startswith("do_"):
+            return lambda: self.send_error(HTTPStatus.NOT_IMPLEMENTED)
+        raise AttributeError(name)
 
 
-def serve(model, model_name: str, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
-    """A started-but-not-serving server; call `.serve_forever()` (or run it in a thread)."""
-    return ThreadingHTTPServer((host, port), _handler(model.eval(), model_name))
+class TeacherServer(ThreadingHTTPServer):
+    """The HTTP server: one thread per connection, one scoring thread behind a FairScheduler."""
+
+    daemon_threads = True  # a stuck client never blocks shutdown
+    request_queue_size = 1024  # listen backlog: a burst of hundreds of clients queues instead of being reset
+
+    def __init__(self, address, model, model_name: str, *, api_key: str | None, limits: ServerLimits):
+        host = address[0]
+        if not api_key and not is_loopback(host):
+            raise ValueError(f"host {host!r} is not a loopback address: serving it without an API key would let "
+                             f"anyone on the network use the teacher; set --api-key or env {API_KEY_ENV}")
+        self.model_name, self.api_key, self.limits = model_name, api_key or None, limits
+        self.vocab_size = _vocab_size(model)
+        self.scheduler = FairScheduler(lambda prompts: score_prompts(model, prompts), limits.max_batch_tokens)
+        try:
+            super().__init__(address, _Handler)
+        except BaseException:
+            self.scheduler.stop()
+            raise
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.scheduler.stop()
+
+
+def _vocab_size(model) -> int:
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if embeddings is not None and hasattr(embeddings, "num_embeddings"):
+        return int(embeddings.num_embeddings)
+    return int(model.config.vocab_size)
+
+
+def serve(model, model_name: str, host: str = "127.0.0.1", port: int = 8000, *, api_key: str | None = None,
+          limits: ServerLimits | None = None) -> TeacherServer:
+    """A started-but-not-serving server; call `.serve_forever()` (or run it in a thread), and
+    `.shutdown()` then `.server_close()` to stop it. `api_key` is required off loopback."""
+    return TeacherServer((host, port), model.eval(), model_name, api_key=api_key, limits=limits or ServerLimits())
 
 
 def main() -> None:
@@ -71,7 +425,21 @@ def main() -> None:
     parser.add_argument("--model", default="tiny", help="'tiny', 'tiny_smoke' (the tiny world's teacher) or a HF path")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
+                        help=f"bearer token clients must send (default: env {API_KEY_ENV}); required off loopback")
+    defaults = ServerLimits()
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
+    parser.add_argument("--max-prompts", type=int, default=defaults.max_prompts, help="prompts per request")
+    parser.add_argument("--max-prompt-tokens", type=int, default=defaults.max_prompt_tokens, help="tokens per prompt")
+    parser.add_argument("--max-batch-tokens", type=int, default=defaults.max_batch_tokens,
+                        help="padded tokens per forward pass; a small request waits for at most one such batch")
     args = parser.parse_args()
+    try:
+        limits = ServerLimits(args.max_body_bytes, args.max_prompts, args.max_prompt_tokens, args.max_batch_tokens)
+    except ValueError as error:
+        parser.error(str(error))
+    if not args.api_key and not is_loopback(args.host):
+        parser.error(f"--host {args.host}: off loopback the server needs --api-key or env {API_KEY_ENV}")
     if args.model in ("tiny", "tiny_smoke"):
         from scope_lib.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world
 
@@ -80,7 +448,7 @@ def main() -> None:
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(args.model)
-    server = serve(model, args.model, args.host, args.port)
+    server = serve(model, args.model, args.host, args.port, api_key=args.api_key, limits=limits)
     print(f"serving {args.model} on http://{args.host}:{server.server_address[1]}", flush=True)
     server.serve_forever()
 

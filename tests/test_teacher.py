@@ -42,5 +42,14 @@ def test_server_scores_equal_local_scores(server):
 
 
 def test_server_errors_are_named(server):
-    with pytest.raises(RuntimeError, match="teacher server at"):
-        ServerTeacher("http://127.0.0.1:9", "x", timeout=2).score(torch.ones(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.long))
+    # Port 9 refuses: retried (with backoff) and then named, with the URL and the attempts made.
+    with pytest.raises(RuntimeError, match=r"teacher server http://127\.0\.0\.1:9/v1/completions failed after 3 attempt"):
+        ServerTeacher("http://127.0.0.1:9", "x", timeout=2, retries=2, backoff_s=0.01).score(
+            torch.ones(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.long))
+
+
+def test_server_process_answers_bad_requests_with_json(server):
+    # The command-line server (a real process): an out-of-vocabulary id is a 400 naming the token.
+    ids = torch.tensor([[1, 2, 10**6]])
+    with pytest.raises(RuntimeError, match=r"answered HTTP 400: prompt\[0\]\[2\]: 1000000"):
+        ServerTeacher(server, "tiny_smoke", retries=0).score(ids, torch.ones_like(ids))
