@@ -17,6 +17,9 @@ Where it goes beyond plain `papermill`:
 - `--smoke` is `-p SMOKE True`; every notebook declares `SMOKE = False` among its parameters
   and derives its small sizes from it in the next cell (papermill does not recompute
   derived values, so they cannot live in the parameters cell).
+- A smoke run never writes toy numbers where the real ones live: its figures go to
+  `<out>/figures` (FIGURES_DIR; the committed `figures/` is refused) and its runs to the
+  registry `<out>/runs` ($SCOPE_RUNS_DIR of the kernel), not the shared `runs/`.
 - Each notebook is paired with a jupytext `py:percent` file; when the `.py` is newer (a
   reviewer edited the text form) the pair is synced first, so the edit is what runs.
 - The kernel is the interpreter running this module (the project's venv), not whatever
@@ -43,6 +46,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[A-Za-z0-9_\-]+$")  # NN_<artefact>_<slug>
 SMOKE_PARAMETER = "SMOKE"
+FIGURES_PARAMETER = "FIGURES_DIR"  # where a notebook writes its artefacts (relative to the repository root)
+COMMITTED_FIGURES_DIR = REPO_ROOT / "figures"  # the committed results: never written by a smoke run
 # A kernelspec we install into the venv (sys.prefix/share/jupyter) when the default
 # `python3` spec would not run this interpreter; never into the user's home directory.
 VENV_KERNEL_NAME = "scope-venv"
@@ -362,6 +367,8 @@ def run_notebooks(
     fast (ValueError) instead of after an hour of notebooks. `parameters` go to every
     selected notebook; `smoke=True` adds SMOKE=True. Executed copies go to `out_dir`
     (default `<notebooks_dir>/executed`) and a summary to `<out_dir>/run_summary.json`.
+    A smoke run writes its figures to `<out_dir>/figures` (unless FIGURES_DIR is given; the
+    committed `figures/` is refused) and trains into the registry `<out_dir>/runs`.
     Without keep_going, notebooks after the first failure are reported as "skipped".
     """
     notebooks_dir = Path(notebooks_dir)
@@ -369,6 +376,10 @@ def run_notebooks(
     parameters = dict(parameters or {})
     if smoke:
         parameters[SMOKE_PARAMETER] = True
+        figures = figures_dir_of_run(parameters, smoke, out_dir)
+        if figures.resolve() == COMMITTED_FIGURES_DIR.resolve():
+            raise ValueError(f"{FIGURES_PARAMETER}: {parameters[FIGURES_PARAMETER]!r} is the committed {COMMITTED_FIGURES_DIR}; "
+                             "a smoke run would overwrite its results with toy numbers: leave it unset or pick another folder")
     if out_dir.resolve() == notebooks_dir.resolve():
         raise ValueError(
             f"out_dir: {out_dir} is the notebooks folder; executed copies would overwrite the sources"
@@ -379,14 +390,36 @@ def run_notebooks(
     if sync:
         for notebook in selected:
             sync_pair(notebook)
+    per_notebook: dict[Path, dict[str, Any]] = {}
     for notebook in selected:
         if smoke and SMOKE_PARAMETER not in declared_parameters(notebook):
             raise ValueError(
                 f"smoke: notebook {notebook.name} declares no {SMOKE_PARAMETER} parameter"
             )
         check_parameters(notebook, parameters)
+        per_notebook[notebook] = dict(parameters)
+        if smoke and FIGURES_PARAMETER in declared_parameters(notebook):
+            per_notebook[notebook].setdefault(FIGURES_PARAMETER, str(figures))
     kernel_name = resolve_kernel_name(kernel_name)
 
+    # The kernel inherits this process's environment: a smoke run gets a registry of its own.
+    saved_runs_dir = os.environ.get("SCOPE_RUNS_DIR")
+    if smoke:
+        os.environ["SCOPE_RUNS_DIR"] = str(smoke_destinations(out_dir)[1])
+    try:
+        results = _execute_all(selected, per_notebook, out_dir, kernel_name, keep_going=keep_going,
+                               progress_bar=progress_bar, execution_timeout=execution_timeout)
+    finally:
+        if saved_runs_dir is None:
+            os.environ.pop("SCOPE_RUNS_DIR", None)
+        else:
+            os.environ["SCOPE_RUNS_DIR"] = saved_runs_dir
+    write_summary(results, out_dir, parameters)
+    return results
+
+
+def _execute_all(selected: Sequence[Path], per_notebook: dict[Path, dict[str, Any]], out_dir: Path, kernel_name: str, *,
+                 keep_going: bool, progress_bar: bool, execution_timeout: float | None) -> list[NotebookResult]:
     results: list[NotebookResult] = []
     for position, notebook in enumerate(selected, start=1):
         if results and not results[-1].ok and not keep_going:
@@ -395,7 +428,7 @@ def run_notebooks(
         print(f"[{position}/{len(selected)}] {notebook.name} ...", file=sys.stderr, flush=True)
         result = execute_one(
             notebook,
-            parameters,
+            per_notebook[notebook],
             out_dir,
             kernel_name,
             progress_bar=progress_bar,
@@ -406,8 +439,22 @@ def run_notebooks(
         if not result.ok:
             print(result.describe_failure(), file=sys.stderr, flush=True)
         results.append(result)
-    write_summary(results, out_dir, parameters)
     return results
+
+
+def smoke_destinations(out_dir: Path | str) -> tuple[Path, Path]:
+    """(figures folder, run registry) of a smoke run writing executed copies to `out_dir`."""
+    out_dir = Path(out_dir).resolve()
+    return out_dir / "figures", out_dir / "runs"
+
+
+def figures_dir_of_run(parameters: dict[str, Any], smoke: bool, out_dir: Path | str) -> Path:
+    """The folder the notebooks of a run write their artefacts to (and the results page to)."""
+    from scope_lib.plotting import resolve_figures_dir
+
+    if FIGURES_PARAMETER in parameters:
+        return resolve_figures_dir(parameters[FIGURES_PARAMETER])
+    return smoke_destinations(out_dir)[0] if smoke else resolve_figures_dir("figures")
 
 
 def write_summary(results: Sequence[NotebookResult], out_dir: Path, parameters: dict) -> Path:
@@ -500,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The results page embeds whatever artefacts exist now, each with its notebook's verdicts.
         from scope_lib.report import build_results_page
 
-        page = build_results_page(parameters.get("FIGURES_DIR", "figures"))
+        page = build_results_page(str(figures_dir_of_run(parameters, args.smoke, args.out or Path(args.notebooks_dir) / "executed")))
         print(f"results page: {page}")
     return 1 if failures else 0
 

@@ -13,6 +13,11 @@ worker also caps its address space (SCOPE_VERIFY_MEMORY_MB, default 4096) so an 
 Verdicts are remembered per (answer, gold) pair (`clear_cache()` forgets them): a group of G
 rollouts often repeats an answer, and a pathological one would otherwise cost G timeouts.
 Set SCOPE_VERIFY_DEBUG=1 to see the workers' stderr.
+
+A worker dies with the process that started it, even mid-grade and even when that process is
+SIGKILLed (`die_with_parent`: Linux's parent-death signal; elsewhere a worker only notices
+its parent is gone when it next reads its stdin). The project's other child processes (the
+run grid's pool workers) use the same function.
 """
 
 from __future__ import annotations
@@ -22,13 +27,78 @@ import json
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
 from collections import OrderedDict
 from typing import Sequence
 
-__all__ = ["grade_pairs", "clear_cache"]
+__all__ = ["grade_pairs", "clear_cache", "die_with_parent"]
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_PARENT_PID_ENV = "SCOPE_VERIFY_PARENT_PID"  # the worker's parent, for die_with_parent's race check
+
+
+def die_with_parent(parent_pid: int | None = None) -> bool:
+    """Have the kernel SIGKILL this process when its parent dies; returns whether it could.
+
+    Linux only (prctl PR_SET_PDEATHSIG through ctypes); elsewhere it returns False and does
+    nothing. `parent_pid` is the process that started this one: when it died before the
+    request was made (this process was already handed to init), this process ends now.
+    Caveat: the signal comes when the *thread* that started this process exits, so a parent
+    must start such children from a thread that lives as long as it does (see `_Spawner`).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    unsigned = ctypes.c_ulong  # prctl is variadic: pass the kernel's unsigned longs at full width
+    if libc.prctl(_PR_SET_PDEATHSIG, unsigned(signal.SIGKILL), unsigned(0), unsigned(0), unsigned(0)) != 0:
+        return False
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGKILL)  # the parent is already gone: the signal would never come
+    return True
+
+
+class _Spawner:
+    """Starts worker processes from one thread that lives as long as this process.
+
+    A child's parent-death signal fires when the thread that forked it exits, and grade_pairs
+    starts workers from short-lived lane threads, which would take their workers with them.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.owner = -1  # pid whose thread serves `requests` (a forked child starts its own)
+        self.requests: queue.Queue = queue.Queue()
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        with self.lock:
+            if self.owner != os.getpid():
+                self.owner, self.requests = os.getpid(), queue.Queue()
+                threading.Thread(target=self._serve, args=(self.requests,), daemon=True, name="verify-spawner").start()
+            requests = self.requests
+        reply: queue.Queue = queue.Queue(maxsize=1)
+        requests.put((argv, kwargs, reply))
+        started, value = reply.get()
+        if not started:
+            raise value
+        return value
+
+    @staticmethod
+    def _serve(requests: queue.Queue) -> None:
+        while True:
+            argv, kwargs, reply = requests.get()
+            try:
+                reply.put((True, subprocess.Popen(argv, **kwargs)))
+            except BaseException as error:  # re-raised in the caller's thread
+                reply.put((False, error))
+
+
+_SPAWNER = _Spawner()
 
 
 _STARTUP_TIMEOUT = 120.0  # importing sympy on a busy 2-core machine; not charged to an item
@@ -45,9 +115,9 @@ class _Worker:
         self.next_id = 0
 
     def _start(self) -> None:
-        env = dict(os.environ, SCOPE_VERIFY_MEMORY_MB=str(_MEMORY_LIMIT_MB))
+        env = dict(os.environ, SCOPE_VERIFY_MEMORY_MB=str(_MEMORY_LIMIT_MB), **{_PARENT_PID_ENV: str(os.getpid())})
         debug = os.environ.get("SCOPE_VERIFY_DEBUG")
-        self.proc = subprocess.Popen(
+        self.proc = _SPAWNER.popen(
             [sys.executable, "-u", os.path.abspath(__file__), "--worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=None if debug else subprocess.DEVNULL,
@@ -141,6 +211,7 @@ def _reset_pool_in_child() -> None:
     global _POOL
     _POOL = _WorkerPool()
     _CACHE.lock = threading.Lock()
+    _SPAWNER.lock = threading.Lock()  # its thread did not survive the fork: popen starts a new one
 
 
 if hasattr(os, "register_at_fork"):
@@ -253,6 +324,10 @@ def _sci_to_latex(text: str) -> str:
 def _worker_main() -> None:  # pragma: no cover - runs in the child
     import logging
     import warnings
+
+    # First, before seconds of imports: a grade can spin in C for minutes, and an orphan would
+    # spin on after its parent was killed.
+    die_with_parent(int(os.environ[_PARENT_PID_ENV]) if os.environ.get(_PARENT_PID_ENV) else None)
 
     # Running this file as a script puts scope_lib/ on sys.path, where module names such as
     # `config` or `metrics` could shadow third-party ones; drop it before importing sympy.
