@@ -13,8 +13,9 @@ Bad requests. Every one gets a 4xx JSON error, OpenAI-style
 (`{"error": {"message": ..., "type": ..., "code": ...}}`), naming what was wrong: malformed JSON
 or HTTP (400), a prompt that is not a non-empty list of token ids inside the vocabulary (400),
 a missing or wrong bearer token (401), an unknown path (404) or model (404), a method other
-than GET /v1/models and POST /v1/completions (405), no Content-Length (411), a body over the
-limit (413). A failure of the model itself is a 500, also JSON.
+than GET /v1/models and POST /v1/completions (405), a body not sent in time (408), no
+Content-Length (411), a body over the limit (413). A failure of the model itself is a 500,
+also JSON.
 
 Limits (flags of this command, fields of `ServerLimits`):
 - `--max-body-bytes` (32 MiB): refused before the body is read;
@@ -26,6 +27,8 @@ Limits (flags of this command, fields of `ServerLimits`):
 Authentication. With an API key (`--api-key`, or env `SCOPE_TEACHER_API_KEY`, which keeps it
 out of `ps`), every request must carry `Authorization: Bearer <key>`. Binding anything other
 than a loopback address without a key is refused at start: the server would score for anyone.
+The server speaks plain HTTP, so the key crosses the network in clear: off a trusted network,
+put a TLS proxy in front of it.
 
 Scheduling. One thread runs the model. Each request is split into batches of at most
 `max_batch_tokens` padded tokens (a prompt longer than that is a batch alone), and requests
@@ -300,16 +303,6 @@ class _Handler(BaseHTTPRequestHandler):
             raise BadRequest(413, f"body of {int(length)} bytes is over this server's limit of {limit} "
                                   "(--max-body-bytes); send fewer prompts per request")
         return int(length)
-
-    def handle_expect_100(self) -> bool:
-        # A client that asks first (curl does for large bodies) hears "too large" before sending it.
-        try:
-            self._body_length()
-        except BadRequest as bad:
-            self.close_connection = True
-            self._error(bad.status, bad.message)
-            return False
-        return super().handle_expect_100()
 
     def _discard_body(self) -> None:
         """Read and drop an unread body (up to 2x the limit, 2 s), so that closing the socket

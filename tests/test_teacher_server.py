@@ -8,6 +8,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -319,3 +320,18 @@ def test_malformed_replies_name_the_url(reply, fragment):
         with pytest.raises(RuntimeError, match=fragment) as info:
             ServerTeacher(url, "m", retries=0).score(torch.ones(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
         assert url in str(info.value)
+
+
+def test_a_body_not_sent_in_time_gets_408():
+    # A client that announces a body and stalls cannot hold a server thread for ever.
+    limits = teacher_server.ServerLimits(read_timeout_s=0.3)
+    with running(limits=limits) as (url, _):
+        with socket.create_connection(("127.0.0.1", _port(url)), timeout=10) as sock:
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"prompt\":")
+            began = time.perf_counter()
+            reply = sock.recv(65536)
+            waited = time.perf_counter() - began
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.split()[1] == b"408" and b"not received within 0.3 s" in reply
+        assert 0.2 < waited < 5
