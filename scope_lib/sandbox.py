@@ -447,6 +447,16 @@ def _kill_leftovers(pid: int, config: dict) -> None:
             break
 
 
+def _flush_program_output() -> None:
+    # The runner is killed, not exited, when the supervisor is done: what the program printed
+    # (diagnostics in call mode) must leave the buffers before each reply.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
 def _runner(command_fd: int, reply_fd: int, config: dict) -> int:
     """The program's side. Receives the program, then serves the supervisor's requests."""
     max_frame = (config["limits"]["file_size_mb"] << 21) + (1 << 20)
@@ -488,6 +498,7 @@ def _runner(command_fd: int, reply_fd: int, config: dict) -> int:
     except BaseException as error:  # SystemExit too: exit(0) before the tests is a failure
         _write_frame(reply_fd, {"loaded": False, "error": f"{type(error).__name__}: {str(error)[:500]}"})
         return 0
+    _flush_program_output()
     _write_frame(reply_fd, {"loaded": True})
     solution_instance = None
     while True:
@@ -510,6 +521,7 @@ def _runner(command_fd: int, reply_fd: int, config: dict) -> int:
             reply = {"value": _encode(value)}
         except BaseException as error:
             reply = {"error": type(error).__name__, "message": str(error)[:500]}
+        _flush_program_output()
         _write_frame(reply_fd, reply)
 
 
