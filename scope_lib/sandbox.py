@@ -553,6 +553,7 @@ class _Session:
     def __init__(self, command_fd: int, reply_fd: int, deadline: float, max_frame: int):
         self.command_fd, self.reply_fd, self.deadline, self.max_frame = command_fd, reply_fd, deadline, max_frame
         self.failure: str | None = None  # set once, never cleared: the verdict cannot recover
+        self.passed = 0  # cases passed so far (reported when a later case aborts)
 
     def exchange(self, message: dict, deadline: float | None = None) -> dict:
         deadline = self.deadline if deadline is None else min(deadline, self.deadline)
@@ -627,6 +628,7 @@ def _judge_stdio(session: _Session, spec: dict, timeout: float) -> tuple[str, in
             return "failed", index, f"test {index}: exit status {result.get('returncode')}: {_first_line(result.get('stderr', ''))}"
         if not isinstance(result.get("stdout"), str) or not outputs_match(result["stdout"], expected, float_tolerance):
             return "failed", index, f"test {index}: wrong answer: got {_first_line(result.get('stdout'), 120)!r}"
+        session.passed = index + 1
     return "passed", len(spec["cases"]), ""
 
 
@@ -650,6 +652,7 @@ def _judge_calls(session: _Session, spec: dict, timeout: float) -> tuple[str, in
             ok = got == expected[0]  # TACO wraps some expected values in a list
         if not ok:
             return "failed", index, f"test {index}: wrong answer: got {_first_line(repr(got), 120)}"
+        session.passed = index + 1
     return "passed", len(spec["cases"]), ""
 
 
@@ -761,7 +764,8 @@ def _supervise(config: dict) -> int:
         except _Abort:
             failure = session.failure or "timeout"
             limit = f"{timeout:g}s per case" if spec["kind"] == "call" else f"{float(request['total_timeout']):g}s"
-            outcome = ("timeout", 0, f"time limit exceeded ({limit})") if failure == "timeout" else ("failed", 0, failure)
+            outcome = (("timeout", session.passed, f"time limit exceeded ({limit})") if failure == "timeout"
+                       else ("failed", session.passed, failure))
         except _TestError as error:
             outcome = ("test_error", 0, str(error))
         if session.failure and outcome[0] == "passed":  # e.g. a test swallowed our abort
