@@ -198,9 +198,9 @@ def _prompt_imports(prompt: str) -> str:
 
 def _humaneval(path, limit: int | None) -> list[Problem]:
     problems = []
+    if limit == 0:
+        return problems
     for where, row in _jsonl(_humaneval_file(path)):
-        if limit is not None and len(problems) >= limit:
-            break
         prompt = _text(row, "prompt", where)
         try:
             tests = CodeTests(kind="check", test=_text(row, "test", where), prelude=prompt,
@@ -212,6 +212,8 @@ def _humaneval(path, limit: int | None) -> list[Problem]:
         problems.append(Problem(id=f"humaneval/{_text(row, 'task_id', where)}", question=prompt, answer=tests.to_json(),
                                 solution=prompt + canonical if isinstance(canonical, str) else None, source="humaneval",
                                 meta={"entry_point": row["entry_point"], "prompt": prompt}))
+        if limit is not None and len(problems) >= limit:
+            break  # before reading further rows
     return problems
 
 
@@ -293,16 +295,25 @@ def _codeforces_candidates(path) -> list[tuple[str, str, dict, CodeTests]]:
     return candidates
 
 
+def _codeforces_sample(path) -> list[tuple[str, str, dict, CodeTests]]:
+    """The CODEFORCES_SIZE candidates of smallest salted hash, one per statement (TACO repeats
+    some statements; of a repeat, the copy with the smallest tests JSON, whatever the row order)."""
+    by_hash: dict[str, tuple] = {}
+    for candidate in _codeforces_candidates(path):
+        kept = by_hash.get(candidate[0])
+        if kept is None or candidate[3].to_json() < kept[3].to_json():
+            by_hash[candidate[0]] = candidate
+    return [by_hash[h] for h in sorted(by_hash)[:CODEFORCES_SIZE]]
+
+
 def _codeforces(path, limit: int | None) -> list[Problem]:
-    chosen = sorted(_codeforces_candidates(path), key=lambda c: c[0])[:CODEFORCES_SIZE]
-    problems = [_taco_problem(row, where, i, "codeforces", tests) for i, (_, where, row, tests) in enumerate(chosen)]
+    problems = [_taco_problem(row, where, i, "codeforces", tests) for i, (_, where, row, tests) in enumerate(_codeforces_sample(path))]
     return problems if limit is None else problems[:limit]
 
 
 def codeforces_heldout(path=None) -> frozenset[str]:
     """Statement keys of the Codeforces evaluation problems: what training must not see."""
-    return frozenset(statement_key(row["question"]) for _, _, row, _ in
-                     sorted(_codeforces_candidates(path), key=lambda c: c[0])[:CODEFORCES_SIZE])
+    return frozenset(statement_key(row["question"]) for _, _, row, _ in _codeforces_sample(path))
 
 
 def load_taco_train(path=None, *, exclude: frozenset[str] | None = None, limit: int | None = None) -> list[Problem]:
@@ -310,16 +321,18 @@ def load_taco_train(path=None, *, exclude: frozenset[str] | None = None, limit: 
     row whose statement is one of the Codeforces evaluation problems (`exclude`, default
     `codeforces_heldout(path)`); rows without tests are skipped."""
     exclude = codeforces_heldout(path) if exclude is None else exclude
-    problems = []
+    problems: list[Problem] = []
+    if limit == 0:
+        return problems
     for index, (where, row) in enumerate(_rows("taco", path)):
-        if limit is not None and len(problems) >= limit:
-            break
         question = _text(row, "question", where)
         if statement_key(question) in exclude:
             continue
         tests = _taco_tests(row, where, STDIO_TIMEOUT, CODEFORCES_TOLERANCE if _is_codeforces(row) else None)
         if tests is not None:
             problems.append(_taco_problem(row, where, index, "taco", tests))
+            if limit is not None and len(problems) >= limit:
+                break
     return problems
 
 
@@ -402,11 +415,12 @@ def _lcb_date(row: dict, where: str) -> datetime:
 
 
 def _livecodebench(path, limit: int | None, window: tuple[datetime, datetime]) -> list[Problem]:
-    problems, seen = [], set()
+    problems: list[Problem] = []
+    seen: set[str] = set()
     start, end = window
+    if limit == 0:
+        return problems
     for where, row in _rows("livecodebench", path):
-        if limit is not None and len(problems) >= limit:
-            break
         date = _lcb_date(row, where)
         question_id = _text(row, "question_id", where)
         if not start <= date <= end or question_id in seen:
@@ -421,6 +435,8 @@ def _livecodebench(path, limit: int | None, window: tuple[datetime, datetime]) -
                                 source="livecodebench",
                                 meta={k: row.get(k) for k in ("question_title", "platform", "difficulty", "contest_id")}
                                 | {"contest_date": date.isoformat()}))
+        if limit is not None and len(problems) >= limit:
+            break
     return problems
 
 
