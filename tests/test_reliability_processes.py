@@ -182,6 +182,29 @@ def test_killed_batch_runner_leaves_no_kernel_or_pool_worker(tmp_path, mark):
     assert not legacy_registry.exists(), "a smoke run trained into the shared registry"
 
 
+def test_interrupted_run_grid_stops_its_workers_at_once(tmp_path, mark):
+    # Ctrl-C (or a notebook's interrupt button) used to wait in the pool's shutdown until every
+    # running run had trained to its end.
+    script = ("from scope_lib.experiments import run_grid; "
+              "run_grid('tiny', ['opd'], [0, 1], smoke=True, include_base=False, workers=2, steps=5000)")
+    registry = tmp_path / "registry"
+    batch = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=marked_env(mark, SCOPE_RUNS_DIR=str(registry)),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: history_rows(registry) >= 2 or batch.poll() is not None, 240, "the pool workers never trained")
+        batch.send_signal(signal.SIGINT)
+        try:
+            _, stderr = batch.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("run_grid was still waiting for its workers 30 s after SIGINT")
+    finally:
+        batch.kill()
+        batch.wait()
+    assert "KeyboardInterrupt" in stderr
+    wait_until_none_alive(mark, 30, "run_grid was interrupted")
+    assert_histories_whole(registry, "after the interrupt")
+
+
 # --- kill anywhere -------------------------------------------------------------------------------
 
 GRID = dict(scale="tiny", variants=["opd"], seeds=[0, 1], smoke=True, include_base=False)
