@@ -534,8 +534,15 @@ class Trainer:
             _set_rng_state(state["rng"])
             self.step = state["step"]
         self.history = [by_step[step] for step in range(1, self.step + 1)]
-        if self.rank == 0 and (metrics.exists() or self.history):
-            runs.write_history(metrics, self.history)
+        if self.rank == 0:
+            if metrics.exists() or self.history:
+                runs.write_history(metrics, self.history)
+            # Newer checkpoints (damaged, or past the history) and saves cut short belong to an
+            # abandoned attempt; left in place they would count among the ones kept.
+            for stale in (self.run_dir / "checkpoints").glob("step_*"):
+                match = _CHECKPOINT_NAME.fullmatch(stale.name)
+                if match is None or int(match.group(1)) > self.step:
+                    shutil.rmtree(stale, ignore_errors=True)
         return state is not None
 
     # --- the loop

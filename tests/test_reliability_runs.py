@@ -131,6 +131,8 @@ def test_damaged_newest_checkpoint_is_named_and_the_previous_one_resumes(tmp_pat
     with pytest.warns(RuntimeWarning, match=r"skipping checkpoint .*step_000002/state\.pt: it does not load"):
         train(cfg)
     assert history(run_dir) == history(straight[0])  # resumed from step 1: the same run
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step_000001", "step_000002"]  # the damaged one replaced
+    assert (checkpoints / "step_000002" / "state.pt").stat().st_size > len(data) // 2
 
 
 def test_torn_last_history_line_is_dropped_with_a_warning(tmp_path, monkeypatch, straight):
