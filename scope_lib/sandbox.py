@@ -186,9 +186,11 @@ def _as_decimals(tokens: list[str]):
     from decimal import Decimal, InvalidOperation
 
     try:
-        return [Decimal(token) for token in tokens]
+        numbers = [Decimal(token) for token in tokens]
     except (InvalidOperation, ValueError):
         return None
+    # A signalling NaN raises in comparisons; no answer is one.
+    return None if any(number.is_snan() for number in numbers) else numbers
 
 
 def outputs_match(got: str, expected: str, float_tolerance: float | None = None) -> bool:
@@ -409,9 +411,14 @@ def _run_case(code, source: str, case_input: str, timeout: float, config: dict, 
     status = _wait_child(pid, start + timeout)
     timed_out = status is None
     seconds = time.monotonic() - start
-    _kill_leftovers(pid, config)
     if timed_out:
+        for target in (-pid, pid):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         _, status = os.waitpid(pid, 0)
+    _kill_leftovers(pid, config)  # after the case's own status is in: this reaps any child
     stdout, stderr = _read_memfd(stdout_fd), _read_memfd(stderr_fd)
     os.close(stdout_fd)
     os.close(stderr_fd)
@@ -979,7 +986,7 @@ def _interpreter_view() -> tuple[str, tuple[str, ...]]:
                            env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL)
     if probe.returncode != 0:
         raise SandboxUnavailable(f"cannot inspect the interpreter {executable}: {probe.stderr[-500:]}")
-    info = json.loads(probe.stdout)
+    info = json.loads(probe.stdout.strip().splitlines()[-1])  # last line: an imported module may have printed
     view = _View()
     stdlib = os.path.realpath(info["stdlib"])
     view.bind(stdlib)

@@ -423,6 +423,7 @@ def test_non_plain_values_do_not_encode():
     ("1\n2\n", "1 2\n", None, False),
     ("", "0\n", None, False),
     ("nan\n", "nan\n", None, True),
+    ("sNaN\n", "1\n", None, False),
 ])
 def test_outputs_match(got, expected, tolerance, same):
     assert sandbox.outputs_match(got, expected, tolerance) is same
