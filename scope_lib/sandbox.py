@@ -1013,7 +1013,7 @@ def _bwrap_argv(limits: Limits, root: bool) -> list[str]:
     argv = [_bwrap_binary(), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             # --as-pid-1: the supervisor is the namespace's init, so bwrap's exit (which the host
             # waits for) comes only after the kernel has killed and reaped everything inside.
-            "--as-pid-1", "--die-with-parent", "--new-session", "--clearenv",
+            "--as-pid-1", "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv",
             "--setenv", "PATH", os.path.dirname(executable), "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
             "--setenv", "LANG", "C.UTF-8", *view,
             "--ro-bind", str(Path(__file__).resolve()), SANDBOX_SCRIPT,
