@@ -20,17 +20,21 @@
 # lowers Pass@k at large k, because dense teacher supervision narrows the student's
 # distribution. Here: the base student against OPD, Pass@k for k = 1..K averaged over the
 # held-out eval sets, mean and 95% band over seeds. The OPD runs are shared with notebook 04.
+#
+# The paradox is two claims, each judged by the rule at the top of the results page on one
+# summary quantity per seed: OPD − base at k = 1 (Pass@1, i.e. Avg@k) should be positive and
+# OPD − base at the largest k (Pass@K) negative. The base student is evaluated once, so the
+# interval is a bootstrap over seeds and eval problems jointly, the base paired with every seed.
 
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False
-SEEDS = [0, 1, 2]
+SEEDS = [0, 1, 2, 3, 4]
 EVAL_K = 16
 FIGURES_DIR = "figures"
 
 # %%
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
 
 from scope_lib import report
 from scope_lib.experiments import run_grid
@@ -65,11 +69,12 @@ save_table(table, "fig1a_passk_paradox", figures_dir=FIGURES_DIR)
 
 # %%
 gain_1, gain_k = float(delta.iloc[0]), float(delta.iloc[-1])
-paradox = gain_1 > 0 and gain_k < 0
 report.show_claims("fig1a_passk_paradox", [
     f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s), k up to {eval_k}: OPD changes Pass@1 by "
-    f"{gain_1:+.1f} points and Pass@{eval_k} by {gain_k:+.1f} points relative to the base student.",
-    report.claim("OPD raises Pass@1 while lowering Pass@k at large k (the Pass@k paradox)", paradox if gain_1 > 0 else None,
-                 f"Pass@1 {100 * curves['base']['pass@k'].iloc[0]:.1f} → {100 * curves['opd']['pass@k'].iloc[0]:.1f}, "
-                 f"Pass@{eval_k} {100 * curves['base']['pass@k'].iloc[-1]:.1f} → {100 * curves['opd']['pass@k'].iloc[-1]:.1f}"),
+    f"{gain_1:+.1f} points and Pass@{eval_k} by {gain_k:+.1f} points relative to the base student (means over seeds "
+    f"and eval sets). The paradox needs both lines below reproduced.",
+    report.compare_to_base("OPD − base student Pass@1", results, "opd", seeds, "greater",
+                           "rises (Fig. 1a is AIME24: Avg@32 29.4 → 40.2 in Table 1, +10.8 points)", k=1),
+    report.compare_to_base(f"OPD − base student Pass@{eval_k} (the largest k)", results, "opd", seeds, "less",
+                           "-1.5 points (AIME24 Pass@32 76.5 → 75.0, Fig. 1a)", k=eval_k),
 ], figures_dir=FIGURES_DIR)

@@ -30,8 +30,16 @@
 #
 # The logic lives in `scope_lib.recovery`; this notebook runs it and draws the artefacts.
 # At the `tiny` scale the student and teacher are the project's own small models on the
-# synthetic arithmetic-chain task (DESIGN section 1), so the numbers are about that world,
-# not about DeepSeek-R1-Distill-1.5B and Skywork-OR1-7B.
+# tiny task of the configured world (named below), so the numbers are about that world, not
+# about DeepSeek-R1-Distill-1.5B and Skywork-OR1-7B. On a tiny task every incorrect rollout
+# also has a diagnosed first error, so recovery is reported both over all prefixes (as in the
+# paper) and split by whether the kept prefix already holds that error.
+#
+# **Verdicts.** The study runs once, with no seeds to pair, so each claim is judged on a
+# bootstrap interval over the incorrect rollouts (the unit of the study: a prefix's
+# completions are correlated), under the same three outcomes as the rule at the top of the
+# results page: reproduced if the 95% interval excludes 0 in the paper's direction,
+# contradicted if it excludes 0 in the other, inconclusive otherwise.
 
 # %% tags=["parameters"]
 SCALE = "tiny"  # "tiny" (CPU, minutes), "smol", or "paper" (expects GPUs and the HF hub)
@@ -53,7 +61,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from scope_lib import plotting, recovery
+from scope_lib import plotting, recovery, report
 from scope_lib.experiments import experiment_config
 from scope_lib.world import load_world
 
@@ -104,17 +112,22 @@ if world.teacher is None:
     raise ValueError("this notebook needs the teacher in process (teacher.backend: local)")
 world.student.to(device)
 world.teacher.to(device)
+# The task's own first-error diagnosis: `first_route_error` on the route task, `first_chain_error`
+# on the chain task; off the tiny scale (world.task None) the chain diagnosis finds no worked
+# steps in the problems and returns None, so no prefix is split.
+diagnose = getattr(world.task, "first_route_error", None) or recovery.first_chain_error
+task_text = (world.task.__doc__ or "").strip().splitlines()[0] if world.task is not None else "no tiny task"
 started = time.perf_counter()
 study = recovery.recovery_study(
     world.student, world.teacher, world.tokenizer, world.train_problems[:num_problems], world.format_prompt,
     samples_per_problem=samples_per_problem, ratios=RATIOS, completions_per_prefix=completions_per_prefix,
     temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, top_k=cfg.eval.top_k,
-    max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size, seed=SEED,
+    max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size, seed=SEED, diagnose=diagnose,
 )
 seconds = time.perf_counter() - started
 rates, cases = study.rates, study.cases
 display(Markdown(
-    f"**{world.description}** — {num_problems} problems × {samples_per_problem} samples = "
+    f"**{world.description}** ({task_text}) — {num_problems} problems × {samples_per_problem} samples = "
     f"{study.num_rollouts} student rollouts, accuracy {pct(study.student_accuracy)}; "
     f"{study.num_incorrect} incorrect rollouts studied; {study.num_teacher_prompts} distinct prefixes × "
     f"{completions_per_prefix} teacher completions; {seconds:.0f} s on {device}."
@@ -155,22 +168,15 @@ display(Markdown("The paper's Table 7 (%):"), PAPER_TABLE7)
 
 # %%
 gap = gaps["gap"]
-significant = gaps[gaps["low"] > 0].index.tolist()
 by_bucket = table7[list(recovery.BUCKET_NAMES)]
 falling = [q for q in recovery.BUCKET_NAMES if (np.diff(by_bucket[q].dropna().to_numpy()) < 0).all()]
-last = max(RATIOS)
-best_at_last = by_bucket.loc[last].max() / 100
-claim1 = "holds" if (gap > 0).all() else "does not hold"
 display(Markdown(
-    f"**Table 7** ({scale_label}). Claim 1, Q1 recovers more than Q4 at every ratio: **{claim1}** here. "
-    f"The Q1−Q4 gap is " + ", ".join(f"{points(g)} at {r:g}" for r, g in gap.items()) +
-    f" points (paper: " + ", ".join(f"{g:+.1f}" for g in PAPER_TABLE7['Q1-Q4 gap']) + "); "
-    f"its 95 % bootstrap interval excludes zero at {len(significant)} of {len(gap)} ratios"
-    + (f" ({', '.join(f'{r:g}' for r in significant)})" if significant else "") + ". "
-    f"Claim 2, recovery falls as the prefix grows: it falls at every step for {len(falling)} of 4 buckets "
-    f"({', '.join(falling) if falling else 'none'}); over all rollouts from {table7['All'].iloc[0]:.1f} % at "
-    f"{min(RATIOS):g} to {table7['All'].iloc[-1]:.1f} % at {last:g}. The best bucket at {last:g} recovers "
-    f"{pct(best_at_last)} (paper: about 35 %)."
+    f"**Table 7** ({scale_label}), all prefixes. The Q1−Q4 gap is "
+    + ", ".join(f"{points(g)} [{points(lo)}, {points(hi)}] at {r:g}" for r, g, lo, hi in zip(gap.index, gap, gaps["low"], gaps["high"]))
+    + " points (95 % bootstrap intervals; paper: " + ", ".join(f"{g:+.1f}" for g in PAPER_TABLE7['Q1-Q4 gap']) + "). "
+    f"Recovery falls at every step for {len(falling)} of 4 buckets ({', '.join(falling) if falling else 'none'}); over "
+    f"all rollouts from {table7['All'].iloc[0]:.1f} % at {min(RATIOS):g} to {table7['All'].iloc[-1]:.1f} % at "
+    f"{max(RATIOS):g}. The verdicts, under one rule, are at the end of the notebook."
 ))
 
 # %% [markdown]
@@ -208,36 +214,50 @@ display(Markdown(
 ))
 
 # %% [markdown]
-# ## Why: where the first error sits (tiny task only)
-# On the arithmetic-chain task every incorrect rollout has a first wrong line
-# (`recovery.first_chain_error`), so each prefix either still lies before the error or already
-# holds it. This table separates the two cases.
+# ## Recovery conditioned on the first error (table and figure `nb02_recovery_mechanism`)
+# On a tiny task every incorrect rollout has a first wrong line (the task's own diagnosis), so
+# each kept prefix either still lies before the error or already holds it. Recovering before
+# the error only asks the teacher to finish a correct start; recovering after it asks the
+# teacher to repair the student's mistake. The table gives, per truncation ratio, the share of
+# prefixes in each case, the recovery rate and the Q1 − Q4 gap, with 95 % bootstrap intervals
+# over rollouts, next to the unconditioned numbers (`all`).
 
 # %%
-if rates["prefix_has_error"].notna().any():
-    known = rates[rates["prefix_has_error"].notna()].astype({"prefix_has_error": bool})
-    mechanism = pd.DataFrame({
-        "prefixes holding the error (%)": 100 * known.groupby("ratio")["prefix_has_error"].mean(),
-        "recovery, error in prefix (%)": 100 * known[known["prefix_has_error"]].groupby("ratio")["recovery"].mean(),
-        "recovery, error not yet in prefix (%)": 100 * known[~known["prefix_has_error"]].groupby("ratio")["recovery"].mean(),
-    })
-    plotting.save_table(mechanism, "nb02_recovery_mechanism", figures_dir=FIGURES_DIR, floatfmt=".1f")
-    display(mechanism)
+conditions = report.recovery_conditions(rates, n_boot=n_boot, seed=SEED)
+split = set(conditions["condition"]) != {"all"}
+plotting.save_table(conditions, "nb02_recovery_mechanism", figures_dir=FIGURES_DIR, floatfmt=".3f")
+shown = conditions.assign(
+    share=100 * conditions["share"],
+    recovery=[f"{100 * m:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" for m, lo, hi in conditions[["recovery", "low", "high"]].to_numpy()],
+    gap=[f"{points(g)} [{points(lo)}, {points(hi)}]" for g, lo, hi in conditions[["gap", "gap_low", "gap_high"]].to_numpy()],
+).pivot(index="ratio", columns="condition", values=["share", "recovery", "gap"])
+display(Markdown("Share of prefixes (%), recovery (%, 95 % CI) and Q1 − Q4 gap (points, 95 % CI) per condition:"), shown)
+if split:
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for condition, color in zip(report.RECOVERY_CONDITIONS, ("black", "tab:red", "tab:blue")):
+        part = conditions[(conditions["condition"] == condition) & (conditions["n"] > 0)]
+        ax.plot(part["ratio"], 100 * part["recovery"], "o-", color=color, label=condition)
+        ax.fill_between(part["ratio"], 100 * part["low"], 100 * part["high"], color=color, alpha=0.15)
+    ax.set(xlabel="truncation ratio", ylabel="teacher recovery rate (%)", xticks=RATIOS,
+           title=f"recovery by whether the prefix holds the first error ({scale_label})")
+    ax.legend()
+    fig.tight_layout()
+    plotting.savefig(fig, "nb02_recovery_mechanism", figures_dir=FIGURES_DIR)
+    plt.show()
+    by = conditions.set_index(["condition", "ratio"])
     error_line = cases.groupby("bucket")["error_line"].mean()
-    with_error = known.loc[known["prefix_has_error"], "recovery"].mean()
-    without_error = known.loc[~known["prefix_has_error"], "recovery"].mean()
-    text = (f"Once the first error is inside the prefix the teacher recovers {pct(with_error)} of the time; "
-            f"before it, {pct(without_error)}. ")
-    if with_error < 0.5 * without_error:
-        text += ("So the teacher mostly continues a flawed chain rather than repairing it (the tiny teacher was "
-                 "pretrained on correct solutions only): recovery here mostly means finishing the chain before "
-                 "the error happened, and the bucket gap depends on how early each bucket's rollouts go wrong. ")
-    text += (f"The first error sits on line {error_line.iloc[0]:.2f} on average in Q1 and line "
-             f"{error_line.iloc[-1]:.2f} in Q4 (0 = the first line), i.e. the high-PPL rollouts go wrong "
-             f"{'earlier' if error_line.iloc[-1] < error_line.iloc[0] else 'no earlier'} than the low-PPL ones.")
-    display(Markdown(text))
+    display(Markdown(
+        "With the first error inside the prefix the teacher recovers "
+        + ", ".join(f"{pct(by.loc[('error in prefix', r), 'recovery'])} at {r:g}" for r in RATIOS)
+        + "; before it, " + ", ".join(f"{pct(by.loc[('error not yet in prefix', r), 'recovery'])} at {r:g}" for r in RATIOS)
+        + ". The share of prefixes holding the error grows from "
+        f"{pct(by.loc[('error in prefix', min(RATIOS)), 'share'])} at {min(RATIOS):g} to "
+        f"{pct(by.loc[('error in prefix', max(RATIOS)), 'share'])} at {max(RATIOS):g}, so the unconditioned rate mixes "
+        "the two cases in proportions that change with the ratio and with the bucket. The first error sits on line "
+        f"{error_line.iloc[0]:.2f} on average in Q1 and line {error_line.iloc[-1]:.2f} in Q4 (0 = the first line)."
+    ))
 else:
-    print("no chain-task error positions at this scale; skipped")
+    print("this task gives no first-error diagnosis: only the unconditioned recovery is reported")
 
 # %% [markdown]
 # ## Tables 9-12: case studies from the highest-PPL bucket
@@ -260,44 +280,47 @@ if not kinds.empty:
     top_q1 = kinds.loc["Q1"].idxmax() if "Q1" in kinds.index else "n/a"
     text += (f"Their error kinds: {', '.join(table9['error type'].str.split(' [(]').str[0])}. The most common kind "
              f"is '{top_q1}' in Q1 and '{top_q4}' in Q4 (shares per bucket in the table above). The paper's "
-             "high-PPL cases are degenerate text (digit overflow, loops, false premises); in short arithmetic "
-             "chains the comparable signal is which mistakes the teacher finds least plausible.")
+             "high-PPL cases are degenerate text (digit overflow, loops, false premises); on the short tiny task "
+             "the comparable signal is which mistakes the teacher finds least plausible.")
 display(Markdown(text))
 
 # %% [markdown]
 # ## Verdicts (saved for the results page, `figures/README.md`)
+# One bootstrap interval per claim, resampling incorrect rollouts (see the top). The Q1 − Q4
+# gap is judged per truncation ratio against the paper's Table 7 gap at that ratio, over all
+# prefixes (the paper's claim) and over the prefixes that hold the first error (the teacher
+# must repair the mistake; the paper does not split). The fall with the ratio is judged on
+# recovery at the largest ratio minus at the smallest, paired per rollout.
 
 # %%
-from scope_lib import report
-
-
-def verdict(all_true: bool, any_reversed: bool, known: bool) -> bool | None:
-    return None if not known else True if all_true else False if any_reversed else None
-
-
-gap_text = ", ".join(f"{points(g)} [{points(lo)}, {points(hi)}] at {r:g}"
-                     for r, g, lo, hi in zip(gaps.index, gaps["gap"], gaps["low"], gaps["high"]))
-report.show_claims("fig1b_error_recovery", [
-    f"Scale `{scale_label}`: {study.num_incorrect} incorrect rollouts of {num_problems} problems, "
-    f"{completions_per_prefix} teacher completions per prefix.",
-    report.claim(
-        "low-PPL prefixes (Q1) recover more often than high-PPL ones (Q4) at every truncation ratio, by up to +19.4 points",
-        verdict((gaps["low"] > 0).all(), (gaps["high"] < 0).any(), gaps["gap"].notna().all()),
-        f"Q1−Q4 gap with 95 % CI: {gap_text}",
-    ),
-    report.claim(
-        "teacher PPL is negatively related to recovery (rank correlation over all rollouts)",
-        verdict((rho < 0).all(), (rho > 0).any(), rho.notna().all()),
-        "Spearman " + ", ".join(f"{v:+.2f} at {r:g}" for r, v in rho.items()),
-    ),
-    report.claim(
-        "recovery falls as more of the flawed trajectory is kept, in every bucket",
-        len(falling) == 4 if by_bucket.notna().all().all() else None,
-        f"all rollouts: {table7['All'].iloc[0]:.1f} % at {min(RATIOS):g} → {table7['All'].iloc[-1]:.1f} % at {last:g}",
-    ),
-    report.claim(
-        f"even at ratio {last:g} the best bucket still recovers about 35 %",
-        None if pd.isna(best_at_last) else bool(abs(best_at_last - 0.35) <= 0.10),
-        f"best bucket at {last:g}: {pct(best_at_last)}",
-    ),
-], figures_dir=FIGURES_DIR)
+evidence = "one run, bootstrap over rollouts: {q1} in Q1, {q4} in Q4"
+lines = [f"Scale `{scale_label}`: {study.num_incorrect} incorrect rollouts of {num_problems} problems, "
+         f"{completions_per_prefix} teacher completions per prefix. Task: {task_text}"]
+by = conditions.set_index(["condition", "ratio"])
+for condition, label in (("all", "all prefixes"), ("error in prefix", "prefixes that hold the first error")):
+    if condition not in by.index.get_level_values(0):
+        continue
+    for ratio in RATIOS:
+        row = by.loc[(condition, ratio)]
+        paper_gap = PAPER_TABLE7["Q1-Q4 gap"].get(ratio)
+        paper = (f"{paper_gap:+.1f} points (Table 7" + (")" if condition == "all" else ", all prefixes; not split)")
+                 if paper_gap is not None else "no Table 7 row at this ratio")
+        lines.append(report.interval_claim(f"Q1 − Q4 recovery at ratio {ratio:g}, {label}", row["gap"], row["gap_low"],
+                                           row["gap_high"], "greater", paper,
+                                           evidence=evidence.format(q1=int(row["n_q1"]), q4=int(row["n_q4"]))))
+drop, drop_low, drop_high, drop_n = report.recovery_drop(rates, n_boot=n_boot, seed=SEED)
+paper_drop = PAPER_TABLE7[list(recovery.BUCKET_NAMES)].mean(axis=1)
+lines.append(report.interval_claim(
+    f"recovery at ratio {max(RATIOS):g} − at {min(RATIOS):g}, all prefixes", drop, drop_low, drop_high, "less",
+    f"{paper_drop.iloc[-1] - paper_drop.iloc[0]:+.1f} points (Table 7, 0.8 − 0.2, mean of the four buckets: "
+    f"{paper_drop.iloc[0]:.1f} → {paper_drop.iloc[-1]:.1f})",
+    evidence=f"one run, paired per rollout, bootstrap over {drop_n} rollouts"))
+best = curve[curve["ratio"] == max(RATIOS)].sort_values("recovery").iloc[-1]
+lines.append(f"- At ratio {max(RATIOS):g} the best bucket ({best['quartile']}) recovers {pct(best['recovery'])} "
+             f"[{pct(best['low'])}, {pct(best['high'])}] (paper: about 35 %); a level, not a comparison, so no verdict.")
+lines.append("- Rank correlation of teacher PPL with recovery over all rollouts (supplementary, no verdict): Spearman "
+             + ", ".join(f"{v:+.2f} at {r:g}" for r, v in rho.items()) + " (negative: high-PPL prefixes recover less).")
+lines.append(report.check("mean teacher PPL rises from Q1 to Q4 (the quartile split itself)",
+                          bool(np.all(np.diff(table6["ppl_mean"].iloc[:4].to_numpy()) > 0)),
+                          ", ".join(f"{v:.3f}" for v in table6["ppl_mean"].iloc[:4])))
+report.show_claims("fig1b_error_recovery", lines, figures_dir=FIGURES_DIR)

@@ -19,24 +19,32 @@
 # Base student, GRPO, KD, OPD and SCOPE, each trained with several seeds, evaluated with
 # k samples per problem on every held-out eval set: Avg@k and Pass@k, mean and 95% confidence
 # interval over seeds, and the relative change versus OPD (the paper's headline comparison).
-# The runs land in the run registry (`runs/`), so notebooks 05-08 reuse them.
+# OPD runs twice: as in the paper (`opd`, one rollout per prompt, Table 3) and matched in
+# rollouts (`opd_g8`, G = 8 per prompt like SCOPE), so SCOPE's edge cannot come from seeing
+# more rollouts. The runs land in the run registry (`runs/`), so notebooks 05-08 reuse them.
+#
+# Every claim is judged by the rule at the top of the results page: per-seed paired
+# differences (runs with the same seed share prompt order and eval problems) and their 95%
+# interval over seeds; against the base student, evaluated once, a bootstrap over seeds and
+# problems. The summary quantity is the mean over the eval sets of Avg@k or Pass@k at the
+# largest k.
 
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False
-SEEDS = [0, 1, 2]
-METHODS = ["grpo", "kd", "opd", "scope"]
+SEEDS = [0, 1, 2, 3, 4]
+METHODS = ["grpo", "kd", "opd", "opd_g8", "scope"]
 EVAL_K = 16
 FIGURES_DIR = "figures"
 
 # %%
 from IPython.display import Markdown, display
 
-from scope_lib import report
+from scope_lib import report, verdict
 from scope_lib.experiments import run_grid
 from scope_lib.plotting import save_table
 
-seeds = SEEDS[:1] if SMOKE else SEEDS
+seeds = SEEDS[:2] if SMOKE else SEEDS  # two smoke seeds: the paired interval is computed, not skipped
 eval_k = 4 if SMOKE else EVAL_K
 df, results = run_grid(SCALE, METHODS, seeds, smoke=SMOKE, **{"eval.k": eval_k})
 summary = report.seed_summary(df)
@@ -58,21 +66,39 @@ save_table(summary, "table1_main_results_long", figures_dir=FIGURES_DIR)
 display(Markdown(f"**Avg@{eval_k}** (%, mean ± 95% CI over {len(seeds)} seed(s))\n\n" + avg_table.to_markdown()))
 display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + pass_table.to_markdown()))
 
+# %% [markdown]
+# ## Verdicts (saved for the results page)
+# The paper's numbers are its Table 1, average column, R1-Distill-1.5B student with the
+# Skywork-OR1-7B teacher (the Qwen3 pair in brackets where it differs in sign or size).
+
 # %%
-avg = summary[summary.eval_set == "average"].set_index("variant")
-def cell(variant, metric):
-    return float(avg.loc[variant, metric]), float(avg.loc[variant, f"{metric}_ci"])
-lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s), k = {eval_k}."]
-for metric in ("avg@k", "pass@k"):
-    best = avg[metric].drop("base").idxmax()
-    lines.append(f"- Best {metric.replace('k', str(eval_k))} on average: **{best}** ({100 * avg.loc[best, metric]:.1f}%).")
-lines.append(report.claim(
-    "SCOPE has the best Avg@k, above OPD", report.separated(cell("scope", "avg@k"), cell("opd", "avg@k")),
-    f"SCOPE {100 * cell('scope', 'avg@k')[0]:.1f} ± {100 * cell('scope', 'avg@k')[1]:.1f} vs OPD "
-    f"{100 * cell('opd', 'avg@k')[0]:.1f} ± {100 * cell('opd', 'avg@k')[1]:.1f}; relative change {relative['scope']:+.1f}%"))
-lines.append(report.claim(
-    "SCOPE keeps Pass@k at least at the base student's level while GRPO lowers it",
-    report.separated(cell("scope", "pass@k"), cell("grpo", "pass@k")),
-    f"Pass@{eval_k}: base {100 * cell('base', 'pass@k')[0]:.1f}, GRPO {100 * cell('grpo', 'pass@k')[0]:.1f}, "
-    f"OPD {100 * cell('opd', 'pass@k')[0]:.1f}, SCOPE {100 * cell('scope', 'pass@k')[0]:.1f}"))
+avg = {v: report.per_seed(df, v, "avg@k") for v in METHODS}
+top = {v: report.per_seed(df, v, "pass@k") for v in METHODS}
+A, P = f"Avg@{eval_k}", f"Pass@{eval_k}"
+OPD_NOTE = {"opd": "OPD (G = 1, as in the paper)", "opd_g8": "OPD (G = 8, as many rollouts as SCOPE)"}
+lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s), k = {eval_k}; "
+         f"summary quantity: the mean over the eval sets of each seed's {A} or {P}."]
+for opd in [v for v in ("opd", "opd_g8") if v in METHODS]:
+    paper = "+5.54% relative (Avg@32 55.2 vs 52.3; +6.21% with Qwen3)" if opd == "opd" else \
+        "+5.54% relative against the paper's OPD at G = 1; the paper has no rollout-matched OPD"
+    lines.append(report.compare(f"SCOPE − {OPD_NOTE[opd]} {A}", avg["scope"], avg[opd], "greater", paper, relative=True))
+    paper = "+2.60% relative (Pass@32 75.0 vs 73.1; +4.83% with Qwen3)" if opd == "opd" else \
+        "+2.60% relative against the paper's OPD at G = 1"
+    lines.append(report.compare(f"SCOPE − {OPD_NOTE[opd]} {P}", top["scope"], top[opd], "greater", paper, relative=True))
+for baseline, paper in (("grpo", "+11.29% relative (55.2 vs 49.6)"), ("kd", "+21.59% relative (55.2 vs 45.4)")):
+    if baseline in METHODS:
+        lines.append(report.compare(f"SCOPE − {baseline.upper()} {A}", avg["scope"], avg[baseline], "greater", paper,
+                                    relative=True))
+lines.append(report.compare_to_base(f"SCOPE − base student {P}", results, "scope", seeds, "greater",
+                                    "+1.9 points (73.1 → 75.0; Qwen3 +9.4)", k=eval_k))
+for baseline, paper in (("grpo", "-2.0 points (73.1 → 71.1; Qwen3 +1.2)"), ("kd", "-1.1 points (73.1 → 72.0; Qwen3 -2.4)")):
+    if baseline in METHODS:
+        lines.append(report.compare_to_base(f"{baseline.upper()} − base student {P}", results, baseline, seeds, "less",
+                                            paper, k=eval_k))
+
+# The power reached: the SCOPE − OPD Avg@k difference in points, for the top of the results page.
+power = report.save_power(verdict.paired_difference(avg["scope"], avg["opd"]), metric=A,
+                          reference_mean=float(sum(avg["opd"].values()) / len(avg["opd"])), paper_relative=5.54,
+                          figures_dir=FIGURES_DIR)
 report.show_claims("table1_main_results", lines, figures_dir=FIGURES_DIR)
+display(Markdown(report.power_text(power)))  # the results page prints it under the rule

@@ -19,18 +19,22 @@
 # SCOPE with the weight temperature tau in {0.5, 1, 2} (Eq. 4 and 5). The paper: a small tau
 # sharpens the weights onto outliers and destabilises training, a large tau flattens them
 # towards OPD's uniform weighting; tau = 1 balances the two. tau = 1 is notebook 04's SCOPE run.
+#
+# The claim "tau = 1 is best" is judged by the rule at the top of the results page, per other
+# tau: tau = 1 minus that tau per seed (paired by seed), in points of Avg@k and of Pass@k at the
+# largest k, both averaged over the eval sets. That a smaller tau concentrates the weights is a
+# property of the softmax, so it is reported as a check of the implementation, not a claim.
 
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False
-SEEDS = [0, 1, 2]
+SEEDS = [0, 1, 2, 3, 4]
 TAUS = [0.5, 1.0, 2.0]
 EVAL_K = 16
 FIGURES_DIR = "figures"
 
 # %%
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
 
 from scope_lib import report
 from scope_lib.experiments import run_grid, run_histories
@@ -67,14 +71,22 @@ savefig(fig, "fig6_weight_temperature", figures_dir=FIGURES_DIR)
 save_table(summary.assign(tau=summary.variant.map(dict(zip(variants, TAUS)))), "fig6_weight_temperature", figures_dir=FIGURES_DIR)
 
 # %%
-best = avg["avg@k"].idxmax()
-best_tau = dict(zip(variants, TAUS))[best]
 mean_ess = {tau: float(ess[ess.variant == v]["teacher_w_ess_frac"].mean()) for tau, v in zip(TAUS, variants)}
-report.show_claims("fig6_weight_temperature", [
-    f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}: Avg@{eval_k} by tau: "
-    + ", ".join(f"{t}: {100 * avg.loc[v, 'avg@k']:.1f}" for t, v in zip(TAUS, variants))
-    + "; mean teacher-weight ESS fraction: " + ", ".join(f"{t}: {e:.2f}" for t, e in mean_ess.items()) + ".",
-    report.claim("tau = 1 gives the best Avg@k", best_tau == 1.0, f"best tau = {best_tau}"),
-    report.claim("smaller tau concentrates the weights (lower ESS)", bool(mean_ess[min(TAUS)] < mean_ess[max(TAUS)]),
-                 f"ESS fraction {mean_ess[min(TAUS)]:.2f} at tau={min(TAUS)} vs {mean_ess[max(TAUS)]:.2f} at tau={max(TAUS)}"),
-], figures_dir=FIGURES_DIR)
+names = {"avg@k": f"Avg@{eval_k}", "pass@k": f"Pass@{eval_k}"}
+lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s): Avg@{eval_k} by tau "
+         + ", ".join(f"{t}: {100 * avg.loc[v, 'avg@k']:.1f}" for t, v in zip(TAUS, variants))
+         + " (means over seeds); summary quantity: each seed's Avg@k and Pass@k at the largest k, mean over the eval sets."]
+if 1.0 in TAUS:
+    for tau, variant in zip(TAUS, variants):
+        if tau == 1.0:
+            continue
+        for metric in ("avg@k", "pass@k"):
+            lines.append(report.compare(f"tau = 1 − tau = {tau:g} {names[metric]}", report.per_seed(df, "scope", metric),
+                                        report.per_seed(df, variant, metric), "greater",
+                                        "tau = 1 best (Fig. 6, App. C.2; no number in the text)"))
+ess_known = all(e == e for e in mean_ess.values())  # NaN when no group had two incorrect rollouts
+ordered = [mean_ess[t] for t in sorted(TAUS)]
+lines.append(report.check("the teacher-weight ESS fraction rises with tau (a smaller tau concentrates the weights)",
+                          all(a < b for a, b in zip(ordered, ordered[1:])) if ess_known else None,
+                          "mean over steps and seeds: " + ", ".join(f"{e:.3f} at tau = {t:g}" for t, e in sorted(mean_ess.items()))))
+report.show_claims("fig6_weight_temperature", lines, figures_dir=FIGURES_DIR)

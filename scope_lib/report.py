@@ -1,17 +1,35 @@
-"""Tables and sentences the notebooks build from measured results (never from typed numbers).
+"""Tables and verdict lines the notebooks build from measured results (never from typed numbers).
 
-`seed_summary` turns the tidy rows of `experiments.run_grid` into mean and 95% confidence
-interval over seeds; `relative_change` adds Table 1's "relative gain vs OPD";
-`pass_curves` gives Fig. 4's mean Pass@k curve with a band; `step_curves` gives Fig. 3's
-per-step training curves; `claim` writes one verdict line for the results page.
+Tables: `seed_summary` (mean and 95% CI over seeds of `experiments.run_grid` rows),
+`wide_table` (Table 1 layout), `relative_change` (Table 1's "relative gain vs OPD"),
+`pass_curves` (Fig. 4), `step_curves` (Fig. 3), `recovery_conditions` (Fig. 1b split by
+whether the kept prefix already holds the student's first error).
+
+Verdicts: every claim of the paper goes through the one rule of `scope_lib.verdict`. A claim
+is judged on one summary quantity per seed, which the helpers here compute from the runs:
+`per_seed` (a row of `run_grid`), `pass_at`, `pass_area`, `pass_gain` (Pass@k at one k, its
+mean over k = 1..K, its rise between two k), `history_change`, `history_mean` (a logged
+training metric) and `problem_scores` (per-problem scores for the seed x problem bootstrap).
+`compare` and `compare_to_base` write the verdict line; `interval_claim` does the same for a
+quantity measured in one run with a bootstrap interval (notebook 02); `check` labels a test
+of the implementation. `save_power` records the SCOPE − OPD half-width that
+`build_results_page` prints under the rule.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from scope_lib import verdict
 from scope_lib.plotting import mean_ci
+
+# --- tables ------------------------------------------------------------------------------
 
 
 def seed_summary(df: pd.DataFrame, metrics=("avg@k", "pass@k"), by=("variant", "eval_set")) -> pd.DataFrame:
@@ -51,17 +69,23 @@ def relative_change(summary: pd.DataFrame, metric: str, reference: str = "opd", 
     return 100 * (part - part[reference]) / part[reference]
 
 
+def _results_of(results: dict, variant: str) -> dict:
+    """{seed: EvalResult} of one variant of `run_grid`'s results."""
+    chosen = {seed: result for (name, seed), result in results.items() if name == variant}
+    if not chosen:
+        raise ValueError(f"no results for variant {variant!r}; variants are {sorted({v for v, _ in results})}")
+    return chosen
+
+
+def _pass_curve(result, eval_set: str | None) -> dict[int, float]:
+    """Pass@k for k = 1..K of one evaluation: one set, or the mean over its sets (None)."""
+    curves = [result.pass_at_k_curve(name) for name in ([eval_set] if eval_set else list(result.correct))]
+    return {k: float(np.mean([curve[k] for curve in curves])) for k in curves[0]}
+
+
 def pass_curves(results: dict, variant: str, eval_set: str | None = None) -> pd.DataFrame:
     """Mean Pass@k over seeds (and CI band) for k = 1..K; eval_set None averages the sets."""
-    per_seed = []
-    for (v, _seed), result in results.items():
-        if v != variant:
-            continue
-        sets = [eval_set] if eval_set else list(result.correct)
-        curves = [result.pass_at_k_curve(name) for name in sets]
-        per_seed.append({k: float(np.mean([c[k] for c in curves])) for k in curves[0]})
-    if not per_seed:
-        raise ValueError(f"no results for variant {variant!r}")
+    per_seed = [_pass_curve(result, eval_set) for result in _results_of(results, variant).values()]
     rows = []
     for k in per_seed[0]:
         mean, low, high = mean_ci(np.array([c[k] for c in per_seed]))
@@ -84,24 +108,251 @@ def step_curves(histories: dict[tuple[str, int], list[dict]], metric: str) -> pd
     return pd.DataFrame(rows)
 
 
-def claim(text: str, holds: bool | None, evidence: str) -> str:
-    """One results-page line: the paper's claim, whether the run reproduces it, and the numbers."""
-    verdict = {True: "reproduced", False: "not reproduced", None: "inconclusive"}[holds]
-    return f"- **{verdict}**: {text} ({evidence})"
+# --- per-seed summary quantities (what a claim is judged on) -----------------------------
 
 
-def separated(a: tuple[float, float], b: tuple[float, float]) -> bool | None:
-    """True if mean a > mean b with non-overlapping CIs, False if the reverse, None if they overlap.
+def per_seed(df: pd.DataFrame, variant: str, metric: str = "avg@k", eval_set: str = "average") -> dict[Hashable, float]:
+    """{seed: metric} of one variant on one eval set, from the tidy rows of `run_grid`."""
+    rows = df[(df["variant"] == variant) & (df["eval_set"] == eval_set)]
+    if rows.empty:
+        raise ValueError(f"df: no rows for variant {variant!r} on eval set {eval_set!r}")
+    if rows["seed"].duplicated().any():
+        raise ValueError(f"df: variant {variant!r} has several {eval_set!r} rows for one seed")
+    return dict(zip(rows["seed"].tolist(), rows[metric].astype(float).tolist()))
 
-    Each argument is (mean, ci half-width); a NaN half-width (one seed) counts as zero.
+
+def pass_at(results: dict, variant: str, k: int, eval_set: str | None = None) -> dict[Hashable, float]:
+    """{seed: Pass@k at one k}, the mean over the eval sets (or of one set)."""
+    return {seed: _pass_curve(result, eval_set)[k] for seed, result in _results_of(results, variant).items()}
+
+
+def pass_area(results: dict, variant: str, eval_set: str | None = None) -> dict[Hashable, float]:
+    """{seed: mean of Pass@k over k = 1..K}: the area under the Pass@k curve over K, one number
+    for "higher at every k"."""
+    return {seed: float(np.mean(list(_pass_curve(result, eval_set).values())))
+            for seed, result in _results_of(results, variant).items()}
+
+
+def pass_gain(results: dict, variant: str, k_from: int, k_to: int, eval_set: str | None = None) -> dict[Hashable, float]:
+    """{seed: Pass@k_to − Pass@k_from}: how much more a run solves with more samples."""
+    return {seed: curve[k_to] - curve[k_from]
+            for seed, curve in ((s, _pass_curve(r, eval_set)) for s, r in _results_of(results, variant).items())}
+
+
+def _history_values(history: list[dict], metric: str, where: str) -> np.ndarray:
+    values = np.array([record.get(metric, np.nan) for record in history], dtype=np.float64)
+    if not np.isfinite(values).any():
+        raise ValueError(f"{where}: no finite {metric!r} in its {len(history)} logged steps")
+    return values
+
+
+def history_change(histories: dict[tuple[str, int], list[dict]], variant: str, metric: str, *,
+                   fraction: float = 0.2) -> dict[Hashable, float]:
+    """{seed: mean of `metric` over the last `fraction` of logged steps minus over the first}.
+
+    The window is max(1, int(fraction * steps)) steps at each end; steps without the metric
+    (NaN) are left out of the means.
     """
-    (ma, ca), (mb, cb) = a, b
-    ca, cb = (0.0 if not np.isfinite(c) else c for c in (ca, cb))
-    if ma - ca > mb + cb:
-        return True
-    if mb - cb > ma + ca:
-        return False
-    return None
+    if not 0.0 < fraction <= 0.5:
+        raise ValueError(f"fraction: expected a share of the steps in (0, 0.5], got {fraction!r}")
+    out = {}
+    for (name, seed), history in histories.items():
+        if name == variant:
+            values = _history_values(history, metric, f"run ({variant}, seed {seed})")
+            window = max(1, int(fraction * len(values)))
+            out[seed] = float(np.nanmean(values[-window:]) - np.nanmean(values[:window]))
+    if not out:
+        raise ValueError(f"histories: no runs of variant {variant!r}")
+    return out
+
+
+def history_mean(histories: dict[tuple[str, int], list[dict]], variant: str, metric: str) -> dict[Hashable, float]:
+    """{seed: mean of `metric` over every logged step} (the area under its curve over steps)."""
+    out = {seed: float(np.nanmean(_history_values(history, metric, f"run ({variant}, seed {seed})")))
+           for (name, seed), history in histories.items() if name == variant}
+    if not out:
+        raise ValueError(f"histories: no runs of variant {variant!r}")
+    return out
+
+
+def problem_scores(results: dict, variant: str, seeds: list, *, k: int = 1) -> dict[Hashable, np.ndarray]:
+    """{seed: (problems,) per-problem unbiased Pass@k}, the eval sets concatenated in order.
+
+    k = 1 gives each problem's accuracy over its samples, whose mean is Avg@k. The base
+    student is evaluated once, so its one result stands for every seed in `seeds`, paired
+    with each trained run. With equal-sized eval sets (the tiny presets) the mean over the
+    concatenation equals the mean over sets that `run_grid`'s "average" row reports.
+    """
+    from scope_lib.metrics import pass_at_k
+
+    found = _results_of(results, variant)
+    if variant == "base":
+        found = dict.fromkeys(seeds, next(iter(found.values())))
+    out = {}
+    for seed in seeds:
+        if seed in found:
+            result = found[seed]
+            out[seed] = np.array([pass_at_k(result.k, int(count), k)
+                                  for name in result.correct for count in result.counts(name)])
+    return out
+
+
+# --- verdict lines -----------------------------------------------------------------------
+
+
+def compare(name: str, a: Mapping, b: Mapping, direction: verdict.Direction, paper_effect: str, *,
+            relative: bool = False, scale: float = 100.0, unit: str = " points", digits: int = 1) -> str:
+    """The verdict line for "a − b" on paired seeds (Student t over seeds, `verdict` rule).
+
+    `a`, `b`: {seed: summary quantity}. `relative`: judge the per-seed relative difference
+    100 (a − b) / b in %, the paper's unit for "+5.54% relative"; a reference of 0 in some
+    seed makes that undefined, and the line says so (inconclusive) instead of failing.
+    Otherwise the difference is multiplied by `scale` (100: fractions as points) and
+    followed by `unit`.
+    """
+    if relative:
+        zero = [seed for seed in a if seed in b and float(b[seed]) == 0.0]
+        if zero:
+            paired = [seed for seed in a if seed in b]
+            difference = verdict.Difference(math.nan, math.nan, math.nan, dict.fromkeys(paired, math.nan),
+                                            relative=True, reason=f"the reference is 0 in seed(s) {zero}, "
+                                                                  "so the relative difference is undefined")
+        else:
+            difference = verdict.paired_relative_difference(a, b)
+        return verdict.claim_line(name, difference, direction, paper_effect, digits=digits)
+    return verdict.claim_line(name, verdict.paired_difference(a, b), direction, paper_effect,
+                              scale=scale, unit=unit, digits=digits)
+
+
+def compare_to_base(name: str, results: dict, variant: str, seeds: list, direction: verdict.Direction,
+                    paper_effect: str, *, k: int = 1, num_resamples: int = 2000, seed: int = 0) -> str:
+    """The verdict line for "variant − base student" in points of per-problem Pass@k (k = 1:
+    Avg@k). The base student has one evaluation, not one per seed, so a t interval over seeds
+    would leave out its evaluation noise; the interval is the bootstrap over seeds and
+    problems jointly (`verdict.bootstrap_difference`), the base repeated for every seed."""
+    difference = verdict.bootstrap_difference(problem_scores(results, variant, seeds, k=k),
+                                              problem_scores(results, "base", seeds, k=k),
+                                              num_resamples=num_resamples, seed=seed)
+    return verdict.claim_line(name, difference, direction, paper_effect, scale=100.0, unit=" points")
+
+
+def interval_claim(name: str, estimate: float, low: float, high: float, direction: verdict.Direction,
+                   paper_effect: str, *, evidence: str, scale: float = 100.0, unit: str = " points",
+                   digits: int = 1) -> str:
+    """The verdict line for a quantity measured in one run, with a bootstrap interval.
+
+    Notebook 02 runs the recovery study once, with no seeds to pair: its interval resamples
+    rollouts. The outcome follows the same rule (`verdict.verdict` on [low, high]); a NaN
+    estimate or interval is inconclusive. `evidence` says what was resampled.
+    """
+    finite = all(math.isfinite(float(x)) for x in (estimate, low, high))
+    difference = verdict.Difference(float(estimate), float(low), float(high), {}, method="bootstrap",
+                                    reason=None if finite else "no interval")
+    outcome = verdict.verdict(difference, direction)
+
+    def signed(value: float) -> str:
+        return f"{scale * value:+.{digits}f}" if math.isfinite(float(value)) else "n/a"
+
+    ours = f"{signed(estimate)}{unit}" + (f" [{signed(low)}, {signed(high)}]" if finite else "")
+    return f"- **{outcome}** — {name}: {ours} ({evidence}; paper: {paper_effect})"
+
+
+def check(name: str, passed: bool | None, detail: str = "") -> str:
+    """`verdict.check_line` for a test of the implementation; `passed` None (nothing to test
+    in this run, e.g. no group with two rollouts on a path) gives a "check not run" line."""
+    if passed is None:
+        return f"- **check not run** — {name}" + (f": {detail}" if detail else "")
+    return verdict.check_line(name, bool(passed), detail)
+
+
+# --- recovery split by where the first error sits (Fig. 1b) ------------------------------
+
+RECOVERY_CONDITIONS = ("all", "error in prefix", "error not yet in prefix")
+
+
+def recovery_conditions(rates: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Recovery per truncation ratio for all prefixes and split by `prefix_has_error`.
+
+    rates: `recovery.recovery_study(...).rates`. One row per (ratio, condition) with columns
+    n (prefixes), share (of the ratio's prefixes), recovery, low, high (bootstrap over
+    rollouts), and gap, gap_low, gap_high, the Q1 − Q4 recovery gap (`recovery.quartile_gap`,
+    buckets from the whole population) over n_q1 and n_q4 rollouts. The two split conditions appear only where the
+    task diagnoses the first error (`prefix_has_error` not None). Fractions in [0, 1].
+    """
+    from scope_lib import recovery
+
+    known = rates[rates["prefix_has_error"].notna()]
+    subsets = {"all": rates}
+    if not known.empty:
+        holds = known["prefix_has_error"].astype(bool)
+        subsets.update({"error in prefix": known[holds], "error not yet in prefix": known[~holds]})
+    rows = []
+    for condition, subset in subsets.items():
+        gaps = recovery.quartile_gap(subset, n_boot=n_boot, seed=seed).set_index("ratio") if not subset.empty else None
+        for ratio in sorted(rates["ratio"].unique()):
+            cell = subset.loc[subset["ratio"] == ratio, "recovery"]
+            mean, low, high = recovery.bootstrap_mean_ci(cell, n_boot=n_boot, seed=seed)
+            gap = gaps.loc[ratio] if gaps is not None and ratio in gaps.index else \
+                pd.Series({"gap": np.nan, "low": np.nan, "high": np.nan, "n_q1": 0, "n_q4": 0})
+            rows.append({"ratio": float(ratio), "condition": condition, "n": int(cell.size),
+                         "share": cell.size / int((rates["ratio"] == ratio).sum()), "recovery": mean, "low": low,
+                         "high": high, "gap": float(gap["gap"]), "gap_low": float(gap["low"]),
+                         "gap_high": float(gap["high"]), "n_q1": int(gap["n_q1"]), "n_q4": int(gap["n_q4"])})
+    return pd.DataFrame(rows)
+
+
+def recovery_drop(rates: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
+    """(mean, low, high, rollouts): recovery at the largest truncation ratio minus at the
+    smallest, paired per rollout (each incorrect rollout is truncated at every ratio), with
+    a bootstrap interval over rollouts."""
+    from scope_lib import recovery
+
+    table = rates.pivot_table(index="rollout", columns="ratio", values="recovery", aggfunc="mean")
+    drop = (table[table.columns.max()] - table[table.columns.min()]).dropna()
+    mean, low, high = recovery.bootstrap_mean_ci(drop, n_boot=n_boot, seed=seed)
+    return mean, low, high, int(drop.size)
+
+
+# --- the results page --------------------------------------------------------------------
+
+POWER_FILE = "table1_power.json"  # written by notebook 04, read by the results page
+
+
+def save_power(difference: verdict.Difference, *, metric: str, reference_mean: float, paper_relative: float,
+               figures_dir: str = "figures") -> dict:
+    """Record the SCOPE − OPD difference (fractions) whose half-width says what the run can
+    resolve: seeds, mean, interval and half-width in points, and the paper's relative effect
+    converted to points at this run's OPD level (`reference_mean`). Returns the record."""
+    from scope_lib.plotting import resolve_figures_dir
+
+    def points(value: float) -> float | None:
+        return round(100 * value, 4) if math.isfinite(value) else None
+
+    record = {"comparison": "SCOPE − OPD", "metric": metric, "seeds": difference.n,
+              "mean_points": points(difference.mean), "low_points": points(difference.low),
+              "high_points": points(difference.high), "half_width_points": points(difference.half_width),
+              "reference_points": points(reference_mean), "paper_relative_percent": paper_relative,
+              "paper_effect_points": points(paper_relative / 100 * reference_mean)}
+    folder = resolve_figures_dir(figures_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / POWER_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def power_text(record: dict) -> str:
+    """The results page's sentence on seeds and the SCOPE − OPD half-width reached."""
+    seeds = f"{record['seeds']} seed{'s' if record['seeds'] != 1 else ''}"
+    head = f"**Power.** Table 1 pairs {seeds}. Its {record['comparison']} {record['metric']} difference"
+    if record["half_width_points"] is None:
+        return f"{head} has no interval (fewer than 2 paired seeds)."
+    text = (f"{head} is {record['mean_points']:+.1f} points [{record['low_points']:+.1f}, "
+            f"{record['high_points']:+.1f}]: a 95% half-width of **{record['half_width_points']:.1f} points**.")
+    if record["paper_effect_points"] is not None:
+        text += (f" An effect of the paper's size ({record['paper_relative_percent']:+.2f}% relative) would be "
+                 f"{record['paper_effect_points']:+.1f} points at this run's OPD level, so it "
+                 + ("could" if record["half_width_points"] < abs(record["paper_effect_points"]) else "could not")
+                 + " be told from 0 at this half-width.")
+    return text
 
 
 def show_claims(name: str, lines: list[str], figures_dir: str = "figures") -> str:
@@ -133,19 +384,23 @@ RESULTS_PAGE = [
 ]
 
 
-def build_results_page(figures_dir: str = "figures", *, header: str = "") -> "Path":
-    """Write `<figures_dir>/README.md`: every figure embedded, each with the verdicts its notebook saved.
+def build_results_page(figures_dir: str = "figures", *, header: str = "") -> Path:
+    """Write `<figures_dir>/README.md`: the verdict rule and the power reached (from notebook
+    04's `POWER_FILE`, when it exists) at the top, then every figure embedded, each with the
+    verdicts its notebook saved.
 
     Only artefacts whose files exist are listed, so the page shows what the last run made.
     """
-    from pathlib import Path
-
     from scope_lib.plotting import resolve_figures_dir
 
     folder = resolve_figures_dir(figures_dir)
     parts = ["# Results at `tiny` scale", "",
              "Every figure and table below was produced by the numbered notebooks (`python3 -m scope_lib.bootstrap "
-             "notebooks`); each verdict line compares the run's own numbers with the paper's claim.", ""]
+             "notebooks`); each verdict line judges one claim of the paper on this run's own numbers, with the "
+             "paper's effect size beside ours.", "", verdict.RULE_TEXT, ""]
+    power = folder / POWER_FILE
+    if power.exists():
+        parts += [power_text(json.loads(power.read_text())), ""]
     if header:
         parts += [header, ""]
     for prefixes, notebook, title in RESULTS_PAGE:
@@ -169,4 +424,4 @@ def build_results_page(figures_dir: str = "figures", *, header: str = "") -> "Pa
             parts += ["Tables: " + ", ".join(f"[{t.stem}]({t.name})" for t in tables), ""]
     page = folder / "README.md"
     page.write_text("\n".join(parts))
-    return Path(page)
+    return page

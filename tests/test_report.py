@@ -1,10 +1,11 @@
-"""Report helpers turn measured rows into tables and verdicts; checked against hand computations."""
+"""Report helpers turn measured rows into tables and the results page; checked against hand computations.
+The verdict-line helpers are tested in test_report_verdicts.py."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from scope_lib import report
+from scope_lib import report, verdict
 from scope_lib.evaluate import EvalResult
 
 
@@ -29,13 +30,6 @@ def test_seed_summary_and_relative_change_match_hand_computation():
         report.relative_change(summary, "avg@k", reference="kd")
 
 
-def test_separated_is_an_interval_comparison():
-    assert report.separated((0.6, 0.05), (0.4, 0.05)) is True
-    assert report.separated((0.4, 0.05), (0.6, 0.05)) is False
-    assert report.separated((0.5, 0.1), (0.45, 0.1)) is None
-    assert report.separated((0.5, float("nan")), (0.45, float("nan"))) is True  # one seed: point comparison
-
-
 def test_pass_curves_average_seeds():
     rng = np.random.default_rng()
     results = {("scope", s): EvalResult(k=4, correct={"a": rng.random((5, 4)) < 0.5, "b": rng.random((5, 4)) < 0.3})
@@ -55,3 +49,5 @@ def test_results_page_embeds_what_exists(tmp_path):
     assert "![fig3_training_dynamics](fig3_training_dynamics.png)" in page
     assert "- **reproduced**: something (numbers)" in page
     assert "Fig. 1a" not in page  # nothing of notebook 01 exists, so no section
+    assert verdict.RULE_TEXT in page  # the rule heads the page, before any section
+    assert page.index(verdict.RULE_TEXT) < page.index("## Fig. 3")
