@@ -63,23 +63,30 @@ def student_path_table(problems: Sequence[Problem], group: Sequence[int], correc
                          "log_ppl": -s.numpy(), "weight": weights})
 
 
-def student_path_stats(table: pd.DataFrame, *, routes: tuple[str, str] = ("inorder", "subfirst")) -> dict[str, float]:
-    """The Eq. 4 preconditions from a `student_path_table`."""
+def student_path_stats(table: pd.DataFrame, *, ignore: tuple[str, ...] = ("other",)) -> dict[str, float]:
+    """The Eq. 4 preconditions from a `student_path_table`.
+
+    Routes are the table's route labels except `ignore` (texts whose route could not be read).
+    A group "takes two routes" when its correct rollouts carry at least two distinct labels; in
+    such a group the comparison is between the globally rarest and the globally most common
+    route present (shares among all correct rollouts).
+    """
     right = table[table["correct"]]
     sizes = right.groupby("group").size()
     multi = sizes[sizes >= 2].index
     ess = [group_ess_frac(right.loc[right["group"] == g, "weight"].to_numpy()) for g in multi]
-    counts = right["route"].value_counts()
-    rare = min(routes, key=lambda r: counts.get(r, 0))
-    common = routes[0] if rare == routes[1] else routes[1]
+    named = right[~right["route"].isin(ignore)]
+    share = named["route"].value_counts(normalize=True)
     both, heavier, spread = 0, 0, []
     for g in multi:
         rows = right[right["group"] == g]
         spread.append(float(rows["log_ppl"].std(ddof=0)))
-        present = set(rows["route"])
-        if {rare, common} <= present:
+        present = [r for r in rows["route"].unique() if r not in ignore]
+        if len(present) >= 2:
             both += 1
+            rare, common = min(present, key=lambda r: share[r]), max(present, key=lambda r: share[r])
             heavier += rows.loc[rows["route"] == rare, "weight"].mean() > rows.loc[rows["route"] == common, "weight"].mean()
+    by_route = named.groupby("route")["log_ppl"].mean()
     return {
         "groups": float(table["group"].nunique()),
         "groups_2plus_correct": float(len(multi)),
@@ -87,11 +94,9 @@ def student_path_stats(table: pd.DataFrame, *, routes: tuple[str, str] = ("inord
         "log_ppl_spread": float(np.mean(spread)) if spread else math.nan,  # within-group std, mean over groups
         "two_route_frac": both / len(multi) if len(multi) else math.nan,
         "mixed_groups": float(both),
-        "rare_route": rare,
-        "rare_route_share": float(counts.get(rare, 0) / max(1, len(right))),
         "rare_route_heavier_frac": heavier / both if both else math.nan,
-        "mean_log_ppl_rare": float(right.loc[right["route"] == rare, "log_ppl"].mean()),
-        "mean_log_ppl_common": float(right.loc[right["route"] == common, "log_ppl"].mean()),
+        **{f"route_share:{r}": float(v) for r, v in share.items()},
+        **{f"route_log_ppl:{r}": float(v) for r, v in by_route.items()},
     }
 
 

@@ -228,6 +228,7 @@ class SolutionMix:
     rare_route_prob: float  # P(subfirst) on problems where both step routes are valid for this model
     slip_prob: float  # P(one slip-then-fix line) per step-by-step solution
     direct_prob: float = 0.0  # P(the answer alone, no steps): the short route
+    direct_max_ops: int = 5  # ... only on problems with at most this many operations
 
 
 STUDENT_MIX = SolutionMix(max_value=STUDENT_MAX, rare_route_prob=0.2, slip_prob=0.0, direct_prob=0.15)
@@ -258,7 +259,7 @@ def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int
         question = f"Start with {start}. " + " ".join(_WORDS[op].format(b=b) for op, b in steps)
         if _is_eval_question(question):
             continue
-        if mix.direct_prob > 0 and rng.random() < mix.direct_prob:  # no draw otherwise: same stream as before
+        if mix.direct_prob > 0 and len(steps) <= mix.direct_max_ops and rng.random() < mix.direct_prob:
             out.append((f"{question}\n", solution_text(start, steps, DIRECT)))
             continue
         if len(valid) == 2:
@@ -343,7 +344,8 @@ def first_route_error(problem: Problem, text: str) -> RouteError | None:
 
     Each line `a op b = c` is checked: `a` against the previous result, `op b` against the
     operations not yet used (addition and subtraction commute, so any order is a valid route),
-    `c = a op b`. A direct answer (no lines) is checked against the gold answer. A `fix:` line right after a slipped line that
+    `c = a op b`. A direct answer (no lines) is checked against the gold answer. A `fix:` line
+    right after a slipped line that
     repeats it correctly repairs the slip (the teacher's traces), so it is not an error.
     """
     steps = [tuple(s) for s in problem.meta.get("steps", [])]

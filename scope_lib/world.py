@@ -12,7 +12,6 @@ evaluator and the notebooks share one code path across the three scales (DESIGN 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

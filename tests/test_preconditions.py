@@ -47,8 +47,9 @@ def test_student_path_stats_counts_routes_and_weights():
     assert table.loc[~table.correct, "weight"].eq(0).all()
     stats = pre.student_path_stats(table)
     assert stats["groups_2plus_correct"] == 3
-    assert stats["rare_route"] == "subfirst"  # 2 subfirst vs 5 inorder among the >= 2 groups... and overall
+    assert stats["route_share:subfirst"] == pytest.approx(3 / 8)  # 3 subfirst vs 5 inorder among correct rows
     assert stats["two_route_frac"] == pytest.approx(2 / 3)
+    assert stats["route_log_ppl:subfirst"] == pytest.approx((0.6 + 0.2 + 0.9) / 3)
     assert stats["mixed_groups"] == 2
     assert stats["rare_route_heavier_frac"] == pytest.approx(0.5)
     expected_ess = np.mean([pre.group_ess_frac(g0), pre.group_ess_frac(np.exp([0.5, 0.2])),

@@ -69,8 +69,10 @@ def test_solution_mixes():
     assert max(max(numbers(s)) for _, s in student) <= routes.STUDENT_MAX
     assert max(max(numbers(s)) for _, s in teacher) > routes.STUDENT_MAX  # three-digit values
     assert not any(routes.FIX_MARK in s for _, s in student)
-    direct_share = sum(s.startswith("\\boxed") for _, s in student) / len(student)
-    assert abs(direct_share - routes.STUDENT_MIX.direct_prob) < 0.03
+    short = [(p, s) for p, s in student if len(_problem_of(p).meta["steps"]) <= routes.STUDENT_MIX.direct_max_ops]
+    direct_share = sum(s.startswith("\\boxed") for _, s in short) / len(short)
+    assert abs(direct_share - routes.STUDENT_MIX.direct_prob) < 0.05
+    assert not any(s.startswith("\\boxed") for p, s in student if (p, s) not in short)
     assert not any(s.startswith("\\boxed") for _, s in teacher)
     fix_share = sum(routes.FIX_MARK in s for _, s in teacher) / len(teacher)
     assert 0.2 < fix_share < 0.3  # TEACHER_MIX.slip_prob = 0.25
