@@ -79,6 +79,16 @@ def wait_until_none_alive(mark: str, timeout: float, after: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.fixture(autouse=True)
+def no_idle_verify_workers():
+    """Stop the verify workers a test started in this process: they idle on by design, and a
+    later test counting this process's children would take them for leftovers."""
+    yield
+    from scope_lib import verify_worker
+
+    verify_worker._POOL.shutdown()
+
+
 @pytest.fixture
 def mark():
     """A fresh mark; every process still carrying it at teardown is SIGKILLed (by pid)."""

@@ -63,6 +63,16 @@ def snapshot(run_dir):
             if p.is_file() and p.name != ".lock"}
 
 
+@pytest.fixture(autouse=True)
+def no_idle_verify_workers():
+    """Stop the verify workers a test started in this process: they idle on by design, and a
+    later test counting this process's children would take them for leftovers."""
+    yield
+    from scope_lib import verify_worker
+
+    verify_worker._POOL.shutdown()
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """An uninterrupted 3-step run, and the destinations of every os.replace it made."""
