@@ -112,10 +112,10 @@ if world.teacher is None:
     raise ValueError("this notebook needs the teacher in process (teacher.backend: local)")
 world.student.to(device)
 world.teacher.to(device)
-# The task's own first-error diagnosis: `first_route_error` on the route task, `first_chain_error`
-# on the chain task; off the tiny scale (world.task None) the chain diagnosis finds no worked
-# steps in the problems and returns None, so no prefix is split.
-diagnose = getattr(world.task, "first_route_error", None) or recovery.first_chain_error
+# The task's own first-error diagnosis (`first_error` of scope_lib.routes or scope_lib.tasks); off
+# the tiny scale (world.task None) the chain diagnosis finds no worked steps in the problems and
+# returns None, so no prefix is split.
+diagnose = world.task.first_error if world.task is not None else recovery.first_chain_error
 task_text = (world.task.__doc__ or "").strip().splitlines()[0] if world.task is not None else "no tiny task"
 started = time.perf_counter()
 study = recovery.recovery_study(

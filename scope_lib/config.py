@@ -437,7 +437,9 @@ def _validate(cfg: TrainConfig) -> None:
 def _check_eval_sets(names: list[str]) -> None:
     from scope_lib.benchmarks import BENCHMARKS  # a light import: no models, no hub
 
-    allowed = ("tiny", "tiny_validation", *BENCHMARKS)  # tiny_validation: the lr-selection split
+    from scope_lib.code_benchmarks import CODE_BENCHMARKS
+
+    allowed = ("tiny", "tiny_validation", *BENCHMARKS, *CODE_BENCHMARKS)  # tiny_validation: the lr-selection split
     for index, name in enumerate(names):
         if name not in allowed:
             raise _Invalid(f"data.eval_sets[{index}]", f"expected one of {list(allowed)}, got {name!r}")

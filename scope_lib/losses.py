@@ -41,7 +41,10 @@ import torch
 import torch.nn.functional as F
 
 # Re-exported: the log-prob helpers lived here before scope_lib.logprobs existed.
-from scope_lib.logprobs import _check_temperature, position_ids_from_mask, token_logprobs, token_logprobs_from_logits
+from scope_lib.logprobs import (  # full_reverse_kl and its floor are re-exported: the exact-KL loss
+    TEACHER_LOGP_FLOOR, _check_temperature, full_reverse_kl, position_ids_from_mask, token_logprobs,
+    token_logprobs_from_logits,
+)
 from scope_lib.weights import sequence_logp, student_weights, teacher_weights, weight_stats
 
 IncorrectPath = Literal["paper", "clipped_ppo"]
@@ -401,50 +404,3 @@ def opd_baseline_loss(
     }
     return loss, stats
 
-
-# ---------------------------------------------------------------------------------------------
-# the exact reverse KL (small vocabularies)
-
-# Teacher log-probs are read as at least this (nats). A teacher probability of exactly 0 (a -inf
-# logit: a banned or masked token) at a token the student gives mass makes KL(p_S || p_T) +inf;
-# clamped, it is a penalty of at most 100 nats per position whose gradient still pushes the
-# student off that token. e^-100 is below float32's smallest normal number (1.2e-38), so the
-# clamp changes nothing a float32 teacher distinguishes from 0 in probability.
-TEACHER_LOGP_FLOOR = -100.0
-
-
-def full_reverse_kl(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 1.0
-) -> torch.Tensor:
-    """Exact per-position reverse KL ``KL(p_S || p_T)`` over the full vocabulary, (B, T).
-
-    The small-vocabulary exact option, NOT the paper's estimator: Eq. 3 uses the single-sample
-    log-ratio of the sampled token (:func:`opd_loss`). Useful for the tiny world and as a check.
-
-    student_logits, teacher_logits: (B, T, V) raw logits from the same ``input_ids`` (equal
-    vocabularies are required). Both are divided by ``temperature``. Aligned with the tokens:
-    ``kl[:, t]`` is the KL of the distributions predicting token t, i.e. of logits at t-1;
-    ``kl[:, 0] = 0``. Computed in float32 (float64 for float64 logits); differentiable w.r.t.
-    ``student_logits`` only (the teacher is detached). Multiply by the response mask downstream.
-
-    Zero probabilities (-inf logits): a token the student gives no mass contributes 0
-    (``0 log 0 = 0``), whatever the teacher says, with zero gradient; the teacher's log-probs are
-    clamped at ``TEACHER_LOGP_FLOOR``, so the KL is finite wherever the student has support and
-    equals the plain formula wherever the teacher's log-probs are above the floor. A teacher row
-    that is NaN (or all -inf) stays NaN: that is a broken teacher, not a rare token.
-    """
-    if student_logits.dim() != 3 or teacher_logits.shape != student_logits.shape:
-        raise ValueError(
-            "student_logits and teacher_logits must both be (B, T, V) with equal vocabularies, got "
-            f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
-        )
-    _check_temperature(temperature)
-    dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
-    log_ps = F.log_softmax(student_logits[:, :-1].to(dtype) / temperature, dim=-1)  # (B, T-1, V)
-    log_pt = F.log_softmax(teacher_logits[:, :-1].detach().to(dtype) / temperature, dim=-1)
-    log_pt = log_pt.clamp(min=TEACHER_LOGP_FLOOR)
-    # where, not a product with p_S = 0: -inf - (-inf) is NaN, and NaN * 0 is NaN in value and gradient.
-    on_support = log_ps > -math.inf
-    safe_log_ps = torch.where(on_support, log_ps, torch.zeros((), dtype=dtype, device=log_ps.device))
-    kl = (log_ps.exp() * (safe_log_ps - log_pt)).sum(-1)  # (B, T-1); exp(-inf) = 0 exactly
-    return torch.cat([kl.new_zeros(kl.shape[0], 1), kl], dim=1)

@@ -185,12 +185,38 @@ def measure_world(model_name: str = "tiny_routes", *, path_problems: int = 256, 
                                         task.route_of, seed=seed)
     study = recovery.recovery_study(world.student, world.teacher, world.tokenizer, pool[:recovery_problems],
                                     task.format_prompt, samples_per_problem=4, completions_per_prefix=4, seed=seed,
-                                    diagnose=task.first_route_error, progress=progress)
+                                    diagnose=task.first_error, progress=progress)
     stats.update(recovery_stats(study.rates))
     teacher_path = teacher_path_ess(study)
     stats["teacher_ess_frac"] = teacher_path
     stats["student_accuracy_T1"] = float(table["correct"].mean())
+    if hasattr(task, "FIX_MARK"):
+        stats.update(teacher_fix_rate(world.teacher, world.tokenizer, task.validation_set(50)))
     return stats, table, study
+
+
+@torch.no_grad()
+def teacher_fix_rate(teacher, tokenizer, problems: Sequence[Problem], *, deltas=(-10, -2, -1, 1, 2, 10)) -> dict[str, float]:
+    """How often the teacher, given a prefix whose only line is a slipped first line exactly like
+    its slip-then-fix traces (route task), writes the `fix:` line and ends correct (greedy)."""
+    from scope_lib import routes
+    from scope_lib.rollout import generate_rollouts
+
+    cases = []
+    for problem in problems:
+        steps = [tuple(s) for s in problem.meta["steps"]]
+        route = "subfirst" if problem.meta["kind"] == "subfirst_only" else "inorder"
+        first = routes.running_values(problem.meta["start"], routes.route_steps(steps, route))[0]
+        for delta in deltas:
+            if first + delta >= 0:
+                line = routes.solution_text(problem.meta["start"], steps, route, slip=(0, delta)).split("\n")[0]
+                cases.append((problem, line + "\n"))
+    batch = generate_rollouts(teacher, tokenizer, [routes.format_prompt(p) + line for p, line in cases], num_samples=1,
+                              temperature=0.0, max_new_tokens=96)
+    fixed = [t.startswith(routes.FIX_MARK) for t in batch.texts]
+    right = [routes.first_error(p, line + t) is None for (p, line), t in zip(cases, batch.texts)]
+    return {"teacher_fix_rate": float(np.mean(fixed)), "teacher_fix_correct": float(np.mean(right)),
+            "teacher_fix_cases": float(len(cases))}
 
 
 def teacher_path_ess(study) -> float:

@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import yaml
 
-from scope_lib.config import load_config
+from scope_lib.config import load_config, parse_override
 
 
 def parse_args(argv: list[str]) -> tuple[str, dict]:
@@ -32,7 +31,10 @@ def parse_args(argv: list[str]) -> tuple[str, dict]:
         if not key.startswith("--") or i + 1 >= len(rest):
             parser.error(f"expected '--key value' pairs after --config, got {rest[i:]!r}")
         name, value = key[2:], rest[i + 1]
-        overrides[name] = yaml.safe_load(value)
+        try:
+            overrides[name] = parse_override(value, key=name)  # bounded, safe YAML; errors name the key
+        except ValueError as error:
+            parser.error(str(error))
         i += 2
     return known.config, overrides
 

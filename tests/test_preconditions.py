@@ -86,3 +86,20 @@ def test_measure_student_path_on_a_toy_world():
     sums = table[table["correct"]].groupby("group")["weight"].sum()
     assert np.allclose(sums, 1.0)
     assert set(stats) >= {"student_ess_frac", "two_route_frac", "rare_route_heavier_frac"}
+
+
+def test_teacher_fix_rate_on_a_toy_world():
+    from scope_lib.world import _tiny_world
+
+    world = _tiny_world("tiny_routes_smoke", progress=False)
+    stats = pre.teacher_fix_rate(world.teacher, world.tokenizer, routes.validation_set(3), deltas=(1, 10))
+    assert stats["teacher_fix_cases"] == 6
+    assert 0.0 <= stats["teacher_fix_rate"] <= 1.0 and 0.0 <= stats["teacher_fix_correct"] <= 1.0
+
+
+def test_shipped_route_world_matches_its_manifest():
+    """The committed world loads only after its SHA-256 check (corruption cases: tests/test_shipped.py)."""
+    from scope_lib.shipped import verify_world
+    from scope_lib.world import SHIPPED_DIR
+
+    verify_world(SHIPPED_DIR / "tiny_routes")
