@@ -16,13 +16,14 @@
 # %% [markdown]
 # # 00 · Setup: the tiny world
 #
-# Loads the `tiny` scale's tokenizer, teacher and student — Llama causal LMs pretrained by the
-# project on a synthetic verifiable math task — and measures them with the evaluator at the
-# paper's evaluation settings scaled down (k samples, temperature 0.6): accuracy per held-out
-# difficulty tier. The default world (`tiny_routes`, `scope_lib.routes`) is shipped in
-# `worlds/` and checked against its SHA-256 manifest on load; its preconditions for SCOPE's two
-# mechanisms were measured before any method was compared on it (shown at the end). Every
-# later notebook starts from these models.
+# Builds or loads the `tiny` scale's tokenizer, teacher and student — Llama causal LMs
+# pretrained by the project on a synthetic verifiable math task — and measures them with the
+# evaluator at the paper's evaluation settings scaled down (k samples, temperature 0.6):
+# accuracy per held-out difficulty tier. The default world is the arithmetic-chain world
+# (`scope_lib.tasks`), built on first use and cached. The route world (`model.student:
+# tiny_routes`, `scope_lib.routes`) is shipped in `worlds/` and checked against its SHA-256
+# manifest on load; where a world has a preconditions record (`data/world_<name>/`), it is shown
+# at the end. Every later notebook starts from these models.
 
 # %% tags=["parameters"]
 SCALE = "tiny"
