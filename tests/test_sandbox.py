@@ -41,6 +41,15 @@ def _sandbox_processes() -> list[str]:
             continue
     me = os.getpid()
     found = []
+    # Long-lived helpers other tests started (the math verify workers, a pool's resource tracker)
+    # are children of this process too, but no sandbox's; count only bwrap and what runs in it.
+    def in_sandbox(pid: int) -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return not cmdline or "bwrap" in cmdline or sandbox.SANDBOX_SCRIPT in cmdline  # a zombie has no cmdline
+
     for pid in parents:
         node, seen, descendant = pid, 0, False
         while node in parents and node not in (0, 1) and seen < 64:
@@ -48,7 +57,7 @@ def _sandbox_processes() -> list[str]:
             if node == me:
                 descendant = True
                 break
-        if descendant or sandbox.UID_RANGE[0] <= uids.get(pid, 0) < sandbox.UID_RANGE[1]:
+        if (descendant and in_sandbox(pid)) or sandbox.UID_RANGE[0] <= uids.get(pid, 0) < sandbox.UID_RANGE[1]:
             found.append(f"{pid} (uid {uids[pid]})")
     return found
 
