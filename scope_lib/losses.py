@@ -19,7 +19,7 @@ Conventions (shared by the whole project):
   costs a large but finite penalty whose gradient pushes the student off it, and a token both
   rule out costs nothing (``0 log 0 = 0``), so the KL is finite wherever the student's support is.
 
-Where the code departs from the paper (each one an explicit option, DESIGN section 2):
+Where the code departs from the paper (each one an explicit option, docs/DESIGN.md §3):
 
 - ``opd_loss(clip_eps=...)`` / ``scope_loss(incorrect_path="clipped_ppo")``: the authors' released
   verl fork feeds ``A_t = -(old_logp - teacher_logp) * w_T`` as the advantage of a PPO clipped
@@ -208,8 +208,9 @@ def scope_loss(
     token mean of :func:`full_reverse_kl`, the exact small-vocabulary option). Read on incorrect
     rows only; it must be finite there.
 
-    Ablations (DESIGN section 2, Fig. 5-6): no DPAW = both directions "uniform"; no student / no
-    teacher weight = that direction "uniform"; reversed = "reversed"; ``normalize="mean"``
+    Ablations (docs/DESIGN.md §2.10, Fig. 5-6): no DPAW = both directions "ones" (weight 1 per
+    rollout, as the released code; "uniform" keeps the per-group normalisation); no student / no
+    teacher weight = that direction "ones"; reversed = "reversed"; ``normalize="mean"``
     (released code); ``tau``. ``incorrect_path="clipped_ppo"`` uses the released code's clipped
     OPD (``clip_eps``) on the incorrect path; ``"paper"`` uses Eq. 3 and ignores ``clip_eps``.
 

@@ -4,7 +4,7 @@
 probability that at least one of k samples drawn without replacement from the n generated
 ones is correct. The authors' released code reports a different quantity under the same
 name, a bootstrap best-of-k over the n samples; it is offered here as
-`bootstrap_best_of_k` so both can be compared (DESIGN section 2).
+`bootstrap_best_of_k` so both can be compared (docs/DESIGN.md §3).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ METHOD_COLORS: dict[str, str] = {
     "kd": "#2ca02c",
     "opd": "#ff7f0e",
     "scope": "#d62728",
-    # Fig. 5 ablations (DESIGN section 2)
+    # Fig. 5 ablations (docs/DESIGN.md §2.10)
     "no_dpaw": "#9467bd",
     "no_student_weight": "#8c564b",
     "reversed_student_weight": "#e377c2",

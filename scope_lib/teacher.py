@@ -6,7 +6,7 @@ given the tokens before it; `logp[:, 0] = 0`):
 
 - `LocalTeacher`: the teacher model in this process (tiny and smol scales, tests).
 - `ServerTeacher`: a vLLM OpenAI-compatible server, scored the way the authors' code does
-  (DESIGN section 2): a `/v1/completions` request whose prompt is the full token sequence,
+  (docs/DESIGN.md §3): a `/v1/completions` request whose prompt is the full token sequence,
   with `echo=True`, `max_tokens=1` and `logprobs`, so the server returns the prompt tokens'
   log-probs. `scope_lib.teacher_server` serves a local model through the same protocol.
 """

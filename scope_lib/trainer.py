@@ -1,6 +1,6 @@
 """The on-policy trainer: SCOPE and its baselines (OPD, GRPO, KD) in one loop.
 
-One step, top to bottom (DESIGN section 2):
+One step, top to bottom (docs/DESIGN.md §4):
 
     prompts -> G rollouts each (student, pi_old) -> verifier rewards
             -> teacher scoring (SCOPE: incorrect rollouts only; OPD: all; GRPO, KD: none)

@@ -1,4 +1,4 @@
-"""Dual-Path Adaptive Weighting (DPAW), DESIGN section 2, Eq. 4 and Eq. 5.
+"""Dual-Path Adaptive Weighting (DPAW), docs/DESIGN.md §2.6-2.7, Eq. 4 and Eq. 5.
 
 Every rollout ``i`` of a prompt is routed by its reward: correct rollouts (``Omega_c``) get a
 student-guided weight, incorrect ones (``Omega_w``) a teacher-guided weight. Both are a softmax
@@ -10,7 +10,7 @@ of a length-normalised sequence log-prob ``s_i`` taken per prompt and per path:
   ``= PPL_T(y_i)^(-1/tau) / sum_j PPL_T(y_j)^(-1/tau)`` (rollouts the teacher finds
   plausible, i.e. recoverable, weigh more).
 
-Options beyond the paper (each named, DESIGN section 2):
+Options beyond the paper (each named, docs/DESIGN.md §3):
 
 - ``direction="reversed"`` flips the sign inside the softmax (Fig. 5 ablations; the authors'
   released scripts use the reversed *student* weight);

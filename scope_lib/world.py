@@ -1,7 +1,7 @@
 """What a run trains in: student, teacher, tokenizer, training prompts and eval sets, by scale.
 
 `load_world(cfg)` turns the config's model and data names into objects, so the trainer, the
-evaluator and the notebooks share one code path across the three scales (DESIGN section 1):
+evaluator and the notebooks share one code path across the three scales (docs/DESIGN.md §6):
 
 - `tiny` / `tiny_smoke`: the project's own tiny teacher and student (`scope_lib.models`) on
   the synthetic task (`scope_lib.tasks`); offline, CPU.
