@@ -4,8 +4,10 @@ Every loss in :mod:`scope_lib.losses` reads ``(B, T)`` token log-probs aligned w
 ``input_ids``: ``logp[:, t] = log p(input_ids[:, t] | input_ids[:, :t])`` and ``logp[:, 0] = 0``.
 This module is where they come from, for the student (with gradients), the frozen reference and
 the in-process teacher alike; the vLLM-protocol teacher returns the same alignment
-(:mod:`scope_lib.teacher`). Logits are divided by the sampling temperature before normalising,
-as verl does, and the float32 upcast is done a few rows at a time so that no float32
+(:mod:`scope_lib.teacher`). The functions divide logits by a `temperature` argument before
+normalising (verl divides by the sampling temperature); the trainer passes 1 for every training
+log-prob, which differs from the authors' code when rollouts are sampled below 1 (`paper`
+presets; docs/DESIGN.md §3). The float32 upcast is done a few rows at a time so that no float32
 ``(B, T, V)`` copy of the logits is ever held whole.
 """
 
