@@ -2,7 +2,7 @@
 # same commands also run on machines without make).
 PYTHON ?= python3
 
-.PHONY: setup test test-slow notebooks
+.PHONY: setup test test-slow notebooks lab
 setup:
 	$(PYTHON) -m scope_lib.bootstrap setup
 
@@ -14,3 +14,6 @@ test-slow:
 
 notebooks:
 	$(PYTHON) -m scope_lib.bootstrap notebooks
+
+lab:
+	$(PYTHON) -m scope_lib.bootstrap lab

@@ -4,6 +4,7 @@ Run from the repository root on a machine that has just Python (3.10+) and pip:
 
     python3 -m scope_lib.bootstrap test        # the test suite (what CI runs)
     python3 -m scope_lib.bootstrap notebooks   # the main job: every notebook at `tiny` scale
+    python3 -m scope_lib.bootstrap lab         # JupyterLab on the notebooks (jupytext pairs)
 
 Each call creates `.venv/` if needed, installs the project into it (editable, with the `dev`
 and `smol` extras) and then runs the job inside it; later calls skip the install unless
@@ -70,6 +71,9 @@ JOBS = {
     # job name -> module run inside the environment
     "test": ["-m", "pytest"],
     "notebooks": ["-m", "scope_lib.run_notebooks"],
+    # JupyterLab in notebooks/, local only; every numbered notebook is an .ipynb paired with a
+    # jupytext .py (percent format), and jupytext's server extension keeps the pair in sync on save.
+    "lab": ["-m", "jupyter", "lab", "--ip=127.0.0.1", "--no-browser", "--ServerApp.root_dir=notebooks"],
 }
 
 
@@ -82,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     python = ensure_environment()
     if argv[0] == "setup":
         return 0
-    return subprocess.run([str(python), *JOBS[argv[0]], *argv[1:]], cwd=ROOT).returncode
+    job = list(JOBS[argv[0]])
+    if argv[0] == "lab" and hasattr(os, "geteuid") and os.geteuid() == 0:
+        job.append("--allow-root")  # Jupyter refuses root otherwise (containers, CI machines)
+    return subprocess.run([str(python), *job, *argv[1:]], cwd=ROOT).returncode
 
 
 if __name__ == "__main__":
