@@ -160,6 +160,12 @@ def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool =
             if hasattr(pool, "kill_workers"):  # Python 3.14+
                 pool.kill_workers()
             else:
+                # The queue feeding the workers may be blocked writing to a pipe nobody reads once
+                # they are dead; joining its thread would then hang the shutdown (a hang seen once
+                # in the suite on a loaded machine). Nothing in the queue matters any more.
+                call_queue = getattr(pool, "_call_queue", None)
+                if call_queue is not None:
+                    call_queue.cancel_join_thread()
                 for process in list((pool._processes or {}).values()):
                     process.kill()
                 pool.shutdown(wait=True, cancel_futures=True)
