@@ -139,7 +139,7 @@ class TrainConfig:
     steps: int = 60  # optimizer-batch steps (one rollout batch each)
     output_dir: str = "runs/tiny"  # run directory: metrics.jsonl, checkpoints, final model
     checkpoint_every: int = 20  # steps between resumable checkpoints (0: never)
-    keep_checkpoints: int = 1  # older checkpoints are deleted
+    keep_checkpoints: int = 1  # newest kept; older ones are deleted, but the trainer always keeps at least two
     device: str = "auto"  # "auto": cuda if available, else cpu
     progress: bool = True  # tqdm progress bar
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -34,7 +34,7 @@ def random_batch(gen, n_max=40, dtype=torch.float32):
 
 
 def hand_weights(seq_logp, correct, group, tau, which, direction, normalize):
-    """Python loops over groups, float64, straight from Eq. 4 / Eq. 5 as written in DESIGN."""
+    """Python loops over groups, float64, straight from Eq. 4 / Eq. 5 as written in docs/DESIGN.md §2.6-2.7."""
     s = seq_logp.double().tolist()
     on_path = correct.tolist() if which == "student" else (~correct).tolist()
     out = [0.0] * len(s)
