@@ -133,8 +133,14 @@ def supervised_batch(problems, tokenizer, device="cpu"):
 
     Returns input_ids, attention_mask, labels, each (B, T). Loss on solution tokens only.
     """
-    prompts = tokenizer([tasks.format_prompt(p) for p in problems], add_special_tokens=True)["input_ids"]
-    targets = tokenizer([tasks.format_target(p) for p in problems], add_special_tokens=False)["input_ids"]
+    pairs = [(tasks.format_prompt(p), tasks.format_target(p)) for p in problems]
+    return tuple(t.to(device) for t in pair_batch(pairs, tokenizer))
+
+
+def pair_batch(pairs: list[tuple[str, str]], tokenizer):
+    """`supervised_batch` for (prompt, target) texts: input_ids, attention_mask, labels, (B, T) each."""
+    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=True)["input_ids"]
+    targets = tokenizer([t for _, t in pairs], add_special_tokens=False)["input_ids"]
     seqs = [a + b + [tokenizer.eos_token_id] for a, b in zip(prompts, targets)]
     width = max(map(len, seqs))
     ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
@@ -144,7 +150,7 @@ def supervised_batch(problems, tokenizer, device="cpu"):
         ids[i, : len(seq)] = torch.tensor(seq)
         mask[i, : len(seq)] = 1
         labels[i, len(prompt): len(seq)] = ids[i, len(prompt): len(seq)]
-    return ids.to(device), mask.to(device), labels.to(device)
+    return ids, mask, labels
 
 
 def lr_at(step: int, spec: ModelSpec) -> float:
@@ -205,10 +211,14 @@ def build_tiny_world(config: WorldConfig = TINY_WORLD, cache_dir=None, progress:
     path = root / "tiny" / config.key()
     if not (path / "done.json").exists():
         _build(config, path, progress)
-    tokenizer = load_tokenizer(path / "tokenizer")
-    teacher = LlamaForCausalLM.from_pretrained(path / "teacher").eval()
-    student = LlamaForCausalLM.from_pretrained(path / "student").eval()
-    return TinyWorld(teacher=teacher, student=student, tokenizer=tokenizer, config=config, path=path)
+    return load_world_folder(path, config)
+
+
+def load_world_folder(path: Path, config) -> TinyWorld:
+    """The teacher, student and tokenizer saved in a built world folder (no checks)."""
+    return TinyWorld(teacher=LlamaForCausalLM.from_pretrained(path / "teacher").eval(),
+                     student=LlamaForCausalLM.from_pretrained(path / "student").eval(),
+                     tokenizer=load_tokenizer(path / "tokenizer"), config=config, path=Path(path))
 
 
 def _build(config: WorldConfig, path: Path, progress: bool) -> None:

@@ -125,10 +125,9 @@ def measure_student_path(student, tokenizer, problems: Sequence[Problem], format
 
 def recovery_stats(rates: pd.DataFrame) -> dict[str, float]:
     """Recovery conditioned on whether the kept prefix holds the first error, and unconditioned."""
-    has = rates["prefix_has_error"]
-    known = has.notna()
-    with_error = rates.loc[known & has.astype(bool, errors="ignore").fillna(False).astype(bool), "recovery"]
-    before_error = rates.loc[known & ~has.fillna(True).astype(bool), "recovery"]
+    has = rates["prefix_has_error"]  # True, False, or None where no error was diagnosed
+    with_error = rates.loc[has.eq(True), "recovery"]
+    before_error = rates.loc[has.eq(False), "recovery"]
     return {
         "recovery_all": float(rates["recovery"].mean()),
         "recovery_with_error": float(with_error.mean()) if len(with_error) else math.nan,

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from scope_lib import routes
-from scope_lib.models import ModelSpec, make_model, lr_at
+from scope_lib.models import ModelSpec, lr_at, make_model, pair_batch
 from scope_lib.tokenizer import build_tokenizer, load_tokenizer
 
 _FORMAT_VERSION = 1  # bump when the task, tokenizer or training code changes what is built
@@ -80,22 +80,6 @@ ROUTE_SMOKE_WORLD = RouteWorldConfig(
 )
 
 
-def _batch(pairs: list[tuple[str, str]], tokenizer):
-    """Right-padded prompt+solution+EOS; labels -100 outside the solution. (B, T) each."""
-    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=True)["input_ids"]
-    targets = tokenizer([s for _, s in pairs], add_special_tokens=False)["input_ids"]
-    seqs = [a + b + [tokenizer.eos_token_id] for a, b in zip(prompts, targets)]
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
-    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, (prompt, seq) in enumerate(zip(prompts, seqs)):
-        ids[i, : len(seq)] = torch.tensor(seq)
-        mask[i, : len(seq)] = 1
-        labels[i, len(prompt): len(seq)] = ids[i, len(prompt): len(seq)]
-    return ids, mask, labels
-
-
 @torch.no_grad()
 def greedy_accuracy(model, tokenizer, problems, *, max_new_tokens: int = 96, batch_size: int = 256) -> float:
     """Fraction of `problems` whose greedy solution ends in the right `\\boxed{}` answer."""
@@ -120,7 +104,7 @@ def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.Solu
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, spec)
-        ids, mask, labels = _batch(data[step * spec.batch_size: (step + 1) * spec.batch_size], tokenizer)
+        ids, mask, labels = pair_batch(data[step * spec.batch_size: (step + 1) * spec.batch_size], tokenizer)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -50,13 +50,13 @@ task). Eval sets `routes2`..`routes5` each hold one operation count.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from scope_lib.problem import Problem
+from scope_lib.tasks import _is_eval_question, collect_problems  # the chain task's split rule
 
 STUDENT_MAX = 99  # largest value in the student's training solutions (two digits)
 TEACHER_MAX = 199  # the teacher also learned three-digit values up to here
@@ -68,16 +68,10 @@ ROUTES = ("inorder", "subfirst")  # the two step-by-step routes whose validity d
 DIRECT = "direct"  # the short route: the answer alone, computed without written steps
 KINDS = ("both", "subfirst_only", "inorder_only")
 FIX_MARK = "fix: "  # starts the line that repeats a slipped line correctly (teacher traces)
-_EVAL_BUCKETS = 8  # 1 in 8 possible questions is reserved for evaluation
 _WORDS = {"+": "Add {b}.", "-": "Subtract {b}."}
 _LINE = re.compile(r"^(fix: )?(\d+)([+\-])(\d+)=(-?\d+)$")
 
 Route = Literal["inorder", "subfirst"]
-
-
-def _is_eval_question(question: str) -> bool:
-    digest = hashlib.sha256(question.encode()).digest()
-    return digest[0] % _EVAL_BUCKETS == 0
 
 
 def route_steps(steps: list[tuple[str, int]], route: str) -> list[tuple[str, int]]:
@@ -178,25 +172,13 @@ def _sample(rng: random.Random, num_ops: int) -> tuple[int, list[tuple[str, int]
 
 
 def _generate(num: int, tiers: tuple[int, ...], *, seed: int, source: str, split: str, unique: bool) -> list[Problem]:
-    if num < 0:
-        raise ValueError(f"num: expected a non-negative count, got {num}")
     rng = random.Random(f"routes:{source}:{seed}")
-    problems, seen, attempts = [], set(), 0
-    while len(problems) < num:
-        attempts += 1
-        if attempts > 500 * (num + 10):
-            raise ValueError(f"num: cannot draw {num} distinct {source} problems")
+
+    def draw(index: int) -> Problem | None:
         drawn = _sample(rng, rng.choice(tiers))
-        if drawn is None:
-            continue
-        problem = make_problem(*drawn, source=source, index=len(problems))
-        if _is_eval_question(problem.question) != (split == "eval"):
-            continue
-        if unique and problem.question in seen:
-            continue
-        seen.add(problem.question)
-        problems.append(problem)
-    return problems
+        return None if drawn is None else make_problem(*drawn, source=source, index=index)
+
+    return collect_problems(num, draw, source=source, split=split, unique=unique, attempts_per_problem=500)
 
 
 def train_pool(num: int = 4096, *, seed: int = 0, tiers: tuple[int, ...] = TRAIN_TIERS) -> list[Problem]:

@@ -311,10 +311,6 @@ def load_shipped_world(path: Path, config: models.WorldConfig | None = None, *,
     `config` defaults to the one in build.json; a given config must have the shipped world's
     key. Raises WorldIntegrityError on a bad file, ValueError on a config that does not match.
     """
-    from transformers import LlamaForCausalLM
-
-    from scope_lib.tokenizer import load_tokenizer
-
     path = Path(path)
     resolved = path.resolve()
     stamp = _stamp(path) if path.is_dir() else None
@@ -330,13 +326,7 @@ def load_shipped_world(path: Path, config: models.WorldConfig | None = None, *,
     if config is not None and config.key() != record["world_key"]:
         raise ValueError(f"config: its key {config.key()} differs from the shipped world's {record['world_key']} "
                          f"({path}); load without a config, or rebuild for it with: {rebuild}")
-    return models.TinyWorld(
-        teacher=LlamaForCausalLM.from_pretrained(path / "teacher").eval(),
-        student=LlamaForCausalLM.from_pretrained(path / "student").eval(),
-        tokenizer=load_tokenizer(path / "tokenizer"),
-        config=config or shipped_config,
-        path=path,
-    )
+    return models.load_world_folder(path, config or shipped_config)
 
 
 # --- comparison (what the rebuild command prints)

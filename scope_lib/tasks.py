@@ -98,19 +98,24 @@ def make_problem(start: int, steps: list[tuple[str, int]], *, source: str, index
     )
 
 
-def _generate(num: int, tiers: tuple[int, ...], *, seed: int, source: str, split: str,
-              unique: bool) -> list[Problem]:
+def collect_problems(num: int, draw, *, source: str, split: str, unique: bool,
+                     attempts_per_problem: int = 200) -> list[Problem]:
+    """`num` problems from `draw(index) -> Problem | None` on one side of the train/eval split.
+
+    A drawn problem is kept iff its question is on `split`'s side (`_is_eval_question`) and, with
+    `unique`, not drawn before. Shared by every tiny task, so all split questions the same way.
+    """
     if num < 0:
         raise ValueError(f"num: expected a non-negative count, got {num}")
-    rng = random.Random(f"{source}:{seed}")
     problems, seen = [], set()
     attempts = 0
     while len(problems) < num:
         attempts += 1
-        if attempts > 200 * (num + 10):
+        if attempts > attempts_per_problem * (num + 10):
             raise ValueError(f"num: cannot draw {num} distinct {source} problems; too many")
-        start, steps = _sample_chain(rng, rng.choice(tiers))
-        problem = make_problem(start, steps, source=source, index=len(problems))
+        problem = draw(len(problems))
+        if problem is None:
+            continue
         if _is_eval_question(problem.question) != (split == "eval"):
             continue
         if unique and problem.question in seen:
@@ -118,6 +123,17 @@ def _generate(num: int, tiers: tuple[int, ...], *, seed: int, source: str, split
         seen.add(problem.question)
         problems.append(problem)
     return problems
+
+
+def _generate(num: int, tiers: tuple[int, ...], *, seed: int, source: str, split: str,
+              unique: bool) -> list[Problem]:
+    rng = random.Random(f"{source}:{seed}")
+
+    def draw(index: int) -> Problem:
+        start, steps = _sample_chain(rng, rng.choice(tiers))
+        return make_problem(start, steps, source=source, index=index)
+
+    return collect_problems(num, draw, source=source, split=split, unique=unique)
 
 
 def train_pool(num: int = 4096, *, seed: int = 0, tiers: tuple[int, ...] = TRAIN_TIERS) -> list[Problem]:

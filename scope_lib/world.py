@@ -50,11 +50,8 @@ def _tiny_world(name: str, progress: bool):
 
         return load_shipped_world(SHIPPED_DIR / name)
     if name == "tiny_routes_smoke":  # seconds to build; cached like the chain worlds
-        from transformers import LlamaForCausalLM
-
-        from scope_lib.models import TinyWorld
+        from scope_lib.models import load_world_folder
         from scope_lib.route_world import ROUTE_SMOKE_WORLD, build_route_world
-        from scope_lib.tokenizer import load_tokenizer
 
         path = default_cache_dir() / "routes" / ROUTE_SMOKE_WORLD.key()
         if not (path / "done.json").exists():
@@ -63,9 +60,7 @@ def _tiny_world(name: str, progress: bool):
             except OSError:  # a concurrent builder published it first
                 if not (path / "done.json").exists():
                     raise
-        return TinyWorld(teacher=LlamaForCausalLM.from_pretrained(path / "teacher").eval(),
-                         student=LlamaForCausalLM.from_pretrained(path / "student").eval(),
-                         tokenizer=load_tokenizer(path / "tokenizer"), config=ROUTE_SMOKE_WORLD, path=path)
+        return load_world_folder(path, ROUTE_SMOKE_WORLD)
     return build_tiny_world(SMOKE_WORLD if name == "tiny_smoke" else TINY_WORLD, progress=progress)
 
 
