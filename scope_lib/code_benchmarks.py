@@ -139,7 +139,7 @@ def _rows(name: str, path) -> Iterator[tuple[str, dict]]:
     try:
         import datasets  # optional: the project's `hub` extra
     except ImportError as error:
-        raise FileNotFoundError(offline + " (`datasets` is not installed: pip install -e .[hub]).") from error
+        raise FileNotFoundError(offline + " (`datasets` is not installed: pip install -e .).") from error
     try:
         if data_files:
             rows = datasets.load_dataset("json", data_files=[f"hf://datasets/{hub_id}/{f}" for f in data_files], split=split)
