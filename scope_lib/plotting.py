@@ -8,6 +8,11 @@ every notebook the same look with one colour per method, and `mean_ci` is the "m
 Artefact names carry the paper artefact first: `fig3_training_dynamics`,
 `table1_main_results`, `eq5_weight_distributions`; a notebook with no paper artefact
 uses its number (`nb00_setup_accuracy`).
+
+Statistical drawing goes through seaborn with the project's interval: `point_interval` (per-seed
+points, mean and the 95% t interval of `mean_ci` computed from those points, the interval the
+verdict lines use, not seaborn's bootstrap), `band` (a curve's interval clipped to the metric's
+range), `k_axis` (a log2 axis labelled with the values of k) and `legend_outside`.
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ METHOD_COLORS: dict[str, str] = {
     "kd": "#2ca02c",
     "opd": "#ff7f0e",
     "scope": "#d62728",
-    # Fig. 5 ablations (docs/DESIGN.md §2.10)
+    "opd_g8": "#ffbb78",  # light orange: OPD with as many rollouts as SCOPE (experiments.EXTRA_VARIANTS)
+    # Fig. 5 ablations (docs/DESIGN.md §2.10, experiments.ABLATIONS)
     "no_dpaw": "#9467bd",
+    "no_dpaw_normalized": "#c5b0d5",  # light purple: no_dpaw keeping DPAW's per-group normalisation
     "no_student_weight": "#8c564b",
     "reversed_student_weight": "#e377c2",
     "no_teacher_weight": "#bcbd22",
     "reversed_teacher_weight": "#17becf",
+    "teacher": "#000000",  # the teacher model (notebook 00), not a trained variant
 }
 
 
@@ -190,3 +198,114 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
         return mean, math.nan, math.nan
     half_width = t_quantile(confidence, array.size - 1) * float(array.std(ddof=1)) / math.sqrt(array.size)
     return mean, mean - half_width, mean + half_width
+
+
+# --- seaborn-based drawing ---------------------------------------------------------------
+
+
+def t_interval(values: Iterable[float]) -> tuple[float, float]:
+    """(low, high) of `mean_ci`: the 95% t interval over seeds, as a seaborn `errorbar` callable."""
+    _, low, high = mean_ci(values)
+    return low, high
+
+
+def point_interval(ax, data, *, x: str, y: str, hue: str | None = None, order: list | None = None,
+                   hue_order: list | None = None, palette: dict | None = None, scale: float = 1.0,
+                   clip: tuple[float, float] | None = None):
+    """Per-seed points (one row of `data` each) and, per group, the mean with its 95% t interval
+    (`mean_ci` of those same rows; no interval for a single seed), the interval drawn clipped to
+    the metric's range `clip` when given. `scale` multiplies `y` (100 for percent). Returns the
+    summary: one row per group with mean, low, high (unclipped) and n."""
+    import pandas as pd
+    import seaborn as sns
+
+    for column in [x, y] + ([hue] if hue else []):
+        if column not in data.columns:
+            raise ValueError(f"data: no column {column!r}; columns are {list(data.columns)}")
+    if data.empty:
+        raise ValueError("data: no rows to draw")
+    frame = data.assign(**{y: scale * data[y].astype(float)})
+    order = order or list(dict.fromkeys(frame[x]))
+    hue_order = (hue_order or list(dict.fromkeys(frame[hue]))) if hue else None
+    if palette is None and hue:
+        palette = {level: METHOD_COLORS.get(level, None) for level in hue_order}
+        palette = palette if all(palette.values()) else None
+    common = dict(data=frame, x=x, y=y, hue=hue, order=order, hue_order=hue_order, palette=palette, ax=ax)
+    levels = len(hue_order) if hue else 1
+    sns.stripplot(**common, dodge=bool(hue), jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
+    # pointplot's dodge spreads the first and last hue by this much, stripplot's by 0.8 (n-1)/n.
+    def interval(values):
+        low, high = t_interval(values)
+        return (low, high) if clip is None else (float(np.clip(low, *clip)), float(np.clip(high, *clip)))
+
+    sns.pointplot(**common, estimator="mean", errorbar=interval, dodge=0.8 * (levels - 1) / levels if hue else False,
+                  linestyle="none", markers="D", markersize=6, capsize=0.08, err_kws={"linewidth": 1.6}, zorder=3)
+    keys = [x] + ([hue] if hue else [])
+    rows = []
+    for key, part in frame.groupby(keys, sort=False):
+        mean, low, high = mean_ci(part[y])
+        rows.append({**dict(zip(keys, key)), "mean": mean, "low": low, "high": high, "n": len(part)})
+    return pd.DataFrame(rows)
+
+
+def band(ax, x, low, high, *, clip: tuple[float, float] | None = (0.0, 1.0), **kwargs):
+    """Fill between `low` and `high` (a curve's interval) clipped to the metric's range `clip`
+    (None: unclipped); points where either bound is NaN are left open. Returns the collection,
+    or None when no point has an interval."""
+    x, low, high = (np.asarray(v, dtype=np.float64) for v in (x, low, high))
+    if not (x.shape == low.shape == high.shape) or x.ndim != 1:
+        raise ValueError(f"x, low, high: expected 1-D arrays of one length, got {x.shape}, {low.shape}, {high.shape}")
+    if clip is not None:
+        if clip[0] >= clip[1]:
+            raise ValueError(f"clip: expected (lowest, highest) with lowest < highest, got {clip}")
+        low, high = np.clip(low, *clip), np.clip(high, *clip)
+    defined = np.isfinite(low) & np.isfinite(high)
+    if not defined.any():
+        return None
+    kwargs.setdefault("alpha", 0.2)
+    kwargs.setdefault("linewidth", 0)
+    return ax.fill_between(x, low, high, where=defined, **kwargs)
+
+
+def k_axis(ax, ks: Iterable[int]) -> list[int]:
+    """A log2 x axis labelled with the values of k: the powers of two among `ks` and the largest
+    k (no 10^0-style labels, no minor ticks). Returns the labelled ks."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks: expected positive integers, got {ks}")
+    shown = sorted({k for k in ks if k & (k - 1) == 0} | {ks[-1]})
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(shown))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(ks[0] / 2 ** 0.25, ks[-1] * 2 ** 0.25)
+    return shown
+
+
+def legend_outside(target, **kwargs):
+    """One legend outside the data area: right of a single Axes, or right of a Figure's axes
+    for all of them (entries of every axes, each label once; the axes' own legends removed).
+    Returns the legend."""
+    from matplotlib.figure import Figure
+
+    axes = target.axes if isinstance(target, Figure) else [target]
+    handles, labels = {}, []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_") and label not in handles:
+                handles[label] = handle
+                labels.append(label)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if not labels:
+        raise ValueError("target: no labelled artists to put in a legend")
+    kwargs.setdefault("frameon", False)
+    if isinstance(target, Figure):
+        target.tight_layout()
+        right = max(ax.get_position().x1 for ax in axes)
+        return target.legend([handles[l] for l in labels], labels, loc="upper left", bbox_to_anchor=(right + 0.01, 0.95),
+                             **kwargs)
+    return target.legend([handles[l] for l in labels], labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                         borderaxespad=0.0, **kwargs)

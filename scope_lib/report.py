@@ -384,13 +384,28 @@ RESULTS_PAGE = [
 ]
 
 
+def artefact_caption(folder: Path, name: str) -> str:
+    """The italic caption line of artefact `name`: its recorded caption and the parameters it
+    came from (`<name>.params.json`, written by `scope_lib.nb.Context`); "" with no record."""
+    from scope_lib import nb
+
+    path = folder / f"{name}{nb.RECORD_SUFFIX}"
+    if not path.exists():
+        return ""
+    record = json.loads(path.read_text())
+    caption = record.get("caption", "").strip()
+    return "*" + " ".join(filter(None, [caption, nb.parameters_text(record) + "."])) + "*"
+
+
 def build_results_page(figures_dir: str = "figures", *, header: str = "") -> Path:
     """Write `<figures_dir>/README.md`: the verdict rule and the power reached (from notebook
-    04's `POWER_FILE`, when it exists) at the top, then every figure embedded, each with the
-    verdicts its notebook saved.
+    04's `POWER_FILE`, when it exists) at the top, then every figure embedded, each with its
+    caption and parameters (from `<name>.params.json`) and the verdicts its notebook saved.
 
-    Only artefacts whose files exist are listed, so the page shows what the last run made.
+    Only artefacts whose files exist are listed, so the page shows what the last run made. A
+    folder inside `variants/` says at the top that it holds a parameter variant.
     """
+    from scope_lib.nb import VARIANTS_FOLDER
     from scope_lib.plotting import resolve_figures_dir
 
     folder = resolve_figures_dir(figures_dir)
@@ -398,11 +413,20 @@ def build_results_page(figures_dir: str = "figures", *, header: str = "") -> Pat
              "Every figure and table below was produced by the numbered notebooks (`python3 -m scope_lib.bootstrap "
              "notebooks`); each verdict line judges one claim of the paper on this run's own numbers, with the "
              "paper's effect size beside ours.", "", verdict.RULE_TEXT, ""]
+    if folder.parent.name == VARIANTS_FOLDER:
+        parts += [f"**Parameter variant `{folder.name}`**: the notebooks below ran with parameters off their "
+                  "defaults (each figure names them); the results at the notebooks' defaults are the ones "
+                  "in the `figures/` folder above this one.", ""]
     power = folder / POWER_FILE
     if power.exists():
         parts += [power_text(json.loads(power.read_text())), ""]
     if header:
         parts += [header, ""]
+
+    def captioned(name: str) -> list[str]:
+        caption = artefact_caption(folder, name)
+        return [caption, ""] if caption else []
+
     for prefixes, notebook, title in RESULTS_PAGE:
         def matching(pattern):
             return sorted({p for prefix in prefixes for p in folder.glob(f"{prefix}*{pattern}")})
@@ -413,13 +437,14 @@ def build_results_page(figures_dir: str = "figures", *, header: str = "") -> Pat
         if not (claims or images or tables):
             continue
         parts += [f"## {title}", "", f"Notebook `notebooks/{notebook}_*.ipynb`.", ""]
-        parts += [f"![{image.stem}]({image.name})" for image in images] + [""]
+        for image in images:
+            parts += [f"![{image.stem}]({image.name})", ""] + captioned(image.stem)
         if not images:  # a table artefact: show the table itself (long-format dumps stay linked only)
             for table in tables:
                 if "long" not in table.stem:
-                    parts += [f"**{table.stem}**", "", table.read_text().strip(), ""]
+                    parts += [f"**{table.stem}**", "", table.read_text().strip(), ""] + captioned(table.stem)
         for claim_file in claims:
-            parts += [claim_file.read_text().strip(), ""]
+            parts += [claim_file.read_text().strip(), ""] + captioned(claim_file.name[: -len(".claims.md")])
         if tables:
             parts += ["Tables: " + ", ".join(f"[{t.stem}]({t.name})" for t in tables), ""]
     page = folder / "README.md"

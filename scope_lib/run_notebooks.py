@@ -20,6 +20,12 @@ Where it goes beyond plain `papermill`:
 - A smoke run never writes toy numbers where the real ones live: its figures go to
   `<out>/figures` (FIGURES_DIR; the committed `figures/` is refused) and its runs to the
   registry `<out>/runs` ($SCOPE_RUNS_DIR of the kernel), not the shared `runs/`.
+- A parameter variant never overwrites the committed results: a notebook run with a
+  parameter off its default (SMOKE and FIGURES_DIR aside) writes to
+  `<FIGURES_DIR>/variants/<slug>` (`figures/variants/SMOOTH=3`), the rules of `scope_lib.nb`
+  (`SCOPE_WRITE_FIGURES=1` writes to FIGURES_DIR itself). After the run, each folder written
+  to gets its results page (`<folder>/README.md`), so `figures/README.md` is rebuilt only by
+  a run that wrote to `figures/`.
 - Each notebook is paired with a jupytext `py:percent` file; when the `.py` is newer (a
   reviewer edited the text form) the pair is synced first, so the edit is what runs.
 - The kernel is the interpreter running this module (the project's venv), not whatever
@@ -70,6 +76,7 @@ class NotebookResult:
     exec_count: int | None = None
     ename: str | None = None
     evalue: str | None = None
+    figures_dir: str | None = None  # where the notebook wrote its artefacts (None: it declares no FIGURES_DIR)
 
     @property
     def ok(self) -> bool:
@@ -164,12 +171,19 @@ def parse_parameter_value(text: str) -> Any:
 
 def declared_parameters(notebook: Path) -> dict[str, dict]:
     """Parameters of the notebook's single `parameters`-tagged cell, in order:
-    name -> {"default": source text, "value": the literal}. ValueError when the cell is
-    missing or repeated, or assigns something other than a literal (papermill cannot
-    recompute derived values, so they belong in the next cell)."""
-    import nbformat
+    name -> {"default": source text, "value": the literal}. `notebook` is the `.ipynb` or
+    its jupytext `.py` pair. ValueError when the cell is missing or repeated, or assigns
+    something other than a literal (papermill cannot recompute derived values, so they
+    belong in the next cell)."""
+    notebook = Path(notebook)
+    if notebook.suffix == ".py":
+        import jupytext
 
-    nb = nbformat.read(str(notebook), as_version=4)
+        nb = jupytext.read(str(notebook))
+    else:
+        import nbformat
+
+        nb = nbformat.read(str(notebook), as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         problem = "has no cell" if not cells else f"has {len(cells)} cells"
@@ -368,7 +382,9 @@ def run_notebooks(
     selected notebook; `smoke=True` adds SMOKE=True. Executed copies go to `out_dir`
     (default `<notebooks_dir>/executed`) and a summary to `<out_dir>/run_summary.json`.
     A smoke run writes its figures to `<out_dir>/figures` (unless FIGURES_DIR is given; the
-    committed `figures/` is refused) and trains into the registry `<out_dir>/runs`.
+    committed `figures/` is refused) and trains into the registry `<out_dir>/runs`; with a
+    parameter off its default, either base folder becomes `<base>/variants/<slug>`
+    (`figures_destination`, recorded in each result's `figures_dir`).
     Without keep_going, notebooks after the first failure are reported as "skipped".
     """
     notebooks_dir = Path(notebooks_dir)
@@ -391,6 +407,7 @@ def run_notebooks(
         for notebook in selected:
             sync_pair(notebook)
     per_notebook: dict[Path, dict[str, Any]] = {}
+    destinations: dict[Path, Path] = {}
     for notebook in selected:
         if smoke and SMOKE_PARAMETER not in declared_parameters(notebook):
             raise ValueError(
@@ -398,8 +415,12 @@ def run_notebooks(
             )
         check_parameters(notebook, parameters)
         per_notebook[notebook] = dict(parameters)
-        if smoke and FIGURES_PARAMETER in declared_parameters(notebook):
-            per_notebook[notebook].setdefault(FIGURES_PARAMETER, str(figures))
+        destination = figures_destination(notebook, parameters, smoke, out_dir)
+        if destination is not None:
+            destinations[notebook] = destination
+            if FIGURES_PARAMETER not in parameters and destination != resolve_default_figures(notebook):
+                # a smoke run or a parameter variant: say where, so no notebook writes to figures/
+                per_notebook[notebook][FIGURES_PARAMETER] = str(destination)
     kernel_name = resolve_kernel_name(kernel_name)
 
     # The kernel inherits this process's environment: a smoke run gets a registry of its own.
@@ -409,6 +430,9 @@ def run_notebooks(
     try:
         results = _execute_all(selected, per_notebook, out_dir, kernel_name, keep_going=keep_going,
                                progress_bar=progress_bar, execution_timeout=execution_timeout)
+        for notebook, result in zip(selected, results):
+            if notebook in destinations and result.status != "skipped":
+                result.figures_dir = str(destinations[notebook])
     finally:
         if saved_runs_dir is None:
             os.environ.pop("SCOPE_RUNS_DIR", None)
@@ -455,6 +479,31 @@ def figures_dir_of_run(parameters: dict[str, Any], smoke: bool, out_dir: Path | 
     if FIGURES_PARAMETER in parameters:
         return resolve_figures_dir(parameters[FIGURES_PARAMETER])
     return smoke_destinations(out_dir)[0] if smoke else resolve_figures_dir("figures")
+
+
+def resolve_default_figures(notebook: Path) -> Path:
+    """The folder of the notebook's default FIGURES_DIR."""
+    from scope_lib.plotting import resolve_figures_dir
+
+    return resolve_figures_dir(declared_parameters(notebook)[FIGURES_PARAMETER]["value"])
+
+
+def figures_destination(notebook: Path, parameters: dict[str, Any], smoke: bool, out_dir: Path | str) -> Path | None:
+    """Where the notebook writes its artefacts when run with `parameters`, by the rules of
+    `scope_lib.nb` (a changed parameter sends them to a `variants/<slug>` folder; a smoke run
+    writes under `<out_dir>/figures`); None for a notebook without FIGURES_DIR."""
+    from scope_lib import nb
+
+    declared = declared_parameters(notebook)
+    if FIGURES_PARAMETER not in declared:
+        return None
+    defaults = {name: info["value"] for name, info in declared.items()}
+    changed = nb.changed_parameters({**defaults, **parameters}, defaults)
+    folder, _ = nb.output_folder(parameters.get(FIGURES_PARAMETER, defaults[FIGURES_PARAMETER]),
+                                 defaults[FIGURES_PARAMETER], changed,
+                                 smoke_dir=smoke_destinations(out_dir)[0] if smoke else None,
+                                 force=nb.write_figures_forced())
+    return folder
 
 
 def write_summary(results: Sequence[NotebookResult], out_dir: Path, parameters: dict) -> Path:
@@ -543,12 +592,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures = [r for r in results if r.status == "failed"]
     for failure in failures:
         print(failure.describe_failure(), file=sys.stderr)
-    if any(r.ok for r in results) and Path(args.notebooks_dir).resolve() == DEFAULT_NOTEBOOKS_DIR.resolve():
-        # The results page embeds whatever artefacts exist now, each with its notebook's verdicts.
+    if Path(args.notebooks_dir).resolve() == DEFAULT_NOTEBOOKS_DIR.resolve():
+        # One results page per folder written to (a variant folder gets its own; figures/README.md
+        # is rebuilt only by a run that wrote to figures/), embedding whatever artefacts exist now.
         from scope_lib.report import build_results_page
 
-        page = build_results_page(str(figures_dir_of_run(parameters, args.smoke, args.out or Path(args.notebooks_dir) / "executed")))
-        print(f"results page: {page}")
+        for folder in dict.fromkeys(r.figures_dir for r in results if r.ok and r.figures_dir):
+            print(f"results page: {build_results_page(folder)}")
     return 1 if failures else 0
 
 

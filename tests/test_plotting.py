@@ -86,8 +86,10 @@ def test_save_table_drops_a_default_index(tmp_path):
 
 
 def test_method_colors():
-    for method in ["base", "grpo", "kd", "opd", "scope"]:
-        assert matplotlib.colors.is_color_like(plotting.METHOD_COLORS[method])
+    from scope_lib.experiments import ABLATIONS, EXTRA_VARIANTS, METHODS
+
+    for method in ["base", *METHODS, *EXTRA_VARIANTS, *ABLATIONS]:  # every variant the notebooks run
+        assert matplotlib.colors.is_color_like(plotting.METHOD_COLORS[method]), method
     assert len(set(plotting.METHOD_COLORS.values())) == len(plotting.METHOD_COLORS)
     with pytest.raises(ValueError, match="scopee"):
         plotting.method_color("scopee")
@@ -160,3 +162,111 @@ def test_mean_ci_edge_cases():
             plotting.mean_ci(bad)
     with pytest.raises(ValueError, match="confidence"):
         plotting.mean_ci([1.0, 2.0], confidence=95)
+
+
+# --- seaborn-based drawing ----------------------------------------------------------------
+
+
+def _error_bars(ax):
+    """{x position: (low, high)} of the vertical interval lines seaborn's pointplot drew."""
+    bars = {}
+    for line in ax.lines:  # with caps, one line holds cap, bar and cap, separated by NaN
+        xy = np.column_stack([np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)])
+        for segment in np.split(xy, np.flatnonzero(np.isnan(xy[:, 0]))):
+            segment = segment[~np.isnan(segment[:, 0])]
+            if len(segment) == 2 and segment[0, 0] == segment[1, 0] and segment[0, 1] != segment[1, 1]:
+                bars[round(float(segment[0, 0]), 6)] = (segment[:, 1].min(), segment[:, 1].max())
+    return bars
+
+
+def test_point_interval_draws_mean_ci_of_the_per_seed_values():
+    rng = np.random.default_rng()
+    seeds = int(rng.integers(3, 7))
+    df = pd.DataFrame([{"variant": v, "eval_set": s, "seed": i, "acc": rng.random()}
+                       for v in ("opd", "scope", "grpo") for s in ("tier1", "tier2") for i in range(seeds)])
+    fig, ax = plt.subplots()
+    summary = plotting.point_interval(ax, df, x="eval_set", y="acc", hue="variant", scale=100)
+    bars = _error_bars(ax)
+    assert len(bars) == 6
+    # stripplot's dodged points sit around each pointplot marker: positions shared
+    offsets = {"opd": -0.8 / 3, "scope": 0.0, "grpo": 0.8 / 3}
+    for (eval_set, variant), part in df.groupby(["eval_set", "variant"]):
+        mean, low, high = plotting.mean_ci(100 * part["acc"].to_numpy())
+        x = round(("tier1", "tier2").index(eval_set) + offsets[variant], 6)
+        assert bars[x] == pytest.approx((low, high), rel=1e-9)
+        row = summary[(summary.eval_set == eval_set) & (summary.variant == variant)].iloc[0]
+        assert (row["mean"], row["low"], row["high"], row["n"]) == pytest.approx((mean, low, high, seeds))
+    points = np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets()) == seeds])
+    assert len(points) == 6 * seeds
+    assert sorted(points[:, 1]) == pytest.approx(sorted(100 * df["acc"]))
+    for px, _ in points:  # each seed's point is within the jitter of its group's interval line
+        assert min(abs(px - x) for x in bars) <= 0.08 + 1e-9
+    plt.close(fig)
+
+
+def test_point_interval_clips_only_the_drawn_interval_and_names_bad_columns():
+    df = pd.DataFrame({"variant": ["grpo"] * 3, "acc": [0.0, 0.0, 0.3]})
+    fig, ax = plt.subplots()
+    summary = plotting.point_interval(ax, df, x="variant", y="acc", clip=(0.0, 1.0))
+    mean, low, high = plotting.mean_ci([0.0, 0.0, 0.3])
+    assert low < 0 and summary["low"].iloc[0] == pytest.approx(low)
+    assert list(_error_bars(ax).values()) == [pytest.approx((0.0, high))]
+    with pytest.raises(ValueError, match="no column 'accuracy'"):
+        plotting.point_interval(ax, df, x="variant", y="accuracy")
+    plt.close(fig)
+
+
+def test_band_is_clipped_to_the_metric_range():
+    rng = np.random.default_rng()
+    x = np.arange(20)
+    centre = rng.random(20)
+    half = rng.uniform(0.1, 0.6, 20)
+    low, high = centre - half, centre + half
+    low[3] = np.nan  # one seed at this step: no interval there
+    fig, ax = plt.subplots()
+    collection = plotting.band(ax, x, low, high, clip=(0.0, 1.0))
+    vertices = np.concatenate([path.vertices for path in collection.get_paths()])
+    assert vertices[:, 1].min() >= 0.0 and vertices[:, 1].max() <= 1.0
+    assert vertices[:, 1].min() == 0.0 if (low < 0).any() else True
+    assert 3 not in set(vertices[:, 0])  # the open point is not filled
+    assert plotting.band(ax, x, np.full(20, np.nan), high) is None
+    unclipped = plotting.band(ax, x, low, high, clip=None)
+    assert np.concatenate([p.vertices for p in unclipped.get_paths()])[:, 1].min() == pytest.approx(np.nanmin(low))
+    with pytest.raises(ValueError, match="clip"):
+        plotting.band(ax, x, low, high, clip=(1.0, 0.0))
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("ks, shown", [(range(1, 17), [1, 2, 4, 8, 16]), (range(1, 5), [1, 2, 4]),
+                                       ([1, 2, 3, 5, 12], [1, 2, 12])])
+def test_k_axis_labels_are_the_k_values(ks, shown):
+    fig, ax = plt.subplots()
+    ax.plot(list(ks), np.random.default_rng().random(len(list(ks))))
+    assert plotting.k_axis(ax, ks) == shown
+    fig.canvas.draw()
+    assert list(ax.get_xticks()) == shown
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in shown]
+    assert ax.get_xscale() == "log" and ax.xaxis.get_minor_ticks() == []
+    plt.close(fig)
+
+
+def test_legend_outside_covers_no_data_area():
+    fig, axes = plt.subplots(1, 2)
+    for ax in axes:
+        for method in ("grpo", "opd", "scope"):
+            ax.plot(np.arange(5), np.random.default_rng().random(5), label=method, color=plotting.method_color(method))
+        ax.legend(loc="center")  # a legend on the data, as seaborn leaves one
+    legend = plotting.legend_outside(fig)
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    assert [t.get_text() for t in legend.get_texts()] == ["grpo", "opd", "scope"]
+    assert all(ax.get_legend() is None for ax in axes)
+    for ax in axes:
+        assert not box.overlaps(ax.get_window_extent())
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="base")
+    legend = plotting.legend_outside(ax)
+    fig.canvas.draw()
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+    plt.close(fig)

@@ -51,3 +51,17 @@ def test_results_page_embeds_what_exists(tmp_path):
     assert "Fig. 1a" not in page  # nothing of notebook 01 exists, so no section
     assert verdict.RULE_TEXT in page  # the rule heads the page, before any section
     assert page.index(verdict.RULE_TEXT) < page.index("## Fig. 3")
+
+
+def test_results_page_of_a_variant_folder_says_so_and_captions_need_a_record(tmp_path):
+    folder = tmp_path / "figures" / "variants" / "SMOOTH=3"
+    folder.mkdir(parents=True)
+    (folder / "fig3_training_dynamics.png").write_bytes(b"\x89PNG")
+    page = report.build_results_page(str(folder)).read_text()
+    assert "**Parameter variant `SMOOTH=3`**" in page
+    assert "parameters:" not in page  # no record beside the figure, so no parameters are claimed
+    (folder / "fig3_training_dynamics.params.json").write_text(
+        '{"notebook": "05_x", "parameters": {"SMOOTH": 3, "FIGURES_DIR": "figures"}, "non_default": {"SMOOTH": 3}}')
+    page = report.build_results_page(str(folder)).read_text()
+    assert "![fig3_training_dynamics](fig3_training_dynamics.png)\n\n*parameters: SMOOTH=3 (non-default: SMOOTH=3).*" in page
+    assert "Parameter variant" not in report.build_results_page(str(tmp_path / "figures")).read_text()

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 pytest.importorskip("papermill")
@@ -216,3 +217,50 @@ def test_cli_rejects_undeclared_parameter(nb_dir, tmp_path):
     assert completed.returncode != 0
     assert "NOT_A_PARAMETER" in completed.stderr and "01_ok.ipynb" in completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _figures_notebook(folder, smooth=5):
+    """A notebook declaring FIGURES_DIR and SMOOTH that prints the folder it was given."""
+    folder.mkdir(exist_ok=True)
+    path = folder / "05_figures.ipynb"
+    write_notebook(path, [(f'SMOKE = False\nSMOOTH = {smooth}\nFIGURES_DIR = "figures"', ["parameters"]),
+                          ('print(f"FIGURES_DIR={FIGURES_DIR}")', [])])
+    return path
+
+
+def test_declared_parameters_reads_the_py_pair_too(nb_dir):
+    assert runner.declared_parameters(nb_dir / "01_ok.py") == runner.declared_parameters(nb_dir / "01_ok.ipynb")
+
+
+def test_figures_destination_sends_a_variant_to_its_own_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("SCOPE_WRITE_FIGURES", raising=False)
+    smooth = int(np.random.default_rng().integers(1, 40))
+    notebook = _figures_notebook(tmp_path / "nbs", smooth)
+    figures = REPO_ROOT / "figures"
+    out = tmp_path / "out"
+    assert runner.figures_destination(notebook, {}, False, out) == figures
+    assert runner.figures_destination(notebook, {"SMOOTH": smooth}, False, out) == figures  # the default, given
+    assert runner.figures_destination(notebook, {"SMOOTH": smooth + 1}, False, out) == \
+        figures / "variants" / f"SMOOTH={smooth + 1}"
+    assert runner.figures_destination(notebook, {"SMOOTH": smooth + 1}, True, out) == \
+        out.resolve() / "figures" / "variants" / f"SMOOTH={smooth + 1}"
+    assert runner.figures_destination(notebook, {"SMOOTH": smooth + 1, "FIGURES_DIR": str(tmp_path)}, True, out) == tmp_path
+    monkeypatch.setenv("SCOPE_WRITE_FIGURES", "1")
+    assert runner.figures_destination(notebook, {"SMOOTH": smooth + 1}, False, out) == figures
+    without = tmp_path / "06_without.ipynb"
+    write_notebook(without, [("SMOKE = False", ["parameters"])])
+    assert runner.figures_destination(without, {}, False, out) is None  # it writes no figures
+
+
+def test_smoke_variant_is_run_into_its_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("SCOPE_WRITE_FIGURES", raising=False)
+    notebooks = tmp_path / "nbs"
+    _figures_notebook(notebooks, smooth=5)
+    out = tmp_path / "out"
+    results = runner.run_notebooks(["05"], {"SMOOTH": 3}, smoke=True, out_dir=out, notebooks_dir=notebooks,
+                                   progress_bar=False)
+    expected = out.resolve() / "figures" / "variants" / "SMOOTH=3"
+    assert [(r.status, r.figures_dir) for r in results] == [("ok", str(expected))]
+    assert f"FIGURES_DIR={expected}\n" in printed_text(out / "05_figures.ipynb")
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["notebooks"][0]["figures_dir"] == str(expected)
