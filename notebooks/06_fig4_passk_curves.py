@@ -38,10 +38,13 @@ FIGURES_DIR = "figures"
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-from scope_lib import report
+from scope_lib import figure_data, report
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import METHOD_COLORS, save_table, savefig, use_style
+from scope_lib.plotting import METHOD_COLORS, mean_ci, save_table, savefig, use_style
 
 use_style()
 COLORS = {**METHOD_COLORS, "opd_g8": "#ffbb78"}  # light orange beside OPD's; plotting has no entry for it yet
@@ -49,28 +52,40 @@ seeds = SEEDS[:1] if SMOKE else SEEDS
 eval_k = 4 if SMOKE else EVAL_K
 df, results = run_grid(SCALE, METHODS, seeds, smoke=SMOKE, **{"eval.k": eval_k})
 sets = [s for s in df.eval_set.unique() if s != "average"]
+curves = pd.concat([report.pass_curves(results, v, s).assign(variant=v, eval_set=s or "average")
+                    for s in sets + [None] for v in ["base"] + METHODS], ignore_index=True)
+save_table(curves, "fig4_passk_curves", figures_dir=FIGURES_DIR)
 
 # %% [markdown]
 # ## Generates and saves Figure 4
+# Mean over seeds with the 95% t interval over seeds (the interval of the verdicts), drawn by
+# seaborn from each seed's curve and clipped to 0-100. GRPO's seeds spread so widely that its
+# band would swamp the other methods' differences, so it has its own row (its seeds as thin
+# lines), with the untrained student as the reference in both rows.
 
 # %%
-fig, axes = plt.subplots(1, len(sets) + 1, figsize=(3.2 * (len(sets) + 1), 3.4), sharey=False)
-rows = []
-for ax, eval_set in zip(axes, sets + [None]):
-    for variant in ["base"] + METHODS:
-        curve = report.pass_curves(results, variant, eval_set)
-        ax.plot(curve.k, 100 * curve["pass@k"], color=COLORS[variant], label=variant, marker=".")
-        if curve["low"].notna().all():
-            ax.fill_between(curve.k, 100 * curve.low, 100 * curve.high, color=COLORS[variant], alpha=0.15)
-        rows.append(curve.assign(variant=variant, eval_set=eval_set or "average"))
-    ax.set(xscale="log", xlabel="k", title=eval_set or "average")
-axes[0].set_ylabel("Pass@k (%)")
-axes[-1].legend(fontsize=8)
+per_seed = figure_data.pass_curves_long(results, ["base"] + METHODS).assign(pct=lambda d: 100 * d["pass@k"])
+own_row = [v for v in METHODS if v == "grpo"]
+rows = [["base"] + [v for v in METHODS if v not in own_row]] + ([["base"] + own_row] if own_row else [])
+fig, axes = plt.subplots(len(rows), len(sets) + 1, figsize=(2.9 * (len(sets) + 1) + 1.5, 2.9 * len(rows)),
+                         squeeze=False, sharex=True, layout="constrained")
+for row, variants in zip(axes, rows):
+    for ax, eval_set in zip(row, sets + ["average"]):
+        part = per_seed[per_seed.variant.isin(variants) & (per_seed.eval_set == eval_set)]
+        sns.lineplot(part, x="k", y="pct", hue="variant", hue_order=variants, palette=COLORS, marker="o", ms=3, mew=0, legend=False,
+                     errorbar=lambda v: tuple(min(max(x, 0.0), 100.0) for x in mean_ci(v)[1:]), ax=ax)
+        for variant in own_row if variants[-1] in own_row else []:
+            sns.lineplot(part[part.variant == variant], x="k", y="pct", units="seed", estimator=None, color=COLORS[variant],
+                         lw=0.7, alpha=0.4, legend=False, ax=ax)
+        ax.set(xscale="log", title=eval_set if variants[-1] not in own_row else f"{eval_set}: {', '.join(own_row)}",
+               ylabel="Pass@k (%)" if ax is row[0] else "")
+        ax.xaxis.set(major_locator=FixedLocator(sorted({2 ** i for i in range(eval_k.bit_length())} | {eval_k})),
+                     major_formatter=ScalarFormatter(), minor_locator=NullLocator())
+handles = [Line2D([], [], color=COLORS[v], marker="o", ms=3, label=v) for v in ["base"] + METHODS]
+handles += [Line2D([], [], color=COLORS[v], lw=0.7, alpha=0.4, label=f"{v}, one seed") for v in own_row]
+fig.legend(handles=handles, loc="outside right upper", title="mean over seeds,\nband: 95% t interval")
 fig.suptitle(f"Pass@k curves ({SCALE}, {len(seeds)} seed(s))")
-fig.tight_layout()
 savefig(fig, "fig4_passk_curves", figures_dir=FIGURES_DIR)
-curves = pd.concat(rows, ignore_index=True)
-save_table(curves, "fig4_passk_curves", figures_dir=FIGURES_DIR)
 
 # %% [markdown]
 # ## Verdicts (saved for the results page)

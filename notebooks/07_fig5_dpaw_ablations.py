@@ -45,11 +45,12 @@ FIGURES_DIR = "figures"
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
+import seaborn as sns
+from matplotlib.lines import Line2D
 
 from scope_lib import report
 from scope_lib.experiments import ABLATIONS, run_grid
-from scope_lib.plotting import METHOD_COLORS, save_table, savefig, use_style
+from scope_lib.plotting import METHOD_COLORS, mean_ci, save_table, savefig, use_style
 
 use_style()
 COLORS = {**METHOD_COLORS, "no_dpaw_normalized": "#c5b0d5"}  # light purple beside no_dpaw's; no plotting entry yet
@@ -58,24 +59,32 @@ eval_k = 4 if SMOKE else EVAL_K
 variants = ["scope", *ABLATIONS]
 df, results = run_grid(SCALE, variants, seeds, smoke=SMOKE, include_base=False, **{"eval.k": eval_k})
 summary = report.seed_summary(df)
-avg = summary[summary.eval_set == "average"].set_index("variant").loc[variants]
+save_table(summary, "fig5_dpaw_ablations", figures_dir=FIGURES_DIR)
 
 # %% [markdown]
 # ## Generates and saves Figure 5
+# Each seed's value (dots) and the mean over seeds with its 95% t interval (black), the
+# interval the verdicts use, drawn by seaborn from the per-seed values; the dotted line is
+# SCOPE's mean.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+seed_rows = df[df.eval_set == "average"].assign(**{m: 100 * df[m] for m in ("avg@k", "pass@k")})  # in %
+fig, axes = plt.subplots(1, 2, figsize=(13, 4), layout="constrained")
 for ax, metric in zip(axes, ["avg@k", "pass@k"]):
-    x = np.arange(len(variants))
-    ax.bar(x, 100 * avg[metric], yerr=100 * avg[f"{metric}_ci"].fillna(0), color=[COLORS[v] for v in variants], capsize=3)
-    ax.set_xticks(x, [v.replace("_", "\n") for v in variants], fontsize=8)
-    ax.set(ylabel=f"{metric.replace('k', str(eval_k))} (%)", title=f"{metric.replace('k', str(eval_k))}, mean over eval sets")
-    low = 100 * (avg[metric] - avg[f"{metric}_ci"].fillna(0)).min()
-    ax.set_ylim(max(0, low - 5), None)
+    sns.pointplot(seed_rows, x="variant", y=metric, order=variants, color="black", linestyle="none", marker="_",
+                  markersize=16, capsize=0.25, err_kws={"linewidth": 1.5},
+                  errorbar=lambda v: tuple(min(max(x, 0.0), 100.0) for x in mean_ci(v)[1:]), ax=ax)
+    sns.stripplot(seed_rows, x="variant", y=metric, order=variants, hue="variant", palette=COLORS, size=5, alpha=0.6,
+                  jitter=0.12, legend=False, zorder=3, ax=ax)
+    ax.axhline(seed_rows.loc[seed_rows.variant == "scope", metric].mean(), color=COLORS["scope"], ls=":", lw=1)
+    ax.set_xticks(range(len(variants)), [v.replace("_", "\n") for v in variants], fontsize=8)
+    name = metric.replace("k", str(eval_k))
+    ax.set(xlabel="", ylabel=f"{name} (%)", title=f"{name}, mean over eval sets")
+fig.legend(handles=[Line2D([], [], color="grey", marker="o", ls="none", alpha=0.6, label="one seed"),
+                    Line2D([], [], color="black", marker="_", ms=12, label="mean, 95% t interval"),
+                    Line2D([], [], color=COLORS["scope"], ls=":", label="SCOPE's mean")], loc="outside right upper")
 fig.suptitle(f"DPAW ablations ({SCALE}, {len(seeds)} seed(s))")
-fig.tight_layout()
 savefig(fig, "fig5_dpaw_ablations", figures_dir=FIGURES_DIR)
-save_table(summary, "fig5_dpaw_ablations", figures_dir=FIGURES_DIR)
 
 # %% [markdown]
 # ## Verdicts (saved for the results page)

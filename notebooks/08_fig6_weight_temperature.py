@@ -35,10 +35,13 @@ FIGURES_DIR = "figures"
 
 # %%
 import matplotlib.pyplot as plt
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, NullLocator
 
-from scope_lib import report
+from scope_lib import figure_data, report
 from scope_lib.experiments import run_grid, run_histories
-from scope_lib.plotting import save_table, savefig, use_style
+from scope_lib.plotting import mean_ci, save_table, savefig, use_style
 
 use_style()
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -47,28 +50,45 @@ variants = ["scope" if tau == 1.0 else f"scope_tau{tau}" for tau in TAUS]  # tau
 df, results = run_grid(SCALE, variants, seeds, smoke=SMOKE, include_base=False, **{"eval.k": eval_k})
 summary = report.seed_summary(df)
 avg = summary[summary.eval_set == "average"].set_index("variant").loc[variants]
+save_table(summary.assign(tau=summary.variant.map(dict(zip(variants, TAUS)))), "fig6_weight_temperature", figures_dir=FIGURES_DIR)
 histories = run_histories(SCALE, variants, seeds, smoke=SMOKE)
+ess = report.step_curves(histories, "teacher_w_ess_frac")
 
 # %% [markdown]
 # ## Generates and saves Figure 6
+# Left: each seed's value (thin grey lines join one seed's runs) and the mean over seeds with
+# its 95% t interval, the interval the verdicts use. Right: the teacher weights' effective
+# sample size as a fraction of the incorrect path's size, mean over seeds with its 95% t band
+# (clipped to 0-1). All drawn by seaborn from the per-seed values.
 
 # %%
-colors = plt.get_cmap("viridis")([0.15, 0.5, 0.85])
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+def t_interval(low: float, high: float):
+    """The 95% t interval over seeds, clipped to the metric's range [low, high]."""
+    return lambda values: tuple(min(max(x, low), high) for x in mean_ci(values)[1:])
+
+
+tau_of = dict(zip(variants, TAUS))
+colors = dict(zip(TAUS, plt.get_cmap("viridis")([0.15, 0.5, 0.85])))
+seed_rows = df[df.eval_set == "average"].assign(tau=lambda d: d.variant.map(tau_of),
+                                                **{m: 100 * df[m] for m in ("avg@k", "pass@k")})
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
 for ax, metric in zip(axes[:2], ["avg@k", "pass@k"]):
-    ax.errorbar(TAUS, 100 * avg[metric], yerr=100 * avg[f"{metric}_ci"].fillna(0), marker="o", capsize=3, color="black")
-    ax.set(xscale="log", xticks=TAUS, xticklabels=[str(t) for t in TAUS], xlabel="tau",
-           ylabel=f"{metric.replace('k', str(eval_k))} (%)", title=f"{metric.replace('k', str(eval_k))} vs tau")
-ess = report.step_curves(histories, "teacher_w_ess_frac")
-for tau, variant, color in zip(TAUS, variants, colors):
-    part = ess[ess.variant == variant]
-    axes[2].plot(part.step, part["teacher_w_ess_frac"], color=color, label=f"tau={tau}")
+    sns.lineplot(seed_rows, x="tau", y=metric, units="seed", estimator=None, color="grey", lw=0.8, alpha=0.5, ax=ax)
+    sns.lineplot(seed_rows, x="tau", y=metric, errorbar=t_interval(0, 100), err_style="bars", marker="o", color="black",
+                 err_kws={"capsize": 4}, ax=ax)
+    name = metric.replace("k", str(eval_k))
+    ax.set(xscale="log", xlabel="tau", ylabel=f"{name} (%)", title=f"{name} vs tau, mean over eval sets")
+    ax.xaxis.set(major_locator=FixedLocator(TAUS), minor_locator=NullLocator())
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:g}")
+ess_rows = figure_data.history_long(histories, "teacher_w_ess_frac").assign(tau=lambda d: d.variant.map(tau_of))
+sns.lineplot(ess_rows, x="step", y="teacher_w_ess_frac", hue="tau", palette=colors, errorbar=t_interval(0, 1),
+             legend=False, ax=axes[2])
 axes[2].set(xlabel="step", ylabel="effective sample size / path size", title="Teacher-weight concentration")
-axes[2].legend()
+fig.legend(handles=[Line2D([], [], color="grey", lw=0.8, alpha=0.5, label="one seed"),
+                    Line2D([], [], color="black", marker="o", label="mean, 95% t interval")]
+           + [Line2D([], [], color=colors[tau], label=f"tau = {tau:g}") for tau in TAUS], loc="outside right upper")
 fig.suptitle(f"Weight temperature ({SCALE}, {len(seeds)} seed(s))")
-fig.tight_layout()
 savefig(fig, "fig6_weight_temperature", figures_dir=FIGURES_DIR)
-save_table(summary.assign(tau=summary.variant.map(dict(zip(variants, TAUS)))), "fig6_weight_temperature", figures_dir=FIGURES_DIR)
 
 # %%
 mean_ess = {tau: float(ess[ess.variant == v]["teacher_w_ess_frac"].mean()) for tau, v in zip(TAUS, variants)}

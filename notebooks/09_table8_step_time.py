@@ -40,11 +40,9 @@ FIGURES_DIR = "figures"
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
-from scope_lib import report
+from scope_lib import figure_data, report
 from scope_lib.experiments import experiment_config, run_histories
 from scope_lib.plotting import save_table, savefig, use_style
 from scope_lib.trainer import TIMERS
@@ -52,12 +50,7 @@ from scope_lib.trainer import TIMERS
 use_style()
 seeds = SEEDS[:1] if SMOKE else SEEDS
 histories = run_histories(SCALE, METHODS, seeds, smoke=SMOKE)
-rows = []
-for (variant, seed), history in histories.items():
-    for record in history:
-        rows.append({"variant": variant, "seed": seed, "rollouts": record.get("n_correct", 0) + record.get("n_incorrect", 0),
-                     **{name: record[f"time/{name}"] for name in TIMERS}})
-steps = pd.DataFrame(rows)
+steps = figure_data.step_times(histories, TIMERS)
 
 # %% [markdown]
 # ## Generates and saves Table 8
@@ -69,16 +62,11 @@ save_table(table.round(4), "table8_step_time", figures_dir=FIGURES_DIR)
 display(Markdown(f"Seconds per step ({SCALE}{', smoke' if SMOKE else ''}, {len(seeds)} seed(s), {len(steps)} steps in all)\n\n"
                  + table.to_markdown(floatfmt=".3f")))
 
-fig, ax = plt.subplots(figsize=(7, 3.5))
-left = np.zeros(len(METHODS))
+fig, ax = plt.subplots(figsize=(8.5, 3.2), layout="constrained")
 components = [t for t in TIMERS if t != "step"] + ["other"]
-colors = plt.get_cmap("tab10")(np.arange(len(components)))
-for component, color in zip(components, colors):
-    ax.barh(METHODS, table[component], left=left, color=color, label=component)
-    left += table[component].to_numpy()
-ax.set(xlabel="seconds per step", title=f"Per-step time by component ({SCALE})")
-ax.legend(fontsize=8, loc="lower right")
-fig.tight_layout()
+table[components].plot.barh(stacked=True, ax=ax, legend=False, color=plt.get_cmap("tab10")(range(len(components))))
+ax.set(xlabel="seconds per step", ylabel="", title=f"Per-step time by component ({SCALE}, mean over steps and seeds)")
+fig.legend(loc="outside right upper", title="component")
 savefig(fig, "table8_step_time", figures_dir=FIGURES_DIR)
 
 # %%
