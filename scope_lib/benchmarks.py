@@ -3,35 +3,41 @@
 Each benchmark is a registry entry: where its rows come from and one answer adapter that turns
 a raw row into a `Problem` whose `answer` string `scope_lib.verify.is_correct` can grade.
 
-Sources, in order:
-1. a local folder holding `<name>/test.jsonl` (`path=`, else env `SCOPE_BENCHMARKS_DIR`), in
-   the formats of the math-evaluation repositories' JSONL files (Qwen2.5-Math `evaluation/data`);
-2. otherwise the public hub dataset through `datasets.load_dataset`, when `datasets` is
-   installed and the hub reachable (it is not a dependency of this project).
+Sources, in order, both read through `datasets`:
+1. a local folder holding `<name>/test.jsonl` (`path=`, the config key `data.benchmarks_dir`,
+   else env `SCOPE_BENCHMARKS_DIR`), in the formats of the math-evaluation repositories' JSONL
+   files (Qwen2.5-Math `evaluation/data`), read by `read_json_lines`:
+   `datasets.load_dataset("json", ...)` after a line-by-line scan, so that every bad byte, line
+   or row fails naming FILE:LINE and every answer keeps the exact text its line wrote;
+2. otherwise the public hub dataset, `datasets.load_dataset(<hub id>)` (the `paper` scale; needs
+   the hub). When that fails, the error names SCOPE_BENCHMARKS_DIR and the layout it expects.
 
 The files are never copied into this repository. Adapters accept both the JSONL and the hub
 field names (`problem`/`question`, minerva's hub `answer` column), since the hub copies use
 different columns for the same problems.
 
 Usage:
-    problems = load_benchmark("math500", "/data/benchmarks", limit=50)
+    problems = load_benchmark("math500", "/data/benchmarks", limit=50)  # /data/benchmarks/math500/test.jsonl
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import math
 import os
 import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from scope_lib.problem import Problem
 from scope_lib.verify import extract_boxed
 
-__all__ = ["BENCHMARKS", "REGISTRY", "Benchmark", "answer_text", "jsonl_rows", "load_benchmark", "benchmarks_dir",
-           "problem_from_row"]
+__all__ = ["BENCHMARKS", "BENCHMARKS_ENV", "REGISTRY", "Benchmark", "answer_text", "benchmarks_dir", "load_benchmark",
+           "load_hub_dataset", "problem_from_row", "read_json_lines", "scan_json_lines"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,94 +201,198 @@ def problem_from_row(name: str, row: dict, index: int) -> Problem:
 # loading
 
 
+BENCHMARKS_ENV = "SCOPE_BENCHMARKS_DIR"  # the user's benchmark folder: <dir>/<name>/test.jsonl
+
+
 def benchmarks_dir(path: str | os.PathLike | None = None) -> Path | None:
     """The local benchmark folder: `path`, else env SCOPE_BENCHMARKS_DIR, else None."""
     if path is not None:
         return Path(path)
-    env = os.environ.get("SCOPE_BENCHMARKS_DIR")
+    env = os.environ.get(BENCHMARKS_ENV)
     return Path(env) if env else None
 
 
-def jsonl_rows(file: Path):
-    """Yield (line number, parsed row) of a JSONL file, skipping blank lines.
+def _open_bytes(file: Path):
+    return gzip.open(file, "rb") if file.suffix == ".gz" else open(file, "rb")
 
-    Lines are decoded one at a time, so a file that is not UTF-8 fails naming its file and
-    line (a text-mode iterator raises a UnicodeDecodeError that names neither). Raises
-    ValueError "FILE:LINE: ..." for undecodable text or bad JSON.
+
+def _not_json_constant(token: str):
+    # json.loads accepts NaN and Infinity, which are not JSON (RFC 8259) and which `datasets`
+    # (pyarrow) refuses with an error that names neither the file nor the line.
+    raise ValueError(f"{token} is not JSON (expected a string or a finite number)")
+
+
+def scan_json_lines(file: Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, row) of a JSON Lines file (gzip when it ends in .gz), blank lines skipped.
+
+    Each line is decoded and parsed on its own, with Python's `json`, so every problem names its
+    file and line: text that is not UTF-8, bad JSON, NaN or Infinity, a line that is not a JSON
+    object. Raises ValueError "FILE:LINE: ...". A line is blank when it holds only JSON whitespace
+    (space, tab, CR, LF), the lines `datasets` skips too. A UTF-8 byte-order mark on the first
+    line is dropped, as `datasets` drops it.
     """
-    with open(file, "rb") as handle:
+    with _open_bytes(file) as handle:
         for line_number, raw in enumerate(handle, start=1):
+            where = f"{file}:{line_number}"
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
             except UnicodeDecodeError as error:
-                raise ValueError(f"{file}:{line_number}: not UTF-8 text (byte {raw[error.start]:#04x} at column "
+                raise ValueError(f"{where}: not UTF-8 text (byte {raw[error.start]:#04x} at column "
                                  f"{error.start + 1}); save the file as UTF-8") from None
-            if not line.strip():
+            line = line.rstrip(" \t\r\n")
+            if not line:
                 continue
             try:
-                yield line_number, json.loads(line)
+                row = json.loads(line, parse_constant=_not_json_constant)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{file}:{line_number}: bad JSON ({error.msg} at column {error.colno})") from None
+                raise ValueError(f"{where}: bad JSON ({error.msg} at column {error.colno})") from None
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: expected a JSON object per line, got a JSON {type(row).__name__}")
+            yield line_number, row
 
 
-def _load_jsonl(name: str, file: Path, limit: int | None) -> list[Problem]:
-    problems: list[Problem] = []
-    if limit == 0:
-        return problems
-    for line_number, row in jsonl_rows(file):
+@contextlib.contextmanager
+def _quiet_datasets():
+    """`datasets` without its progress bars (a bar per small file clutters every log)."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield datasets
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def read_json_lines(file: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, row) of a local JSON Lines file, read through `datasets`.
+
+    The file is first scanned line by line (`scan_json_lines`: every byte, JSON or row-shape
+    problem raises ValueError naming FILE:LINE), then read by
+    `datasets.load_dataset("json", data_files=FILE, split="train")`, held in memory
+    (`keep_in_memory=True`) with its `cache_dir` a temporary folder removed on return, so nothing
+    is written to the repository or to ~/.cache. datasets must find the same rows as the scan,
+    one per non-blank line, in order; where datasets cannot read a file the scan read (see
+    `_json_dataset`), the scan's rows are the file's rows.
+
+    Each row yielded holds the values its line wrote, and only the keys it wrote: datasets keeps
+    one Arrow type per column, so it changes values where lines disagree (ints beside floats come
+    back as floats, an int beyond 2**53 rounded; a column mixing strings and numbers comes back
+    as JSON and its string "007" as the number 7), and it gives every row every column, None
+    where the line had none. Where datasets' value differs from the line's, the line's is kept,
+    so answers keep their exact text.
+    """
+    file = Path(file)
+    rows = sum(1 for _ in scan_json_lines(file))  # raises FILE:LINE before datasets sees the file
+    if rows == 0:
+        return
+    dataset = _json_dataset(file)
+    if dataset is None:
+        yield from scan_json_lines(file)
+        return
+    if len(dataset) != rows:
+        raise ValueError(f"{file}: `datasets` read {len(dataset)} rows, but the file has {rows} non-blank lines")
+    for (line_number, written), row in zip(scan_json_lines(file), dataset):
+        yield line_number, {key: row[key] if _same_json(row.get(key), value) else value for key, value in written.items()}
+
+
+def _json_dataset(file: Path):
+    """`datasets.load_dataset("json", ...)` of a file `scan_json_lines` read without error, in
+    memory, its cache in a temporary folder; None where datasets cannot read such a file (it
+    fails, for one, on a blank line in a file whose column mixes strings and numbers)."""
+    with _quiet_datasets() as datasets, tempfile.TemporaryDirectory(prefix="scope-datasets-") as cache:
         try:
-            problems.append(problem_from_row(name, row, line_number - 1))
+            return datasets.load_dataset("json", data_files=str(file.resolve()), split="train",
+                                         keep_in_memory=True, cache_dir=cache)
+        except Exception:  # noqa: BLE001 - the scan already vouched for every line
+            return None
+
+
+def _same_json(a, b) -> bool:
+    """Whether two parsed JSON values are the same value of the same JSON type (1 is not 1.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def load_hub_dataset(hub_id: str, config: str | None = None, split: str = "train", *,
+                     data_files: list[str] | None = None, help_text: str = ""):
+    """`datasets.load_dataset(hub_id, config, split=split)` (or the hub repository's JSON
+    `data_files`), in the Hugging Face cache as usual. Raises FileNotFoundError with `help_text`
+    (how to load the data locally instead) when the hub cannot be reached, the dataset is gated
+    or renamed."""
+    import datasets
+
+    try:
+        if data_files:
+            return datasets.load_dataset("json", data_files=[f"hf://datasets/{hub_id}/{f}" for f in data_files], split=split)
+        return datasets.load_dataset(hub_id, config, split=split)
+    except Exception as error:  # offline, gated or renamed: say how to load locally
+        raise FileNotFoundError(f"{help_text} ({type(error).__name__}: {error})".strip()) from error
+
+
+def _problems(name: str, rows: Iterable[tuple[str, int, dict]], limit: int | None) -> list[Problem]:
+    """Problems of benchmark `name` from (where, index, row) triples; every row is checked, then
+    the first `limit` kept. A bad row raises ValueError naming `where` (FILE:LINE or hub row)."""
+    problems = []
+    for where, index, row in rows:
+        try:
+            problems.append(problem_from_row(name, row, index))
         except (KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"{file}:{line_number}: {name} row has missing or malformed field {e}") from e
-        if limit is not None and len(problems) >= limit:
-            break
+            raise ValueError(f"{where}: {name} row has missing or malformed field {e}") from e
+    return problems if limit is None else problems[:limit]
+
+
+def _load_local(name: str, file: Path, limit: int | None) -> list[Problem]:
+    problems = _problems(name, ((f"{file}:{line}", line - 1, row) for line, row in read_json_lines(file)), limit)
     if not problems:
         raise ValueError(f"{file}: no rows (an empty {name} file; expected one JSON object per line)")
     return problems
 
 
+def _missing_folder_help(name: str) -> str:
+    """What to set to read benchmark `name` from a local folder instead of the hub."""
+    env = os.environ.get(BENCHMARKS_ENV)
+    stale = (f" ({BENCHMARKS_ENV} is {env!r}, which holds no {name}/test.jsonl.)" if env else "")
+    return (f"Benchmark {name!r}: no local file, and the hub copy ({REGISTRY[name].hub[0]}) could not be loaded.{stale} "
+            f"To read it from a folder, set the environment variable {BENCHMARKS_ENV}=DIR (or the config key "
+            f"data.benchmarks_dir, or path=DIR), where DIR/{name}/test.jsonl is the benchmark's JSON Lines file as the "
+            "math-evaluation repositories keep it (e.g. QwenLM/Qwen2.5-Math evaluation/data/<name>/test.jsonl).")
+
+
 def _load_hub(name: str, limit: int | None) -> list[Problem]:
     hub_id, config, split = REGISTRY[name].hub
-    offline_help = (
-        f"Benchmark {name!r}: no local folder was given and the hub copy ({hub_id}) could not be "
-        f"loaded. Offline, pass path=DIR or set SCOPE_BENCHMARKS_DIR=DIR, where DIR/{name}/test.jsonl "
-        "is the math-evaluation JSONL (e.g. QwenLM/Qwen2.5-Math evaluation/data)."
-    )
-    try:
-        import datasets  # optional, not a project dependency
-    except ImportError as e:
-        raise FileNotFoundError(offline_help + " (`datasets` is not installed.)") from e
-    try:
-        rows = datasets.load_dataset(hub_id, config, split=split)
-    except Exception as e:  # offline, gated or renamed: say how to load locally
-        raise FileNotFoundError(f"{offline_help} ({type(e).__name__}: {e})") from e
-    problems = []
-    for index, row in enumerate(rows):
-        if limit is not None and len(problems) >= limit:
-            break
-        try:
-            problems.append(problem_from_row(name, dict(row), index))
-        except (KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"{hub_id} row {index}: {name} row has missing or malformed field {e}") from e
-    return problems
+    rows = load_hub_dataset(hub_id, config, split, help_text=_missing_folder_help(name))
+    return _problems(name, ((f"{hub_id} row {index}", index, dict(row)) for index, row in enumerate(rows)), limit)
 
 
 def load_benchmark(name: str, path: str | os.PathLike | None = None, *, limit: int | None = None) -> list[Problem]:
     """Load benchmark `name` (one of BENCHMARKS) as a list of Problems, in file order.
 
-    `path`: folder containing `<name>/test.jsonl` (default: env SCOPE_BENCHMARKS_DIR; when neither
-    is set, the public hub copy through `datasets`). `limit`: keep the first `limit` rows.
-    A malformed row raises ValueError naming the file and line number.
+    `path`: a folder holding `<name>/test.jsonl` (default: env SCOPE_BENCHMARKS_DIR), read through
+    `datasets` (`read_json_lines`); when neither is set, or the env folder lacks the file, the
+    public hub copy through `datasets.load_dataset` (the `paper` scale). `limit`: keep the first
+    `limit` rows (every row is still checked). A malformed row raises ValueError naming the file
+    and line number (or the hub row).
     """
     if name not in REGISTRY:
         raise ValueError(f"name: expected one of {BENCHMARKS}, got {name!r}")
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit: expected a non-negative int or None, got {limit!r}")
+    if limit == 0:
+        return []
     folder = benchmarks_dir(path)
     if folder is not None:
         file = folder / name / "test.jsonl"
         if file.is_file():
-            return _load_jsonl(name, file, limit)
-        if path is not None:  # an explicit folder must exist; a stale env var falls through
+            return _load_local(name, file, limit)
+        if path is not None:  # an explicit folder must hold the file; a stale env var falls through
             raise FileNotFoundError(f"path: expected {file} (a folder with {name}/test.jsonl), not found")
     return _load_hub(name, limit)

@@ -75,56 +75,65 @@ def tiny_task(model_name: str):
     return tasks
 
 
-def _load_jsonl_problems(path: Path) -> list[Problem]:
-    """Training prompts from a JSONL file of {"question": str, "answer": str or number[, "solution": str]}.
+_TRAIN_ROW = "expected a JSON object with a non-empty string 'question' and a string or number 'answer'"
 
-    Every bad row fails here, naming FILE:LINE, rather than as a TypeError or, for an empty
-    file, a ZeroDivisionError mid-run; answers go through the benchmarks' `answer_text`, so
-    null, NaN or a dict never becomes the gold string "None", "nan" or "{'a': 1}".
+
+def _training_problem(row: dict, where: str, problem_id: str, source: str, answer_key: str = "answer") -> Problem:
+    """One training prompt from a row {"question": str, answer_key: str or number[, "solution": str]}.
+
+    Raises ValueError naming `where` (FILE:LINE or the hub row) for a bad row; answers go through
+    the benchmarks' `answer_text`, so null, NaN or a dict never becomes the gold string "None",
+    "nan" or "{'a': 1}".
     """
-    from scope_lib.benchmarks import answer_text, jsonl_rows
+    from scope_lib.benchmarks import answer_text
 
-    expected = "expected a JSON object with a non-empty string 'question' and a string or number 'answer'"
-    problems = []
+    if not isinstance(row.get("question"), str) or not row["question"].strip():
+        raise ValueError(f"{where}: 'question': {_TRAIN_ROW}, got {row.get('question')!r}"[:300])
+    if row.get(answer_key) is None and answer_key not in row:
+        raise ValueError(f"{where}: no {answer_key!r}: {_TRAIN_ROW}")
     try:
-        for line_number, row in jsonl_rows(path):
-            where = f"{path}:{line_number}"
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: {expected}, got a JSON {type(row).__name__}")
-            if not isinstance(row.get("question"), str) or not row["question"].strip():
-                raise ValueError(f"{where}: 'question': {expected}, got {row.get('question')!r}"[:300])
-            if "answer" not in row:
-                raise ValueError(f"{where}: no 'answer': {expected}")
-            try:
-                answer = answer_text(row["answer"])
-            except TypeError as error:
-                raise ValueError(f"{where}: {error}") from None
-            solution = row.get("solution")
-            if solution is not None and not isinstance(solution, str):
-                raise ValueError(f"{where}: 'solution': expected a string or null, got {type(solution).__name__}")
-            problems.append(Problem(id=f"{path.stem}/{line_number}", question=row["question"], answer=answer,
-                                    solution=solution, source=path.stem))
+        answer = answer_text(row[answer_key], answer_key)
+    except TypeError as error:
+        raise ValueError(f"{where}: {error}") from None
+    solution = row.get("solution")
+    if solution is not None and not isinstance(solution, str):
+        raise ValueError(f"{where}: 'solution': expected a string or null, got {type(solution).__name__}")
+    return Problem(id=problem_id, question=row["question"], answer=answer, solution=solution, source=source)
+
+
+def _load_jsonl_problems(path: Path) -> list[Problem]:
+    """Training prompts from a JSON Lines file of {"question": str, "answer": str or number[, "solution": str]},
+    read through `datasets` (`scope_lib.benchmarks.read_json_lines`, which keeps each line's own values).
+
+    Every bad line or row fails here, naming FILE:LINE, rather than as a TypeError or, for an
+    empty file, a ZeroDivisionError mid-run.
+    """
+    from scope_lib.benchmarks import read_json_lines
+
+    try:
+        problems = [_training_problem(row, f"{path}:{line_number}", f"{path.stem}/{line_number}", path.stem)
+                    for line_number, row in read_json_lines(path)]
     except OSError as error:
         raise ValueError(f"data.train {str(path)!r}: cannot read it ({error.strerror or error})") from None
     if not problems:
-        raise ValueError(f"data.train {str(path)!r}: no problems (the file holds no rows; {expected} per line)")
+        raise ValueError(f"data.train {str(path)!r}: no problems (the file holds no rows; {_TRAIN_ROW} per line)")
     return problems
 
 
 def _load_hub_problems(name: str) -> list[Problem]:
-    """Training prompts from a hub dataset (paper scale: zwhe99/DeepMath-103K, columns
-    `question` and `final_answer`); needs the `datasets` package and network access."""
-    try:
-        import datasets
-    except ImportError as error:
-        raise ValueError(f"data.train {name!r} is a hub dataset: install `datasets`, or export it to a .jsonl file "
-                         "with question/answer rows") from error
-    rows = datasets.load_dataset(name, split="train")
+    """Training prompts from a hub dataset through `datasets.load_dataset(name, split="train")`
+    (paper scale: zwhe99/DeepMath-103K, columns `question` and `final_answer`), each row checked
+    as a JSONL row is; needs the hub."""
+    from scope_lib.benchmarks import load_hub_dataset
+
+    rows = load_hub_dataset(name, None, "train", help_text=(
+        f"data.train {name!r} is a hub dataset that could not be loaded: offline, export it to a .jsonl file "
+        "with one {\"question\": ..., \"answer\": ...} object per line and set data.train to that file."))
     answer_key = "final_answer" if "final_answer" in rows.column_names else "answer"
     if "question" not in rows.column_names or answer_key not in rows.column_names:
         raise ValueError(f"data.train {name!r}: expected columns 'question' and 'final_answer' (or 'answer'), got {rows.column_names}")
-    return [Problem(id=f"{name}/{i}", question=row["question"], answer=str(row[answer_key]), source=name)
-            for i, row in enumerate(rows)]
+    return [_training_problem(dict(row), f"{name} row {index}", f"{name}/{index}", name, answer_key)
+            for index, row in enumerate(rows)]
 
 
 def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:

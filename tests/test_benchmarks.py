@@ -1,7 +1,9 @@
-"""Benchmark loaders on the real JSONL files (skipped cleanly when the folder is absent).
+"""Benchmark loaders: on small files these tests write, and on the real benchmark files.
 
-The folder lives beside the project (`../shared/benchmarks` from the repository root) or where
-SCOPE_BENCHMARKS_DIR points; it is never copied into the repository.
+The real files are read from the folder SCOPE_BENCHMARKS_DIR names (`<dir>/<name>/test.jsonl`
+for the seven benchmarks below); they are never copied into the repository, and the tests
+that need them are skipped, saying what to set, when the variable is unset. Everything else
+runs on fixtures written to tmp_path.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import pytest
 
-from scope_lib.benchmarks import BENCHMARKS, REGISTRY, load_benchmark
+from scope_lib.benchmarks import BENCHMARKS, REGISTRY, _same_json, load_benchmark, read_json_lines
 from scope_lib.verify import grade_batch
 
 # Row counts of the benchmarks README table, written out independently of the registry.
@@ -24,15 +27,11 @@ README_ROWS = {
 }
 
 
-def _benchmarks_folder() -> Path | None:
-    env = os.environ.get("SCOPE_BENCHMARKS_DIR")
-    folder = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
-    return folder if all((folder / n / "test.jsonl").is_file() for n in README_ROWS) else None
-
-
-FOLDER = _benchmarks_folder()
+# Set but incomplete, the tests run and fail naming the missing file: the variable asked for them.
+FOLDER = Path(os.environ["SCOPE_BENCHMARKS_DIR"]) if os.environ.get("SCOPE_BENCHMARKS_DIR") else None
 needs_folder = pytest.mark.skipif(
-    FOLDER is None, reason="benchmark JSONL folder not found (../shared/benchmarks or SCOPE_BENCHMARKS_DIR)"
+    FOLDER is None, reason="real benchmark files: set SCOPE_BENCHMARKS_DIR to a folder holding <name>/test.jsonl "
+                           f"for {', '.join(sorted(README_ROWS))}"
 )
 
 
@@ -161,8 +160,9 @@ def test_malformed_row_names_file_and_line(tmp_path, name, bad_line, what):
     with pytest.raises(ValueError, match=rf"test\.jsonl:3: .*{what}") as info:
         load_benchmark(name, tmp_path)
     assert str(file) in str(info.value)
-    # rows before the bad one load under a limit
-    assert len(load_benchmark(name, tmp_path, limit=2)) == 2
+    # the whole file is read and checked, even when fewer rows are asked for
+    with pytest.raises(ValueError, match=rf"test\.jsonl:3: .*{what}"):
+        load_benchmark(name, tmp_path, limit=2)
 
 
 def test_local_formats_from_a_temp_folder(tmp_path):
@@ -178,11 +178,39 @@ def test_local_formats_from_a_temp_folder(tmp_path):
         load_benchmark("aime24", tmp_path)
 
 
-def test_offline_without_folder_says_how(monkeypatch):
+def _offline_datasets(monkeypatch) -> list:
+    """A stand-in `datasets` whose hub is unreachable; returns the list of calls it received."""
+    import sys
+    import types
+
+    calls = []
+
+    def load_dataset(hub_id, config=None, split=None):
+        calls.append(hub_id)
+        raise ConnectionError(f"Couldn't reach {hub_id!r} on the Hub")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    return calls
+
+
+def test_offline_without_folder_says_what_to_set(monkeypatch):
+    calls = _offline_datasets(monkeypatch)
     monkeypatch.delenv("SCOPE_BENCHMARKS_DIR", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(FileNotFoundError, match="SCOPE_BENCHMARKS_DIR"):
+    with pytest.raises(FileNotFoundError) as info:
         load_benchmark("math500")
+    message = str(info.value)
+    assert calls == ["HuggingFaceH4/MATH-500"]
+    for part in ("SCOPE_BENCHMARKS_DIR=DIR", "DIR/math500/test.jsonl", "data.benchmarks_dir", "HuggingFaceH4/MATH-500",
+                 "ConnectionError"):
+        assert part in message, (part, message)
+
+
+def test_a_stale_folder_variable_is_named(monkeypatch, tmp_path):
+    _offline_datasets(monkeypatch)
+    monkeypatch.setenv("SCOPE_BENCHMARKS_DIR", str(tmp_path))  # holds no gsm8k/test.jsonl
+    with pytest.raises(FileNotFoundError) as info:
+        load_benchmark("gsm8k")
+    assert f"SCOPE_BENCHMARKS_DIR is {str(tmp_path)!r}, which holds no gsm8k/test.jsonl" in str(info.value)
 
 
 def test_hub_rows_use_the_same_adapters(monkeypatch):
@@ -209,3 +237,112 @@ def test_hub_rows_use_the_same_adapters(monkeypatch):
     assert load_benchmark("aime24")[0].answer == "204"
     assert load_benchmark("gsm8k")[0].answer == "4"
     assert ("openai/gsm8k", "main", "test") in calls
+
+
+# ---------------------------------------------------------------------------------------------
+# local files go through `datasets`, and keep the values their lines wrote
+
+
+def test_local_files_are_read_through_datasets(tmp_path, monkeypatch):
+    """load_dataset("json") reads the file, in memory, its cache in a temporary folder that is
+    gone afterwards (not the repository, not ~/.cache)."""
+    import datasets
+
+    real, calls = datasets.load_dataset, []
+
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs))
+        assert Path(kwargs["cache_dir"]).is_dir()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", recording)
+    file = _write(tmp_path, "aime24", ['{"id": 5, "problem": "p", "answer": "12"}', '{"id": 6, "problem": "q", "answer": "3"}'])
+    problems = load_benchmark("aime24", tmp_path)
+    assert [(p.id, p.question, p.answer) for p in problems] == [("aime24/5", "p", "12"), ("aime24/6", "q", "3")]
+    assert len(calls) == 1
+    args, kwargs = calls[0]
+    assert args == ("json",) and kwargs["data_files"] == str(file.resolve()) and kwargs["split"] == "train"
+    assert kwargs["keep_in_memory"] is True
+    cache = Path(kwargs["cache_dir"])
+    assert not cache.exists()
+    repository = Path(__file__).resolve().parents[1]
+    assert not cache.is_relative_to(repository) and not cache.is_relative_to(Path.home())
+
+
+# Answers as their lines write them, and the text the loader must give each. Strings that look
+# like numbers beside real numbers are where datasets' one-type-per-column reading changes values.
+EXACT = [
+    ('"007"', "007"), ('"1"', "1"), ("1", "1"), ('"1.0"', "1.0"), ("2.5", "2.5"), ("27.0", "27"),
+    ('"4"', "4"), ('"true"', "true"), ("12345678901234567891", "12345678901234567891"), ('"0.10"', "0.10"),
+]
+
+
+@pytest.mark.parametrize("blank", [False, True], ids=["no-blank-lines", "blank-lines"])
+def test_answers_keep_their_exact_text(tmp_path, blank):
+    lines = []
+    for written, _ in EXACT:
+        lines += [f'{{"problem": "p", "answer": {written}}}'] + (["", "  "] if blank else [])
+    _write(tmp_path, "aime24", lines)
+    assert [p.answer for p in load_benchmark("aime24", tmp_path)] == [text for _, text in EXACT]
+
+
+def test_datasets_alone_would_change_these_answers(tmp_path):
+    """Why each row is compared with its line: pyarrow keeps one type per column, so an int
+    beside floats comes back a float, rounded beyond 2**53."""
+    import tempfile
+
+    import datasets
+
+    file = _write(tmp_path, "aime24", ['{"answer": 12345678901234567891}', '{"answer": 2.5}', '{"answer": 3}'])
+    with tempfile.TemporaryDirectory() as cache:
+        rows = datasets.load_dataset("json", data_files=str(file), split="train", keep_in_memory=True, cache_dir=cache)
+        values = rows["answer"]
+    assert values[2] == 3 and isinstance(values[2], float)
+    assert int(values[0]) != 12345678901234567891
+    assert [value for _, value in read_json_lines(file)] == [{"answer": 12345678901234567891}, {"answer": 2.5},
+                                                             {"answer": 3}]
+    assert isinstance(list(read_json_lines(file))[2][1]["answer"], int)
+
+
+def test_line_numbers_count_blank_lines(tmp_path):
+    file = _write(tmp_path, "math500", ["", '{"problem": "a", "answer": "1"}', "   ", "\t",
+                                        '{"problem": "b", "answer": "2"}', '{"problem": "c"}'])
+    assert [line for line, _ in read_json_lines(file)] == [2, 5, 6]
+    with pytest.raises(ValueError, match=rf"{re.escape(str(file))}:6: math500 row .*answer"):
+        load_benchmark("math500", tmp_path)
+    file.write_text('\n{"problem": "a", "answer": "1"}\n\n{"problem": "b", "answer": "2"}\n')
+    assert [p.id for p in load_benchmark("math500", tmp_path)] == ["math500/1", "math500/3"]  # the line index
+
+
+def test_rows_keep_only_the_keys_their_line_wrote(tmp_path):
+    # datasets gives every row every column (None where a line had none); meta must not grow.
+    _write(tmp_path, "aime24", ['{"problem": "p", "answer": "1", "level": 3, "tags": {"a": 1}}',
+                                '{"problem": "q", "answer": "2", "tags": {"b": 2}}'])
+    first, second = load_benchmark("aime24", tmp_path)
+    assert first.meta == {"level": 3, "tags": {"a": 1}}
+    assert second.meta == {"tags": {"b": 2}}
+
+
+def test_not_json_constants_and_byte_order_mark(tmp_path):
+    file = _write(tmp_path, "aime24", ['{"problem": "p", "answer": "1"}', '{"problem": "p", "answer": "2", "score": NaN}'])
+    with pytest.raises(ValueError, match=rf"{re.escape(str(file))}:2: NaN is not JSON"):
+        load_benchmark("aime24", tmp_path)
+    file.write_bytes(b"\xef\xbb\xbf" + b'{"problem": "p", "answer": "9"}\n')
+    assert load_benchmark("aime24", tmp_path)[0].answer == "9"
+
+
+def test_gzip_json_lines(tmp_path):
+    import gzip
+
+    file = tmp_path / "rows.jsonl.gz"
+    rows = [{"question": f"q{i}", "answer": str(i).zfill(3)} for i in range(50)]
+    with gzip.open(file, "wt", encoding="utf-8") as handle:
+        handle.write("\n".join(json.dumps(row) for row in rows) + "\n")
+    assert list(read_json_lines(file)) == list(enumerate(rows, start=1))
+
+
+def test_same_json_tells_types_apart():
+    assert _same_json({"a": [1, "x"]}, {"a": [1, "x"]})
+    assert not _same_json(1, 1.0) and not _same_json("1", 1) and not _same_json(None, 0)
+    assert not _same_json({"a": 1}, {"a": 1, "b": None}) and not _same_json([1], [1, 2])
+    assert not _same_json(True, 1)

@@ -22,7 +22,7 @@ def test_hub_problems_use_deepmath_columns(monkeypatch):
     class Rows(list):
         column_names = ["question", "final_answer", "difficulty"]
 
-    fake = types.SimpleNamespace(load_dataset=lambda name, split: Rows([{"question": "q1", "final_answer": 3},
+    fake = types.SimpleNamespace(load_dataset=lambda name, config=None, split=None: Rows([{"question": "q1", "final_answer": 3},
                                                                         {"question": "q2", "final_answer": "x^2"}]))
     monkeypatch.setitem(sys.modules, "datasets", fake)
     problems = _load_hub_problems("zwhe99/DeepMath-103K")
