@@ -52,7 +52,7 @@ class DataConfig:
     train: str = "tiny"  # training prompt pool: "tiny" (synthetic) or a JSONL path
     eval_sets: list[str] = field(default_factory=lambda: ["tiny"])  # "tiny" = all tiny tiers, or benchmark names
     eval_problems_per_set: int = 100  # held-out problems per eval set (0 = all)
-    benchmarks_dir: str | None = None  # local folder with <name>/test.jsonl; None: env or hub
+    benchmarks_dir: str | None = None  # folder with <name>/test.jsonl; None: env SCOPE_BENCHMARKS_DIR, else the hub
 
 
 @dataclass

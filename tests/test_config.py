@@ -56,3 +56,14 @@ def test_overrides_and_fingerprint():
 def test_eval_settings_do_not_change_the_run_key():
     base = load_config("tiny")
     assert load_config("tiny", overrides={"eval.k": 32, "eval.temperature": 1.0}).fingerprint() == base.fingerprint()
+
+
+def test_presets_name_no_benchmark_folder():
+    """A benchmark folder is the user's (env SCOPE_BENCHMARKS_DIR or data.benchmarks_dir): no preset
+    points at one, least of all outside the repository."""
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")):
+        cfg = load_config(path.stem)
+        assert cfg.data.benchmarks_dir is None, path.name
+    assert load_config("smol", overrides={"data.benchmarks_dir": "/data/bench"}).data.benchmarks_dir == "/data/bench"
