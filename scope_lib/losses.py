@@ -34,7 +34,7 @@ Where the code departs from the paper (each one an explicit option, docs/DESIGN.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -51,8 +51,10 @@ IncorrectPath = Literal["paper", "clipped_ppo"]
 INCORRECT_PATHS = ("paper", "clipped_ppo")
 
 __all__ = [
+    "DPAWWeights",
     "INCORRECT_PATHS",
     "TEACHER_LOGP_FLOOR",
+    "dpaw_weights",
     "full_reverse_kl",
     "grpo_loss",
     "group_advantages",
@@ -169,6 +171,50 @@ def opd_loss(
 # SCOPE, Eq. 6
 
 
+class DPAWWeights(NamedTuple):
+    """Eq. 4-5 weights of a batch and the detached sequence scores they were computed from, all (B,)."""
+
+    student: torch.Tensor  # w_S: 0 on incorrect rows
+    teacher: torch.Tensor  # w_T: 0 on correct rows
+    student_seq_logp: torch.Tensor  # s_S = sequence_logp(old_logp, mask), pi_old's score (Eq. 4)
+    teacher_seq_logp: torch.Tensor  # s_T on incorrect rows (0 on correct rows, which the teacher need not score)
+
+
+def dpaw_weights(
+    old_logp: torch.Tensor,
+    teacher_logp: torch.Tensor,
+    mask: torch.Tensor,
+    correct: torch.Tensor,
+    group: torch.Tensor,
+    *,
+    tau: float = 1.0,
+    student_direction: str = "paper",
+    teacher_direction: str = "paper",
+    normalize: str = "sum",
+    student_seq_logp: torch.Tensor | None = None,
+    teacher_seq_logp: torch.Tensor | None = None,
+) -> DPAWWeights:
+    """The Eq. 4 / Eq. 5 weights :func:`scope_loss` uses when it is not given ``path_weights``.
+
+    old_logp, teacher_logp, mask: (B, T); teacher_logp is read on incorrect rows only. correct:
+    (B,) bool. group: (B,) int prompt ids. Scores are ``sequence_logp`` of the detached log-probs
+    (or the given (B,) ``student_seq_logp`` / ``teacher_seq_logp``). A caller that wants to keep
+    the weights the loss used (the trainer's per-step records) computes them here once and passes
+    ``(w.student, w.teacher)`` to :func:`scope_loss` as ``path_weights``.
+    """
+    on = mask != 0
+    if student_seq_logp is None:
+        student_seq_logp = sequence_logp(old_logp.detach(), on)
+    if teacher_seq_logp is None:
+        teacher_seq_logp = sequence_logp(teacher_logp.detach(), on & ~correct[:, None])
+    student_seq_logp, teacher_seq_logp = student_seq_logp.detach(), teacher_seq_logp.detach()
+    return DPAWWeights(
+        student_weights(student_seq_logp, correct, group, tau, student_direction, normalize),
+        teacher_weights(teacher_seq_logp, correct, group, tau, teacher_direction, normalize),
+        student_seq_logp, teacher_seq_logp,
+    )
+
+
 def scope_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -238,12 +284,10 @@ def scope_loss(
         if w_student.shape != correct.shape or w_teacher.shape != correct.shape:
             raise ValueError(f"path_weights must be two ({correct.shape[0]},) tensors (student, teacher)")
     else:
-        if student_seq_logp is None:
-            student_seq_logp = sequence_logp(old_logp.detach(), on)
-        if teacher_seq_logp is None:
-            teacher_seq_logp = sequence_logp(teacher_logp.detach(), wrong_tokens)
-        w_student = student_weights(student_seq_logp.detach(), correct, group, tau, student_direction, normalize)
-        w_teacher = teacher_weights(teacher_seq_logp.detach(), correct, group, tau, teacher_direction, normalize)
+        dpaw = dpaw_weights(old_logp, teacher_logp, mask, correct, group, tau=tau, student_direction=student_direction,
+                            teacher_direction=teacher_direction, normalize=normalize,
+                            student_seq_logp=student_seq_logp, teacher_seq_logp=teacher_seq_logp)
+        w_student, w_teacher = dpaw.student, dpaw.teacher
     w_student = w_student.to(logp.dtype if logp.is_floating_point() else torch.float32)
     w_teacher = w_teacher.to(w_student.dtype)
 

@@ -10,6 +10,11 @@ One step, top to bottom (docs/DESIGN.md §4):
 KD is offline: the teacher's verified solutions to the training prompts are generated once
 (cached in the run directory) and the student is trained on them with NLL.
 
+Every method that samples rollouts records, per step and rollout, its group, reward, pi_old's
+and the teacher's log-PPL, the DPAW weights the loss used and its text, as Parquet parts in
+`<run_dir>/weight_records/` (scope_lib/weight_records.py), written before each checkpoint and
+at the end, and cut to the resumed step on resume as metrics.jsonl is.
+
 Where this departs from the paper, and why:
 - one update epoch per rollout batch (Table 3), so pi_old equals the current policy at the
   start of each update and the importance ratios of Eq. 1 are 1 for the first mini-batch;
@@ -37,7 +42,7 @@ import re
 import shutil
 import time
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -47,7 +52,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from scope_lib import logprobs, losses, runs
+from scope_lib import logprobs, losses, runs, weight_records
 from scope_lib.config import TrainConfig, save_config
 from scope_lib.rollout import generate_rollouts
 from scope_lib.teacher import LocalTeacher, ServerTeacher
@@ -120,6 +125,18 @@ def _micro_batches(group: torch.Tensor, rows_per_micro: int) -> list[torch.Tenso
     return batches
 
 
+def _check_whole_groups(micro_group: torch.Tensor, group_sizes: Counter) -> None:
+    """RuntimeError unless a micro-batch holds every row of each prompt group it touches.
+
+    The Eq. 4-5 softmax (and GRPO's group advantage) is computed per micro-batch; a group cut in
+    two would be normalised twice, and its record would not be the weights of docs/DESIGN.md §2.6-2.7.
+    """
+    for group, count in Counter(micro_group.tolist()).items():
+        if count != group_sizes[group]:
+            raise RuntimeError(f"a micro-batch holds {count} of the {group_sizes[group]} rows of prompt group {group}: "
+                               "the rows of a group must be adjacent in the batch")
+
+
 def _trim(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
     """Select rows and drop the columns (dim 1) that are padding in every selected row."""
     sub = {k: v[rows] for k, v in batch.items()}
@@ -146,6 +163,34 @@ def _stat_means(sums: dict[str, float]) -> dict[str, float]:
     if sums.get("sum/kl_tokens"):
         out["kl_to_teacher"] = sums["sum/kl"] / sums["sum/kl_tokens"]
     return out
+
+
+ROW_RECORD_KEYS = ("student_log_ppl", "teacher_log_ppl", "student_weight", "teacher_weight")
+
+
+def _row_record(micro: dict[str, torch.Tensor], dpaw: losses.DPAWWeights | None = None) -> dict[str, torch.Tensor]:
+    """A micro-batch's per-row values for the step's weight record: (b,) float32 CPU tensors.
+
+    Log-PPLs are ``-sequence_logp`` (docs/DESIGN.md §2.5): pi_old's on every row, the teacher's on
+    the rows it scored (NaN elsewhere). The weights are the ones the SCOPE loss used (`dpaw`), on
+    their own path only (NaN off it), and NaN for methods without weights.
+    """
+    on = micro["response_mask"] != 0
+    correct = micro["correct"]
+    nan = torch.full(correct.shape, float("nan"), device=correct.device)
+    if dpaw is not None:
+        student_s = dpaw.student_seq_logp.float()
+        teacher_s = torch.where(~correct, dpaw.teacher_seq_logp.float(), nan)
+        w_student = torch.where(correct, dpaw.student.float(), nan)
+        w_teacher = torch.where(~correct, dpaw.teacher.float(), nan)
+    else:
+        student_s = sequence_logp(micro["old_logp"].detach(), on)
+        teacher, teacher_s = micro.get("teacher_logp"), nan
+        if teacher is not None:  # unscored rows hold NaN tokens
+            teacher_s = torch.where((torch.isfinite(teacher) & on).any(1), sequence_logp(teacher, on), nan)
+        w_student = w_teacher = nan
+    values = (-student_s, -teacher_s, w_student, w_teacher)
+    return {key: value.detach().float().cpu() for key, value in zip(ROW_RECORD_KEYS, values)}
 
 
 def _tensorboard_writer(run_dir: Path, first_step: int):
@@ -218,6 +263,11 @@ class Trainer:
         order = torch.randperm(len(self.world.train_problems), generator=torch.Generator().manual_seed(cfg.seed))
         self.order = order.tolist()
         self.kd_corpus: list[tuple[str, str]] | None = None
+        # Per-step weight records (scope_lib/weight_records.py): every method that samples rollouts.
+        self.weight_recorder = (weight_records.WeightRecorder(self.run_dir)
+                                if cfg.method != "kd" and self.rank == 0 else None)
+        self.rollout_texts: tuple[list[str], list[str]] | None = None  # (responses, questions) of the last collect()
+        self.row_records: dict[str, torch.Tensor] | None = None  # per-row values of the last update()
         self.engine = None
         if cfg.rollout.engine == "vllm":  # GPU: sample with vLLM, push weights after every update
             from scope_lib.vllm_engine import VLLMEngine
@@ -323,6 +373,7 @@ class Trainer:
                 seed=cfg.seed * 1_000_003 + step * 1009 + self.rank,
             )
             self.student.train()
+        self.rollout_texts = (list(rollouts.texts), [problems[int(g)].question for g in rollouts.group])
         # --- reward
         with timer("reward"):
             golds = [problems[int(g)].answer for g in rollouts.group]
@@ -369,8 +420,13 @@ class Trainer:
             ent.append(entropy.cpu())
         return torch.cat(old), torch.cat(ent)
 
-    def _micro_loss(self, micro: dict[str, torch.Tensor], n_global: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss of one micro-batch, scaled so micro-batch losses sum to the global batch loss."""
+    def _micro_loss(self, micro: dict[str, torch.Tensor], n_global: int
+                    ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor] | None]:
+        """Loss of one micro-batch, scaled so micro-batch losses sum to the global batch loss.
+
+        Also returns the micro-batch's per-row record (`_row_record`; None for KD): log-PPLs and
+        the DPAW weights this very loss used.
+        """
         cfg = self.cfg
         ids, att = micro["input_ids"], micro["attention_mask"]
         position_ids = logprobs.position_ids_from_mask(att)
@@ -379,7 +435,7 @@ class Trainer:
         mask = micro["response_mask"].float()
         if cfg.method == "kd":
             n_rows = ids.shape[0]
-            return losses.sft_loss(logp, mask) * n_rows / n_global, {}
+            return losses.sft_loss(logp, mask) * n_rows / n_global, {}, None
         sums: dict[str, float] = {}
         if "old_logp" not in micro:  # old_logp_pass "when_needed": pi_old is this very policy (one update per batch)
             micro = {**micro, "old_logp": logp.detach()}
@@ -390,7 +446,7 @@ class Trainer:
             ref = self._reference_logp(ids, att)
             loss, stats = losses.grpo_loss(logp, micro["old_logp"], ref, micro["correct"].float(), micro["group"], mask,
                                            clip_eps=cfg.grpo.clip_eps, beta=cfg.grpo.beta)
-            return loss * ids.shape[0] / n_global, {**stats, **sums}
+            return loss * ids.shape[0] / n_global, {**stats, **sums}, _row_record(micro)
         # SCOPE and OPD: the incorrect path's per-row loss, sampled-token (Eq. 3) or exact KL
         exact_rows = None
         if cfg.scope.kl_estimator == "exact":
@@ -403,15 +459,21 @@ class Trainer:
             else:
                 loss, stats = losses.opd_baseline_loss(logp, micro["old_logp"], micro["teacher_logp"], mask,
                                                        clip_eps=cfg.scope.clip_eps if cfg.scope.incorrect_path == "clipped_ppo" else None)
-            return loss * ids.shape[0] / n_global, {**stats, **sums}
+            return loss * ids.shape[0] / n_global, {**stats, **sums}, _row_record(micro)
         s = cfg.scope
+        # Eq. 4-5 weights computed once: the loss uses exactly these, and the step's record keeps them.
+        # The micro-batch holds whole groups (checked in update()), so its softmax sees each group entire.
+        dpaw = losses.dpaw_weights(micro["old_logp"], micro["teacher_logp"], mask, micro["correct"], micro["group"],
+                                   tau=s.tau, student_direction=s.student_direction,
+                                   teacher_direction=s.teacher_direction, normalize=s.normalize)
         loss, stats = losses.scope_loss(
             logp, micro["old_logp"], micro["teacher_logp"], mask, micro["correct"], micro["group"],
             tau=s.tau, student_direction=s.student_direction, teacher_direction=s.teacher_direction,
             normalize=s.normalize, incorrect_path=s.incorrect_path, clip_eps=s.clip_eps, opd_row_loss=exact_rows,
+            path_weights=(dpaw.student, dpaw.teacher),
         )
         n_prompts = int(torch.unique(micro["group"]).numel())
-        return loss * n_prompts / n_global, {**stats, **sums}
+        return loss * n_prompts / n_global, {**stats, **sums}, _row_record(micro, dpaw)
 
     def update(self, batch: dict[str, torch.Tensor], timer: Timer | None = None) -> dict[str, float]:
         """Optimizer update(s) on one rollout batch: mini-batches of prompts, micro-batches of groups."""
@@ -420,6 +482,9 @@ class Trainer:
         stats_sum: dict[str, list[float]] = defaultdict(list)
         groups = batch["group"]
         unique_groups = list(dict.fromkeys(groups.tolist()))
+        group_sizes = Counter(groups.tolist())
+        records = {key: torch.full((len(groups),), float("nan")) for key in ROW_RECORD_KEYS}
+        recorded = torch.zeros(len(groups), dtype=torch.bool)
         per_mini = cfg.optim.mini_batch_prompts // self.world_size
         with timer("actor_update"):
             for start in range(0, len(unique_groups), per_mini):
@@ -429,10 +494,15 @@ class Trainer:
                 n_global = n_rows_global if cfg.method in ("kd", "grpo", "opd") else len(chosen) * self.world_size
                 self.optimizer.zero_grad(set_to_none=True)
                 for micro_rows in _micro_batches(groups[rows], cfg.optim.micro_batch_size):
+                    _check_whole_groups(groups[rows][micro_rows], group_sizes)
                     micro = _trim({k: v[rows] for k, v in batch.items()}, micro_rows)
                     micro = {k: v.to(self.device) for k, v in micro.items()}
-                    loss, stats = self._micro_loss(micro, n_global)
+                    loss, stats, row_record = self._micro_loss(micro, n_global)
                     loss.backward()
+                    if row_record is not None:
+                        for key, value in row_record.items():
+                            records[key][rows[micro_rows]] = value
+                        recorded[rows[micro_rows]] = True
                     for k, v in stats.items():
                         if isinstance(v, float) and math.isfinite(v):
                             stats_sum[k].append(v)
@@ -449,6 +519,7 @@ class Trainer:
         if self.engine is not None:
             with timer("weight_sync"):
                 self.engine.push_weights(self.student)
+        self.row_records = records if bool(recorded.all()) else None
         totals = {k: float(np.sum(stats_sum.pop(k))) for k in [k for k in stats_sum if k.startswith("sum/")]}
         out = {k: float(np.mean(v)) for k, v in stats_sum.items()}
         out.update(_stat_means(totals))  # token-weighted over the whole batch, as collect() computes them
@@ -505,8 +576,8 @@ class Trainer:
     def maybe_resume(self) -> bool:
         """Resume from the newest checkpoint that loads; the history is cut to the step resumed from.
 
-        The history (metrics.jsonl) then holds exactly the steps 1..step, also when no
-        checkpoint loads and the run starts again from step 0. A checkpoint newer than the
+        The history (metrics.jsonl) and the weight records then hold exactly the steps 1..step,
+        also when no checkpoint loads and the run starts again from step 0. A checkpoint newer than the
         history's last whole step is passed over: its steps' records are lost.
         Returns whether a checkpoint was loaded.
         """
@@ -537,6 +608,9 @@ class Trainer:
         if self.rank == 0:
             if metrics.exists() or self.history:
                 runs.write_history(metrics, self.history)
+            weight_records.truncate_records(self.run_dir, self.step)  # the records hold the history's steps only
+            if self.weight_recorder is not None:
+                self.weight_recorder = weight_records.WeightRecorder(self.run_dir)
             # Newer checkpoints (damaged, or past the history) and saves cut short belong to an
             # abandoned attempt; left in place they would count among the ones kept.
             for stale in (self.run_dir / "checkpoints").glob("step_*"):
@@ -582,6 +656,8 @@ class Trainer:
                 for key, value in self.update(batch, timer).items():
                     stats.setdefault(key, value)  # the rollout-level counts win over per-micro-batch ones
             self.step += 1
+            if cfg.method != "kd":
+                self._record_weights(batch)
             record = {"step": self.step, **stats, **{f"time/{k}": timer.seconds.get(k, 0.0) for k in TIMERS}}
             self.history.append(record)
             if self.rank == 0:  # the whole file is replaced, never appended to: no torn line
@@ -593,12 +669,36 @@ class Trainer:
             bar.update(1)
             bar.set_postfix({k: f"{record[k]:.3g}" for k in ("accuracy", "entropy", "kl_to_teacher", "grad_norm") if k in record})
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                self._flush_weight_records()  # before the checkpoint: a resume from it finds its steps' records
                 self.save_checkpoint()
+            elif self.weight_recorder is not None and self.weight_recorder.should_flush():
+                self._flush_weight_records()
         bar.close()
         if tensorboard is not None:
             tensorboard.close()
+        self._flush_weight_records()
         model = self.save_final()
         return TrainResult(self.run_dir, self.history, model)
+
+    def _record_weights(self, batch: dict[str, torch.Tensor]) -> None:
+        """Buffer the step's per-rollout record (every process's rollouts, in rank order) on rank 0."""
+        if self.row_records is None or self.rollout_texts is None:
+            raise RuntimeError(f"step {self.step}: update() did not record every rollout of the batch collect() returned")
+        texts, questions = self.rollout_texts
+        part = {"group": batch["group"].cpu().numpy(), "correct": batch["correct"].cpu().numpy(),
+                "length": batch["response_mask"].sum(1).cpu().numpy(),
+                **{key: value.numpy() for key, value in self.row_records.items()}, "texts": texts, "questions": questions}
+        if self.world_size > 1:
+            gathered: list = [None] * self.world_size
+            dist.all_gather_object(gathered, part)
+            part = {key: [x for g in gathered for x in g[key]] if key in ("texts", "questions")
+                    else np.concatenate([g[key] for g in gathered]) for key in part}
+        if self.weight_recorder is not None:
+            self.weight_recorder.add_step(self.step, **part)
+
+    def _flush_weight_records(self) -> None:
+        if self.weight_recorder is not None:
+            self.weight_recorder.flush()
 
     def save_final(self) -> torch.nn.Module:
         model = self.student
