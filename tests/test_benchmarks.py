@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from scope_lib.benchmarks import BENCHMARKS, REGISTRY, _same_json, load_benchmark, read_json_lines
+from scope_lib.benchmarks import BENCHMARKS, REGISTRY, _json_dataset, _same_json, load_benchmark, read_json_lines
 from scope_lib.verify import grade_batch
 
 # Row counts of the benchmarks README table, written out independently of the registry.
@@ -268,6 +268,14 @@ def test_local_files_are_read_through_datasets(tmp_path, monkeypatch):
     repository = Path(__file__).resolve().parents[1]
     assert not cache.is_relative_to(repository) and not cache.is_relative_to(Path.home())
 
+    # datasets' rows are the rows: one row fewer than the file's lines is an error, not a shorter list
+    def one_row_short(*args, **kwargs):
+        return real(*args, **kwargs).select(range(1))
+
+    monkeypatch.setattr(datasets, "load_dataset", one_row_short)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(file))}: `datasets` read 1 rows, but the file has 2"):
+        load_benchmark("aime24", tmp_path)
+
 
 # Answers as their lines write them, and the text the loader must give each. Strings that look
 # like numbers beside real numbers are where datasets' one-type-per-column reading changes values.
@@ -282,8 +290,10 @@ def test_answers_keep_their_exact_text(tmp_path, blank):
     lines = []
     for written, _ in EXACT:
         lines += [f'{{"problem": "p", "answer": {written}}}'] + (["", "  "] if blank else [])
-    _write(tmp_path, "aime24", lines)
+    file = _write(tmp_path, "aime24", lines)
     assert [p.answer for p in load_benchmark("aime24", tmp_path)] == [text for _, text in EXACT]
+    if not blank:  # read by datasets (which fails on a blank line in a mixed-type column: then by the scan)
+        assert _json_dataset(file) is not None
 
 
 def test_datasets_alone_would_change_these_answers(tmp_path):

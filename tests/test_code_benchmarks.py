@@ -70,6 +70,9 @@ def test_humaneval_bad_local_file_names_file_and_line(tmp_path):
     file.write_text(json.dumps(good) + "\n{not json\n")
     with pytest.raises(ValueError, match=r"humaneval.jsonl:2: bad JSON"):
         cb.load_code_benchmark("humaneval", file)
+    with pytest.raises(ValueError, match=r"humaneval.jsonl:2: bad JSON"):  # the whole file is read, whatever the limit
+        cb.load_code_benchmark("humaneval", file, limit=1)
+    file.write_text(json.dumps(good) + "\n" + json.dumps({**good, "task_id": "X/1"}) + "\n")
     assert [p.id for p in cb.load_code_benchmark("humaneval", file, limit=1)] == ["humaneval/X/0"]
     with pytest.raises(FileNotFoundError, match="humaneval.jsonl"):
         cb.load_code_benchmark("humaneval", tmp_path / "missing")
@@ -251,14 +254,13 @@ def test_hub_rows_go_through_the_same_parsing(monkeypatch):
 
 def test_hub_unavailable_says_how_to_load_locally(monkeypatch):
     monkeypatch.delenv("SCOPE_CODE_DATA_DIR", raising=False)
-    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
-    with pytest.raises(FileNotFoundError, match="SCOPE_CODE_DATA_DIR"):
-        cb.load_code_benchmark("livecodebench")
 
     def offline(*args, **kwargs):
         raise ConnectionError("no network")
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
+    with pytest.raises(FileNotFoundError, match="SCOPE_CODE_DATA_DIR.*ConnectionError"):
+        cb.load_code_benchmark("livecodebench")
     with pytest.raises(FileNotFoundError, match="BAAI/TACO.*ConnectionError"):
         cb.load_code_benchmark("codeforces")
     with pytest.raises(ValueError, match="name"):
