@@ -295,7 +295,8 @@ def read_json_lines(file: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         return
     if len(dataset) != rows:
         raise ValueError(f"{file}: `datasets` read {len(dataset)} rows, but the file has {rows} non-blank lines")
-    for (line_number, written), row in zip(scan_json_lines(file), dataset):
+    rows_read = (dict(zip(batch, values)) for batch in dataset.iter(batch_size=1024) for values in zip(*batch.values()))
+    for (line_number, written), row in zip(scan_json_lines(file), rows_read):
         yield line_number, {key: row[key] if _same_json(row.get(key), value) else value for key, value in written.items()}
 
 
