@@ -39,22 +39,19 @@ FIGURES_DIR = "figures"
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-from scope_lib import figure_data, report
+from scope_lib import figure_data, nb, report
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import METHOD_COLORS, mean_ci, save_table, savefig, use_style
+from scope_lib.plotting import METHOD_COLORS, k_axis, legend_outside
 
-use_style()
-COLORS = {**METHOD_COLORS, "opd_g8": "#ffbb78"}  # light orange beside OPD's; plotting has no entry for it yet
+ctx = nb.setup("06_fig4_passk_curves", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
 eval_k = 4 if SMOKE else EVAL_K
 df, results = run_grid(SCALE, METHODS, seeds, smoke=SMOKE, **{"eval.k": eval_k})
 sets = [s for s in df.eval_set.unique() if s != "average"]
 curves = pd.concat([report.pass_curves(results, v, s).assign(variant=v, eval_set=s or "average")
                     for s in sets + [None] for v in ["base"] + METHODS], ignore_index=True)
-save_table(curves, "fig4_passk_curves", figures_dir=FIGURES_DIR)
+ctx.save_table(curves, "fig4_passk_curves")
 
 # %% [markdown]
 # ## Generates and saves Figure 4
@@ -67,25 +64,23 @@ save_table(curves, "fig4_passk_curves", figures_dir=FIGURES_DIR)
 per_seed = figure_data.pass_curves_long(results, ["base"] + METHODS).assign(pct=lambda d: 100 * d["pass@k"])
 own_row = [v for v in METHODS if v == "grpo"]
 rows = [["base"] + [v for v in METHODS if v not in own_row]] + ([["base"] + own_row] if own_row else [])
-fig, axes = plt.subplots(len(rows), len(sets) + 1, figsize=(2.9 * (len(sets) + 1) + 1.5, 2.9 * len(rows)),
-                         squeeze=False, sharex=True, layout="constrained")
+fig, axes = plt.subplots(len(rows), len(sets) + 1, figsize=(2.9 * (len(sets) + 1), 2.9 * len(rows)), squeeze=False)
 for row, variants in zip(axes, rows):
     for ax, eval_set in zip(row, sets + ["average"]):
         part = per_seed[per_seed.variant.isin(variants) & (per_seed.eval_set == eval_set)]
-        sns.lineplot(part, x="k", y="pct", hue="variant", hue_order=variants, palette=COLORS, marker="o", ms=3, mew=0, legend=False,
-                     errorbar=lambda v: tuple(min(max(x, 0.0), 100.0) for x in mean_ci(v)[1:]), ax=ax)
-        for variant in own_row if variants[-1] in own_row else []:
-            sns.lineplot(part[part.variant == variant], x="k", y="pct", units="seed", estimator=None, color=COLORS[variant],
-                         lw=0.7, alpha=0.4, legend=False, ax=ax)
-        ax.set(xscale="log", title=eval_set if variants[-1] not in own_row else f"{eval_set}: {', '.join(own_row)}",
-               ylabel="Pass@k (%)" if ax is row[0] else "")
-        ax.xaxis.set(major_locator=FixedLocator(sorted({2 ** i for i in range(eval_k.bit_length())} | {eval_k})),
-                     major_formatter=ScalarFormatter(), minor_locator=NullLocator())
-handles = [Line2D([], [], color=COLORS[v], marker="o", ms=3, label=v) for v in ["base"] + METHODS]
-handles += [Line2D([], [], color=COLORS[v], lw=0.7, alpha=0.4, label=f"{v}, one seed") for v in own_row]
-fig.legend(handles=handles, loc="outside right upper", title="mean over seeds,\nband: 95% t interval")
-fig.suptitle(f"Pass@k curves ({SCALE}, {len(seeds)} seed(s))")
-savefig(fig, "fig4_passk_curves", figures_dir=FIGURES_DIR)
+        sns.lineplot(part, x="k", y="pct", hue="variant", hue_order=variants, palette=METHOD_COLORS, marker="o", ms=3,
+                     mew=0, errorbar=figure_data.t_interval_within(0, 100), ax=ax)
+        for variant in set(own_row) & set(variants):
+            sns.lineplot(part[part.variant == variant], x="k", y="pct", units="seed", estimator=None, lw=0.7, alpha=0.4,
+                         color=METHOD_COLORS[variant], legend=False, ax=ax)
+            ax.plot([], [], lw=0.7, alpha=0.4, color=METHOD_COLORS[variant], label=f"{variant}, one seed")
+        k_axis(ax, range(1, eval_k + 1))
+        ax.set(title=eval_set if variants == rows[0] else f"{eval_set}: {', '.join(own_row)}",
+               ylabel="Pass@k (%)" if ax is row[0] else "", xlabel="k" if row is axes[-1] else "")
+fig.suptitle(f"Pass@k curves ({ctx.scale_label}, {len(seeds)} seed(s))")
+legend_outside(fig, title="mean over seeds,\nband: 95% t interval")
+ctx.savefig(fig, "fig4_passk_curves", caption="Pass@k against k per eval set, mean over seeds with the 95% t "
+            "interval over seeds (clipped to 0-100); GRPO in its own row with its seeds as thin lines.")
 
 # %% [markdown]
 # ## Verdicts (saved for the results page)
@@ -110,4 +105,4 @@ for baseline in [v for v in METHODS if v in ("grpo", "opd", "opd_g8")]:
     lines.append(report.compare(f"SCOPE − {baseline} gain Pass@{eval_k} − Pass@{k_half}", gain["scope"], gain[baseline],
                                 "greater", "SCOPE keeps rising up to k = 32, GRPO and OPD plateau (Fig. 4; no number "
                                            "in the text)"))
-report.show_claims("fig4_passk_curves", lines, figures_dir=FIGURES_DIR)
+ctx.show_claims("fig4_passk_curves", lines)

@@ -46,45 +46,41 @@ FIGURES_DIR = "figures"
 # %%
 import matplotlib.pyplot as plt
 import seaborn as sns
-from matplotlib.lines import Line2D
 
-from scope_lib import report
+from scope_lib import figure_data, nb, report
 from scope_lib.experiments import ABLATIONS, run_grid
-from scope_lib.plotting import METHOD_COLORS, mean_ci, save_table, savefig, use_style
+from scope_lib.plotting import METHOD_COLORS
 
-use_style()
-COLORS = {**METHOD_COLORS, "no_dpaw_normalized": "#c5b0d5"}  # light purple beside no_dpaw's; no plotting entry yet
+ctx = nb.setup("07_fig5_dpaw_ablations", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
 eval_k = 4 if SMOKE else EVAL_K
 variants = ["scope", *ABLATIONS]
 df, results = run_grid(SCALE, variants, seeds, smoke=SMOKE, include_base=False, **{"eval.k": eval_k})
 summary = report.seed_summary(df)
-save_table(summary, "fig5_dpaw_ablations", figures_dir=FIGURES_DIR)
+ctx.save_table(summary, "fig5_dpaw_ablations")
 
 # %% [markdown]
 # ## Generates and saves Figure 5
-# Each seed's value (dots) and the mean over seeds with its 95% t interval (black), the
-# interval the verdicts use, drawn by seaborn from the per-seed values; the dotted line is
+# Each seed's value (dots) and the mean over seeds with its 95% t interval (diamonds and bars),
+# the interval the verdicts use, drawn by seaborn from the per-seed values; the dotted line is
 # SCOPE's mean.
 
 # %%
 seed_rows = df[df.eval_set == "average"].assign(**{m: 100 * df[m] for m in ("avg@k", "pass@k")})  # in %
 fig, axes = plt.subplots(1, 2, figsize=(13, 4), layout="constrained")
 for ax, metric in zip(axes, ["avg@k", "pass@k"]):
-    sns.pointplot(seed_rows, x="variant", y=metric, order=variants, color="black", linestyle="none", marker="_",
-                  markersize=16, capsize=0.25, err_kws={"linewidth": 1.5},
-                  errorbar=lambda v: tuple(min(max(x, 0.0), 100.0) for x in mean_ci(v)[1:]), ax=ax)
-    sns.stripplot(seed_rows, x="variant", y=metric, order=variants, hue="variant", palette=COLORS, size=5, alpha=0.6,
-                  jitter=0.12, legend=False, zorder=3, ax=ax)
-    ax.axhline(seed_rows.loc[seed_rows.variant == "scope", metric].mean(), color=COLORS["scope"], ls=":", lw=1)
+    common = dict(data=seed_rows, x="variant", y=metric, order=variants, hue="variant", palette=METHOD_COLORS, ax=ax)
+    sns.stripplot(**common, jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
+    sns.pointplot(**common, errorbar=figure_data.t_interval_within(0, 100), linestyle="none", markers="D", markersize=6,
+                  capsize=0.08, err_kws={"linewidth": 1.6}, legend=False, zorder=3)
+    ax.axhline(seed_rows.loc[seed_rows.variant == "scope", metric].mean(), color=METHOD_COLORS["scope"], ls=":", lw=1)
     ax.set_xticks(range(len(variants)), [v.replace("_", "\n") for v in variants], fontsize=8)
     name = metric.replace("k", str(eval_k))
     ax.set(xlabel="", ylabel=f"{name} (%)", title=f"{name}, mean over eval sets")
-fig.legend(handles=[Line2D([], [], color="grey", marker="o", ls="none", alpha=0.6, label="one seed"),
-                    Line2D([], [], color="black", marker="_", ms=12, label="mean, 95% t interval"),
-                    Line2D([], [], color=COLORS["scope"], ls=":", label="SCOPE's mean")], loc="outside right upper")
-fig.suptitle(f"DPAW ablations ({SCALE}, {len(seeds)} seed(s))")
-savefig(fig, "fig5_dpaw_ablations", figures_dir=FIGURES_DIR)
+fig.suptitle(f"DPAW ablations ({ctx.scale_label}, {len(seeds)} seed(s)): dots one seed, diamonds and bars the mean "
+             "and 95% t interval, dotted SCOPE's mean")
+ctx.savefig(fig, "fig5_dpaw_ablations", caption="Avg@k and Pass@k at the largest k, mean over the eval sets: each "
+            "seed, and the mean over seeds with its 95% t interval, per DPAW ablation.")
 
 # %% [markdown]
 # ## Verdicts (saved for the results page)
@@ -116,4 +112,4 @@ if {"no_dpaw", "no_dpaw_normalized"} <= set(ABLATIONS):  # the group normalisati
         lines.append(report.compare(f"no_dpaw_normalized − no_dpaw {names[metric]} (group normalisation alone)",
                                     per_seed["no_dpaw_normalized", metric], per_seed["no_dpaw", metric], "greater",
                                     "not measured; App. A.3 argues the group normalisation stabilises the updates"))
-report.show_claims("fig5_dpaw_ablations", lines, figures_dir=FIGURES_DIR)
+ctx.show_claims("fig5_dpaw_ablations", lines)

@@ -36,59 +36,52 @@ FIGURES_DIR = "figures"
 # %%
 import matplotlib.pyplot as plt
 import seaborn as sns
-from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, NullLocator
 
-from scope_lib import figure_data, report
+from scope_lib import figure_data, nb, report
 from scope_lib.experiments import run_grid, run_histories
-from scope_lib.plotting import mean_ci, save_table, savefig, use_style
+from scope_lib.plotting import legend_outside
 
-use_style()
+ctx = nb.setup("08_fig6_weight_temperature", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
 eval_k = 4 if SMOKE else EVAL_K
 variants = ["scope" if tau == 1.0 else f"scope_tau{tau}" for tau in TAUS]  # tau=1 is the default run
 df, results = run_grid(SCALE, variants, seeds, smoke=SMOKE, include_base=False, **{"eval.k": eval_k})
 summary = report.seed_summary(df)
 avg = summary[summary.eval_set == "average"].set_index("variant").loc[variants]
-save_table(summary.assign(tau=summary.variant.map(dict(zip(variants, TAUS)))), "fig6_weight_temperature", figures_dir=FIGURES_DIR)
+ctx.save_table(summary.assign(tau=summary.variant.map(dict(zip(variants, TAUS)))), "fig6_weight_temperature")
 histories = run_histories(SCALE, variants, seeds, smoke=SMOKE)
 ess = report.step_curves(histories, "teacher_w_ess_frac")
 
 # %% [markdown]
 # ## Generates and saves Figure 6
-# Left: each seed's value (thin grey lines join one seed's runs) and the mean over seeds with
-# its 95% t interval, the interval the verdicts use. Right: the teacher weights' effective
-# sample size as a fraction of the incorrect path's size, mean over seeds with its 95% t band
-# (clipped to 0-1). All drawn by seaborn from the per-seed values.
+# Left: each seed's value (dots) and the mean over seeds with its 95% t interval (diamonds and
+# bars), the interval the verdicts use. Right: the teacher weights' effective sample size as a
+# fraction of the incorrect path's size, mean over seeds with its 95% t band (clipped to 0-1).
+# All drawn by seaborn from the per-seed values.
 
 # %%
-def t_interval(low: float, high: float):
-    """The 95% t interval over seeds, clipped to the metric's range [low, high]."""
-    return lambda values: tuple(min(max(x, low), high) for x in mean_ci(values)[1:])
-
-
-tau_of = dict(zip(variants, TAUS))
-colors = dict(zip(TAUS, plt.get_cmap("viridis")([0.15, 0.5, 0.85])))
-seed_rows = df[df.eval_set == "average"].assign(tau=lambda d: d.variant.map(tau_of),
-                                                **{m: 100 * df[m] for m in ("avg@k", "pass@k")})
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+tau_label = {v: f"{tau:g}" for v, tau in zip(variants, TAUS)}  # plain tick labels: 0.5, 1, 2
+palette = dict(zip(tau_label.values(), plt.get_cmap("viridis")([0.15, 0.5, 0.85])))
+seed_rows = df[df.eval_set == "average"].assign(tau=lambda d: d.variant.map(tau_label),
+                                                **{m: 100 * df[m] for m in ("avg@k", "pass@k")})  # in %
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for ax, metric in zip(axes[:2], ["avg@k", "pass@k"]):
-    sns.lineplot(seed_rows, x="tau", y=metric, units="seed", estimator=None, color="grey", lw=0.8, alpha=0.5, ax=ax)
-    sns.lineplot(seed_rows, x="tau", y=metric, errorbar=t_interval(0, 100), err_style="bars", marker="o", color="black",
-                 err_kws={"capsize": 4}, ax=ax)
+    common = dict(data=seed_rows, x="tau", y=metric, order=list(palette), hue="tau", palette=palette, ax=ax)
+    sns.stripplot(**common, jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
+    sns.pointplot(**common, errorbar=figure_data.t_interval_within(0, 100), linestyle="none", markers="D", markersize=6,
+                  capsize=0.08, err_kws={"linewidth": 1.6}, legend=False, zorder=3)
     name = metric.replace("k", str(eval_k))
-    ax.set(xscale="log", xlabel="tau", ylabel=f"{name} (%)", title=f"{name} vs tau, mean over eval sets")
-    ax.xaxis.set(major_locator=FixedLocator(TAUS), minor_locator=NullLocator())
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x:g}")
-ess_rows = figure_data.history_long(histories, "teacher_w_ess_frac").assign(tau=lambda d: d.variant.map(tau_of))
-sns.lineplot(ess_rows, x="step", y="teacher_w_ess_frac", hue="tau", palette=colors, errorbar=t_interval(0, 1),
-             legend=False, ax=axes[2])
+    ax.set(xlabel="tau", ylabel=f"{name} (%)", title=f"{name} vs tau, mean over eval sets")
+ess_rows = figure_data.history_long(histories, "teacher_w_ess_frac").assign(tau=lambda d: d.variant.map(tau_label))
+sns.lineplot(ess_rows, x="step", y="teacher_w_ess_frac", hue="tau", hue_order=list(palette), palette=palette,
+             errorbar=figure_data.t_interval_within(0, 1), ax=axes[2])
 axes[2].set(xlabel="step", ylabel="effective sample size / path size", title="Teacher-weight concentration")
-fig.legend(handles=[Line2D([], [], color="grey", lw=0.8, alpha=0.5, label="one seed"),
-                    Line2D([], [], color="black", marker="o", label="mean, 95% t interval")]
-           + [Line2D([], [], color=colors[tau], label=f"tau = {tau:g}") for tau in TAUS], loc="outside right upper")
-fig.suptitle(f"Weight temperature ({SCALE}, {len(seeds)} seed(s))")
-savefig(fig, "fig6_weight_temperature", figures_dir=FIGURES_DIR)
+fig.suptitle(f"Weight temperature ({ctx.scale_label}, {len(seeds)} seed(s)): dots one seed, diamonds and bars the "
+             "mean and 95% t interval; band: 95% t interval")
+legend_outside(fig, title="tau")
+ctx.savefig(fig, "fig6_weight_temperature", caption="Avg@k and Pass@k at the largest k (mean over the eval sets) "
+            "per weight temperature tau, each seed and the mean over seeds with its 95% t interval; the teacher "
+            "weights' effective sample size per step, mean over seeds with its 95% t band.")
 
 # %%
 mean_ess = {tau: float(ess[ess.variant == v]["teacher_w_ess_frac"].mean()) for tau, v in zip(TAUS, variants)}
@@ -109,4 +102,4 @@ ordered = [mean_ess[t] for t in sorted(TAUS)]
 lines.append(report.check("the teacher-weight ESS fraction rises with tau (a smaller tau concentrates the weights)",
                           all(a < b for a, b in zip(ordered, ordered[1:])) if ess_known else None,
                           "mean over steps and seeds: " + ", ".join(f"{e:.3f} at tau = {t:g}" for t, e in sorted(mean_ess.items()))))
-report.show_claims("fig6_weight_temperature", lines, figures_dir=FIGURES_DIR)
+ctx.show_claims("fig6_weight_temperature", lines)

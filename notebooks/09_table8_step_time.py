@@ -42,12 +42,12 @@ FIGURES_DIR = "figures"
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from scope_lib import figure_data, report
+from scope_lib import figure_data, nb, report
 from scope_lib.experiments import experiment_config, run_histories
-from scope_lib.plotting import save_table, savefig, use_style
+from scope_lib.plotting import legend_outside
 from scope_lib.trainer import TIMERS
 
-use_style()
+ctx = nb.setup("09_table8_step_time", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
 histories = run_histories(SCALE, METHODS, seeds, smoke=SMOKE)
 steps = figure_data.step_times(histories, TIMERS)
@@ -58,16 +58,17 @@ steps = figure_data.step_times(histories, TIMERS)
 # %%
 table = steps.groupby("variant")[list(TIMERS) + ["rollouts"]].mean().loc[METHODS]
 table["other"] = table["step"] - table[[t for t in TIMERS if t != "step"]].sum(axis=1)
-save_table(table.round(4), "table8_step_time", figures_dir=FIGURES_DIR)
+ctx.save_table(table.round(4), "table8_step_time")
 display(Markdown(f"Seconds per step ({SCALE}{', smoke' if SMOKE else ''}, {len(seeds)} seed(s), {len(steps)} steps in all)\n\n"
                  + table.to_markdown(floatfmt=".3f")))
 
-fig, ax = plt.subplots(figsize=(8.5, 3.2), layout="constrained")
+fig, ax = plt.subplots(figsize=(8.5, 3.2))
 components = [t for t in TIMERS if t != "step"] + ["other"]
-table[components].plot.barh(stacked=True, ax=ax, legend=False, color=plt.get_cmap("tab10")(range(len(components))))
-ax.set(xlabel="seconds per step", ylabel="", title=f"Per-step time by component ({SCALE}, mean over steps and seeds)")
-fig.legend(loc="outside right upper", title="component")
-savefig(fig, "table8_step_time", figures_dir=FIGURES_DIR)
+table[components].plot.barh(stacked=True, ax=ax, color=plt.get_cmap("tab10")(range(len(components))))
+ax.set(xlabel="seconds per step", ylabel="", title=f"Per-step time by component ({ctx.scale_label}, mean over steps and seeds)")
+legend_outside(ax, title="component")
+ctx.savefig(fig, "table8_step_time", caption="Seconds per training step by component (the trainer's timers), "
+            "mean over steps and seeds; `other` is the step's untimed rest.")
 
 # %%
 share = table["teacher_scoring"] / table["step"]
@@ -95,4 +96,4 @@ lines = [
                  + ("one update per rollout batch: pi_old comes from the update's forward pass (verl runs it as its own pass)"
                     if from_update else "pi_old recomputed in its own pass before the updates, as in verl")),
 ]
-report.show_claims("table8_step_time", lines, figures_dir=FIGURES_DIR)
+ctx.show_claims("table8_step_time", lines)

@@ -111,3 +111,21 @@ def test_step_times_names_the_run_missing_a_timer():
     histories = {("opd", 2): [{"step": 5, "time/step": 1.0}]}
     with pytest.raises(ValueError, match=r"\('opd', 2\) step 5.*generation"):
         figure_data.step_times(histories, ["generation", "step"])
+
+
+def test_t_interval_within_is_mean_ci_clipped_to_the_range():
+    from scope_lib.plotting import mean_ci
+
+    rng = np.random.default_rng()
+    values = rng.uniform(90, 100, size=3)
+    _, low, high = mean_ci(values)
+    assert high > 100  # three seeds near the top: the t interval leaves the range
+    assert figure_data.t_interval_within(0, 100)(values) == (max(low, 0.0), 100.0)
+    wide = figure_data.t_interval_within(-1e9, 1e9)(values)
+    mean = float(np.mean(values))
+    t = 0.95 * math.sqrt(2 / (1 - 0.95 ** 2))  # df = 2 in closed form: P(|T| < t) = t / sqrt(2 + t^2)
+    half = t * float(np.std(values, ddof=1)) / math.sqrt(3)
+    np.testing.assert_allclose(wide, (mean - half, mean + half), rtol=1e-12)
+    assert all(math.isnan(x) for x in figure_data.t_interval_within(0, 1)([0.5]))  # one seed: no interval
+    with pytest.raises(ValueError, match="lowest < highest"):
+        figure_data.t_interval_within(1, 1)
