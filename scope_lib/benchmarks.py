@@ -286,15 +286,15 @@ def read_json_lines(file: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     so answers keep their exact text.
     """
     file = Path(file)
-    rows = sum(1 for _ in scan_json_lines(file))  # raises FILE:LINE before datasets sees the file
-    if rows == 0:
+    count = sum(1 for _ in scan_json_lines(file))  # raises FILE:LINE before datasets sees the file
+    if count == 0:
         return
     dataset = _json_dataset(file)
     if dataset is None:
         yield from scan_json_lines(file)
         return
-    if len(dataset) != rows:
-        raise ValueError(f"{file}: `datasets` read {len(dataset)} rows, but the file has {rows} non-blank lines")
+    if len(dataset) != count:
+        raise ValueError(f"{file}: `datasets` read {len(dataset)} rows, but the file has {count} non-blank lines")
     rows_read = (dict(zip(batch, values)) for batch in dataset.iter(batch_size=1024) for values in zip(*batch.values()))
     for (line_number, written), row in zip(scan_json_lines(file), rows_read):
         yield line_number, {key: row[key] if _same_json(row.get(key), value) else value for key, value in written.items()}
