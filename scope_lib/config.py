@@ -162,6 +162,7 @@ class TrainConfig:
         so one trained run serves every eval protocol.
         """
         data = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        data.get("data", {}).pop("benchmarks_dir", None)  # where eval files live: evaluation only
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

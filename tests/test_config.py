@@ -56,6 +56,10 @@ def test_overrides_and_fingerprint():
 def test_eval_settings_do_not_change_the_run_key():
     base = load_config("tiny")
     assert load_config("tiny", overrides={"eval.k": 32, "eval.temperature": 1.0}).fingerprint() == base.fingerprint()
+    # Where the benchmark files live is read only by evaluation, so it is not part of the key either;
+    # the training data's path is.
+    assert load_config("tiny", overrides={"data.benchmarks_dir": "/elsewhere"}).fingerprint() == base.fingerprint()
+    assert load_config("tiny", overrides={"data.train": "/elsewhere.jsonl"}).fingerprint() != base.fingerprint()
 
 
 def test_presets_name_no_benchmark_folder():
