@@ -117,9 +117,10 @@ def test_t_interval_within_is_mean_ci_clipped_to_the_range():
     from scope_lib.plotting import mean_ci
 
     rng = np.random.default_rng()
-    values = rng.uniform(90, 100, size=3)
+    values = np.array([100.0, *(100.0 - rng.uniform(1, 5, size=2))])  # three seeds, one at the top of the range
     _, low, high = mean_ci(values)
-    assert high > 100  # three seeds near the top: the t interval leaves the range
+    # max - mean <= s (n - 1) / sqrt(n) = 1.15 s < t s / sqrt(n) = 2.48 s: the interval always leaves the range
+    assert high > 100 and 0 < low
     assert figure_data.t_interval_within(0, 100)(values) == (max(low, 0.0), 100.0)
     wide = figure_data.t_interval_within(-1e9, 1e9)(values)
     mean = float(np.mean(values))
