@@ -37,15 +37,16 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from IPython.display import Markdown, display
 
-from scope_lib import report
+from scope_lib import nb
 from scope_lib.evaluate import evaluate
 from scope_lib.experiments import experiment_config
-from scope_lib.plotting import METHOD_COLORS, save_table, savefig, use_style
+from scope_lib.plotting import METHOD_COLORS, legend_outside
 from scope_lib.world import load_world
 
-use_style()
+ctx = nb.setup("00_setup_tiny_world", globals())
 eval_k = 4 if SMOKE else EVAL_K
 cfg = experiment_config(SCALE, "scope", 0, smoke=SMOKE, **{"eval.k": eval_k})
 start = time.time()
@@ -71,21 +72,25 @@ for name, result in results.items():
     for eval_set, row in result.summary().items():
         rows.append({"model": name, "eval_set": eval_set, f"avg@{e.k}": row[f"avg@{e.k}"], f"pass@{e.k}": row[f"pass@{e.k}"]})
 calibration = pd.DataFrame(rows)
-save_table(calibration, "nb00_calibration", figures_dir=FIGURES_DIR)
+ctx.save_table(calibration, "nb00_calibration")
 display(Markdown(calibration.to_markdown(index=False, floatfmt=".3f")))
 
+# Bars: Avg@k from 0; a dash on each bar: Pass@k of the same model. The legend sits outside the axes.
 sets = list(world.eval_sets)
+tiers = calibration[calibration.eval_set.isin(sets)].assign(avg=lambda d: 100 * d[f"avg@{e.k}"],
+                                                           top=lambda d: 100 * d[f"pass@{e.k}"])
+palette = {"teacher": METHOD_COLORS["teacher"], "student": METHOD_COLORS["base"]}
 fig, ax = plt.subplots(figsize=(7, 3.5))
-x = np.arange(len(sets))
-for offset, (name, color) in zip((-0.2, 0.2), (("teacher", "black"), ("student", METHOD_COLORS["base"]))):
-    part = calibration[(calibration.model == name) & calibration.eval_set.isin(sets)]
-    ax.bar(x + offset, 100 * part[f"avg@{e.k}"], width=0.4, color=color, label=f"{name} Avg@{e.k}")
-    ax.scatter(x + offset, 100 * part[f"pass@{e.k}"], color=color, marker="_", s=400, label=f"{name} Pass@{e.k}")
-ax.set_xticks(x, sets)
-ax.set(ylabel="%", title=f"Tiny world calibration (k={e.k}, temperature {e.temperature})")
-ax.legend(fontsize=8)
-fig.tight_layout()
-savefig(fig, "nb00_calibration", figures_dir=FIGURES_DIR)
+sns.barplot(tiers, x="eval_set", y="avg", hue="model", order=sets, palette=palette, ax=ax, alpha=0.5)
+sns.stripplot(tiers, x="eval_set", y="top", hue="model", order=sets, palette=palette, ax=ax, dodge=True, jitter=False,
+              marker="_", size=22, linewidth=2.5, legend=False)
+handles, labels = ax.get_legend_handles_labels()
+pass_handle = plt.Line2D([], [], color="grey", marker="_", markersize=14, markeredgewidth=2.5, linestyle="none")
+ax.set(xlabel="eval set (difficulty tier)", ylabel="%", ylim=(0, 102),
+       title=f"Tiny world calibration ({ctx.scale_label}, k={e.k}, temperature {e.temperature})")
+legend_outside(ax, handles + [pass_handle], [f"{m} Avg@{e.k}" for m in labels] + [f"Pass@{e.k} (dash)"])
+ctx.savefig(fig, "nb00_calibration", caption=f"Bars: Avg@{e.k} per difficulty tier (one evaluation of each model); "
+            f"dashes: Pass@{e.k} of the same model.")
 
 # %% [markdown]
 # ## Accuracy by problem kind, and the world's preconditions
@@ -109,7 +114,7 @@ if any(kinds.values()):
             for problem, row in zip(problems, correct[eval_set]):
                 by_kind.append({"model": name, "kind": kinds[problem.id], "avg": float(np.mean(row))})
     kind_table = pd.DataFrame(by_kind).groupby(["kind", "model"])["avg"].mean().unstack("model")
-    save_table(kind_table, "nb00_accuracy_by_kind", figures_dir=FIGURES_DIR)
+    ctx.save_table(kind_table, "nb00_accuracy_by_kind")
     display(Markdown(f"**Avg@{e.k} by problem kind**\n\n" + kind_table.to_markdown(floatfmt=".3f")))
 record = Path(scope_lib.__file__).resolve().parents[1] / "data" / f"world_{cfg.model.student}" / "preconditions.md"
 if record.exists() and not SMOKE:
@@ -118,10 +123,10 @@ if record.exists() and not SMOKE:
 # %%
 avg = calibration[calibration.eval_set == "average"].set_index("model")
 student_tiers = calibration[(calibration.model == "student") & calibration.eval_set.isin(sets)][f"avg@{e.k}"].to_numpy()
-report.show_claims("nb00_calibration", [
-    f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}: teacher Avg@{e.k} {100 * avg.loc['teacher', f'avg@{e.k}']:.1f}%, "
+ctx.show_claims("nb00_calibration", [
+    f"Scale `{ctx.scale_label}`: teacher Avg@{e.k} {100 * avg.loc['teacher', f'avg@{e.k}']:.1f}%, "
     f"base student Avg@{e.k} {100 * avg.loc['student', f'avg@{e.k}']:.1f}% (Pass@{e.k} {100 * avg.loc['student', f'pass@{e.k}']:.1f}%).",
     f"- The student's accuracy {'falls' if np.all(np.diff(student_tiers) <= 0) else 'does not fall monotonically'} with difficulty: "
     + ", ".join(f"{s} {100 * a:.1f}%" for s, a in zip(sets, student_tiers)) + ".",
     f"- Headroom for distillation: the teacher is {100 * (avg.loc['teacher', f'avg@{e.k}'] - avg.loc['student', f'avg@{e.k}']):.1f} points ahead on average.",
-], figures_dir=FIGURES_DIR)
+])

@@ -35,12 +35,13 @@ FIGURES_DIR = "figures"
 
 # %%
 import matplotlib.pyplot as plt
+import seaborn as sns
 
-from scope_lib import report
+from scope_lib import nb, report
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import METHOD_COLORS, save_table, savefig, use_style
+from scope_lib.plotting import METHOD_COLORS, band, k_axis, legend_outside
 
-use_style()
+ctx = nb.setup("01_fig1a_passk_paradox", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
 eval_k = 4 if SMOKE else EVAL_K
 df, results = run_grid(SCALE, ["opd"], seeds, smoke=SMOKE, **{"eval.k": eval_k})
@@ -49,32 +50,42 @@ curves = {"base": report.pass_curves(results, "base"), "opd": report.pass_curves
 
 # %% [markdown]
 # ## Generates and saves Figure 1a
+# Left: Pass@k, mean over seeds; OPD's band is the 95% t interval over seeds, the base student's
+# (evaluated once) a bootstrap over its eval problems. Right: OPD − base at each k: one dot per
+# seed, and the interval of the verdict lines below (a bootstrap over seeds and problems jointly).
 
 # %%
-fig, (ax, ax_delta) = plt.subplots(1, 2, figsize=(10, 4))
+fig, (ax, ax_gain) = plt.subplots(1, 2, figsize=(10, 4))
 for name, curve in curves.items():
-    ax.plot(curve.k, 100 * curve["pass@k"], marker="o", color=METHOD_COLORS[name], label=name.upper() if name == "opd" else "base student")
-    if curve["low"].notna().all():
-        ax.fill_between(curve.k, 100 * curve.low, 100 * curve.high, color=METHOD_COLORS[name], alpha=0.2)
-ax.set(xscale="log", xlabel="k", ylabel="Pass@k (%)", title=f"Pass@k, mean over eval sets ({SCALE})")
-ax.legend()
-delta = 100 * (curves["opd"]["pass@k"] - curves["base"]["pass@k"])
-ax_delta.axhline(0, color="black", lw=0.8)
-ax_delta.bar(curves["opd"].k.astype(str), delta, color=[METHOD_COLORS["opd"] if d >= 0 else METHOD_COLORS["base"] for d in delta])
-ax_delta.set(xlabel="k", ylabel="OPD − base (points)", title="Gain of OPD over the base student")
-fig.tight_layout()
-savefig(fig, "fig1a_passk_paradox", figures_dir=FIGURES_DIR)
-table = curves["base"][["k"]].assign(base=curves["base"]["pass@k"], opd=curves["opd"]["pass@k"], gain=delta / 100)
-save_table(table, "fig1a_passk_paradox", figures_dir=FIGURES_DIR)
+    label = "OPD" if name == "opd" else "base student"
+    ax.plot(curve.k, 100 * curve["pass@k"], marker="o", markersize=3, color=METHOD_COLORS[name], label=label)
+    band(ax, curve.k, 100 * curve.low, 100 * curve.high, clip=(0, 100), color=METHOD_COLORS[name])
+shown = k_axis(ax, curves["opd"].k)
+ax.set(xlabel="k (samples per problem)", ylabel="Pass@k (%)", title="Pass@k, mean over eval sets")
+ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 100))  # a rate stays in [0, 100]
+gains, per_seed = report.base_gains(results, "opd", seeds, shown)
+sns.stripplot(per_seed.assign(points=100 * per_seed.gain), x="k", y="points", ax=ax_gain, color=METHOD_COLORS["opd"],
+              alpha=0.5, jitter=0.1)
+ax_gain.errorbar(range(len(gains)), 100 * gains["mean"], yerr=[100 * (gains["mean"] - gains.low), 100 * (gains.high - gains["mean"])],
+                 fmt="D", color="black", capsize=4)
+ax_gain.axhline(0, color="black", lw=0.8)
+ax_gain.set(xlabel="k", ylabel="OPD − base (points)", title="Gain of OPD over the base student")
+fig.suptitle(f"Fig. 1a, the Pass@k paradox ({ctx.scale_label}, {len(seeds)} seed(s))")
+legend_outside(fig)
+ctx.savefig(fig, "fig1a_passk_paradox", caption=f"Left: mean over {len(seeds)} seed(s); OPD band: 95% t interval over "
+            "seeds; base band: 95% bootstrap over eval problems. Right: dots are seeds, diamonds and bars the mean "
+            "and the 95% seed x problem bootstrap interval of the verdict lines.")
+table = curves["base"][["k"]].assign(base=curves["base"]["pass@k"], opd=curves["opd"]["pass@k"])
+ctx.save_table(table.assign(gain=table.opd - table.base), "fig1a_passk_paradox")
 
 # %%
-gain_1, gain_k = float(delta.iloc[0]), float(delta.iloc[-1])
-report.show_claims("fig1a_passk_paradox", [
-    f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s), k up to {eval_k}: OPD changes Pass@1 by "
+gain_1, gain_k = 100 * float(table.opd.iloc[0] - table.base.iloc[0]), 100 * float(table.opd.iloc[-1] - table.base.iloc[-1])
+ctx.show_claims("fig1a_passk_paradox", [
+    f"Scale `{ctx.scale_label}`, {len(seeds)} seed(s), k up to {eval_k}: OPD changes Pass@1 by "
     f"{gain_1:+.1f} points and Pass@{eval_k} by {gain_k:+.1f} points relative to the base student (means over seeds "
     f"and eval sets). The paradox needs both lines below reproduced.",
     report.compare_to_base("OPD − base student Pass@1", results, "opd", seeds, "greater",
                            "rises (Fig. 1a is AIME24: Avg@32 29.4 → 40.2 in Table 1, +10.8 points)", k=1),
     report.compare_to_base(f"OPD − base student Pass@{eval_k} (the largest k)", results, "opd", seeds, "less",
                            "-1.5 points (AIME24 Pass@32 76.5 → 75.0, Fig. 1a)", k=eval_k),
-], figures_dir=FIGURES_DIR)
+])

@@ -38,19 +38,20 @@ EVAL_K = 16
 FIGURES_DIR = "figures"
 
 # %%
+import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from scope_lib import report, verdict
+from scope_lib import nb, report, verdict
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import save_table
+from scope_lib.plotting import legend_outside, point_interval
 
+ctx = nb.setup("04_table1_main_results", globals())
 seeds = SEEDS[:2] if SMOKE else SEEDS  # two smoke seeds: the paired interval is computed, not skipped
 eval_k = 4 if SMOKE else EVAL_K
 df, results = run_grid(SCALE, METHODS, seeds, smoke=SMOKE, **{"eval.k": eval_k})
 summary = report.seed_summary(df)
 sets = [s for s in df.eval_set.unique() if s != "average"] + ["average"]
 order = ["base"] + METHODS
-print(f"scale={SCALE} smoke={SMOKE} seeds={seeds} k={eval_k}")
 
 # %% [markdown]
 # ## Generates and saves Table 1
@@ -60,11 +61,31 @@ avg_table = report.wide_table(summary, "avg@k", order, sets)
 pass_table = report.wide_table(summary, "pass@k", order, sets)
 relative = report.relative_change(summary, "avg@k").reindex(order)
 avg_table["Δ vs OPD (avg, %)"] = [f"{v:+.1f}" for v in relative]
-save_table(avg_table, "table1_main_results_avg", figures_dir=FIGURES_DIR)
-save_table(pass_table, "table1_main_results_pass", figures_dir=FIGURES_DIR)
-save_table(summary, "table1_main_results_long", figures_dir=FIGURES_DIR)
+ctx.save_table(avg_table, "table1_main_results_avg")
+ctx.save_table(pass_table, "table1_main_results_pass")
+ctx.save_table(summary, "table1_main_results_long")
 display(Markdown(f"**Avg@{eval_k}** (%, mean ± 95% CI over {len(seeds)} seed(s))\n\n" + avg_table.to_markdown()))
 display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + pass_table.to_markdown()))
+
+# %% [markdown]
+# ## The same numbers per seed
+# One dot per seed (mean over the eval sets), the mean and its 95% t interval over seeds (the
+# interval of the table and of the verdict rule); the base student, evaluated once, is the dashed line.
+
+# %%
+average = df[(df.eval_set == "average") & (df.variant != "base")]
+base = df[(df.eval_set == "average") & (df.variant == "base")].iloc[0]
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+for ax, (metric, label) in zip(axes, (("avg@k", f"Avg@{eval_k}"), ("pass@k", f"Pass@{eval_k}"))):
+    point_interval(ax, average, x="variant", y=metric, order=METHODS, hue="variant", hue_order=METHODS, scale=100,
+                   clip=(0, 100))
+    ax.axhline(100 * base[metric], color="grey", linestyle="--", label="base student")
+    ax.set(xlabel="", ylabel="mean over the eval sets (%)", title=label)
+    ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 100))  # a rate stays in [0, 100]
+fig.suptitle(f"Table 1 per seed ({ctx.scale_label}, {len(seeds)} seed(s), k = {eval_k})")
+legend_outside(fig)
+ctx.savefig(fig, "table1_main_results", caption=f"Dots: the {len(seeds)} seed(s); diamonds and bars: mean and 95% t "
+            "interval over seeds (as the table and the verdict lines); dashed: the base student (one evaluation).")
 
 # %% [markdown]
 # ## Verdicts (saved for the results page)
@@ -76,7 +97,7 @@ avg = {v: report.per_seed(df, v, "avg@k") for v in METHODS}
 top = {v: report.per_seed(df, v, "pass@k") for v in METHODS}
 A, P = f"Avg@{eval_k}", f"Pass@{eval_k}"
 OPD_NOTE = {"opd": "OPD (G = 1, as in the paper)", "opd_g8": "OPD (G = 8, as many rollouts as SCOPE)"}
-lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s), k = {eval_k}; "
+lines = [f"Scale `{ctx.scale_label}`, {len(seeds)} seed(s), k = {eval_k}; "
          f"summary quantity: the mean over the eval sets of each seed's {A} or {P}."]
 for opd in [v for v in ("opd", "opd_g8") if v in METHODS]:
     paper = "+5.54% relative (Avg@32 55.2 vs 52.3; +6.21% with Qwen3)" if opd == "opd" else \
@@ -99,6 +120,6 @@ for baseline, paper in (("grpo", "-2.0 points (73.1 → 71.1; Qwen3 +1.2)"), ("k
 # The power reached: the SCOPE − OPD Avg@k difference in points, for the top of the results page.
 power = report.save_power(verdict.paired_difference(avg["scope"], avg["opd"]), metric=A,
                           reference_mean=float(sum(avg["opd"].values()) / len(avg["opd"])), paper_relative=5.54,
-                          figures_dir=FIGURES_DIR)
-report.show_claims("table1_main_results", lines, figures_dir=FIGURES_DIR)
+                          figures_dir=ctx.figures_dir)
+ctx.show_claims("table1_main_results", lines)
 display(Markdown(report.power_text(power)))  # the results page prints it under the rule

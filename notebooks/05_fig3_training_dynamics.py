@@ -38,45 +38,47 @@ FIGURES_DIR = "figures"
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from scope_lib import report
+from scope_lib import nb, report
 from scope_lib.experiments import run_histories
-from scope_lib.plotting import METHOD_COLORS, save_table, savefig, use_style
+from scope_lib.plotting import METHOD_COLORS, band, legend_outside
 
-use_style()
+ctx = nb.setup("05_fig3_training_dynamics", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
 smooth = 1 if SMOKE else SMOOTH
 histories = run_histories(SCALE, METHODS, seeds, smoke=SMOKE)
 
 # %% [markdown]
 # ## Generates and saves Figure 3
+# Each seed's curve is smoothed by a trailing moving average over `SMOOTH` steps; the line is the
+# mean over seeds and the band its 95% t interval over seeds (the interval the verdict rule uses),
+# clipped to the metric's range.
 
 # %%
-panels = [("entropy", "token entropy (nats)"), ("accuracy", "rollout accuracy"), ("response_length", "response length (tokens)")]
+inf = float("inf")
+panels = [("entropy", "token entropy (nats)", inf), ("accuracy", "rollout accuracy", 1.0),
+          ("response_length", "response length (tokens)", inf)]  # each metric's upper limit (all start at 0)
 fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.5))
-tables = []
-for ax, (metric, label) in zip(axes, panels):
-    curves = report.step_curves(histories, metric)
-    tables.append(curves.rename(columns={metric: "value"}).assign(metric=metric))
+curves = {metric: report.step_curves(histories, metric, smooth=smooth) for metric, _, _ in panels}
+for ax, (metric, label, highest) in zip(axes, panels):
     for variant in METHODS:
-        part = curves[curves.variant == variant]
-        y = part[metric].rolling(smooth, min_periods=1).mean()
-        ax.plot(part.step, y, color=METHOD_COLORS[variant], label=variant)
-        if part["low"].notna().all():
-            ax.fill_between(part.step, part["low"].rolling(smooth, min_periods=1).mean(),
-                            part["high"].rolling(smooth, min_periods=1).mean(), color=METHOD_COLORS[variant], alpha=0.15)
-    ax.set(xlabel="step", ylabel=label)
-axes[0].legend()
-fig.suptitle(f"Training dynamics ({SCALE}, {len(seeds)} seed(s), moving average over {smooth} steps)")
-fig.tight_layout()
-savefig(fig, "fig3_training_dynamics", figures_dir=FIGURES_DIR)
-save_table(pd.concat(tables, ignore_index=True), "fig3_training_dynamics", figures_dir=FIGURES_DIR)
+        part = curves[metric][curves[metric].variant == variant]
+        ax.plot(part.step, part[metric], color=METHOD_COLORS[variant], label=variant.upper())
+        band(ax, part.step, part["low"], part["high"], clip=(0.0, highest), color=METHOD_COLORS[variant])
+    ax.set(xlabel="training step", ylabel=label)
+    ax.set_ylim(0, 1.02 if highest == 1.0 else None)
+fig.suptitle(f"Training dynamics ({ctx.scale_label}, {len(seeds)} seed(s), moving average over {smooth} steps)")
+legend_outside(fig)
+ctx.savefig(fig, "fig3_training_dynamics", caption=f"Mean over {len(seeds)} seed(s) of each seed's {smooth}-step "
+            "moving average; band: 95% t interval over seeds (as the verdict lines), clipped to the metric's range.")
+ctx.save_table(pd.concat([c.rename(columns={m: "value"}).assign(metric=m) for m, c in curves.items()], ignore_index=True),
+               "fig3_training_dynamics")
 
 # %%
 entropy_change = {v: report.history_change(histories, v, "entropy") for v in METHODS}
 mean_accuracy = {v: report.history_mean(histories, v, "accuracy") for v in METHODS}
 mean_over_seeds = {name: {v: sum(d.values()) / len(d) for v, d in values.items()}
                    for name, values in (("entropy", entropy_change), ("accuracy", mean_accuracy))}
-lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s): entropy change from the first to the "
+lines = [f"Scale `{ctx.scale_label}`, {len(seeds)} seed(s): entropy change from the first to the "
          "last fifth of training " + ", ".join(f"{v} {e:+.3f}" for v, e in mean_over_seeds["entropy"].items())
          + " nats; mean rollout accuracy over training " + ", ".join(f"{v} {100 * a:.1f}%" for v, a in mean_over_seeds["accuracy"].items())
          + " (means over seeds)."]
@@ -89,4 +91,4 @@ for other in [v for v in METHODS if v != "scope"]:
     lines.append(report.compare(f"SCOPE − {other.upper()} rollout accuracy, mean over all steps",
                                 mean_accuracy["scope"], mean_accuracy[other], "greater",
                                 "SCOPE above GRPO and OPD throughout training (Fig. 3b-c; no number in the text)"))
-report.show_claims("fig3_training_dynamics", lines, figures_dir=FIGURES_DIR)
+ctx.show_claims("fig3_training_dynamics", lines)

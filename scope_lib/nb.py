@@ -120,7 +120,7 @@ def output_folder(figures_dir: str | os.PathLike, default_figures_dir: str | os.
     if not changed:
         return base, ", ".join(filter(None, [why, "notebook defaults"]))
     if force:
-        return base, ", ".join(filter(None, [why, f"{described} written here ({WRITE_FIGURES_ENV}=1)"]))
+        return base, ", ".join(filter(None, [why, f"non-default {described}, written here as {WRITE_FIGURES_ENV}=1 asks"]))
     return base / VARIANTS_FOLDER / variant_slug(changed), ", ".join(filter(None, [
         why, f"non-default {described}; {WRITE_FIGURES_ENV}=1 writes to {_shown(base)} instead"]))
 

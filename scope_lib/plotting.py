@@ -231,15 +231,17 @@ def point_interval(ax, data, *, x: str, y: str, hue: str | None = None, order: l
         palette = {level: METHOD_COLORS.get(level, None) for level in hue_order}
         palette = palette if all(palette.values()) else None
     common = dict(data=frame, x=x, y=y, hue=hue, order=order, hue_order=hue_order, palette=palette, ax=ax)
-    levels = len(hue_order) if hue else 1
-    sns.stripplot(**common, dodge=bool(hue), jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
+    # hue == x colours each category and needs neither dodging nor a legend
+    dodged = bool(hue) and hue != x
+    levels = len(hue_order) if dodged else 1
+    sns.stripplot(**common, dodge=dodged, jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
     # pointplot's dodge spreads the first and last hue by this much, stripplot's by 0.8 (n-1)/n.
     def interval(values):
         low, high = t_interval(values)
         return (low, high) if clip is None else (float(np.clip(low, *clip)), float(np.clip(high, *clip)))
 
-    sns.pointplot(**common, estimator="mean", errorbar=interval, dodge=0.8 * (levels - 1) / levels if hue else False,
-                  linestyle="none", markers="D", markersize=6, capsize=0.08, err_kws={"linewidth": 1.6}, zorder=3)
+    sns.pointplot(**common, estimator="mean", errorbar=interval, dodge=0.8 * (levels - 1) / levels if dodged else False,
+                  legend=dodged, linestyle="none", markers="D", markersize=6, capsize=0.08, err_kws={"linewidth": 1.6}, zorder=3)
     keys = [x] + ([hue] if hue else [])
     rows = []
     for key, part in frame.groupby(keys, sort=False):
@@ -284,28 +286,28 @@ def k_axis(ax, ks: Iterable[int]) -> list[int]:
     return shown
 
 
-def legend_outside(target, **kwargs):
-    """One legend outside the data area: right of a single Axes, or right of a Figure's axes
-    for all of them (entries of every axes, each label once; the axes' own legends removed).
-    Returns the legend."""
+def legend_outside(target, handles: list | None = None, labels: list[str] | None = None, **kwargs):
+    """One legend outside the data area: right of a single Axes, or right of a Figure's axes.
+    Its entries are `handles` and `labels` when given, else the labelled artists of every
+    axes, each label once. The axes' own legends are removed. Returns the legend."""
     from matplotlib.figure import Figure
 
     axes = target.axes if isinstance(target, Figure) else [target]
-    handles, labels = {}, []
+    found: dict[str, object] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
-            if not label.startswith("_") and label not in handles:
-                handles[label] = handle
-                labels.append(label)
+            if not label.startswith("_"):
+                found.setdefault(label, handle)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    if not labels:
-        raise ValueError("target: no labelled artists to put in a legend")
+    if handles is None or labels is None:
+        handles, labels = list(found.values()), list(found)
+    if not labels or len(handles) != len(labels):
+        raise ValueError(f"handles, labels: expected as many handles as labels, at least one; got "
+                         f"{len(handles)} and {len(labels)}")
     kwargs.setdefault("frameon", False)
     if isinstance(target, Figure):
         target.tight_layout()
         right = max(ax.get_position().x1 for ax in axes)
-        return target.legend([handles[l] for l in labels], labels, loc="upper left", bbox_to_anchor=(right + 0.01, 0.95),
-                             **kwargs)
-    return target.legend([handles[l] for l in labels], labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                         borderaxespad=0.0, **kwargs)
+        return target.legend(handles, labels, loc="upper left", bbox_to_anchor=(right + 0.01, 0.95), **kwargs)
+    return target.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)

@@ -83,26 +83,61 @@ def _pass_curve(result, eval_set: str | None) -> dict[int, float]:
     return {k: float(np.mean([curve[k] for curve in curves])) for k in curves[0]}
 
 
-def pass_curves(results: dict, variant: str, eval_set: str | None = None) -> pd.DataFrame:
-    """Mean Pass@k over seeds (and CI band) for k = 1..K; eval_set None averages the sets."""
-    per_seed = [_pass_curve(result, eval_set) for result in _results_of(results, variant).values()]
+def pass_curves(results: dict, variant: str, eval_set: str | None = None, *, n_boot: int = 2000,
+                seed: int = 0) -> pd.DataFrame:
+    """Mean Pass@k over seeds and its 95% band for k = 1..K; eval_set None averages the sets.
+
+    The band of a trained variant is the t interval over seeds (`mean_ci`). The base student
+    is evaluated once, so its band is its evaluation noise instead: a percentile bootstrap
+    over problems, resampled within each eval set (the part of the seed x problem bootstrap
+    of `compare_to_base` that belongs to the base). Bands are clipped to [0, 1]."""
+    chosen = _results_of(results, variant)
+    per_seed = [_pass_curve(result, eval_set) for result in chosen.values()]
+    if variant == "base":
+        bounds = problem_bootstrap_curve(next(iter(chosen.values())), eval_set, n_boot=n_boot, seed=seed)
     rows = []
     for k in per_seed[0]:
         mean, low, high = mean_ci(np.array([c[k] for c in per_seed]))
+        if variant == "base":
+            low, high = bounds[k]
         # A t interval over 3 seeds can leave [0, 1]; a pass rate cannot.
         rows.append({"k": k, "pass@k": mean, "low": max(low, 0.0), "high": min(high, 1.0)})
     return pd.DataFrame(rows)
 
 
-def step_curves(histories: dict[tuple[str, int], list[dict]], metric: str) -> pd.DataFrame:
-    """Per-step mean and CI over seeds of a logged training metric, one row per (variant, step)."""
+def problem_bootstrap_curve(result, eval_set: str | None = None, *, n_boot: int = 2000, seed: int = 0,
+                            confidence: float = 0.95) -> dict[int, tuple[float, float]]:
+    """{k: (low, high)}: percentile bootstrap interval of one evaluation's Pass@k curve (the mean
+    over its eval sets, or of one set), problems resampled with replacement within each set."""
+    from scope_lib.metrics import pass_at_k
+
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence: expected a value in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    ks = range(1, result.k + 1)
+    curves = []
+    for name in [eval_set] if eval_set else list(result.correct):
+        scores = np.array([[pass_at_k(result.k, int(c), k) for k in ks] for c in result.counts(name)])  # (problems, K)
+        curves.append(scores[rng.integers(0, len(scores), size=(n_boot, len(scores)))].mean(axis=1))  # (n_boot, K)
+    low, high = np.quantile(np.mean(curves, axis=0), [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+    return {k: (float(lo), float(hi)) for k, lo, hi in zip(ks, low, high)}
+
+
+def step_curves(histories: dict[tuple[str, int], list[dict]], metric: str, *, smooth: int = 1) -> pd.DataFrame:
+    """Per-step mean and 95% t interval over seeds of a logged training metric, one row per
+    (variant, step). `smooth` > 1 first replaces each seed's curve by its trailing moving average
+    over `smooth` steps, so the band is the interval of the smoothed curves (not smoothed bounds)."""
+    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
+        raise ValueError(f"smooth: expected a whole number of steps >= 1, got {smooth!r}")
     rows = []
     variants = sorted({v for v, _ in histories})
     for variant in variants:
         runs = [h for (v, _), h in histories.items() if v == variant]
         steps = min(len(h) for h in runs)
+        curves = np.array([[h[i].get(metric, np.nan) for i in range(steps)] for h in runs], dtype=float)
+        curves = pd.DataFrame(curves.T).rolling(smooth, min_periods=1).mean().to_numpy().T  # NaN steps left out
         for i in range(steps):
-            values = np.array([h[i].get(metric, np.nan) for h in runs], dtype=float)
+            values = curves[:, i]
             mean, low, high = mean_ci(values[np.isfinite(values)]) if np.isfinite(values).any() else (np.nan,) * 3
             rows.append({"variant": variant, "step": runs[0][i]["step"], metric: mean, "low": low, "high": high})
     return pd.DataFrame(rows)
@@ -195,6 +230,23 @@ def problem_scores(results: dict, variant: str, seeds: list, *, k: int = 1) -> d
             out[seed] = np.array([pass_at_k(result.k, int(count), k)
                                   for name in result.correct for count in result.counts(name)])
     return out
+
+
+def base_gains(results: dict, variant: str, seeds: list, ks, *, num_resamples: int = 2000,
+               seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`variant` − base student in Pass@k at each k of `ks`, with the interval `compare_to_base`
+    judges it on (the seed x problem bootstrap of `verdict.bootstrap_difference`, same seed).
+
+    Returns (summary, per_seed): one row per k with mean, low, high (fractions), and one row per
+    (k, seed) with that seed's gain, for drawing the points beside the interval."""
+    summary, per_seed = [], []
+    for k in ks:
+        difference = verdict.bootstrap_difference(problem_scores(results, variant, seeds, k=int(k)),
+                                                  problem_scores(results, "base", seeds, k=int(k)),
+                                                  num_resamples=num_resamples, seed=seed)
+        summary.append({"k": int(k), "mean": difference.mean, "low": difference.low, "high": difference.high})
+        per_seed += [{"k": int(k), "seed": s, "gain": g} for s, g in difference.per_seed.items()]
+    return pd.DataFrame(summary), pd.DataFrame(per_seed)
 
 
 # --- verdict lines -----------------------------------------------------------------------
@@ -384,16 +436,17 @@ RESULTS_PAGE = [
 ]
 
 
-def artefact_caption(folder: Path, name: str) -> str:
-    """The italic caption line of artefact `name`: its recorded caption and the parameters it
-    came from (`<name>.params.json`, written by `scope_lib.nb.Context`); "" with no record."""
+def artefact_caption(folder: Path, name: str, *, with_caption: bool = True) -> str:
+    """The italic caption line of artefact `name`: its recorded caption (unless not
+    `with_caption`) and the parameters it came from (`<name>.params.json`, written by
+    `scope_lib.nb.Context`); "" with no record."""
     from scope_lib import nb
 
     path = folder / f"{name}{nb.RECORD_SUFFIX}"
     if not path.exists():
         return ""
     record = json.loads(path.read_text())
-    caption = record.get("caption", "").strip()
+    caption = record.get("caption", "").strip() if with_caption else ""
     return "*" + " ".join(filter(None, [caption, nb.parameters_text(record) + "."])) + "*"
 
 
@@ -423,8 +476,8 @@ def build_results_page(figures_dir: str = "figures", *, header: str = "") -> Pat
     if header:
         parts += [header, ""]
 
-    def captioned(name: str) -> list[str]:
-        caption = artefact_caption(folder, name)
+    def captioned(name: str, with_caption: bool = True) -> list[str]:
+        caption = artefact_caption(folder, name, with_caption=with_caption)
         return [caption, ""] if caption else []
 
     for prefixes, notebook, title in RESULTS_PAGE:
@@ -439,12 +492,13 @@ def build_results_page(figures_dir: str = "figures", *, header: str = "") -> Pat
         parts += [f"## {title}", "", f"Notebook `notebooks/{notebook}_*.ipynb`.", ""]
         for image in images:
             parts += [f"![{image.stem}]({image.name})", ""] + captioned(image.stem)
-        if not images:  # a table artefact: show the table itself (long-format dumps stay linked only)
-            for table in tables:
-                if "long" not in table.stem:
-                    parts += [f"**{table.stem}**", "", table.read_text().strip(), ""] + captioned(table.stem)
+        # A paper table, or the tables of a section without figures, is shown itself; long-format
+        # dumps and a figure's data stay linked only.
+        for table in tables:
+            if "long" not in table.stem and (not images or table.stem.startswith("table")):
+                parts += [f"**{table.stem}**", "", table.read_text().strip(), ""] + captioned(table.stem)
         for claim_file in claims:
-            parts += [claim_file.read_text().strip(), ""] + captioned(claim_file.name[: -len(".claims.md")])
+            parts += [claim_file.read_text().strip(), ""] + captioned(claim_file.name[: -len(".claims.md")], with_caption=False)
         if tables:
             parts += ["Tables: " + ", ".join(f"[{t.stem}]({t.name})" for t in tables), ""]
     page = folder / "README.md"

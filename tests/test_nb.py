@@ -154,8 +154,10 @@ def test_context_writes_artefacts_with_their_parameters_for_the_results_page(not
     page = report.build_results_page(str(figures)).read_text()
     expected = (f"*Mean over seeds, 95% t interval. parameters: SCALE='tiny', SMOKE=False, SEEDS=[0, 1, 2], "
                 f"SMOOTH={smooth + 2} (non-default: SMOOTH={smooth + 2}).*")
-    assert page.count(expected) == 2  # under the figure and under its claims
+    assert page.count(expected) == 1  # under the figure, with its caption ...
     assert page.index("![fig3_training_dynamics]") < page.index(expected) < page.index("claim 7f3e")
+    parameters_only = f"*parameters: SCALE='tiny', SMOKE=False, SEEDS=[0, 1, 2], SMOOTH={smooth + 2} (non-default"
+    assert page.index("claim 7f3e") < page.index(parameters_only)  # ... and under its claims, without it
     # A fresh run of the same notebook replaces the record (no caption left from before).
     nb.setup("99_test_notebook", values(smooth, FIGURES_DIR=str(figures)), notebooks_dir=folder,
              environ={}).save_table(pd.DataFrame({"a": [2.0]}), "fig3_training_dynamics")

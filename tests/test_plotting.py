@@ -174,7 +174,8 @@ def _error_bars(ax):
         xy = np.column_stack([np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)])
         for segment in np.split(xy, np.flatnonzero(np.isnan(xy[:, 0]))):
             segment = segment[~np.isnan(segment[:, 0])]
-            if len(segment) == 2 and segment[0, 0] == segment[1, 0] and segment[0, 1] != segment[1, 1]:
+            if len(segment) == 2 and segment[0, 0] == segment[1, 0] and np.isfinite(segment[:, 1]).all() \
+                    and segment[0, 1] != segment[1, 1]:
                 bars[round(float(segment[0, 0]), 6)] = (segment[:, 1].min(), segment[:, 1].max())
     return bars
 
@@ -269,4 +270,30 @@ def test_legend_outside_covers_no_data_area():
     legend = plotting.legend_outside(ax)
     fig.canvas.draw()
     assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+    plt.close(fig)
+
+
+def test_legend_outside_takes_given_entries_and_names_a_mismatch():
+    fig, ax = plt.subplots()
+    line, = ax.plot([0, 1], [1, 0], label="drawn")
+    legend = plotting.legend_outside(ax, [line], ["renamed"])
+    assert [t.get_text() for t in legend.get_texts()] == ["renamed"]
+    with pytest.raises(ValueError, match="as many handles as labels"):
+        plotting.legend_outside(ax, [line], ["a", "b"])
+    plt.close(fig)
+
+
+def test_point_interval_with_hue_on_x_keeps_points_on_their_category():
+    rng = np.random.default_rng()
+    variants = ["grpo", "opd", "scope"]
+    df = pd.DataFrame({"variant": np.repeat(variants, 4), "acc": rng.random(12)})
+    fig, ax = plt.subplots()
+    plotting.point_interval(ax, df, x="variant", y="acc", hue="variant")
+    bars = _error_bars(ax)
+    assert sorted(bars) == [0.0, 1.0, 2.0]  # one interval per category, at the category itself
+    for i, variant in enumerate(variants):
+        assert bars[float(i)] == pytest.approx(plotting.mean_ci(df[df.variant == variant].acc)[1:])
+    points = np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets())])
+    assert np.all(np.abs(points[:, 0] - np.round(points[:, 0])) <= 0.08 + 1e-9)
+    assert ax.get_legend() is None
     plt.close(fig)

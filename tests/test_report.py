@@ -65,3 +65,65 @@ def test_results_page_of_a_variant_folder_says_so_and_captions_need_a_record(tmp
     page = report.build_results_page(str(folder)).read_text()
     assert "![fig3_training_dynamics](fig3_training_dynamics.png)\n\n*parameters: SMOOTH=3 (non-default: SMOOTH=3).*" in page
     assert "Parameter variant" not in report.build_results_page(str(tmp_path / "figures")).read_text()
+
+
+def test_step_curves_smooth_each_seed_before_the_interval():
+    rng = np.random.default_rng()
+    seeds, steps, window = 4, 9, 3
+    values = rng.random((seeds, steps))
+    histories = {("grpo", s): [{"step": i + 1, "accuracy": float(values[s, i])} for i in range(steps)] for s in range(seeds)}
+    curves = report.step_curves(histories, "accuracy", smooth=window)
+    for i in range(steps):
+        smoothed = [values[s, max(0, i - window + 1): i + 1].mean() for s in range(seeds)]  # trailing mean per seed
+        row = curves.iloc[i]
+        assert (row["accuracy"], row["low"], row["high"]) == pytest.approx(report.mean_ci(smoothed), rel=1e-12)
+    unsmoothed = report.step_curves(histories, "accuracy")
+    assert list(unsmoothed["accuracy"]) == pytest.approx(values.mean(axis=0).tolist())
+    with pytest.raises(ValueError, match="smooth"):
+        report.step_curves(histories, "accuracy", smooth=0)
+
+
+def test_base_band_is_a_problem_bootstrap_of_its_one_evaluation():
+    rng = np.random.default_rng()
+    problems, k = 400, 4
+    correct = {"a": rng.random((problems, k)) < rng.random((problems, 1)), "b": rng.random((problems, k)) < 0.3}
+    result = EvalResult(k=k, correct=correct)
+    results = {("base", 0): result, ("opd", 0): result, ("opd", 1): result}
+    curve = report.pass_curves(results, "base").set_index("k")
+    bounds = report.problem_bootstrap_curve(result, n_boot=4000, seed=1)
+    for kk in range(1, k + 1):
+        mean = np.mean([result.pass_at_k_curve(n)[kk] for n in correct])
+        assert curve.loc[kk, "pass@k"] == pytest.approx(mean)
+        # 400 problems per set: the bootstrap interval of a mean of two independent set means is
+        # close to the normal one, mean -/+ 1.96 sqrt(var_a / n + var_b / n) / 2
+        from scope_lib.metrics import pass_at_k
+        sd = np.sqrt(sum(np.var([pass_at_k(k, int(c), kk) for c in result.counts(n)]) for n in correct) / problems) / 2
+        low, high = bounds[kk]
+        assert low == pytest.approx(mean - 1.96 * sd, abs=0.15 * 1.96 * sd)
+        assert high == pytest.approx(mean + 1.96 * sd, abs=0.15 * 1.96 * sd)
+        assert curve.loc[kk, "low"] <= mean <= curve.loc[kk, "high"]
+    # a trained variant keeps the t interval over seeds: two identical seeds give a zero-width band
+    opd = report.pass_curves(results, "opd")
+    assert list(opd["low"]) == pytest.approx(list(opd["pass@k"])) and list(opd["high"]) == pytest.approx(list(opd["pass@k"]))
+
+
+def test_base_gains_are_the_verdicts_difference_at_each_k():
+    rng = np.random.default_rng()
+    k, seeds = 4, [0, 1, 2]
+    rates = rng.random((30, 1))
+    results = {("base", 0): EvalResult(k=k, correct={"a": rng.random((30, k)) < rates})}
+    results.update({("opd", s): EvalResult(k=k, correct={"a": rng.random((30, k)) < rates + 0.1}) for s in seeds})
+    summary, per_seed = report.base_gains(results, "opd", seeds, [1, 2, 4], num_resamples=500)
+    base_curve = results[("base", 0)].pass_at_k_curve("a")
+    for kk in (1, 2, 4):
+        gains = per_seed[per_seed.k == kk].set_index("seed")["gain"]
+        for s in seeds:  # each seed's gain is its Pass@k minus the base's
+            assert gains[s] == pytest.approx(results[("opd", s)].pass_at_k_curve("a")[kk] - base_curve[kk], abs=1e-12)
+        row = summary.set_index("k").loc[kk]
+        assert row["mean"] == pytest.approx(gains.mean())
+        difference = verdict.bootstrap_difference(report.problem_scores(results, "opd", seeds, k=kk),
+                                                  report.problem_scores(results, "base", seeds, k=kk), num_resamples=500)
+        assert (row["low"], row["high"]) == pytest.approx((difference.low, difference.high))
+        # the same interval the verdict line prints
+        line = report.compare_to_base("x", results, "opd", seeds, "greater", "p", k=kk, num_resamples=500)
+        assert f"[{100 * difference.low:+.1f}, {100 * difference.high:+.1f}]" in line
