@@ -42,7 +42,7 @@ import seaborn as sns
 
 from scope_lib import figure_data, nb, report
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import METHOD_COLORS, k_axis, legend_outside
+from scope_lib.plotting import METHOD_COLORS, band, k_axis, legend_outside
 
 ctx = nb.setup("06_fig4_passk_curves", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -56,9 +56,10 @@ ctx.save_table(curves, "fig4_passk_curves")
 # %% [markdown]
 # ## Generates and saves Figure 4
 # Mean over seeds with the 95% t interval over seeds (the interval of the verdicts), drawn by
-# seaborn from each seed's curve and clipped to 0-100. GRPO's seeds spread so widely that its
-# band would swamp the other methods' differences, so it has its own row (its seeds as thin
-# lines), with the untrained student as the reference in both rows.
+# seaborn from each seed's curve and clipped to 0-100. The untrained student, evaluated once,
+# is the reference in both rows; its band is a bootstrap over its eval problems
+# (`report.pass_curves`). GRPO's seeds spread so widely that its band would swamp the other
+# methods' differences, so it has its own row (its seeds as thin lines).
 
 # %%
 per_seed = figure_data.pass_curves_long(results, ["base"] + METHODS).assign(pct=lambda d: 100 * d["pass@k"])
@@ -70,17 +71,20 @@ for row, variants in zip(axes, rows):
         part = per_seed[per_seed.variant.isin(variants) & (per_seed.eval_set == eval_set)]
         sns.lineplot(part, x="k", y="pct", hue="variant", hue_order=variants, palette=METHOD_COLORS, marker="o", ms=3,
                      mew=0, errorbar=figure_data.t_interval_within(0, 100), ax=ax)
-        for variant in set(own_row) & set(variants):
+        for variant in [v for v in own_row if v in variants]:
             sns.lineplot(part[part.variant == variant], x="k", y="pct", units="seed", estimator=None, lw=0.7, alpha=0.4,
                          color=METHOD_COLORS[variant], legend=False, ax=ax)
             ax.plot([], [], lw=0.7, alpha=0.4, color=METHOD_COLORS[variant], label=f"{variant}, one seed")
+        base = curves[(curves.variant == "base") & (curves.eval_set == eval_set)]  # evaluated once: no seeds to vary
+        band(ax, base.k, 100 * base.low, 100 * base.high, clip=(0, 100), color=METHOD_COLORS["base"])
         k_axis(ax, range(1, eval_k + 1))
         ax.set(title=eval_set if variants == rows[0] else f"{eval_set}: {', '.join(own_row)}",
                ylabel="Pass@k (%)" if ax is row[0] else "", xlabel="k" if row is axes[-1] else "")
 fig.suptitle(f"Pass@k curves ({ctx.scale_label}, {len(seeds)} seed(s))")
-legend_outside(fig, title="mean over seeds,\nband: 95% t interval")
+legend_outside(fig, title="mean over seeds,\nband: 95% t interval\n(base: bootstrap\nover problems)")
 ctx.savefig(fig, "fig4_passk_curves", caption="Pass@k against k per eval set, mean over seeds with the 95% t "
-            "interval over seeds (clipped to 0-100); GRPO in its own row with its seeds as thin lines.")
+            "interval over seeds (clipped to 0-100); the base student, evaluated once, with a 95% bootstrap over its "
+            "eval problems; GRPO in its own row with its seeds as thin lines.")
 
 # %% [markdown]
 # ## Verdicts (saved for the results page)

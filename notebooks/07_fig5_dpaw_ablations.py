@@ -45,11 +45,10 @@ FIGURES_DIR = "figures"
 
 # %%
 import matplotlib.pyplot as plt
-import seaborn as sns
 
-from scope_lib import figure_data, nb, report
+from scope_lib import nb, report
 from scope_lib.experiments import ABLATIONS, run_grid
-from scope_lib.plotting import METHOD_COLORS
+from scope_lib.plotting import METHOD_COLORS, point_interval
 
 ctx = nb.setup("07_fig5_dpaw_ablations", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -66,14 +65,11 @@ ctx.save_table(summary, "fig5_dpaw_ablations")
 # SCOPE's mean.
 
 # %%
-seed_rows = df[df.eval_set == "average"].assign(**{m: 100 * df[m] for m in ("avg@k", "pass@k")})  # in %
+seed_rows = df[df.eval_set == "average"]
 fig, axes = plt.subplots(1, 2, figsize=(13, 4), layout="constrained")
 for ax, metric in zip(axes, ["avg@k", "pass@k"]):
-    common = dict(data=seed_rows, x="variant", y=metric, order=variants, hue="variant", palette=METHOD_COLORS, ax=ax)
-    sns.stripplot(**common, jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
-    sns.pointplot(**common, errorbar=figure_data.t_interval_within(0, 100), linestyle="none", markers="D", markersize=6,
-                  capsize=0.08, err_kws={"linewidth": 1.6}, legend=False, zorder=3)
-    ax.axhline(seed_rows.loc[seed_rows.variant == "scope", metric].mean(), color=METHOD_COLORS["scope"], ls=":", lw=1)
+    point_interval(ax, seed_rows, x="variant", y=metric, hue="variant", order=variants, scale=100, clip=(0, 100))
+    ax.axhline(100 * seed_rows.loc[seed_rows.variant == "scope", metric].mean(), color=METHOD_COLORS["scope"], ls=":", lw=1)
     ax.set_xticks(range(len(variants)), [v.replace("_", "\n") for v in variants], fontsize=8)
     name = metric.replace("k", str(eval_k))
     ax.set(xlabel="", ylabel=f"{name} (%)", title=f"{name}, mean over eval sets")

@@ -39,7 +39,7 @@ import seaborn as sns
 
 from scope_lib import figure_data, nb, report
 from scope_lib.experiments import run_grid, run_histories
-from scope_lib.plotting import legend_outside
+from scope_lib.plotting import legend_outside, point_interval
 
 ctx = nb.setup("08_fig6_weight_temperature", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -62,14 +62,11 @@ ess = report.step_curves(histories, "teacher_w_ess_frac")
 # %%
 tau_label = {v: f"{tau:g}" for v, tau in zip(variants, TAUS)}  # plain tick labels: 0.5, 1, 2
 palette = dict(zip(tau_label.values(), plt.get_cmap("viridis")([0.15, 0.5, 0.85])))
-seed_rows = df[df.eval_set == "average"].assign(tau=lambda d: d.variant.map(tau_label),
-                                                **{m: 100 * df[m] for m in ("avg@k", "pass@k")})  # in %
+seed_rows = df[df.eval_set == "average"].assign(tau=lambda d: d.variant.map(tau_label))
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for ax, metric in zip(axes[:2], ["avg@k", "pass@k"]):
-    common = dict(data=seed_rows, x="tau", y=metric, order=list(palette), hue="tau", palette=palette, ax=ax)
-    sns.stripplot(**common, jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
-    sns.pointplot(**common, errorbar=figure_data.t_interval_within(0, 100), linestyle="none", markers="D", markersize=6,
-                  capsize=0.08, err_kws={"linewidth": 1.6}, legend=False, zorder=3)
+    point_interval(ax, seed_rows, x="tau", y=metric, hue="tau", order=list(palette), palette=palette, scale=100,
+                   clip=(0, 100))
     name = metric.replace("k", str(eval_k))
     ax.set(xlabel="tau", ylabel=f"{name} (%)", title=f"{name} vs tau, mean over eval sets")
 ess_rows = figure_data.history_long(histories, "teacher_w_ess_frac").assign(tau=lambda d: d.variant.map(tau_label))
