@@ -1,8 +1,8 @@
 """Per-seed data in long form for the seaborn figures of notebooks 06-09.
 
-A figure that shows a mean over seeds with an interval draws both from the per-seed values
-(seaborn aggregates them), never from pre-computed bounds. The helpers here turn the runs'
-evaluations and training histories into one row per seed:
+A figure that shows a mean over seeds with its interval over seeds draws both from the
+per-seed values (seaborn aggregates them), not from pre-computed bounds. The helpers here turn
+the runs' evaluations and training histories into one row per seed:
 
 - `pass_curves_long`: Pass@k for k = 1..K per variant, seed and eval set (Fig. 4);
 - `history_long`: one logged training metric per variant, seed and step (Fig. 6's ESS);
