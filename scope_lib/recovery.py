@@ -41,12 +41,14 @@ from scope_lib.tasks import CHAIN_ERROR_KINDS, ChainError, first_chain_error
 
 DEFAULT_RATIOS = (0.2, 0.4, 0.6, 0.8)  # Fig. 1b / Table 7
 BUCKET_NAMES = ("Q1", "Q2", "Q3", "Q4")  # Q1 = lowest teacher PPL
-_BUCKET_LABELS = ("Q1 (lowest PPL)", "Q2", "Q3", "Q4 (highest PPL)")
+BUCKET_LABELS = ("Q1 (lowest PPL)", "Q2", "Q3", "Q4 (highest PPL)")
 
 __all__ = [
+    "BUCKET_LABELS",
     "BUCKET_NAMES",
     "DEFAULT_RATIOS",
     "RecoveryStudy",
+    "bootstrap_errorbar",
     "bootstrap_mean_ci",
     "CHAIN_ERROR_KINDS",
     "ChainError",
@@ -140,7 +142,7 @@ def bucket_stats(teacher_seq_logp, buckets) -> pd.DataFrame:
         raise ValueError(f"buckets: expected shape {s.shape} like teacher_seq_logp, got {buckets.shape}")
     nll = -s
     rows = {}
-    for k, label in enumerate(_BUCKET_LABELS):
+    for k, label in enumerate(BUCKET_LABELS):
         rows[label] = _stats(nll[buckets == k])
     rows["Overall"] = _stats(nll)
     table = pd.DataFrame.from_dict(rows, orient="index")
@@ -177,6 +179,22 @@ def bootstrap_mean_ci(values, *, confidence: float = 0.95, n_boot: int = 2000, s
     means = _bootstrap_means(x, n_boot, np.random.default_rng(seed))
     low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
     return (float(x.mean()), float(low), float(high))
+
+
+def bootstrap_errorbar(*, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Callable:
+    """A seaborn `errorbar` callable: (low, high) of `bootstrap_mean_ci` with these settings.
+
+    Drawing `rates` per (ratio, bucket) with it gives exactly the intervals of
+    `recovery_curve` (each cell's values in the same order, the same seed), computed by
+    seaborn from the per-rollout rows rather than typed in from a table.
+    """
+    _check_bootstrap(confidence, n_boot)
+
+    def interval(values) -> tuple[float, float]:
+        _, low, high = bootstrap_mean_ci(values, confidence=confidence, n_boot=n_boot, seed=seed)
+        return low, high
+
+    return interval
 
 
 def _check_bootstrap(confidence, n_boot) -> None:

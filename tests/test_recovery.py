@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scope_lib import models, recovery, rollout, tasks
+from scope_lib import models, recovery, recovery_study, report, rollout, tasks
 from scope_lib.problem import Problem
 from scope_lib.recovery import (
     bootstrap_mean_ci,
@@ -393,3 +393,141 @@ def test_study_rejects_bad_arguments(smoke_world):
                                 ratios=(0.2, 1.2))
     with pytest.raises(ValueError, match="problems"):
         recovery.recovery_study(*args, [], tasks.format_prompt, samples_per_problem=1, completions_per_prefix=1)
+
+
+# --- notebook 02's reporting (scope_lib.recovery_study) --------------------------------------
+
+
+def _error_bars(ax) -> list[tuple[float, float, float]]:
+    """(x, low, high) of every interval seaborn's pointplot drew (a Line2D of 8 points: the two
+    caps and the bar, separated by NaN)."""
+    bars = []
+    for line in ax.get_lines():
+        x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+        if len(x) == 8 and np.isnan(x).sum() == 2:
+            bars.append((float(x[3]), float(np.nanmin(y)), float(np.nanmax(y))))
+    return bars
+
+
+def test_fig1b_draws_the_intervals_of_recovery_curve(rng):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = random_rates(rng, n_rollouts=48)
+    seed = int(rng.integers(2**31))
+    fig = recovery_study.fig1b_figure(rates, [0.2, 0.4, 0.6, 0.8], n_boot=300, seed=seed, scale_label="test")
+    ax = fig.axes[0]
+    drawn = sorted((round(low, 9), round(high, 9)) for _, low, high in _error_bars(ax))
+    curve = recovery_curve(rates, n_boot=300, seed=seed)
+    expected = sorted((round(100 * low, 9), round(100 * high, 9)) for low, high in zip(curve["low"], curve["high"]))
+    assert len(drawn) == 16
+    np.testing.assert_allclose(np.array(drawn), np.array(expected), atol=1e-6)
+    assert ax.get_ylim()[0] <= 0 and ax.get_ylim()[1] >= 100  # the whole 0-100 % range
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == list(recovery.BUCKET_LABELS)
+    assert legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1  # outside the data area
+    plt.close(fig)
+
+
+def test_condition_rates_and_mechanism_figure(rng):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = random_rates(rng, n_rollouts=40)
+    rates["prefix_has_error"] = rng.random(len(rates)) < 0.5
+    long = recovery_study.condition_rates(rates)
+    assert (long["condition"] == "all").sum() == len(rates)
+    assert (long["condition"] == "error in prefix").sum() == rates["prefix_has_error"].sum()
+    assert (long["condition"] == "error not yet in prefix").sum() == (~rates["prefix_has_error"]).sum()
+    seed = int(rng.integers(2**31))
+    fig = recovery_study.mechanism_figure(rates, [0.2, 0.4, 0.6, 0.8], n_boot=200, seed=seed, scale_label="test")
+    conditions = report.recovery_conditions(rates, n_boot=200, seed=seed)
+    drawn = sorted((round(low, 9), round(high, 9)) for _, low, high in _error_bars(fig.axes[0]))
+    expected = sorted((round(100 * low, 9), round(100 * high, 9)) for low, high in zip(conditions["low"], conditions["high"]))
+    np.testing.assert_allclose(np.array(drawn), np.array(expected), atol=1e-6)  # the table's intervals, from the rows
+    plt.close(fig)
+    text = recovery_study.mechanism_text(conditions, pd.DataFrame({"bucket": [0, 0, 3], "error_line": [1, 2, 4]}),
+                                         [0.2, 0.4, 0.6, 0.8])
+    by = conditions.set_index(["condition", "ratio"])
+    assert f"{100 * by.loc[('error in prefix', 0.8), 'recovery']:.1f} % at 0.8" in text
+    assert f"{100 * by.loc[('error not yet in prefix', 0.2), 'recovery']:.1f} % at 0.2" in text
+    assert "line 1.50 on average in Q1 and line 4.00 in Q4" in text
+    # without a diagnosis there is nothing to split
+    undiagnosed = rates.assign(prefix_has_error=None)
+    assert set(recovery_study.condition_rates(undiagnosed)["condition"]) == {"all"}
+    assert recovery_study.mechanism_figure(undiagnosed, [0.2], n_boot=10, seed=0, scale_label="x") is None
+    with pytest.raises(ValueError, match="error in prefix"):
+        recovery_study.mechanism_text(report.recovery_conditions(undiagnosed, n_boot=10), undiagnosed, [0.2])
+
+
+def test_table7_with_gaps_formats_the_gap_interval(rng):
+    rates = random_rates(rng)
+    table, gaps = recovery_study.table7_with_gaps(rates, n_boot=200, seed=3)
+    expected = quartile_gap(rates, n_boot=200, seed=3).set_index("ratio")
+    pd.testing.assert_frame_equal(gaps, expected)
+    for ratio, row in expected.iterrows():
+        assert table.loc[ratio, "gap 95% CI"] == f"[{100 * row['low']:+.1f}, {100 * row['high']:+.1f}]"
+
+
+def test_paper_tables_are_consistent():
+    table7 = recovery_study.paper_table7()
+    # the printed gap comes from unrounded rates: within rounding of Q1 - Q4
+    assert (table7["Q1"] - table7["Q4"] - table7["Q1-Q4 gap"]).abs().max() <= 0.11
+    table6 = recovery_study.paper_table6()
+    assert (np.diff(table6["ppl_mean"].iloc[:4]) > 0).all() and list(table6.index)[-1] == "Overall"
+    assert table6["ppl_mean"].iloc[:4].mean() == pytest.approx(table6["ppl_mean"].loc["Overall"], abs=0.01)
+
+
+def test_task_diagnosis():
+    assert recovery_study.task_diagnosis(None) == (first_chain_error, "no tiny task")
+    diagnose, text = recovery_study.task_diagnosis(tasks)
+    assert diagnose is tasks.first_error and text == tasks.__doc__.strip().splitlines()[0]
+    with pytest.raises(ValueError, match="task"):
+        recovery_study.task_diagnosis(object())
+
+
+def test_error_kind_shares():
+    cases = pd.DataFrame({"bucket": [0, 0, 0, 3, 3, 1], "error_kind": ["a", "a", "b", "b", None, None]})
+    kinds = recovery_study.error_kind_shares(cases)
+    assert list(kinds.index) == ["Q1", "Q4"]
+    assert kinds.loc["Q1", "a"] == pytest.approx(2 / 3) and kinds.loc["Q4", "b"] == 1.0 and kinds.loc["Q4", "a"] == 0.0
+    assert recovery_study.error_kind_shares(cases.assign(error_kind=None)).empty
+
+
+def _constructed_rates(q1: float, q4: float) -> pd.DataFrame:
+    """20 rollouts, 5 per bucket; Q1 recovers q1 and Q4 q4 at ratios 0.2-0.6 and half as much at
+    0.8; Q2 and Q3 recover at 0.2 only. Every prefix from 0.4 on holds the first error."""
+    rows = []
+    for r in range(20):
+        bucket = r % 4
+        for ratio in (0.2, 0.4, 0.6, 0.8):
+            level = {0: q1, 3: q4}.get(bucket, 1.0 if ratio == 0.2 else 0.0)
+            rows.append({"rollout": r, "bucket": bucket, "ratio": ratio, "ppl": 1.0 + bucket,
+                         "recovery": level / 2 if ratio == 0.8 and bucket in (0, 3) else level,
+                         "prefix_has_error": ratio >= 0.4})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("q1, q4, outcome", [(1.0, 0.0, "reproduced"), (0.0, 1.0, "contradicted")])
+def test_verdict_lines_on_constructed_rates(q1, q4, outcome):
+    rates = _constructed_rates(q1, q4)
+    ratios = [0.2, 0.4, 0.6, 0.8]
+    conditions = report.recovery_conditions(rates, n_boot=200, seed=0)
+    curve = recovery_curve(rates, n_boot=200, seed=0)
+    table6 = bucket_stats(-np.log(1.0 + np.arange(20) % 4), np.arange(20) % 4)
+    lines = recovery_study.verdict_lines(rates, conditions, curve, rank_correlation(rates), table6, ratios,
+                                         intro="intro", n_boot=200, seed=0)
+    assert lines[0] == "intro"
+    gap_lines = [line for line in lines if "Q1 − Q4 recovery" in line]
+    assert len(gap_lines) == 4 + 4  # all prefixes, then the prefixes that hold the first error
+    empty = "ratio 0.2, prefixes that hold the first error"  # no prefix holds the error at 0.2: no interval
+    assert all(line.startswith(f"- **{outcome}**") for line in gap_lines if empty not in line), gap_lines
+    assert next(line for line in gap_lines if empty in line).startswith("- **inconclusive**")
+    assert "+19.4 points (Table 7)" in gap_lines[0] and "all prefixes; not split" in gap_lines[-1]
+    drop = next(line for line in lines if line.startswith("- **") and "recovery at ratio 0.8 − at 0.2" in line)
+    assert drop.startswith("- **reproduced**")  # recovery falls from 0.2 to 0.8 in every bucket but one
+    assert lines[-1].startswith("- **check passed** — mean teacher PPL rises")
+    best = "Q1" if q1 > q4 else "Q4"
+    assert f"the best bucket ({best}) recovers 50.0 %" in next(line for line in lines if "best bucket" in line)
