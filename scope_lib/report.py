@@ -433,6 +433,7 @@ RESULTS_PAGE = [
     (("fig5",), "07", "Fig. 5: DPAW ablations"),
     (("fig6",), "08", "Fig. 6: weight temperature"),
     (("table8",), "09", "Table 8: per-step time by component"),
+    (("nb10",), "10", "DPAW weights step by step (implementation checks)"),
 ]
 
 

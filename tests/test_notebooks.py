@@ -12,6 +12,7 @@ EXPECTED = {
     "07": ["fig5_dpaw_ablations.png", "fig5_dpaw_ablations.pdf", "fig5_dpaw_ablations.csv"],
     "08": ["fig6_weight_temperature.png", "fig6_weight_temperature.pdf", "fig6_weight_temperature.csv"],
     "09": ["table8_step_time.png", "table8_step_time.csv", "table8_step_time.md"],
+    "10": ["nb10_weights_by_step.png", "nb10_weights_by_step.pdf", "nb10_weights_by_step.csv", "nb10_weights_by_step.md"],
 }
 
 
