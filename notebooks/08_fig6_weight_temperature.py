@@ -61,7 +61,7 @@ ess = report.step_curves(histories, "teacher_w_ess_frac")
 
 # %%
 tau_label = {v: f"{tau:g}" for v, tau in zip(variants, TAUS)}  # plain tick labels: 0.5, 1, 2
-palette = dict(zip(tau_label.values(), plt.get_cmap("viridis")([0.15, 0.5, 0.85])))
+palette = {t: plt.get_cmap("viridis")(0.15 + 0.7 * i / max(1, len(TAUS) - 1)) for i, t in enumerate(tau_label.values())}
 seed_rows = df[df.eval_set == "average"].assign(tau=lambda d: d.variant.map(tau_label))
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for ax, metric in zip(axes[:2], ["avg@k", "pass@k"]):
