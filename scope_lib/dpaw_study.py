@@ -409,7 +409,7 @@ def direction_figure(rollouts: pd.DataFrame, tau: float, title: str, *, highligh
         hardest = shares.hardest
         points = pd.concat([pd.DataFrame({"sign": label, "w_rel": hardest[weight_column(prefix, tau)]
                                           * hardest["path_size"]}) for prefix, label in DIRECTION_LABELS.items()])
-        summary = point_interval(left, points, x="sign", y="w_rel")
+        summary = point_interval(left, points, x="sign", y="w_rel", hue="sign", palette=palette)
         for label, part in data.groupby("sign", sort=False):
             right.scatter(part["rel_ppl"], part["w_rel"], s=14, alpha=0.4, linewidth=0, color=palette[label], label=label)
         for g in most_concentrated_groups(correct[correct["path_size"] >= 2], weight_column(STUDENT, tau), highlight):
