@@ -28,7 +28,8 @@
 # batch SCOPE weights at its first step), grades them, scores the incorrect ones with the
 # teacher, and computes the weights with `scope_lib.weights` at several `tau`. It also puts the
 # paper's student direction next to the authors' released scripts, which use the reversed
-# sign `PPL_S^(-1/tau)`.
+# sign `PPL_S^(-1/tau)`. The steps, tables, checks and figures live in `scope_lib.dpaw_study`;
+# this notebook runs them and shows the artefacts.
 #
 # Nothing here is a claim of the paper's results: the verdict lines at the end are **checks**
 # that the weights `scope_lib.weights` returns have the properties Eq. 4-5 prescribe (order in
@@ -43,7 +44,7 @@ NUM_PROMPTS = 256  # training prompts, one group each
 GROUP_SIZE = 8  # G rollouts per prompt (Table 3)
 TAUS = [0.5, 1.0, 2.0]  # weight temperatures (Fig. 6)
 INTERACTIVE = False  # True: an ipywidgets slider over groups (needs a live Jupyter frontend)
-SHOW_GROUPS = 3  # groups printed in the static view
+SHOW_GROUPS = 3  # groups printed in the static view (those with the most concentrated Eq. 4 weights)
 FIGURES_DIR = "figures"  # relative to the repository root
 
 # %%
