@@ -96,13 +96,12 @@ study = recovery.recovery_study(
     temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, top_k=cfg.eval.top_k,
     max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size, seed=SEED, diagnose=diagnose,
 )
-seconds = time.perf_counter() - started
 rates, cases = study.rates, study.cases
 display(Markdown(
     f"**{world.description}** ({task_text}) — {num_problems} problems × {samples_per_problem} samples = "
     f"{study.num_rollouts} student rollouts, accuracy {pct(study.student_accuracy)}; "
     f"{study.num_incorrect} incorrect rollouts studied; {study.num_teacher_prompts} distinct prefixes × "
-    f"{completions_per_prefix} teacher completions; {seconds:.0f} s on {ctx.device}."
+    f"{completions_per_prefix} teacher completions; {time.perf_counter() - started:.0f} s on {ctx.device}."
 ))
 
 # %% [markdown]
@@ -151,7 +150,8 @@ display(Markdown(
 
 # %%
 curve = recovery.recovery_curve(rates, n_boot=n_boot, seed=SEED)
-ctx.savefig(rs.fig1b_figure(rates, RATIOS, n_boot=n_boot, seed=SEED, scale_label=ctx.scale_label), "fig1b_error_recovery")
+fig = rs.fig1b_figure(rates, RATIOS, n_boot=n_boot, seed=SEED, scale_label=ctx.scale_label)
+ctx.savefig(fig, "fig1b_error_recovery", caption=rs.FIG1B_CAPTION)
 plt.show()
 rho = recovery.rank_correlation(rates)
 display(Markdown(
@@ -182,7 +182,7 @@ shown = conditions.assign(
 display(Markdown("Share of prefixes (%), recovery (%, 95 % CI) and Q1 − Q4 gap (points, 95 % CI) per condition:"), shown)
 fig = rs.mechanism_figure(rates, RATIOS, n_boot=n_boot, seed=SEED, scale_label=ctx.scale_label)
 if fig is not None:
-    ctx.savefig(fig, "nb02_recovery_mechanism")
+    ctx.savefig(fig, "nb02_recovery_mechanism", caption=rs.MECHANISM_CAPTION)
     plt.show()
     display(Markdown(rs.mechanism_text(conditions, cases, RATIOS)))
 else:

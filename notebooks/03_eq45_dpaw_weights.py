@@ -132,7 +132,8 @@ display(Markdown(
 
 # %%
 title = f"DPAW weights on base-student rollouts ({ctx.scale_label}, G = {group_size})"
-ctx.savefig(dpaw_study.weight_distributions_figure(rollouts, taus, title), "eq45_dpaw_weights")
+fig = dpaw_study.weight_distributions_figure(rollouts, taus, title)
+ctx.savefig(fig, "eq45_dpaw_weights", caption=dpaw_study.WEIGHTS_CAPTION)
 plt.show()
 conc = dpaw_study.concordance_table(rollouts, taus)
 display(conc)
@@ -157,7 +158,7 @@ display(Markdown(
 # %%
 title = f"Eq. 4 student-guided weight, tau = {tau_ref:g}: paper vs released sign ({ctx.scale_label})"
 fig, direction = dpaw_study.direction_figure(rollouts, tau_ref, title)
-ctx.savefig(fig, "eq4_student_direction_paper_vs_released")
+ctx.savefig(fig, "eq4_student_direction_paper_vs_released", caption=dpaw_study.DIRECTION_CAPTION)
 plt.show()
 shares = dpaw_study.direction_shares(rollouts, tau_ref)
 share_paper, share_released, share_uniform = shares.paper, shares.released, shares.uniform

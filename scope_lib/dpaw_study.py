@@ -37,9 +37,17 @@ PATHS = (("student (Eq. 4, paper)", STUDENT, True, "ppl_student"),
          ("student (released sign)", RELEASED, True, "ppl_student"),
          ("teacher (Eq. 5)", TEACHER, False, "ppl_teacher"))
 DIRECTION_LABELS = {STUDENT: "paper: PPL_S^(+1/tau)", RELEASED: "released code: PPL_S^(-1/tau)"}
+# Captions for the results page (nb.Context.savefig), saying what the two figure functions draw.
+WEIGHTS_CAPTION = ("Groups with at least 2 rollouts on the path. Top: empirical CDF of weight × path size per tau "
+                   "(1 = uniform). Bottom: the same weights against PPL over the geometric mean of the path; dashed: "
+                   "(relative PPL)^(±1/tau).")
+DIRECTION_CAPTION = ("Left: each group's hardest correct rollout (highest PPL_S) under the paper's Eq. 4 and the released "
+                     "sign, one dot per group; diamond and bar: mean and 95% t interval over groups. Right: every correct "
+                     "rollout of the groups with at least 2, lines joining the groups with the most concentrated Eq. 4 "
+                     "weights. One y axis, symmetric about 1 (uniform) and at least 0.5 to 1.5.")
 
 __all__ = [
-    "DIRECTION_LABELS", "PATHS", "RELEASED", "STUDENT", "STUDENT_PATH", "TEACHER", "TEACHER_PATH", "DirectionShares",
+    "DIRECTION_CAPTION", "DIRECTION_LABELS", "PATHS", "WEIGHTS_CAPTION", "RELEASED", "STUDENT", "STUDENT_PATH", "TEACHER", "TEACHER_PATH", "DirectionShares",
     "ScoredGroups", "check_lines", "concordance", "concordance_table", "direction_figure", "direction_shares",
     "ess_by_tau", "group_view", "most_concentrated_groups", "sharpens", "relative_ppl", "rollout_table", "sample_scored_groups", "weight_column",
     "weight_distributions_figure", "weight_stats_table",

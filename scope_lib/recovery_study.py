@@ -23,9 +23,16 @@ from scope_lib import recovery, report
 from scope_lib.recovery import BUCKET_LABELS, BUCKET_NAMES
 
 CONDITION_COLORS = dict(zip(report.RECOVERY_CONDITIONS, ("black", "tab:red", "tab:blue")))
+# Captions for the results page (nb.Context.savefig), saying what `fig1b_figure` and `mechanism_figure` draw.
+FIG1B_CAPTION = ("Mean teacher recovery rate per truncation ratio and teacher-PPL quartile of the incorrect student "
+                 "rollouts, with the 95% bootstrap interval over rollouts (one run: the rollouts are the resampled "
+                 "unit); the paper's Table 7 is quoted in the notebook, not drawn.")
+MECHANISM_CAPTION = ("Mean recovery per truncation ratio over all prefixes and split by whether the kept prefix already "
+                     "holds the student's first wrong line (the task's diagnosis), with 95% bootstrap intervals over "
+                     "rollouts; a condition without prefixes at a ratio has no point.")
 
 __all__ = [
-    "CONDITION_COLORS", "condition_rates", "error_kind_shares", "fig1b_figure", "mechanism_figure", "mechanism_text",
+    "CONDITION_COLORS", "FIG1B_CAPTION", "MECHANISM_CAPTION", "condition_rates", "error_kind_shares", "fig1b_figure", "mechanism_figure", "mechanism_text",
     "paper_table6",
     "paper_table7", "pct", "points", "task_diagnosis", "table7_with_gaps", "verdict_lines",
 ]

@@ -76,6 +76,7 @@ def test_artefacts_written(executed, notebook):
     for name in FIGURES[notebook] + TABLES[notebook]:  # nb.setup's record of the parameters beside each artefact
         record = json.loads((figures / f"{name}.params.json").read_text())
         assert record["notebook"] == notebook[:-len(".ipynb")] and record["parameters"]["SMOKE"] is True
+        assert name in TABLES[notebook] or record.get("caption"), f"{name}: no caption for the results page"
 
 
 def test_tables_have_the_paper_layout(executed):
