@@ -120,6 +120,18 @@ class KDConfig:
 
 
 @dataclass
+class RewardConfig:
+    # Which verifier gives the binary reward r_i and grades evaluation samples
+    # (scope_lib.grading): "math" compares the last \boxed{} to the gold answer; "code" runs the
+    # response's last ```python block in the sandbox against the problem's hidden tests.
+    verifier: Literal["math", "code"] = "math"
+    code_timeout_s: float = 0.0  # seconds per test case (HumanEval: per check); 0: each benchmark's own (3 s, 6 s)
+    code_memory_mb: int = 1024  # address space of each sandboxed process (scope_lib.sandbox.Limits)
+    code_max_processes: int = 16  # processes and threads of one sandboxed program together
+    code_extract: Literal["code_block", "raw"] = "code_block"  # the program: the last fenced block, or the whole response
+
+
+@dataclass
 class EvalConfig:
     k: int = 8  # samples per problem (paper: 32)
     temperature: float = 0.6  # Table 4
@@ -151,6 +163,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -247,6 +260,9 @@ RANGES: dict[str, Interval] = {
     "eval.batch_size": _at_least(1),
     "eval.every_steps": _at_least(0),  # 0: only at the end
     "eval.seed": _SEED,
+    "reward.code_timeout_s": Interval(0, 600),  # 0: each benchmark's own; a 10-minute case would stall a step
+    "reward.code_memory_mb": _at_least(64),  # the sandboxed interpreter needs ~24 MB to start (measured)
+    "reward.code_max_processes": _at_least(1),
 }
 
 # Devices the trainer knows how to place a model on; "auto" picks cuda when there is one.
@@ -433,6 +449,7 @@ def _validate(cfg: TrainConfig) -> None:
         raise _Invalid("teacher.server_url", f"expected an http:// or https:// URL with a host, got "
                                              f"{cfg.teacher.server_url!r}")
     _check_eval_sets(cfg.data.eval_sets)
+    _check_verifier(cfg)
 
 
 def _check_eval_sets(names: list[str]) -> None:
@@ -446,6 +463,24 @@ def _check_eval_sets(names: list[str]) -> None:
             raise _Invalid(f"data.eval_sets[{index}]", f"expected one of {list(allowed)}, got {name!r}")
         if name in names[:index]:
             raise _Invalid(f"data.eval_sets[{index}]", f"{name!r} is listed twice")
+
+
+def _check_verifier(cfg: TrainConfig) -> None:
+    """The verifier fits the data: code eval sets and TACO need "code", math sets and tiny "math"."""
+    from scope_lib.code_benchmarks import CODE_BENCHMARKS, HUB
+
+    verifier, taco = cfg.reward.verifier, HUB["taco"][0]
+    for index, name in enumerate(cfg.data.eval_sets):
+        needed = "code" if name in CODE_BENCHMARKS else "math"
+        if needed != verifier:
+            raise _Invalid(f"data.eval_sets[{index}]", f"{name!r} is a {needed} set, but 'reward.verifier' is "
+                                                       f"{verifier!r}; one verifier grades a run (set it to {needed!r})")
+    train = cfg.data.train
+    if verifier == "code" and train != taco and not train.endswith(".jsonl"):
+        raise _Invalid("data.train", f"'reward.verifier' 'code' trains on {taco!r} or a .jsonl file of TACO-style rows "
+                                     f"(scope_lib.code_benchmarks.load_taco_train), got {train!r}")
+    if verifier == "math" and train == taco:
+        raise _Invalid("data.train", f"{taco!r} is a code corpus; set 'reward.verifier' to 'code'")
 
 
 # --- loading ------------------------------------------------------------------------------

