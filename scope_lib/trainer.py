@@ -54,6 +54,7 @@ import torch.distributed as dist
 
 from scope_lib import logprobs, losses, runs, weight_records
 from scope_lib.config import TrainConfig, save_config
+from scope_lib.methods import MicroBatch, make_method
 from scope_lib.rollout import generate_rollouts
 from scope_lib.teacher import LocalTeacher, ServerTeacher
 from scope_lib.verify import grade_batch
@@ -232,7 +233,8 @@ class Trainer:
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if cfg.device == "auto" else cfg.device))
         _seed_everything(cfg.seed)
-        needs_teacher = cfg.method in ("scope", "opd", "kd")
+        self.method = make_method(cfg)  # what the loop needs to know of SCOPE, OPD, GRPO or KD
+        needs_teacher = self.method.needs_teacher
         self.world = world or load_world(cfg, need_teacher=needs_teacher)
         self.tokenizer = self.world.tokenizer
         self.student = self._prepare_student(self.world.student).to(self.device)
@@ -245,10 +247,10 @@ class Trainer:
                 self.teacher = LocalTeacher(self.world.teacher.to(self.device), micro_batch_size=cfg.optim.micro_batch_size)
             if cfg.scope.kl_estimator == "exact" and not isinstance(self.teacher, LocalTeacher):
                 raise ValueError("scope.kl_estimator 'exact' needs teacher.backend 'local' (full logits)")
-            if cfg.method == "kd" and not isinstance(self.teacher, LocalTeacher):
+            if not self.method.samples_rollouts and not isinstance(self.teacher, LocalTeacher):
                 raise ValueError("method 'kd' generates its corpus with the in-process teacher: set teacher.backend 'local'")
         self.reference = None
-        if cfg.method == "grpo" and cfg.grpo.beta > 0 and cfg.model.finetune == "full":
+        if self.method.needs_reference and cfg.model.finetune == "full":
             import copy
 
             self.reference = copy.deepcopy(self.student).eval().requires_grad_(False)
@@ -265,7 +267,7 @@ class Trainer:
         self.kd_corpus: list[tuple[str, str]] | None = None
         # Per-step weight records (scope_lib/weight_records.py): every method that samples rollouts.
         self.weight_recorder = (weight_records.WeightRecorder(self.run_dir)
-                                if cfg.method != "kd" and self.rank == 0 else None)
+                                if self.method.samples_rollouts and self.rank == 0 else None)
         self.rollout_texts: tuple[list[str], list[str]] | None = None  # (responses, questions) of the last collect()
         self.row_records: dict[str, torch.Tensor] | None = None  # per-row values of the last update()
         self.engine = None
@@ -295,7 +297,7 @@ class Trainer:
         return model
 
     def _reference_logp(self, input_ids, attention_mask) -> torch.Tensor | None:
-        if self.cfg.method != "grpo" or self.cfg.grpo.beta <= 0:
+        if not self.method.needs_reference:
             return None
         if self.reference is not None:
             return logprobs.token_logprobs(self.reference, input_ids, attention_mask)
@@ -386,10 +388,10 @@ class Trainer:
         mask = batch["response_mask"].float()
         # --- teacher scoring: only the rows the method distils on
         teacher_logp = torch.full(mask.shape, float("nan"))
-        if cfg.method in ("scope", "opd"):
-            rows = (~correct).nonzero().squeeze(-1) if cfg.method == "scope" else torch.arange(len(correct))
+        rows = self.method.teacher_rows(correct)
+        if self.method.needs_teacher:
             with timer("teacher_scoring"):
-                if cfg.scope.kl_estimator == "exact" and len(rows):  # one teacher pass serves the update too
+                if self.method.exact_kl and len(rows):  # one teacher pass serves the update too
                     full, teacher_logp[rows] = self.teacher.full_log_probs(batch["input_ids"][rows], batch["attention_mask"][rows])
                     batch["teacher_logits"] = full.new_zeros(*mask.shape, full.shape[-1])  # zero (unused) on unscored rows
                     batch["teacher_logits"][rows] = full  # log-softmaxed
@@ -424,56 +426,31 @@ class Trainer:
                     ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor] | None]:
         """Loss of one micro-batch, scaled so micro-batch losses sum to the global batch loss.
 
-        Also returns the micro-batch's per-row record (`_row_record`; None for KD): log-PPLs and
-        the DPAW weights this very loss used.
+        The loss is the method's (scope_lib.methods); the trainer only runs the student's forward
+        pass and supplies what the method asks for. Also returns the micro-batch's per-row record
+        (`_row_record`; None for a method without rollouts): log-PPLs and the DPAW weights this
+        very loss used.
         """
-        cfg = self.cfg
         ids, att = micro["input_ids"], micro["attention_mask"]
         position_ids = logprobs.position_ids_from_mask(att)
         logits = self.student(input_ids=ids, attention_mask=att, position_ids=position_ids).logits
         logp = logprobs.token_logprobs_from_logits(logits, ids)
-        mask = micro["response_mask"].float()
-        if cfg.method == "kd":
-            n_rows = ids.shape[0]
-            return losses.sft_loss(logp, mask) * n_rows / n_global, {}, None
         sums: dict[str, float] = {}
-        if "old_logp" not in micro:  # old_logp_pass "when_needed": pi_old is this very policy (one update per batch)
+        if self.method.samples_rollouts and "old_logp" not in micro:
+            # old_logp_pass "when_needed": pi_old is this very policy (one update per batch)
             micro = {**micro, "old_logp": logp.detach()}
             with torch.no_grad():
                 _, entropy = logprobs.token_logprobs_from_logits(logits.detach(), ids, with_entropy=True)
-            sums = _stat_sums(logp.detach(), entropy, micro.get("teacher_logp"), mask)
-        if cfg.method == "grpo":
-            ref = self._reference_logp(ids, att)
-            loss, stats = losses.grpo_loss(logp, micro["old_logp"], ref, micro["correct"].float(), micro["group"], mask,
-                                           clip_eps=cfg.grpo.clip_eps, beta=cfg.grpo.beta)
-            return loss * ids.shape[0] / n_global, {**stats, **sums}, _row_record(micro)
-        # SCOPE and OPD: the incorrect path's per-row loss, sampled-token (Eq. 3) or exact KL
-        exact_rows = None
-        if cfg.scope.kl_estimator == "exact":
-            teacher_logits = micro["teacher_logits"] if "teacher_logits" in micro else self.teacher.logits(ids, att)
-            kl = logprobs.full_reverse_kl(logits, teacher_logits)
-            exact_rows = (kl * mask).sum(1) / mask.sum(1).clamp(min=1)  # (b,) token mean
-        if cfg.method == "opd":
-            if exact_rows is not None:
-                loss, stats = exact_rows.mean(), {"opd_loss": float(exact_rows.detach().mean())}
-            else:
-                loss, stats = losses.opd_baseline_loss(logp, micro["old_logp"], micro["teacher_logp"], mask,
-                                                       clip_eps=cfg.scope.clip_eps if cfg.scope.incorrect_path == "clipped_ppo" else None)
-            return loss * ids.shape[0] / n_global, {**stats, **sums}, _row_record(micro)
-        s = cfg.scope
-        # Eq. 4-5 weights computed once: the loss uses exactly these, and the step's record keeps them.
-        # The micro-batch holds whole groups (checked in update()), so its softmax sees each group entire.
-        dpaw = losses.dpaw_weights(micro["old_logp"], micro["teacher_logp"], mask, micro["correct"], micro["group"],
-                                   tau=s.tau, student_direction=s.student_direction,
-                                   teacher_direction=s.teacher_direction, normalize=s.normalize)
-        loss, stats = losses.scope_loss(
-            logp, micro["old_logp"], micro["teacher_logp"], mask, micro["correct"], micro["group"],
-            tau=s.tau, student_direction=s.student_direction, teacher_direction=s.teacher_direction,
-            normalize=s.normalize, incorrect_path=s.incorrect_path, clip_eps=s.clip_eps, opd_row_loss=exact_rows,
-            path_weights=(dpaw.student, dpaw.teacher),
+            sums = _stat_sums(logp.detach(), entropy, micro.get("teacher_logp"), micro["response_mask"].float())
+        batch = MicroBatch(
+            micro, logits, logp,
+            teacher_logits=lambda: micro["teacher_logits"] if "teacher_logits" in micro else self.teacher.logits(ids, att),
+            reference_logp=lambda: self._reference_logp(ids, att),
         )
-        n_prompts = int(torch.unique(micro["group"]).numel())
-        return loss * n_prompts / n_global, {**stats, **sums}, _row_record(micro, dpaw)
+        result = self.method.loss(batch, n_global)
+        if not self.method.samples_rollouts:
+            return result.loss, result.stats, None
+        return result.loss, {**result.stats, **sums}, _row_record(micro, result.dpaw)
 
     def update(self, batch: dict[str, torch.Tensor], timer: Timer | None = None) -> dict[str, float]:
         """Optimizer update(s) on one rollout batch: mini-batches of prompts, micro-batches of groups."""
@@ -490,8 +467,7 @@ class Trainer:
             for start in range(0, len(unique_groups), per_mini):
                 chosen = set(unique_groups[start : start + per_mini])
                 rows = torch.tensor([i for i, g in enumerate(groups.tolist()) if g in chosen])
-                n_rows_global = len(rows) * self.world_size
-                n_global = n_rows_global if cfg.method in ("kd", "grpo", "opd") else len(chosen) * self.world_size
+                n_global = self.method.normaliser(groups[rows]) * self.world_size  # Eq. 6's prompts, or rows
                 self.optimizer.zero_grad(set_to_none=True)
                 for micro_rows in _micro_batches(groups[rows], cfg.optim.micro_batch_size):
                     _check_whole_groups(groups[rows][micro_rows], group_sizes)
@@ -637,7 +613,7 @@ class Trainer:
             os.replace(tmp, self.run_dir / "config.yaml")
             (self.run_dir / "done.json").unlink(missing_ok=True)  # not done until save_final says so again
         self.maybe_resume()
-        if cfg.method == "kd":
+        if not self.method.samples_rollouts:
             self.kd_corpus = self._build_kd_corpus()
         from tqdm.auto import tqdm
 
@@ -648,7 +624,7 @@ class Trainer:
         while self.step < cfg.steps:
             timer = Timer()
             with timer("step"):
-                if cfg.method == "kd":
+                if not self.method.samples_rollouts:
                     batch = {k: v for k, v in self._kd_batch(self.step).items()}
                     stats = {}
                 else:
@@ -656,7 +632,7 @@ class Trainer:
                 for key, value in self.update(batch, timer).items():
                     stats.setdefault(key, value)  # the rollout-level counts win over per-micro-batch ones
             self.step += 1
-            if cfg.method != "kd":
+            if self.method.samples_rollouts:
                 self._record_weights(batch)
             record = {"step": self.step, **stats, **{f"time/{k}": timer.seconds.get(k, 0.0) for k in TIMERS}}
             self.history.append(record)
