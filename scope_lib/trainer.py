@@ -41,8 +41,10 @@ import random
 import re
 import shutil
 import time
+import threading
 import warnings
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -55,7 +57,7 @@ import torch.distributed as dist
 from scope_lib import logprobs, losses, runs, weight_records
 from scope_lib.config import TrainConfig, save_config
 from scope_lib.methods import MicroBatch, make_method
-from scope_lib.rollout import generate_rollouts
+from scope_lib.rollout import RolloutBatch, _cut_at_eos, _decode, assemble, generate_rollouts
 from scope_lib.teacher import LocalTeacher, ServerTeacher
 from scope_lib.verify import grade_batch
 from scope_lib.weights import sequence_logp
@@ -204,6 +206,116 @@ def _tensorboard_writer(run_dir: Path, first_step: int):
     except ImportError:  # optional: metrics.jsonl is the record of truth
         return None
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=first_step)
+
+
+# --- overlapped teacher scoring (teacher.overlap) -----------------------------------------------
+
+
+def generation_batches(model, tokenizer, prompts: list[str], *, num_samples: int, temperature: float,
+                       top_p: float = 1.0, top_k: int = 0, max_new_tokens: int, repetition_penalty: float = 1.0,
+                       batch_size: int = 256, seed: int = 0):
+    """`scope_lib.rollout.generate_rollouts`, one generation batch at a time.
+
+    Yields ``(start, prompt_token_lists, responses)`` per batch of `batch_size` rows as soon as
+    it is decoded, then returns (StopIteration.value) the RolloutBatch `generate_rollouts` returns
+    for the same arguments: the same seeds per batch, the same decoding, the same layout
+    (tests/test_overlap.py checks the two are equal).
+    """
+    device = next(model.parameters()).device
+    encoded = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    rows = [(g, encoded[g]) for g in range(len(prompts)) for _ in range(num_samples)]
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    sampling = dict(do_sample=temperature > 0, max_new_tokens=max_new_tokens, eos_token_id=eos,
+                    pad_token_id=pad, repetition_penalty=repetition_penalty)
+    if temperature > 0:
+        sampling.update(temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else None)
+    was_training = model.training
+    model.eval()
+    responses: list[list[int]] = []
+    for start in range(0, len(rows), batch_size):
+        chunk = [ids for _, ids in rows[start: start + batch_size]]
+        batch = assemble(chunk, [[]] * len(chunk), pad)
+        width = max(map(len, chunk))
+        ids = batch["input_ids"][:, :width].to(device)
+        mask = batch["attention_mask"][:, :width].to(device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed * 1_000_003 + start)
+            if repetition_penalty == 1.0:
+                new = _decode(model, ids, mask, max_new_tokens=max_new_tokens, temperature=temperature,
+                              top_p=top_p, top_k=top_k, eos_id=eos)
+            else:
+                out = model.generate(input_ids=ids, attention_mask=mask, **sampling)
+                new = [_cut_at_eos(r, eos) for r in out[:, width:].tolist()]
+        responses.extend(new)
+        yield start, chunk, new
+    model.train(was_training)
+    batch = assemble([ids for _, ids in rows], responses, pad)
+    return RolloutBatch(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+        response_mask=batch["response_mask"],
+        group=torch.tensor([g for g, _ in rows], dtype=torch.long),
+        texts=tokenizer.batch_decode(responses, skip_special_tokens=True),
+        response_lengths=torch.tensor([len(r) for r in responses], dtype=torch.long),
+        prompt_width=max(len(ids) for _, ids in rows),
+    )
+
+
+class OverlappedScorer:
+    """Teacher scoring on one worker thread, fed finished generation batches while generation goes on.
+
+    `submit(rows, input_ids, attention_mask)` queues the scoring of some rows (global row indices)
+    laid out as in the final batch up to right padding; `gather(shape)` waits and places the
+    results: token log-probs (NaN on unscored rows, 0 on the padding columns past a batch's
+    width) and, with `exact`, full log-distributions. Teacher log-probs of a row do not depend on
+    the rows scored with it nor on right padding (causal attention, per-row kernels);
+    tests/test_overlap.py checks that the results equal the synchronous path's bit for bit.
+    `busy_s` is the worker's scoring time (hidden behind generation where it overlaps).
+    """
+
+    def __init__(self, teacher, *, exact: bool):
+        self.teacher, self.exact = teacher, exact
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teacher-scoring")
+        self.futures: list = []
+        self.busy_s = 0.0
+        self._lock = threading.Lock()
+
+    def _score(self, ids: torch.Tensor, att: torch.Tensor):
+        start = time.perf_counter()
+        out = self.teacher.full_log_probs(ids, att) if self.exact else (None, self.teacher.score(ids, att).cpu())
+        with self._lock:
+            self.busy_s += time.perf_counter() - start
+        return out
+
+    def submit(self, rows: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        if len(rows):
+            self.futures.append((rows, self.pool.submit(self._score, input_ids, attention_mask)))
+
+    def gather(self, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        teacher_logp, full = torch.full(shape, float("nan")), None
+        try:
+            for rows, future in self.futures:
+                full_rows, token_rows = future.result()
+                width = token_rows.shape[1]
+                teacher_logp[rows] = 0.0
+                teacher_logp[rows, :width] = token_rows
+                if full_rows is not None:
+                    if full is None:
+                        full = full_rows.new_zeros(*shape, full_rows.shape[-1])  # zero (unused) on unscored rows
+                    full[rows, :width] = full_rows
+        finally:
+            self.pool.shutdown(wait=True)
+        return teacher_logp, full
+
+
+def _left_pad_to(layout: dict[str, torch.Tensor], width_p: int, chunk_width_p: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """A batch's layout (`rollout.assemble`) widened on the left to the whole step's prompt width."""
+    extra = width_p - chunk_width_p
+    if extra == 0:
+        return layout
+    n = layout["input_ids"].shape[0]
+    return {"input_ids": torch.cat([torch.full((n, extra), pad_id, dtype=torch.long), layout["input_ids"]], 1),
+            **{k: torch.cat([torch.zeros((n, extra), dtype=torch.long), layout[k]], 1)
+               for k in ("attention_mask", "response_mask")}}
 
 
 # --- the trainer -------------------------------------------------------------------------------
@@ -362,6 +474,8 @@ class Trainer:
         """Rollouts, rewards, teacher scores and old log-probs for this process's prompts."""
         cfg = self.cfg
         problems = self._step_problems(step)
+        if self._overlap:
+            return self._collect_overlapped(step, problems, timer)
         stats: dict[str, float] = {}
         # --- rollout
         with timer("generation"), torch.no_grad():
@@ -397,10 +511,80 @@ class Trainer:
                     batch["teacher_logits"][rows] = full  # log-softmaxed
                 elif len(rows):
                     teacher_logp[rows] = self.teacher.score(batch["input_ids"][rows], batch["attention_mask"][rows]).cpu()
-            if len(rows):
-                t_seq = sequence_logp(teacher_logp[rows].nan_to_num(0.0), mask[rows])
-                stats["teacher_ppl"] = float(torch.exp(-t_seq).mean())
         batch["teacher_logp"] = teacher_logp
+        return batch, self._finish_collect(batch, rows, stats, timer)
+
+    @property
+    def _overlap(self) -> bool:
+        return self.cfg.teacher.overlap and self.method.needs_teacher and self.engine is None
+
+    def _collect_overlapped(self, step: int, problems: list, timer: Timer
+                            ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """collect() with the teacher scoring each finished generation batch on a worker thread.
+
+        Generation, rewards and the rows scored are those of the synchronous path (rewards are
+        graded per generation batch: a verifier grades each rollout on its own); the teacher's
+        outputs are equal too (OverlappedScorer). time/teacher_scoring is the wait for the worker
+        after generation, the part of the teacher's time that generation did not hide.
+        """
+        cfg = self.cfg
+        stats: dict[str, float] = {}
+        prompts = [self.world.format_prompt(p) for p in problems]
+        scorer = OverlappedScorer(self.teacher, exact=self.method.exact_kl)
+        correct_parts: list[torch.Tensor] = []
+        pad = self.tokenizer.pad_token_id
+        width_p = max(len(ids) for ids in self.tokenizer(prompts, add_special_tokens=True)["input_ids"])
+        batches = generation_batches(
+            self.student, self.tokenizer, prompts, num_samples=cfg.rollout.group_size,
+            temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
+            max_new_tokens=cfg.rollout.max_new_tokens, repetition_penalty=cfg.rollout.repetition_penalty,
+            batch_size=cfg.rollout.batch_size, seed=cfg.seed * 1_000_003 + step * 1009 + self.rank)
+        try:
+            while True:
+                with timer("generation"), torch.no_grad():
+                    try:
+                        start, chunk_prompts, responses = next(batches)
+                    except StopIteration as done:
+                        rollouts = done.value
+                        break
+                with timer("reward"):
+                    texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
+                    golds = [problems[(start + i) // cfg.rollout.group_size].answer for i in range(len(responses))]
+                    correct = torch.tensor(grade_batch(texts, golds), dtype=torch.bool)
+                    correct_parts.append(correct)
+                with timer("teacher_scoring"):
+                    rows = self.method.teacher_rows(correct)
+                    if len(rows):
+                        layout = _left_pad_to(assemble(chunk_prompts, responses, pad), width_p,
+                                              max(map(len, chunk_prompts)), pad)
+                        scorer.submit(rows + start, layout["input_ids"][rows], layout["attention_mask"][rows])
+        except BaseException:
+            scorer.pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            self.student.train()
+        with timer("teacher_scoring"):
+            teacher_logp, full = scorer.gather(tuple(rollouts.input_ids.shape))
+        timer.seconds["teacher_scoring_worker"] += scorer.busy_s
+        self.rollout_texts = (list(rollouts.texts), [problems[int(g)].question for g in rollouts.group])
+        correct = torch.cat(correct_parts)
+        batch = {
+            "input_ids": rollouts.input_ids, "attention_mask": rollouts.attention_mask,
+            "response_mask": rollouts.response_mask, "group": rollouts.group.long() + step * 1_000_000 + self.rank * 10_000,
+            "correct": correct, "teacher_logp": teacher_logp,
+        }
+        if full is not None:
+            batch["teacher_logits"] = full
+        return batch, self._finish_collect(batch, self.method.teacher_rows(correct), stats, timer)
+
+    def _finish_collect(self, batch: dict[str, torch.Tensor], rows: torch.Tensor, stats: dict[str, float],
+                        timer: Timer) -> dict[str, float]:
+        """collect()'s logged statistics and (unless the update's pass gives it) pi_old's pass."""
+        correct, teacher_logp = batch["correct"], batch["teacher_logp"]
+        mask = batch["response_mask"].float()
+        if len(rows):
+            t_seq = sequence_logp(teacher_logp[rows].nan_to_num(0.0), mask[rows])
+            stats["teacher_ppl"] = float(torch.exp(-t_seq).mean())
         stats.update({
             "accuracy": float(correct.float().mean()), "response_length": float(mask.sum(1).mean()),
             "n_correct": float(correct.sum()), "n_incorrect": float((~correct).sum()),
@@ -409,7 +593,7 @@ class Trainer:
             with timer("old_logprob"):
                 batch["old_logp"], entropy = self._old_logp_pass(batch)
             stats.update(_stat_means(_stat_sums(batch["old_logp"], entropy, teacher_logp, mask)))
-        return batch, stats
+        return stats
 
     @torch.no_grad()
     def _old_logp_pass(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
