@@ -7,8 +7,19 @@ One step, top to bottom (docs/DESIGN.md §4):
             -> old log-probs and entropies -> DPAW weights -> loss
             -> optimizer updates over mini-batches, gradient accumulation over micro-batches
 
+The method is an object (scope_lib/methods.py: Scope, OPD, GRPO, KD) that declares whether it
+needs the teacher, which rollouts the teacher scores, its normaliser and its loss; the loop is
+the same for all of them. Every loss lives in scope_lib/losses.py, the batch normalisation
+(Eq. 6's E_x, the baselines' row mean, a micro-batch's share of the global batch) in
+`losses.normalise`.
+
 KD is offline: the teacher's verified solutions to the training prompts are generated once
 (cached in the run directory) and the student is trained on them with NLL.
+
+`teacher.overlap: true` scores each finished generation batch (`rollout.batch_size` rows) on a
+worker thread while the next one is generated (OverlappedScorer); rewards, teacher log-probs and
+gradients equal the synchronous path's (tests/test_overlap.py). It gains time only where a core
+is free for the worker (one torch thread per side on a 2-core machine).
 
 Every method that samples rollouts records, per step and rollout, its group, reward, pi_old's
 and the teacher's log-PPL, the DPAW weights the loss used and its text, as Parquet parts in
