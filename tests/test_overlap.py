@@ -93,3 +93,22 @@ def test_overlap_needs_the_hf_engine():
 
     with pytest.raises(ConfigError, match="teacher.overlap"):
         load_config("tiny", overrides={"teacher.overlap": True, "rollout.engine": "vllm"})
+
+
+def test_a_failing_teacher_fails_the_step_and_leaves_no_worker(tmp_path, monkeypatch):
+    import threading
+
+    import scope_lib.trainer as trainer_module
+    from scope_lib.trainer import Timer, Trainer
+
+    monkeypatch.setattr(trainer_module, "grade_batch", _grader)
+    trainer = Trainer(_config(tmp_path, "fail", {"method": "opd", "rollout.group_size": 1, "teacher.overlap": True}))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("teacher down")
+
+    monkeypatch.setattr(trainer.teacher, "score", broken)
+    with pytest.raises(RuntimeError, match="teacher down"):
+        trainer.collect(0, Timer())
+    assert not [t for t in threading.enumerate() if t.name.startswith("teacher-scoring")]
+    assert trainer.student.training
