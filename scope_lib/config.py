@@ -110,6 +110,7 @@ class TeacherConfig:
     server_url: str = "http://127.0.0.1:8000"  # vllm_server backend: base URL
     server_model: str | None = None  # model name the server serves (default: model.teacher)
     request_batch_size: int = 32  # sequences per scoring request
+    overlap: bool = False  # score each finished generation batch on a worker thread while generation goes on (same results)
 
 
 @dataclass
@@ -176,6 +177,7 @@ class TrainConfig:
         """
         data = {k: v for k, v in self.to_dict().items() if k not in exclude}
         data.get("data", {}).pop("benchmarks_dir", None)  # where eval files live: evaluation only
+        data.get("teacher", {}).pop("overlap", None)  # when the teacher scores, not what: same model
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -444,6 +446,9 @@ def _validate(cfg: TrainConfig) -> None:
         raise _Invalid("rollout.group_size", "must be >= 2 for method 'grpo' (group-normalised advantages)")
     if cfg.model.finetune == "lora" and not cfg.model.lora_target_modules:
         raise _Invalid("model.lora_target_modules", "must name at least one module for LoRA (model.finetune is 'lora')")
+    if cfg.teacher.overlap and cfg.rollout.engine != "hf":
+        raise _Invalid("teacher.overlap", f"needs rollout.engine 'hf' (scoring overlaps the trainer's own generation "
+                                          f"batches), got {cfg.rollout.engine!r}")
     url = urllib.parse.urlsplit(cfg.teacher.server_url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise _Invalid("teacher.server_url", f"expected an http:// or https:// URL with a host, got "

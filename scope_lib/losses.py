@@ -14,6 +14,11 @@ Conventions (shared by the whole project):
   no response token contributes 0. A batch with no rows, or with every token masked, gives loss 0
   whose gradient is exactly 0 (a zero still connected to the graph, so ``backward`` works), never
   NaN: batch means divide by ``max(rows, 1)``.
+- Normalisation over the batch lives in one place, :func:`normalise`: Eq. 6's ``E_x`` (the
+  per-row sum over the number of prompts, SCOPE) or the mean over rows (GRPO, KD, OPD), and,
+  given the global batch's count ``n_global``, the micro-batch's share of the global batch's loss
+  (``mean * n / n_global``), so that micro-batch losses sum to the loss of the whole batch.
+  Every loss here takes ``n_global``; the trainer never rescales a loss itself.
 - :func:`full_reverse_kl` (the exact small-vocabulary KL) clamps teacher log-probs at
   ``TEACHER_LOGP_FLOOR`` (-100 nats): a token the student gives mass and the teacher probability 0
   costs a large but finite penalty whose gradient pushes the student off it, and a token both
@@ -55,10 +60,13 @@ __all__ = [
     "INCORRECT_PATHS",
     "TEACHER_LOGP_FLOOR",
     "dpaw_weights",
+    "exact_kl_row_loss",
     "full_reverse_kl",
     "grpo_loss",
     "group_advantages",
     "mle_loss",
+    "normalise",
+    "normaliser_count",
     "opd_baseline_loss",
     "opd_loss",
     "position_ids_from_mask",
@@ -95,6 +103,41 @@ def _token_mean(values: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
 def _batch_mean(per_row: torch.Tensor) -> torch.Tensor:
     """(B,) -> scalar mean over rows; 0 (with zero gradient) for B = 0, where ``.mean()`` is NaN."""
     return per_row.sum() / max(per_row.numel(), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch normalisation (Eq. 6's E_x, the baselines' row mean), in one place
+
+Unit = Literal["prompts", "rows"]
+UNITS = ("prompts", "rows")
+
+
+def normaliser_count(group: torch.Tensor, unit: Unit) -> int:
+    """How many units a batch's rows make: distinct prompts (Eq. 6's ``E_x``) or rows.
+
+    group: (B,) int prompt ids. SCOPE normalises per prompt; GRPO, KD and OPD per row.
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    return int(torch.unique(group).numel()) if unit == "prompts" else int(group.shape[0])
+
+
+def normalise(per_row: torch.Tensor, n_units: int, n_global: int | None = None) -> torch.Tensor:
+    """The batch loss from its (B,) per-row summands: ``sum_i per_row_i / n_units``.
+
+    ``n_units`` is :func:`normaliser_count` of the batch (prompts for Eq. 6, rows for the
+    baselines); 0 units give a zero loss with zero gradient. With ``n_global`` (that count over
+    the whole global batch: every micro-batch and every process), the result is this batch's
+    share ``mean * n_units / n_global``: summed over the micro-batches it is the global batch's
+    loss. (The mean is taken first and rescaled after, the order the trainer always used, so
+    results are bitwise those of earlier versions.)
+    """
+    loss = per_row.sum() / max(n_units, 1)
+    if n_global is None:
+        return loss
+    if not isinstance(n_global, int) or n_global < 1:
+        raise ValueError(f"n_global must be a positive int or None, got {n_global!r}")
+    return loss * n_units / n_global
 
 
 # verl's bound on the token log-ratio: rho <= e^20 keeps float32 finite when a policy has drifted far
@@ -234,6 +277,7 @@ def scope_loss(
     path_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
     n_prompts: int | None = None,
     opd_row_loss: torch.Tensor | None = None,
+    n_global: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 6: ``L = E_x [ sum_{i in Omega_c} w_S_i L_MLE_i + sum_{i in Omega_w} w_T_i L_OPD_i ]``.
 
@@ -250,9 +294,12 @@ def scope_loss(
     rows as ``path_weights`` and the full batch's prompt count as ``n_prompts``; the micro-batch
     losses then sum to the full-batch loss (and gradients).
 
-    ``opd_row_loss``: optional (B,) per-row incorrect-path loss that replaces ``L_OPD_i`` (e.g. the
-    token mean of :func:`full_reverse_kl`, the exact small-vocabulary option). Read on incorrect
-    rows only; it must be finite there.
+    ``opd_row_loss``: optional (B,) per-row incorrect-path loss that replaces ``L_OPD_i`` (e.g.
+    :func:`exact_kl_row_loss`, the exact small-vocabulary option). Read on incorrect rows only; it
+    must be finite there.
+
+    ``n_global``: the global batch's prompt count; the loss is then this batch's share of it
+    (:func:`normalise`).
 
     Ablations (docs/DESIGN.md §2.10, Fig. 5-6): no DPAW = both directions "ones" (weight 1 per
     rollout, as the released code; "uniform" keeps the per-group normalisation); no student / no
@@ -304,10 +351,10 @@ def scope_loss(
 
     per_row = torch.where(correct, w_student * l_mle, w_teacher * l_opd)  # Eq. 6 summand
     if n_prompts is None:
-        n_prompts = int(torch.unique(group).numel())
+        n_prompts = normaliser_count(group, "prompts")
     elif not isinstance(n_prompts, int) or n_prompts < 1:
         raise ValueError(f"n_prompts must be a positive int or None, got {n_prompts!r}")
-    loss = per_row.sum() / max(n_prompts, 1)
+    loss = normalise(per_row, n_prompts, n_global)  # Eq. 6's E_x
 
     def path_mean(w: torch.Tensor, values: torch.Tensor, rows: torch.Tensor) -> float:
         total = float(w[rows].sum()) if bool(rows.any()) else 0.0
@@ -371,6 +418,7 @@ def grpo_loss(
     beta: float = 1e-4,
     adv_eps: float = 1e-6,
     std_normalize: bool = True,
+    n_global: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO baseline (Table 3: G=8, clip 0.2, KL coefficient 1e-4), scalar loss and stats.
 
@@ -378,7 +426,8 @@ def grpo_loss(
     Per token: ``max(-A rho, -A clip(rho, 1-eps, 1+eps)) + beta * k3``, with ``A`` from
     :func:`group_advantages` and the k3 estimator ``exp(ref - logp) - (ref - logp) - 1`` of
     ``KL(pi_theta || pi_ref)`` (``ref - logp`` clamped to +-20 like rho). Aggregation: per-sequence token mean, then mean over sequences.
-    ``ref_logp=None`` (or ``beta=0``) drops the KL term.
+    ``ref_logp=None`` (or ``beta=0``) drops the KL term. ``n_global``: the global batch's row
+    count; the loss is then this batch's share of it (:func:`normalise`).
     stats: ``pg_loss``, ``kl`` (mean k3), ``clip_frac`` (fraction of response tokens clipped),
     ``adv_mean``.
     """
@@ -398,7 +447,7 @@ def grpo_loss(
         kl = _token_mean(torch.exp(log_ratio) - log_ratio - 1.0, on)  # (B,) k3
     else:
         kl = torch.zeros_like(pg)
-    loss = _batch_mean(pg + beta * kl)
+    loss = normalise(pg + beta * kl, normaliser_count(group, "rows"), n_global)
     n_tokens = int(on.sum())
     stats = {
         "pg_loss": float(_batch_mean(pg.detach())),
@@ -409,16 +458,17 @@ def grpo_loss(
     return loss, stats
 
 
-def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def sft_loss(logp: torch.Tensor, mask: torch.Tensor, *, n_global: int | None = None) -> torch.Tensor:
     """KD baseline: NLL of the given (teacher-generated) target tokens, scalar.
 
     logp: (B, T) student log-probs of the targets; mask: (B, T) target mask.
     ``mean_i [ -(1/|y_i|) sum_t logp_it ]``: per-sequence length-normalised, then mean over rows
     (a row with no target token contributes 0 but still counts in the mean; no rows give 0).
+    ``n_global``: the global batch's row count; the loss is then this batch's share (:func:`normalise`).
     """
     _check_token_tensors(logp=logp, mask=mask)
     on = mask != 0
-    return -_batch_mean(_token_mean(logp, on))
+    return -normalise(_token_mean(logp, on), logp.shape[0], n_global)
 
 
 def opd_baseline_loss(
@@ -428,24 +478,52 @@ def opd_baseline_loss(
     mask: torch.Tensor,
     *,
     clip_eps: float | None = None,
+    row_loss: torch.Tensor | None = None,
+    n_global: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """OPD baseline (Table 3, G=1): Eq. 3 on every rollout, uniform weight, no reward routing.
 
     loss = mean over rows of :func:`opd_loss` (0 for no rows). With one rollout per prompt this is ``E_x`` of
     Eq. 3. ``clip_eps`` selects the released-code clipped variant. stats: ``opd_loss``,
     ``adv_mean`` (mean token advantage), ``clip_frac``.
+    ``row_loss``: optional (B,) per-row loss that replaces Eq. 3 (:func:`exact_kl_row_loss`, the
+    exact small-vocabulary option); stats are then ``opd_loss`` only. ``n_global``: the global
+    batch's row count; the loss is then this batch's share of it (:func:`normalise`).
     """
     _check_token_tensors(logp=logp, old_logp=old_logp, teacher_logp=teacher_logp, mask=mask)
     _check_clip(clip_eps)
+    n_rows = logp.shape[0]
+    if row_loss is not None:
+        if row_loss.shape != (n_rows,):
+            raise ValueError(f"row_loss must have shape ({n_rows},), got {tuple(row_loss.shape)}")
+        mean = normalise(row_loss, n_rows)
+        return normalise(row_loss, n_rows, n_global), {"opd_loss": float(mean.detach())}
     on = mask != 0
     per_token, advantage, was_clipped = _opd_token_terms(logp, old_logp, teacher_logp, on, clip_eps)
     per_row = _token_mean(per_token, on)
-    loss = _batch_mean(per_row)
+    loss = normalise(per_row, n_rows)
     n_tokens = int(on.sum())
     stats = {
         "opd_loss": float(loss.detach()),
         "adv_mean": float(advantage.sum()) / n_tokens if n_tokens else math.nan,
         "clip_frac": float(was_clipped.sum()) / n_tokens if n_tokens else 0.0,
     }
-    return loss, stats
+    return (loss if n_global is None else normalise(per_row, n_rows, n_global)), stats
+
+
+# ---------------------------------------------------------------------------------------------
+# the exact-KL row loss (a named option, not the paper's estimator)
+
+
+def exact_kl_row_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-row token mean of the exact full-vocabulary reverse KL, (B,): ``scope.kl_estimator: exact``.
+
+    student_logits: (B, T, V) with grad; teacher_logits: (B, T, V) raw logits or log-softmaxed
+    distributions (detached; see :func:`full_reverse_kl`). mask: (B, T) response mask. Replaces the
+    sampled-token Eq. 3 as SCOPE's ``opd_row_loss`` and OPD's ``row_loss``; rows without a response
+    token give 0.
+    """
+    mask = mask.float() if not mask.is_floating_point() else mask
+    kl = full_reverse_kl(student_logits, teacher_logits)
+    return (kl * mask).sum(1) / mask.sum(1).clamp(min=1)
 

@@ -7,8 +7,19 @@ One step, top to bottom (docs/DESIGN.md §4):
             -> old log-probs and entropies -> DPAW weights -> loss
             -> optimizer updates over mini-batches, gradient accumulation over micro-batches
 
+The method is an object (scope_lib/methods.py: Scope, OPD, GRPO, KD) that declares whether it
+needs the teacher, which rollouts the teacher scores, its normaliser and its loss; the loop is
+the same for all of them. Every loss lives in scope_lib/losses.py, the batch normalisation
+(Eq. 6's E_x, the baselines' row mean, a micro-batch's share of the global batch) in
+`losses.normalise`.
+
 KD is offline: the teacher's verified solutions to the training prompts are generated once
 (cached in the run directory) and the student is trained on them with NLL.
+
+`teacher.overlap: true` scores each finished generation batch (`rollout.batch_size` rows) on a
+worker thread while the next one is generated (OverlappedScorer); rewards, teacher log-probs and
+gradients equal the synchronous path's (tests/test_overlap.py). It gains time only where a core
+is free for the worker (one torch thread per side on a 2-core machine).
 
 Every method that samples rollouts records, per step and rollout, its group, reward, pi_old's
 and the teacher's log-PPL, the DPAW weights the loss used and its text, as Parquet parts in
@@ -41,8 +52,10 @@ import random
 import re
 import shutil
 import time
+import threading
 import warnings
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -54,7 +67,8 @@ import torch.distributed as dist
 
 from scope_lib import logprobs, losses, runs, weight_records
 from scope_lib.config import TrainConfig, save_config
-from scope_lib.rollout import generate_rollouts
+from scope_lib.methods import MicroBatch, make_method
+from scope_lib.rollout import RolloutBatch, _cut_at_eos, _decode, assemble, generate_rollouts
 from scope_lib.teacher import LocalTeacher, ServerTeacher
 from scope_lib.verify import grade_batch
 from scope_lib.weights import sequence_logp
@@ -205,6 +219,116 @@ def _tensorboard_writer(run_dir: Path, first_step: int):
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=first_step)
 
 
+# --- overlapped teacher scoring (teacher.overlap) -----------------------------------------------
+
+
+def generation_batches(model, tokenizer, prompts: list[str], *, num_samples: int, temperature: float,
+                       top_p: float = 1.0, top_k: int = 0, max_new_tokens: int, repetition_penalty: float = 1.0,
+                       batch_size: int = 256, seed: int = 0):
+    """`scope_lib.rollout.generate_rollouts`, one generation batch at a time.
+
+    Yields ``(start, prompt_token_lists, responses)`` per batch of `batch_size` rows as soon as
+    it is decoded, then returns (StopIteration.value) the RolloutBatch `generate_rollouts` returns
+    for the same arguments: the same seeds per batch, the same decoding, the same layout
+    (tests/test_overlap.py checks the two are equal).
+    """
+    device = next(model.parameters()).device
+    encoded = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    rows = [(g, encoded[g]) for g in range(len(prompts)) for _ in range(num_samples)]
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    sampling = dict(do_sample=temperature > 0, max_new_tokens=max_new_tokens, eos_token_id=eos,
+                    pad_token_id=pad, repetition_penalty=repetition_penalty)
+    if temperature > 0:
+        sampling.update(temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else None)
+    was_training = model.training
+    model.eval()
+    responses: list[list[int]] = []
+    for start in range(0, len(rows), batch_size):
+        chunk = [ids for _, ids in rows[start: start + batch_size]]
+        batch = assemble(chunk, [[]] * len(chunk), pad)
+        width = max(map(len, chunk))
+        ids = batch["input_ids"][:, :width].to(device)
+        mask = batch["attention_mask"][:, :width].to(device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed * 1_000_003 + start)
+            if repetition_penalty == 1.0:
+                new = _decode(model, ids, mask, max_new_tokens=max_new_tokens, temperature=temperature,
+                              top_p=top_p, top_k=top_k, eos_id=eos)
+            else:
+                out = model.generate(input_ids=ids, attention_mask=mask, **sampling)
+                new = [_cut_at_eos(r, eos) for r in out[:, width:].tolist()]
+        responses.extend(new)
+        yield start, chunk, new
+    model.train(was_training)
+    batch = assemble([ids for _, ids in rows], responses, pad)
+    return RolloutBatch(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+        response_mask=batch["response_mask"],
+        group=torch.tensor([g for g, _ in rows], dtype=torch.long),
+        texts=tokenizer.batch_decode(responses, skip_special_tokens=True),
+        response_lengths=torch.tensor([len(r) for r in responses], dtype=torch.long),
+        prompt_width=max(len(ids) for _, ids in rows),
+    )
+
+
+class OverlappedScorer:
+    """Teacher scoring on one worker thread, fed finished generation batches while generation goes on.
+
+    `submit(rows, input_ids, attention_mask)` queues the scoring of some rows (global row indices)
+    laid out as in the final batch up to right padding; `gather(shape)` waits and places the
+    results: token log-probs (NaN on unscored rows, 0 on the padding columns past a batch's
+    width) and, with `exact`, full log-distributions. Teacher log-probs of a row do not depend on
+    the rows scored with it nor on right padding (causal attention, per-row kernels);
+    tests/test_overlap.py checks that the results equal the synchronous path's bit for bit.
+    `busy_s` is the worker's scoring time (hidden behind generation where it overlaps).
+    """
+
+    def __init__(self, teacher, *, exact: bool):
+        self.teacher, self.exact = teacher, exact
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teacher-scoring")
+        self.futures: list = []
+        self.busy_s = 0.0
+        self._lock = threading.Lock()
+
+    def _score(self, ids: torch.Tensor, att: torch.Tensor):
+        start = time.perf_counter()
+        out = self.teacher.full_log_probs(ids, att) if self.exact else (None, self.teacher.score(ids, att).cpu())
+        with self._lock:
+            self.busy_s += time.perf_counter() - start
+        return out
+
+    def submit(self, rows: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        if len(rows):
+            self.futures.append((rows, self.pool.submit(self._score, input_ids, attention_mask)))
+
+    def gather(self, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        teacher_logp, full = torch.full(shape, float("nan")), None
+        try:
+            for rows, future in self.futures:
+                full_rows, token_rows = future.result()
+                width = token_rows.shape[1]
+                teacher_logp[rows] = 0.0
+                teacher_logp[rows, :width] = token_rows
+                if full_rows is not None:
+                    if full is None:
+                        full = full_rows.new_zeros(*shape, full_rows.shape[-1])  # zero (unused) on unscored rows
+                    full[rows, :width] = full_rows
+        finally:
+            self.pool.shutdown(wait=True)
+        return teacher_logp, full
+
+
+def _left_pad_to(layout: dict[str, torch.Tensor], width_p: int, chunk_width_p: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """A batch's layout (`rollout.assemble`) widened on the left to the whole step's prompt width."""
+    extra = width_p - chunk_width_p
+    if extra == 0:
+        return layout
+    n = layout["input_ids"].shape[0]
+    return {"input_ids": torch.cat([torch.full((n, extra), pad_id, dtype=torch.long), layout["input_ids"]], 1),
+            **{k: torch.cat([torch.zeros((n, extra), dtype=torch.long), layout[k]], 1)
+               for k in ("attention_mask", "response_mask")}}
+
+
 # --- the trainer -------------------------------------------------------------------------------
 
 
@@ -232,7 +356,8 @@ class Trainer:
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if cfg.device == "auto" else cfg.device))
         _seed_everything(cfg.seed)
-        needs_teacher = cfg.method in ("scope", "opd", "kd")
+        self.method = make_method(cfg)  # what the loop needs to know of SCOPE, OPD, GRPO or KD
+        needs_teacher = self.method.needs_teacher
         self.world = world or load_world(cfg, need_teacher=needs_teacher)
         self.tokenizer = self.world.tokenizer
         self.student = self._prepare_student(self.world.student).to(self.device)
@@ -245,10 +370,10 @@ class Trainer:
                 self.teacher = LocalTeacher(self.world.teacher.to(self.device), micro_batch_size=cfg.optim.micro_batch_size)
             if cfg.scope.kl_estimator == "exact" and not isinstance(self.teacher, LocalTeacher):
                 raise ValueError("scope.kl_estimator 'exact' needs teacher.backend 'local' (full logits)")
-            if cfg.method == "kd" and not isinstance(self.teacher, LocalTeacher):
+            if not self.method.samples_rollouts and not isinstance(self.teacher, LocalTeacher):
                 raise ValueError("method 'kd' generates its corpus with the in-process teacher: set teacher.backend 'local'")
         self.reference = None
-        if cfg.method == "grpo" and cfg.grpo.beta > 0 and cfg.model.finetune == "full":
+        if self.method.needs_reference and cfg.model.finetune == "full":
             import copy
 
             self.reference = copy.deepcopy(self.student).eval().requires_grad_(False)
@@ -265,7 +390,7 @@ class Trainer:
         self.kd_corpus: list[tuple[str, str]] | None = None
         # Per-step weight records (scope_lib/weight_records.py): every method that samples rollouts.
         self.weight_recorder = (weight_records.WeightRecorder(self.run_dir)
-                                if cfg.method != "kd" and self.rank == 0 else None)
+                                if self.method.samples_rollouts and self.rank == 0 else None)
         self.rollout_texts: tuple[list[str], list[str]] | None = None  # (responses, questions) of the last collect()
         self.row_records: dict[str, torch.Tensor] | None = None  # per-row values of the last update()
         self.engine = None
@@ -295,7 +420,7 @@ class Trainer:
         return model
 
     def _reference_logp(self, input_ids, attention_mask) -> torch.Tensor | None:
-        if self.cfg.method != "grpo" or self.cfg.grpo.beta <= 0:
+        if not self.method.needs_reference:
             return None
         if self.reference is not None:
             return logprobs.token_logprobs(self.reference, input_ids, attention_mask)
@@ -360,6 +485,8 @@ class Trainer:
         """Rollouts, rewards, teacher scores and old log-probs for this process's prompts."""
         cfg = self.cfg
         problems = self._step_problems(step)
+        if self._overlap:
+            return self._collect_overlapped(step, problems, timer)
         stats: dict[str, float] = {}
         # --- rollout
         with timer("generation"), torch.no_grad():
@@ -386,19 +513,89 @@ class Trainer:
         mask = batch["response_mask"].float()
         # --- teacher scoring: only the rows the method distils on
         teacher_logp = torch.full(mask.shape, float("nan"))
-        if cfg.method in ("scope", "opd"):
-            rows = (~correct).nonzero().squeeze(-1) if cfg.method == "scope" else torch.arange(len(correct))
+        rows = self.method.teacher_rows(correct)
+        if self.method.needs_teacher:
             with timer("teacher_scoring"):
-                if cfg.scope.kl_estimator == "exact" and len(rows):  # one teacher pass serves the update too
+                if self.method.exact_kl and len(rows):  # one teacher pass serves the update too
                     full, teacher_logp[rows] = self.teacher.full_log_probs(batch["input_ids"][rows], batch["attention_mask"][rows])
                     batch["teacher_logits"] = full.new_zeros(*mask.shape, full.shape[-1])  # zero (unused) on unscored rows
                     batch["teacher_logits"][rows] = full  # log-softmaxed
                 elif len(rows):
                     teacher_logp[rows] = self.teacher.score(batch["input_ids"][rows], batch["attention_mask"][rows]).cpu()
-            if len(rows):
-                t_seq = sequence_logp(teacher_logp[rows].nan_to_num(0.0), mask[rows])
-                stats["teacher_ppl"] = float(torch.exp(-t_seq).mean())
         batch["teacher_logp"] = teacher_logp
+        return batch, self._finish_collect(batch, rows, stats, timer)
+
+    @property
+    def _overlap(self) -> bool:
+        return self.cfg.teacher.overlap and self.method.needs_teacher and self.engine is None
+
+    def _collect_overlapped(self, step: int, problems: list, timer: Timer
+                            ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """collect() with the teacher scoring each finished generation batch on a worker thread.
+
+        Generation, rewards and the rows scored are those of the synchronous path (rewards are
+        graded per generation batch: a verifier grades each rollout on its own); the teacher's
+        outputs are equal too (OverlappedScorer). time/teacher_scoring is the wait for the worker
+        after generation, the part of the teacher's time that generation did not hide.
+        """
+        cfg = self.cfg
+        stats: dict[str, float] = {}
+        prompts = [self.world.format_prompt(p) for p in problems]
+        scorer = OverlappedScorer(self.teacher, exact=self.method.exact_kl)
+        correct_parts: list[torch.Tensor] = []
+        pad = self.tokenizer.pad_token_id
+        width_p = max(len(ids) for ids in self.tokenizer(prompts, add_special_tokens=True)["input_ids"])
+        batches = generation_batches(
+            self.student, self.tokenizer, prompts, num_samples=cfg.rollout.group_size,
+            temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
+            max_new_tokens=cfg.rollout.max_new_tokens, repetition_penalty=cfg.rollout.repetition_penalty,
+            batch_size=cfg.rollout.batch_size, seed=cfg.seed * 1_000_003 + step * 1009 + self.rank)
+        try:
+            while True:
+                with timer("generation"), torch.no_grad():
+                    try:
+                        start, chunk_prompts, responses = next(batches)
+                    except StopIteration as done:
+                        rollouts = done.value
+                        break
+                with timer("reward"):
+                    texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
+                    golds = [problems[(start + i) // cfg.rollout.group_size].answer for i in range(len(responses))]
+                    correct = torch.tensor(grade_batch(texts, golds), dtype=torch.bool)
+                    correct_parts.append(correct)
+                with timer("teacher_scoring"):
+                    rows = self.method.teacher_rows(correct)
+                    if len(rows):
+                        layout = _left_pad_to(assemble(chunk_prompts, responses, pad), width_p,
+                                              max(map(len, chunk_prompts)), pad)
+                        scorer.submit(rows + start, layout["input_ids"][rows], layout["attention_mask"][rows])
+        except BaseException:
+            scorer.pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            self.student.train()
+        with timer("teacher_scoring"):
+            teacher_logp, full = scorer.gather(tuple(rollouts.input_ids.shape))
+        timer.seconds["teacher_scoring_worker"] += scorer.busy_s
+        self.rollout_texts = (list(rollouts.texts), [problems[int(g)].question for g in rollouts.group])
+        correct = torch.cat(correct_parts)
+        batch = {
+            "input_ids": rollouts.input_ids, "attention_mask": rollouts.attention_mask,
+            "response_mask": rollouts.response_mask, "group": rollouts.group.long() + step * 1_000_000 + self.rank * 10_000,
+            "correct": correct, "teacher_logp": teacher_logp,
+        }
+        if full is not None:
+            batch["teacher_logits"] = full
+        return batch, self._finish_collect(batch, self.method.teacher_rows(correct), stats, timer)
+
+    def _finish_collect(self, batch: dict[str, torch.Tensor], rows: torch.Tensor, stats: dict[str, float],
+                        timer: Timer) -> dict[str, float]:
+        """collect()'s logged statistics and (unless the update's pass gives it) pi_old's pass."""
+        correct, teacher_logp = batch["correct"], batch["teacher_logp"]
+        mask = batch["response_mask"].float()
+        if len(rows):
+            t_seq = sequence_logp(teacher_logp[rows].nan_to_num(0.0), mask[rows])
+            stats["teacher_ppl"] = float(torch.exp(-t_seq).mean())
         stats.update({
             "accuracy": float(correct.float().mean()), "response_length": float(mask.sum(1).mean()),
             "n_correct": float(correct.sum()), "n_incorrect": float((~correct).sum()),
@@ -407,7 +604,7 @@ class Trainer:
             with timer("old_logprob"):
                 batch["old_logp"], entropy = self._old_logp_pass(batch)
             stats.update(_stat_means(_stat_sums(batch["old_logp"], entropy, teacher_logp, mask)))
-        return batch, stats
+        return stats
 
     @torch.no_grad()
     def _old_logp_pass(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -424,56 +621,31 @@ class Trainer:
                     ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor] | None]:
         """Loss of one micro-batch, scaled so micro-batch losses sum to the global batch loss.
 
-        Also returns the micro-batch's per-row record (`_row_record`; None for KD): log-PPLs and
-        the DPAW weights this very loss used.
+        The loss is the method's (scope_lib.methods); the trainer only runs the student's forward
+        pass and supplies what the method asks for. Also returns the micro-batch's per-row record
+        (`_row_record`; None for a method without rollouts): log-PPLs and the DPAW weights this
+        very loss used.
         """
-        cfg = self.cfg
         ids, att = micro["input_ids"], micro["attention_mask"]
         position_ids = logprobs.position_ids_from_mask(att)
         logits = self.student(input_ids=ids, attention_mask=att, position_ids=position_ids).logits
         logp = logprobs.token_logprobs_from_logits(logits, ids)
-        mask = micro["response_mask"].float()
-        if cfg.method == "kd":
-            n_rows = ids.shape[0]
-            return losses.sft_loss(logp, mask) * n_rows / n_global, {}, None
         sums: dict[str, float] = {}
-        if "old_logp" not in micro:  # old_logp_pass "when_needed": pi_old is this very policy (one update per batch)
+        if self.method.samples_rollouts and "old_logp" not in micro:
+            # old_logp_pass "when_needed": pi_old is this very policy (one update per batch)
             micro = {**micro, "old_logp": logp.detach()}
             with torch.no_grad():
                 _, entropy = logprobs.token_logprobs_from_logits(logits.detach(), ids, with_entropy=True)
-            sums = _stat_sums(logp.detach(), entropy, micro.get("teacher_logp"), mask)
-        if cfg.method == "grpo":
-            ref = self._reference_logp(ids, att)
-            loss, stats = losses.grpo_loss(logp, micro["old_logp"], ref, micro["correct"].float(), micro["group"], mask,
-                                           clip_eps=cfg.grpo.clip_eps, beta=cfg.grpo.beta)
-            return loss * ids.shape[0] / n_global, {**stats, **sums}, _row_record(micro)
-        # SCOPE and OPD: the incorrect path's per-row loss, sampled-token (Eq. 3) or exact KL
-        exact_rows = None
-        if cfg.scope.kl_estimator == "exact":
-            teacher_logits = micro["teacher_logits"] if "teacher_logits" in micro else self.teacher.logits(ids, att)
-            kl = logprobs.full_reverse_kl(logits, teacher_logits)
-            exact_rows = (kl * mask).sum(1) / mask.sum(1).clamp(min=1)  # (b,) token mean
-        if cfg.method == "opd":
-            if exact_rows is not None:
-                loss, stats = exact_rows.mean(), {"opd_loss": float(exact_rows.detach().mean())}
-            else:
-                loss, stats = losses.opd_baseline_loss(logp, micro["old_logp"], micro["teacher_logp"], mask,
-                                                       clip_eps=cfg.scope.clip_eps if cfg.scope.incorrect_path == "clipped_ppo" else None)
-            return loss * ids.shape[0] / n_global, {**stats, **sums}, _row_record(micro)
-        s = cfg.scope
-        # Eq. 4-5 weights computed once: the loss uses exactly these, and the step's record keeps them.
-        # The micro-batch holds whole groups (checked in update()), so its softmax sees each group entire.
-        dpaw = losses.dpaw_weights(micro["old_logp"], micro["teacher_logp"], mask, micro["correct"], micro["group"],
-                                   tau=s.tau, student_direction=s.student_direction,
-                                   teacher_direction=s.teacher_direction, normalize=s.normalize)
-        loss, stats = losses.scope_loss(
-            logp, micro["old_logp"], micro["teacher_logp"], mask, micro["correct"], micro["group"],
-            tau=s.tau, student_direction=s.student_direction, teacher_direction=s.teacher_direction,
-            normalize=s.normalize, incorrect_path=s.incorrect_path, clip_eps=s.clip_eps, opd_row_loss=exact_rows,
-            path_weights=(dpaw.student, dpaw.teacher),
+            sums = _stat_sums(logp.detach(), entropy, micro.get("teacher_logp"), micro["response_mask"].float())
+        batch = MicroBatch(
+            micro, logits, logp,
+            teacher_logits=lambda: micro["teacher_logits"] if "teacher_logits" in micro else self.teacher.logits(ids, att),
+            reference_logp=lambda: self._reference_logp(ids, att),
         )
-        n_prompts = int(torch.unique(micro["group"]).numel())
-        return loss * n_prompts / n_global, {**stats, **sums}, _row_record(micro, dpaw)
+        result = self.method.loss(batch, n_global)
+        if not self.method.samples_rollouts:
+            return result.loss, result.stats, None
+        return result.loss, {**result.stats, **sums}, _row_record(micro, result.dpaw)
 
     def update(self, batch: dict[str, torch.Tensor], timer: Timer | None = None) -> dict[str, float]:
         """Optimizer update(s) on one rollout batch: mini-batches of prompts, micro-batches of groups."""
@@ -490,8 +662,7 @@ class Trainer:
             for start in range(0, len(unique_groups), per_mini):
                 chosen = set(unique_groups[start : start + per_mini])
                 rows = torch.tensor([i for i, g in enumerate(groups.tolist()) if g in chosen])
-                n_rows_global = len(rows) * self.world_size
-                n_global = n_rows_global if cfg.method in ("kd", "grpo", "opd") else len(chosen) * self.world_size
+                n_global = self.method.normaliser(groups[rows]) * self.world_size  # Eq. 6's prompts, or rows
                 self.optimizer.zero_grad(set_to_none=True)
                 for micro_rows in _micro_batches(groups[rows], cfg.optim.micro_batch_size):
                     _check_whole_groups(groups[rows][micro_rows], group_sizes)
@@ -637,7 +808,7 @@ class Trainer:
             os.replace(tmp, self.run_dir / "config.yaml")
             (self.run_dir / "done.json").unlink(missing_ok=True)  # not done until save_final says so again
         self.maybe_resume()
-        if cfg.method == "kd":
+        if not self.method.samples_rollouts:
             self.kd_corpus = self._build_kd_corpus()
         from tqdm.auto import tqdm
 
@@ -648,7 +819,7 @@ class Trainer:
         while self.step < cfg.steps:
             timer = Timer()
             with timer("step"):
-                if cfg.method == "kd":
+                if not self.method.samples_rollouts:
                     batch = {k: v for k, v in self._kd_batch(self.step).items()}
                     stats = {}
                 else:
@@ -656,7 +827,7 @@ class Trainer:
                 for key, value in self.update(batch, timer).items():
                     stats.setdefault(key, value)  # the rollout-level counts win over per-micro-batch ones
             self.step += 1
-            if cfg.method != "kd":
+            if self.method.samples_rollouts:
                 self._record_weights(batch)
             record = {"step": self.step, **stats, **{f"time/{k}": timer.seconds.get(k, 0.0) for k in TIMERS}}
             self.history.append(record)
