@@ -153,6 +153,17 @@ class HumanEvalSlice:
         row.update({f"pass@{j}": value for j, value in metrics.pass_at_k_curve(counts, self.k).items()})
         return row
 
+    def details(self) -> list[str]:
+        """One line per sample that did not pass: where, the sandbox status and its first failure."""
+        out = []
+        for pid, samples in zip(self.problem_ids, self.reports):
+            for index, (_, report) in enumerate(samples):
+                if report is None:
+                    out.append(f"{pid} #{index}: no_program (no ```python block, or the response was cut short)")
+                elif not report.correct:
+                    out.append(f"{pid} #{index}: {report.status}: {report.detail[:160]}")
+        return out
+
     def lines(self) -> list[str]:
         """One line per problem: its id and each sample's sandbox status, then the summary."""
         out = []
@@ -226,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     he.add_argument("--cache-dir", default=None, help="keep the converted model here (default env SCOPE_SMOL_CACHE)")
     he.add_argument("--workers", type=int, default=None, help="sandboxes at once (default one per CPU)")
     he.add_argument("--show", type=int, default=0, help="print the first N responses in full")
+    he.add_argument("--details", action="store_true", help="print each failing sample's sandbox verdict")
     args = parser.parse_args(argv)
     try:
         found = humaneval_slice(args.problems, args.k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -237,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         if index >= args.show:
             break
         print(f"--- response {index} ---\n{text}\n")
+    if args.details:
+        print("\n".join(found.details()))
     print("\n".join(found.lines()))
     return 0
 
