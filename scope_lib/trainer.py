@@ -438,6 +438,15 @@ class Trainer:
         mine = ids[self.rank * share : (self.rank + 1) * share]
         return [self.world.train_problems[i] for i in mine]
 
+    def _grade(self, texts: list[str], problems: list) -> list[bool]:
+        """The binary reward of each text against its problem, by `reward.verifier`: math answers
+        through `verify.grade_batch`, programs through the execution sandbox (`scope_lib.grading`)."""
+        if self.cfg.reward.verifier == "math":
+            return grade_batch(list(texts), [p.answer for p in problems])
+        from scope_lib import grading
+
+        return grading.grade_config(self.cfg, list(texts), list(problems))
+
     def _build_kd_corpus(self) -> list[tuple[str, str]]:
         """KD's offline data: verified teacher solutions for the training pool, cached in the run dir."""
         path = self.run_dir / "kd_corpus.jsonl"
@@ -454,8 +463,7 @@ class Trainer:
                                   num_samples=cfg.kd.samples_per_prompt, temperature=cfg.kd.temperature,
                                   top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_new_tokens,
                                   batch_size=cfg.rollout.batch_size, seed=cfg.seed + 10_000)
-        golds = [chosen[int(g)].answer for g in batch.group]
-        ok = grade_batch(batch.texts, golds)
+        ok = self._grade(batch.texts, [chosen[int(g)] for g in batch.group])
         corpus = [(prompts[int(g)], text) for g, text, good in zip(batch.group, batch.texts, ok)
                   if good or not cfg.kd.only_correct]
         if not corpus:
@@ -503,8 +511,7 @@ class Trainer:
         self.rollout_texts = (list(rollouts.texts), [problems[int(g)].question for g in rollouts.group])
         # --- reward
         with timer("reward"):
-            golds = [problems[int(g)].answer for g in rollouts.group]
-            correct = torch.tensor(grade_batch(rollouts.texts, golds), dtype=torch.bool)
+            correct = torch.tensor(self._grade(rollouts.texts, [problems[int(g)] for g in rollouts.group]), dtype=torch.bool)
         batch = {
             "input_ids": rollouts.input_ids, "attention_mask": rollouts.attention_mask,
             "response_mask": rollouts.response_mask, "group": rollouts.group.long() + step * 1_000_000 + self.rank * 10_000,
@@ -560,8 +567,8 @@ class Trainer:
                         break
                 with timer("reward"):
                     texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
-                    golds = [problems[(start + i) // cfg.rollout.group_size].answer for i in range(len(responses))]
-                    correct = torch.tensor(grade_batch(texts, golds), dtype=torch.bool)
+                    graded = [problems[(start + i) // cfg.rollout.group_size] for i in range(len(responses))]
+                    correct = torch.tensor(self._grade(texts, graded), dtype=torch.bool)
                     correct_parts.append(correct)
                 with timer("teacher_scoring"):
                     rows = self.method.teacher_rows(correct)

@@ -234,3 +234,23 @@ def test_tensorboard_receives_the_logged_metrics(tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"accuracy", "kl_to_teacher", "time/generation", "grad_norm"} <= tags
     assert [e.step for e in events.Scalars("grad_norm")] == [1, 2]
+
+
+def test_trainer_rewards_come_from_the_configured_verifier():
+    """reward.verifier picks the reward: math answers by verify.grade_batch, programs by the sandbox."""
+    from types import SimpleNamespace
+
+    from scope_lib import trainer as trainer_module
+    from scope_lib.code_verify import CodeTests
+    from scope_lib.problem import Problem
+
+    add = Problem(id="taco/add", question="Read a and b, print a + b.", source="taco",
+                  answer=CodeTests(kind="stdio", cases=(("1 2\n", "3\n"), ("5 7\n", "12\n")), timeout=6).to_json())
+    good = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    wrong = "```python\nprint(3)\n```"  # right on the first case only
+    code_trainer = SimpleNamespace(cfg=load_config("paper_code"))
+    assert code_trainer.cfg.reward.verifier == "code"
+    assert trainer_module.Trainer._grade(code_trainer, [good, wrong, "no program"], [add, add, add]) == [True, False, False]
+    math_trainer = SimpleNamespace(cfg=load_config("tiny"))
+    sums = [Problem(id="m/0", question="1+2?", answer="3", source="tiny"), Problem(id="m/1", question="2+2?", answer="4", source="tiny")]
+    assert trainer_module.Trainer._grade(math_trainer, ["\\boxed{3}", "\\boxed{5}"], sums) == [True, False]
