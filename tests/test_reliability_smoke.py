@@ -52,7 +52,8 @@ def test_smoke_run_into_the_committed_figures_is_refused_before_anything_runs(tm
 
 def test_smoke_command_builds_its_results_page_beside_its_figures(tmp_path, monkeypatch):
     pages = []
-    monkeypatch.setattr(runner, "run_notebooks", lambda *a, **k: [runner.NotebookResult("00_x.ipynb", "ok", 0.0)])
+    # The notebooks are not executed; everything else of a smoke batch (where each one writes) is real.
+    monkeypatch.setattr(runner, "_execute_all", lambda selected, *a, **k: [runner.NotebookResult(n.name, "ok", 0.0) for n in selected])
     monkeypatch.setattr(report, "build_results_page", lambda figures_dir: pages.append(figures_dir) or figures_dir)
     assert runner.main(["--smoke", "--keep-going", "--out", str(tmp_path / "out")]) == 0
     assert pages == [str((tmp_path / "out" / "figures").resolve())]  # before the fix: the committed "figures"
