@@ -31,6 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import yaml
 
+from scope_lib import grading
 from scope_lib.config import TrainConfig
 from scope_lib.evaluate import EvalResult, evaluate
 from scope_lib.world import World, load_world
@@ -272,7 +273,8 @@ def evaluate_model(run: Run | None, cfg: TrainConfig, *, world: World | None = N
     result = evaluate(model.eval(), world.tokenizer, world.eval_sets, k=e.k, format_prompt=world.format_prompt,
                       temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, max_new_tokens=e.max_new_tokens,
                       repetition_penalty=e.repetition_penalty, batch_size=e.batch_size, seed=e.seed,
-                      progress=cfg.progress, keep_texts=keep_texts)
+                      progress=cfg.progress, keep_texts=keep_texts,
+                      code=grading.CodeGrading.from_config(cfg.reward))  # each set's verifier from its problems
     path.parent.mkdir(parents=True, exist_ok=True)
     _save_eval(result, path)
     return result
