@@ -154,6 +154,28 @@ def generate_rollouts(model, tokenizer, prompts: list[str], *, num_samples: int,
     `model.generate` instead of the project's loop (a repetition penalty always does).
     Returns a RolloutBatch on the CPU.
     """
+    batches = generation_batches(model, tokenizer, prompts, num_samples=num_samples, temperature=temperature,
+                                 top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                                 repetition_penalty=repetition_penalty, batch_size=batch_size, seed=seed,
+                                 use_generate=use_generate)
+    while True:
+        try:
+            next(batches)
+        except StopIteration as done:
+            return done.value
+
+
+@torch.no_grad()
+def generation_batches(model, tokenizer, prompts: list[str], *, num_samples: int, temperature: float,
+                       top_p: float = 1.0, top_k: int = 0, max_new_tokens: int, repetition_penalty: float = 1.0,
+                       batch_size: int = 256, seed: int = 0, use_generate: bool = False):
+    """`generate_rollouts`, one generation batch at a time (the trainer's overlapped scoring).
+
+    Yields ``(start, prompt_token_lists, responses)`` per batch of `batch_size` rows as soon as
+    it is decoded (rows ``start .. start + len(responses)``), then returns (StopIteration.value)
+    the RolloutBatch of all rows. Each batch is seeded from `seed` and its first row, so the
+    result does not depend on how the batches are consumed.
+    """
     if num_samples < 1:
         raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
     if temperature < 0:
@@ -184,11 +206,13 @@ def generate_rollouts(model, tokenizer, prompts: list[str], *, num_samples: int,
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed * 1_000_003 + start)
             if repetition_penalty == 1.0 and not use_generate:
-                responses.extend(_decode(model, ids, mask, max_new_tokens=max_new_tokens, temperature=temperature,
-                                         top_p=top_p, top_k=top_k, eos_id=eos))
+                new = _decode(model, ids, mask, max_new_tokens=max_new_tokens, temperature=temperature,
+                              top_p=top_p, top_k=top_k, eos_id=eos)
             else:
                 out = model.generate(input_ids=ids, attention_mask=mask, **sampling)
-                responses.extend(_cut_at_eos(r, eos) for r in out[:, width:].tolist())
+                new = [_cut_at_eos(r, eos) for r in out[:, width:].tolist()]
+        responses.extend(new)
+        yield start, chunk, new
     model.train(was_training)
     batch = assemble([ids for _, ids in rows], responses, pad)
     return RolloutBatch(

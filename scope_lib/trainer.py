@@ -68,7 +68,7 @@ import torch.distributed as dist
 from scope_lib import logprobs, losses, runs, weight_records
 from scope_lib.config import TrainConfig, save_config
 from scope_lib.methods import MicroBatch, make_method
-from scope_lib.rollout import RolloutBatch, _cut_at_eos, _decode, assemble, generate_rollouts
+from scope_lib.rollout import assemble, generate_rollouts, generation_batches
 from scope_lib.teacher import LocalTeacher, ServerTeacher
 from scope_lib.verify import grade_batch
 from scope_lib.weights import sequence_logp
@@ -220,55 +220,6 @@ def _tensorboard_writer(run_dir: Path, first_step: int):
 
 
 # --- overlapped teacher scoring (teacher.overlap) -----------------------------------------------
-
-
-def generation_batches(model, tokenizer, prompts: list[str], *, num_samples: int, temperature: float,
-                       top_p: float = 1.0, top_k: int = 0, max_new_tokens: int, repetition_penalty: float = 1.0,
-                       batch_size: int = 256, seed: int = 0):
-    """`scope_lib.rollout.generate_rollouts`, one generation batch at a time.
-
-    Yields ``(start, prompt_token_lists, responses)`` per batch of `batch_size` rows as soon as
-    it is decoded, then returns (StopIteration.value) the RolloutBatch `generate_rollouts` returns
-    for the same arguments: the same seeds per batch, the same decoding, the same layout
-    (tests/test_overlap.py checks the two are equal).
-    """
-    device = next(model.parameters()).device
-    encoded = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
-    rows = [(g, encoded[g]) for g in range(len(prompts)) for _ in range(num_samples)]
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    sampling = dict(do_sample=temperature > 0, max_new_tokens=max_new_tokens, eos_token_id=eos,
-                    pad_token_id=pad, repetition_penalty=repetition_penalty)
-    if temperature > 0:
-        sampling.update(temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else None)
-    was_training = model.training
-    model.eval()
-    responses: list[list[int]] = []
-    for start in range(0, len(rows), batch_size):
-        chunk = [ids for _, ids in rows[start: start + batch_size]]
-        batch = assemble(chunk, [[]] * len(chunk), pad)
-        width = max(map(len, chunk))
-        ids = batch["input_ids"][:, :width].to(device)
-        mask = batch["attention_mask"][:, :width].to(device)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed * 1_000_003 + start)
-            if repetition_penalty == 1.0:
-                new = _decode(model, ids, mask, max_new_tokens=max_new_tokens, temperature=temperature,
-                              top_p=top_p, top_k=top_k, eos_id=eos)
-            else:
-                out = model.generate(input_ids=ids, attention_mask=mask, **sampling)
-                new = [_cut_at_eos(r, eos) for r in out[:, width:].tolist()]
-        responses.extend(new)
-        yield start, chunk, new
-    model.train(was_training)
-    batch = assemble([ids for _, ids in rows], responses, pad)
-    return RolloutBatch(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-        response_mask=batch["response_mask"],
-        group=torch.tensor([g for g, _ in rows], dtype=torch.long),
-        texts=tokenizer.batch_decode(responses, skip_special_tokens=True),
-        response_lengths=torch.tensor([len(r) for r in responses], dtype=torch.long),
-        prompt_width=max(len(ids) for _, ids in rows),
-    )
 
 
 class OverlappedScorer:

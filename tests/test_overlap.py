@@ -67,7 +67,7 @@ def test_overlapped_scoring_equals_the_synchronous_path(tmp_path, monkeypatch, o
 
 def test_generation_batches_equal_generate_rollouts():
     from scope_lib.rollout import generate_rollouts
-    from scope_lib.trainer import generation_batches
+    from scope_lib.rollout import generation_batches
     from scope_lib.world import load_world
 
     world = load_world(load_config("tiny", overrides={"model.student": "tiny_smoke", "model.teacher": "tiny_smoke"}))
