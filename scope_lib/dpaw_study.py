@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scope_lib import rollout, verify
+from scope_lib import rollout, verify, weight_records
 from scope_lib.problem import Problem
 from scope_lib.teacher import LocalTeacher
 from scope_lib.weights import sequence_logp, student_weights, teacher_weights, weight_stats
@@ -240,10 +240,8 @@ def most_concentrated_groups(frame: pd.DataFrame, weight: str, n: int) -> list:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n: expected a non-negative int, got {n!r}")
     _check_frame(frame, ["group", weight])
-    w = frame[weight].astype(float)
-    by = w.groupby(frame["group"])
-    ess_frac = (by.sum() ** 2 / (w ** 2).groupby(frame["group"]).sum()) / by.size()
-    ess_frac = ess_frac[by.size() >= 2].sort_index(kind="stable")
+    ess = weight_records.ess_table(frame[weight].astype(float), frame["group"])
+    ess_frac = ess.loc[ess["n"] >= 2, "ess_frac"].sort_index(kind="stable")
     return ess_frac.sort_values(kind="stable").index[:n].tolist()
 
 

@@ -273,17 +273,22 @@ def path_rows(records: pd.DataFrame) -> pd.DataFrame:
     return long
 
 
-def group_ess(records: pd.DataFrame) -> pd.DataFrame:
-    """Per step, group and path: members `n`, weight sum, ESS ``(sum w)^2 / sum w^2``, `ess_frac`
-    (ESS / n: 1 = uniform, 1/n = all weight on one rollout) and `max_share` (largest w / sum w)."""
-    long = path_rows(records).drop(columns=["n", "rel_weight"])
-    long["w2"] = long["weight"] ** 2
-    grouped = long.groupby(["step", "group", "path"])
+def ess_table(weight: pd.Series, by) -> pd.DataFrame:
+    """Per group of `weight` (grouped by `by`, as `Series.groupby` takes it): members `n`, weight
+    sum, ESS ``(sum w)^2 / sum w^2``, `ess_frac` (ESS / n: 1 = uniform, 1/n = all weight on one
+    rollout) and `max_share` (largest w / sum w), indexed by the groups."""
+    grouped = pd.DataFrame({"weight": weight, "w2": weight ** 2}).groupby(by)
     out = grouped.agg(n=("weight", "size"), weight_sum=("weight", "sum"), w2=("w2", "sum"), w_max=("weight", "max"))
     out["ess"] = out["weight_sum"] ** 2 / out["w2"]
     out["ess_frac"] = out["ess"] / out["n"]
     out["max_share"] = out["w_max"] / out["weight_sum"]
-    return out.drop(columns=["w2", "w_max"]).reset_index()
+    return out.drop(columns=["w2", "w_max"])
+
+
+def group_ess(records: pd.DataFrame) -> pd.DataFrame:
+    """Per step, group and path of the records: `ess_table`'s columns."""
+    long = path_rows(records)
+    return ess_table(long["weight"], [long["step"], long["group"], long["path"]]).reset_index()
 
 
 def ess_by_step(records: pd.DataFrame, *, min_members: int = 2) -> pd.DataFrame:
