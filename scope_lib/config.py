@@ -169,15 +169,24 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fingerprint(self, exclude: tuple[str, ...] = ("output_dir", "progress", "checkpoint_every", "keep_checkpoints", "eval")) -> str:
+    def fingerprint(self, exclude: tuple[str, ...] = (
+            "output_dir", "progress", "checkpoint_every", "keep_checkpoints", "eval",
+            "data.benchmarks_dir",  # where eval files live: evaluation only
+            "teacher.overlap",  # when the teacher scores, not what: the same model
+    )) -> str:
         """Hash of every setting that changes the trained model: the run registry's key.
 
-        Evaluation settings are left out: evaluations are cached separately (scope_lib.runs),
-        so one trained run serves every eval protocol.
+        `exclude` names keys, dotted for nested ones, that do not: evaluation settings are
+        left out because evaluations are cached separately (scope_lib.runs), so one trained run
+        serves every eval protocol.
         """
-        data = {k: v for k, v in self.to_dict().items() if k not in exclude}
-        data.get("data", {}).pop("benchmarks_dir", None)  # where eval files live: evaluation only
-        data.get("teacher", {}).pop("overlap", None)  # when the teacher scores, not what: same model
+        data = self.to_dict()
+        for key in exclude:
+            *parents, leaf = key.split(".")
+            node = data
+            for parent in parents:
+                node = node.get(parent, {})
+            node.pop(leaf, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
