@@ -42,7 +42,7 @@ import seaborn as sns
 
 from scope_lib import figure_data, nb, report
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import METHOD_COLORS, band, k_axis, legend_outside
+from scope_lib.plotting import METHOD_COLORS, band, k_axis, legend_outside, t_interval_within
 
 ctx = nb.setup("06_fig4_passk_curves", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -70,7 +70,7 @@ for row, variants in zip(axes, rows):
     for ax, eval_set in zip(row, sets + ["average"]):
         part = per_seed[per_seed.variant.isin(variants) & (per_seed.eval_set == eval_set)]
         sns.lineplot(part, x="k", y="pct", hue="variant", hue_order=variants, palette=METHOD_COLORS, marker="o", ms=3,
-                     mew=0, errorbar=figure_data.t_interval_within(0, 100), ax=ax)
+                     mew=0, errorbar=t_interval_within(0, 100), ax=ax)
         for variant in [v for v in own_row if v in variants]:
             sns.lineplot(part[part.variant == variant], x="k", y="pct", units="seed", estimator=None, lw=0.7, alpha=0.4,
                          color=METHOD_COLORS[variant], legend=False, ax=ax)

@@ -39,7 +39,7 @@ import seaborn as sns
 
 from scope_lib import figure_data, nb, report
 from scope_lib.experiments import run_grid, run_histories
-from scope_lib.plotting import legend_outside, point_interval
+from scope_lib.plotting import legend_outside, point_interval, t_interval_within
 
 ctx = nb.setup("08_fig6_weight_temperature", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -71,7 +71,7 @@ for ax, metric in zip(axes[:2], ["avg@k", "pass@k"]):
     ax.set(xlabel="tau", ylabel=f"{name} (%)", title=f"{name} vs tau, mean over eval sets")
 ess_rows = figure_data.history_long(histories, "teacher_w_ess_frac").assign(tau=lambda d: d.variant.map(tau_label))
 sns.lineplot(ess_rows, x="step", y="teacher_w_ess_frac", hue="tau", hue_order=list(palette), palette=palette,
-             errorbar=figure_data.t_interval_within(0, 1), ax=axes[2])
+             errorbar=t_interval_within(0, 1), ax=axes[2])
 axes[2].set(xlabel="step", ylabel="effective sample size / path size", title="Teacher-weight concentration")
 fig.suptitle(f"Weight temperature ({ctx.scale_label}, {len(seeds)} seed(s)): dots one seed, diamonds and bars the "
              "mean and 95% t interval; band: 95% t interval")

@@ -8,7 +8,7 @@ the runs' evaluations and training histories into one row per seed:
 - `history_long`: one logged training metric per variant, seed and step (Fig. 6's ESS);
 - `step_times`: the trainer's per-step timers per variant and seed (Table 8);
 
-and `t_interval_within`, the 95% t interval over seeds clipped to a metric's range, for
+and (in `scope_lib.plotting`) `t_interval_within`, the 95% t interval over seeds clipped to a metric's range, for
 seaborn's `errorbar`.
 
 `report.pass_curves` and `report.step_curves` give the same means as tables; the tests check
@@ -18,12 +18,11 @@ that both agree.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from scope_lib.plotting import t_interval
 
 AVERAGE = "average"  # the eval-set name of the unweighted mean over the sets, as in run_grid's rows
 
@@ -90,17 +89,3 @@ def step_times(histories: Mapping[tuple[str, int], list[dict]], timers: Sequence
                          "rollouts": record.get("n_correct", 0) + record.get("n_incorrect", 0),
                          **{name: record[f"time/{name}"] for name in timers}})
     return pd.DataFrame(rows, columns=["variant", "seed", "rollouts", *timers])
-
-
-def t_interval_within(lowest: float, highest: float) -> Callable[[Iterable[float]], tuple[float, float]]:
-    """A seaborn `errorbar` callable: `plotting.t_interval` (the 95% t interval over seeds of
-    `mean_ci`, the interval of the verdict lines) clipped to the metric's range
-    [lowest, highest], e.g. (0, 100) for a rate in percent. One value has no interval (NaN)."""
-    if not lowest < highest:
-        raise ValueError(f"lowest, highest: expected lowest < highest, got {lowest}, {highest}")
-
-    def interval(values: Iterable[float]) -> tuple[float, float]:
-        low, high = t_interval(values)
-        return float(np.clip(low, lowest, highest)), float(np.clip(high, lowest, highest))
-
-    return interval

@@ -22,7 +22,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -209,6 +209,20 @@ def t_interval(values: Iterable[float]) -> tuple[float, float]:
     return low, high
 
 
+def t_interval_within(lowest: float, highest: float) -> Callable[[Iterable[float]], tuple[float, float]]:
+    """A seaborn `errorbar` callable: `t_interval` (the 95% t interval over seeds of
+    `mean_ci`, the interval of the verdict lines) clipped to the metric's range
+    [lowest, highest], e.g. (0, 100) for a rate in percent. One value has no interval (NaN)."""
+    if not lowest < highest:
+        raise ValueError(f"lowest, highest: expected lowest < highest, got {lowest}, {highest}")
+
+    def interval(values: Iterable[float]) -> tuple[float, float]:
+        low, high = t_interval(values)
+        return float(np.clip(low, lowest, highest)), float(np.clip(high, lowest, highest))
+
+    return interval
+
+
 def point_interval(ax, data, *, x: str, y: str, hue: str | None = None, order: list | None = None,
                    hue_order: list | None = None, palette: dict | None = None, scale: float = 1.0,
                    clip: tuple[float, float] | None = None):
@@ -236,10 +250,7 @@ def point_interval(ax, data, *, x: str, y: str, hue: str | None = None, order: l
     levels = len(hue_order) if dodged else 1
     sns.stripplot(**common, dodge=dodged, jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
     # pointplot's dodge spreads the first and last hue by this much, stripplot's by 0.8 (n-1)/n.
-    def interval(values):
-        low, high = t_interval(values)
-        return (low, high) if clip is None else (float(np.clip(low, *clip)), float(np.clip(high, *clip)))
-
+    interval = t_interval if clip is None else t_interval_within(*clip)
     sns.pointplot(**common, estimator="mean", errorbar=interval, dodge=0.8 * (levels - 1) / levels if dodged else False,
                   legend=dodged, linestyle="none", markers="D", markersize=6, capsize=0.08, err_kws={"linewidth": 1.6}, zorder=3)
     keys = [x] + ([hue] if hue else [])

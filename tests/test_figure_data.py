@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scope_lib import figure_data, report
+from scope_lib import figure_data, plotting, report
 from scope_lib.evaluate import EvalResult
 
 
@@ -121,12 +121,12 @@ def test_t_interval_within_is_mean_ci_clipped_to_the_range():
     _, low, high = mean_ci(values)
     # max - mean <= s (n - 1) / sqrt(n) = 1.15 s < t s / sqrt(n) = 2.48 s: the interval always leaves the range
     assert high > 100 and 0 < low
-    assert figure_data.t_interval_within(0, 100)(values) == (max(low, 0.0), 100.0)
-    wide = figure_data.t_interval_within(-1e9, 1e9)(values)
+    assert plotting.t_interval_within(0, 100)(values) == (max(low, 0.0), 100.0)
+    wide = plotting.t_interval_within(-1e9, 1e9)(values)
     mean = float(np.mean(values))
     t = 0.95 * math.sqrt(2 / (1 - 0.95 ** 2))  # df = 2 in closed form: P(|T| < t) = t / sqrt(2 + t^2)
     half = t * float(np.std(values, ddof=1)) / math.sqrt(3)
     np.testing.assert_allclose(wide, (mean - half, mean + half), rtol=1e-12)
-    assert all(math.isnan(x) for x in figure_data.t_interval_within(0, 1)([0.5]))  # one seed: no interval
+    assert all(math.isnan(x) for x in plotting.t_interval_within(0, 1)([0.5]))  # one seed: no interval
     with pytest.raises(ValueError, match="lowest < highest"):
-        figure_data.t_interval_within(1, 1)
+        plotting.t_interval_within(1, 1)
