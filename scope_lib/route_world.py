@@ -24,6 +24,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from scope_lib.models import ModelSpec, lr_at, make_model, pair_batch
 from scope_lib.tokenizer import build_tokenizer, load_tokenizer
 
 _FORMAT_VERSION = 1  # bump when the task, tokenizer or training code changes what is built
+_LATER_MIX_FIELDS = {"misread_prob": 0.0, "reorder_prob": 0.0}  # SolutionMix fields added after the first shipped world
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,19 @@ class StopRule:
     target: float  # greedy accuracy on the validation set
     check_every: int = 50  # optimiser steps between checks
     min_steps: int = 100  # no check before this
+
+
+@dataclass(frozen=True)
+class RepairStage:
+    """Continued training of the pretrained teacher on repair traces (`mix`: slip-then-fix and
+    misread-then-fix lines), stopped at the first check where its repair rate (`repair_rate` on
+    `routes.flawed_prefix` cases of every kind in `kinds`, mean over kinds) reaches `stop.target`."""
+
+    mix: routes.SolutionMix
+    spec: ModelSpec  # lr, schedule, warm-up, seed; `steps` is the most it may train
+    stop: StopRule
+    kinds: tuple[str, ...] = routes.FLAW_KINDS
+    cases_per_kind: int = 100  # validation problems, one flawed prefix each
 
 
 @dataclass(frozen=True)
@@ -63,9 +78,22 @@ class RouteWorldConfig:
     student_stop: StopRule = field(default_factory=lambda: StopRule(target=0.5, check_every=50, min_steps=200))
     teacher_mix: routes.SolutionMix = routes.TEACHER_MIX  # what the teacher's solutions look like
     student_mix: routes.SolutionMix = routes.STUDENT_MIX
+    teacher_repair: RepairStage | None = None  # a second teacher stage on repair traces
+
+    def as_dict(self) -> dict:
+        """`dataclasses.asdict`, less the fields added after the first shipped world while they
+        hold their defaults (so worlds built before them keep their key and records)."""
+        fields = dataclasses.asdict(self)
+        for mix in ("teacher_mix", "student_mix"):
+            for name, default in _LATER_MIX_FIELDS.items():
+                if fields[mix].get(name) == default:
+                    del fields[mix][name]
+        if fields["teacher_repair"] is None:
+            del fields["teacher_repair"]
+        return fields
 
     def key(self) -> str:
-        blob = json.dumps({"v": _FORMAT_VERSION, "task": "routes", **dataclasses.asdict(self)}, sort_keys=True)
+        blob = json.dumps({"v": _FORMAT_VERSION, "task": "routes", **self.as_dict()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -91,10 +119,38 @@ def greedy_accuracy(model, tokenizer, problems, *, max_new_tokens: int = 96, bat
     return sum(extract_boxed(t) == p.answer for t, p in zip(batch.texts, problems)) / len(problems)
 
 
+@torch.no_grad()
+def repair_rate(model, tokenizer, cases: list[tuple]) -> float:
+    """Fraction of `(problem, flawed prefix)` cases the model completes greedily to the right answer."""
+    from scope_lib.rollout import generate_rollouts
+    from scope_lib.verify import extract_boxed
+
+    batch = generate_rollouts(model, tokenizer, [routes.format_prompt(p) + prefix for p, prefix in cases],
+                              num_samples=1, temperature=0.0, max_new_tokens=96, batch_size=256)
+    return sum(extract_boxed(t) == p.answer for (p, _), t in zip(cases, batch.texts)) / len(cases)
+
+
+def repair_cases(problems, kinds: tuple[str, ...], *, seed: int = 0) -> dict[str, list[tuple]]:
+    """{kind: [(problem, flawed prefix)]}: one `routes.flawed_prefix` of each kind per problem."""
+    import random
+
+    rng = random.Random(f"repair:{seed}")
+    return {kind: [(p, routes.flawed_prefix(p, kind, rng)) for p in problems] for kind in kinds}
+
+
 def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.SolutionMix, validation, *,
-             progress: bool = True, desc: str = "pretrain", position: int = 0) -> dict:
-    """Supervised pretraining on `mix`'s solutions until `stop` says so; returns the record."""
+             progress: bool = True, desc: str = "pretrain", position: int = 0, measure=None) -> dict:
+    """Supervised training on `mix`'s solutions until `stop` says so; returns the record.
+
+    `measure(model) -> (score, extras)` replaces the stop rule's measurement (default: greedy
+    accuracy on `validation`); `extras` are recorded with each check.
+    """
     from tqdm.auto import tqdm
+
+    def default_measure(model):
+        return greedy_accuracy(model, tokenizer, validation), {}
+
+    measure = measure or default_measure
 
     data = routes.pretraining_texts(spec.steps * spec.batch_size, mix, seed=spec.seed, tiers=spec.tiers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.98))
@@ -114,8 +170,9 @@ def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.Solu
         done = step + 1
         if done >= stop.min_steps and done % stop.check_every == 0:
             model.eval()
-            accuracy = greedy_accuracy(model, tokenizer, validation)
-            checks.append({"step": done, "accuracy": accuracy, "loss": float(sum(losses[-20:]) / len(losses[-20:]))})
+            accuracy, extras = measure(model)
+            checks.append({"step": done, "accuracy": accuracy, "loss": float(sum(losses[-20:]) / len(losses[-20:])),
+                           **extras})
             bar.set_postfix(acc=f"{accuracy:.3f}", loss=f"{loss.item():.3f}")
             if accuracy >= stop.target:
                 break
@@ -138,6 +195,38 @@ def _build_model(config: RouteWorldConfig, name: str, tmp: Path, progress: bool,
         model.save_pretrained(tmp / name)
         record.update(seconds=round(time.time() - start, 1), cpu_seconds=round(time.process_time() - cpu_start, 1),
                       threads=1, params=sum(p.numel() for p in model.parameters()))
+        if name == "teacher" and config.teacher_repair is not None:
+            record["repair"] = _repair_teacher(config, tmp, progress, position)
+        return record
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _repair_teacher(config: RouteWorldConfig, tmp: Path, progress: bool, position: int) -> dict:
+    """The repair stage: continue training `tmp/teacher` on repair traces, in place."""
+    from transformers import LlamaForCausalLM
+
+    stage = config.teacher_repair
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tokenizer = load_tokenizer(tmp / "tokenizer")
+        model = LlamaForCausalLM.from_pretrained(tmp / "teacher")
+        torch.manual_seed(stage.spec.seed)
+        validation = routes.validation_set(config.validation_problems)
+        cases = repair_cases(validation[: stage.cases_per_kind], stage.kinds)
+
+        def measure(model):
+            rates = {kind: repair_rate(model, tokenizer, c) for kind, c in cases.items()}
+            return sum(rates.values()) / len(rates), {"repair": rates, "clean": greedy_accuracy(model, tokenizer, validation)}
+
+        before, extras = measure(model.eval())
+        start, cpu_start = time.time(), time.process_time()
+        record = pretrain(model, tokenizer, stage.spec, stage.stop, stage.mix, validation, progress=progress,
+                          desc="repair teacher", position=position, measure=measure)
+        model.save_pretrained(tmp / "teacher")
+        record.update(before={"accuracy": before, **extras}, seconds=round(time.time() - start, 1),
+                      cpu_seconds=round(time.process_time() - cpu_start, 1), threads=1)
         return record
     finally:
         torch.set_num_threads(threads)
@@ -145,7 +234,7 @@ def _build_model(config: RouteWorldConfig, name: str, tmp: Path, progress: bool,
 
 def _teacher_part(config: RouteWorldConfig) -> dict:
     """What the tokenizer and teacher depend on (equal parts: a built teacher can be reused)."""
-    part = dataclasses.asdict(config)
+    part = config.as_dict()
     return {k: part[k] for k in ("vocab_size", "corpus_size", "max_positions", "validation_problems",
                                  "teacher", "teacher_stop", "teacher_mix")}
 
@@ -161,7 +250,7 @@ def build_route_world(config: RouteWorldConfig, dest: Path, *, progress: bool = 
 
     dest = Path(dest)
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-    record: dict = {"config": dataclasses.asdict(config), "key": config.key(), "task": "routes"}
+    record: dict = {"config": config.as_dict(), "key": config.key(), "task": "routes"}
     names = ("teacher", "student")
     if reuse_teacher is not None:
         source = json.loads((Path(reuse_teacher) / "done.json").read_text())
@@ -172,17 +261,29 @@ def build_route_world(config: RouteWorldConfig, dest: Path, *, progress: bool = 
             shutil.copytree(Path(reuse_teacher) / part, tmp / part)
         record["teacher"] = {**source["teacher"], "reused_from": source["key"]}
         names = ("student",)
+        source_repair = source_config.get("teacher_repair")
+        if source_repair is not None and source_repair != json.loads(json.dumps(config.as_dict().get("teacher_repair"))):
+            raise ValueError(f"reuse_teacher {reuse_teacher}: its teacher went through another repair stage")
+        if config.teacher_repair is not None and source_repair is None:
+            names = ("teacher_repair", "student")  # the copied teacher still needs its repair stage
     else:
         tokenizer = build_tokenizer(config.vocab_size, texts=routes.corpus(config.corpus_size))
         tokenizer.save_pretrained(tmp / "tokenizer")
     start = time.time()
+    jobs = {"teacher": partial(_build_model, config, "teacher", tmp, progress),
+            "teacher_repair": partial(_repair_teacher, config, tmp, progress),
+            "student": partial(_build_model, config, "student", tmp, progress)}
+    results = {}
     if len(names) == 2 and (os.cpu_count() or 1) >= 2 and config.teacher.hidden > 64:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-            futures = {n: pool.submit(_build_model, config, n, tmp, progress, i) for i, n in enumerate(names)}
-            record.update({n: f.result() for n, f in futures.items()})
+            futures = {n: pool.submit(jobs[n], i) for i, n in enumerate(names)}
+            results = {n: f.result() for n, f in futures.items()}
     else:
-        record.update({n: _build_model(config, n, tmp, progress, 0) for n in names})
+        results = {n: jobs[n](0) for n in names}
+    if "teacher_repair" in results:
+        record["teacher"]["repair"] = results.pop("teacher_repair")
+    record.update(results)
     record["build_seconds"] = round(time.time() - start, 1)
     (tmp / "done.json").write_text(json.dumps(record, indent=1))
     if dest.exists():

@@ -114,16 +114,28 @@ def routes_differ(steps: list[tuple[str, int]]) -> bool:
     return route_steps(steps, "inorder") != route_steps(steps, "subfirst")
 
 
-def solution_text(start: int, steps: list[tuple[str, int]], route: str, *, slip: tuple[int, int] | None = None) -> str:
+def solution_text(start: int, steps: list[tuple[str, int]], route: str, *, slip: tuple[int, int] | None = None,
+                  misread: tuple[int, int] | None = None) -> str:
     """The worked solution along `route`; `slip=(line, delta)` writes that line's result off by
-    `delta`, then a `fix:` line with the right result (a teacher trace). Route `direct`: the
-    boxed answer alone."""
+    `delta`, `misread=(line, operand)` writes that line with a wrong operand (its own arithmetic
+    right); either is followed by a `fix:` line with the right line (teacher traces). Route
+    `direct`: the boxed answer alone."""
     if route == DIRECT:
         return f"\\boxed{{{running_values(start, steps)[-1]}}}"
+    return ordered_text(start, route_steps(steps, route), slip=slip, misread=misread)
+
+
+def ordered_text(start: int, ordered: list[tuple[str, int]], *, slip: tuple[int, int] | None = None,
+                 misread: tuple[int, int] | None = None) -> str:
+    """The worked solution applying the operations in the order given (`solution_text`'s lines)."""
     lines, value = [], start
-    for k, (op, b) in enumerate(route_steps(steps, route)):
+    for k, (op, b) in enumerate(ordered):
         new = value + b if op == "+" else value - b
-        if slip is not None and slip[0] == k:
+        if misread is not None and misread[0] == k:
+            wrong = misread[1]
+            lines.append(f"{value}{op}{wrong}={value + wrong if op == '+' else value - wrong}")
+            lines.append(f"{FIX_MARK}{value}{op}{b}={new}")
+        elif slip is not None and slip[0] == k:
             lines.append(f"{value}{op}{b}={new + slip[1]}")
             lines.append(f"{FIX_MARK}{value}{op}{b}={new}")
         else:
@@ -211,6 +223,8 @@ class SolutionMix:
     slip_prob: float  # P(one slip-then-fix line) per step-by-step solution
     direct_prob: float = 0.0  # P(the answer alone, no steps): the short route
     direct_max_ops: int = 5  # ... only on problems with at most this many operations
+    misread_prob: float = 0.0  # P(one misread-operand-then-fix line) per step-by-step solution without a slip
+    reorder_prob: float = 0.0  # P(another valid order than the two named routes), where one exists
 
 
 STUDENT_MIX = SolutionMix(max_value=STUDENT_MAX, rare_route_prob=0.2, slip_prob=0.0, direct_prob=0.15)
@@ -225,6 +239,33 @@ def _slip_delta(rng: random.Random, value: int) -> int:
         if value + delta >= 0:
             return delta
     return 1
+
+
+def _misread_operand(rng: random.Random, value: int, op: str, b: int, avoid=()) -> int:
+    """A wrong operand like the student's misreadings (off by 1, 2 or 10, or digits swapped),
+    keeping the line's result non-negative; `(op, operand)` pairs in `avoid` (the problem's
+    other operations: writing one would be a valid reordering, not a misreading) are skipped."""
+    def fits(wrong: int) -> bool:
+        return wrong != b and wrong > 0 and (op == "+" or value - wrong >= 0) and (op, wrong) not in avoid
+
+    for _ in range(20):
+        choice = rng.choice(("+1", "-1", "+2", "-2", "+10", "-10", "swap"))
+        wrong = int(str(b)[::-1]) if choice == "swap" else b + int(choice)
+        if fits(wrong):
+            return wrong
+    return next(w for w in range(b + 1, b + 200) if fits(w))
+
+
+def _other_order(rng: random.Random, start: int, steps: list[tuple[str, int]], max_value: int
+                 ) -> list[tuple[str, int]] | None:
+    """A random order of the operations, neither named route, whose running values stay in
+    0..max_value (None if 20 shuffles find none)."""
+    named = [route_steps(steps, r) for r in ROUTES]
+    for _ in range(20):
+        order = rng.sample(steps, len(steps))
+        if order not in named and all(0 <= v <= max_value for v in running_values(start, order)):
+            return order
+    return None
 
 
 def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int, ...] = TRAIN_TIERS) -> list[tuple[str, str]]:
@@ -244,6 +285,11 @@ def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int
         if mix.direct_prob > 0 and len(steps) <= mix.direct_max_ops and rng.random() < mix.direct_prob:
             out.append((f"{question}\n", solution_text(start, steps, DIRECT)))
             continue
+        if mix.reorder_prob > 0 and rng.random() < mix.reorder_prob:
+            order = _other_order(rng, start, steps, mix.max_value)
+            if order is not None:
+                out.append((f"{question}\n", ordered_text(start, order)))
+                continue
         if len(valid) == 2:
             route = "subfirst" if rng.random() < mix.rare_route_prob else "inorder"
         else:
@@ -253,8 +299,37 @@ def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int
             line = rng.randrange(len(steps))
             value = running_values(start, route_steps(steps, route))[line]
             slip = (line, _slip_delta(rng, value))
-        out.append((f"{question}\n", solution_text(start, steps, route, slip=slip)))
+        misread = None
+        if slip is None and mix.misread_prob > 0 and rng.random() < mix.misread_prob:
+            line = rng.randrange(len(steps))
+            ordered = route_steps(steps, route)
+            before = ([start] + running_values(start, ordered))[line]
+            misread = (line, _misread_operand(rng, before, *ordered[line], avoid=ordered))
+        out.append((f"{question}\n", solution_text(start, steps, route, slip=slip, misread=misread)))
     return out
+
+
+FLAW_KINDS = ("slip", "misread")
+
+
+def flawed_prefix(problem: Problem, kind: str, rng: random.Random) -> str:
+    """A prefix of `problem`'s usual route that ends in one flawed line like the teacher's repair
+    traces: an arithmetic slip (`kind="slip"`) or a misread operand (`"misread"`), on a random
+    line, cut right before the `fix:` line. Ends with a newline."""
+    if kind not in FLAW_KINDS:
+        raise ValueError(f"kind: expected one of {FLAW_KINDS}, got {kind!r}")
+    steps = [tuple(s) for s in problem.meta["steps"]]
+    route = "subfirst" if problem.meta["kind"] == "subfirst_only" else "inorder"
+    ordered = route_steps(steps, route)
+    line = rng.randrange(len(ordered))
+    values = [problem.meta["start"]] + running_values(problem.meta["start"], ordered)
+    if kind == "slip":
+        text = ordered_text(problem.meta["start"], ordered, slip=(line, _slip_delta(rng, values[line + 1])))
+    else:
+        wrong = _misread_operand(rng, values[line], *ordered[line], avoid=ordered)
+        text = ordered_text(problem.meta["start"], ordered, misread=(line, wrong))
+    lines = text.split("\n")
+    return "\n".join(lines[: lines.index(next(x for x in lines if x.startswith(FIX_MARK)))]) + "\n"
 
 
 def format_prompt(problem: Problem) -> str:
@@ -327,8 +402,9 @@ def first_route_error(problem: Problem, text: str) -> RouteError | None:
     Each line `a op b = c` is checked: `a` against the previous result, `op b` against the
     operations not yet used (addition and subtraction commute, so any order is a valid route),
     `c = a op b`. A direct answer (no lines) is checked against the gold answer. A `fix:` line
-    right after a slipped line that repeats it correctly repairs the slip (the teacher's
-    traces), so it is not an error.
+    right after a slipped line that repeats it correctly repairs the slip, and one right after a
+    line with a wrong operation that writes a valid next line instead repairs that (the
+    teacher's traces), so neither is an error.
     """
     steps = [tuple(s) for s in problem.meta.get("steps", [])]
     if not steps:
@@ -340,7 +416,8 @@ def first_route_error(problem: Problem, text: str) -> RouteError | None:
         return RouteError(0, "wrong direct answer", f"line 1: {lines[0][:30]!r}")
     value, used, k = problem.meta["start"], 0, 0
     remaining = list(steps)  # operations not yet applied
-    pending: tuple[int, str, int, int] | None = None  # a slipped line a fix may still repair
+    # a wrong line a fix may still repair: (a, op, b, line, kind, where)
+    pending: tuple[int, str, int, int, str, str] | None = None
     while k < len(lines):
         line = lines[k].strip()
         if line.startswith("\\boxed"):
@@ -350,27 +427,34 @@ def first_route_error(problem: Problem, text: str) -> RouteError | None:
         if match is None:
             return RouteError(k, "malformed line", where)
         is_fix, a, op, b, c = match[1] is not None, int(match[2]), match[3], int(match[4]), int(match[5])
+        true = a + b if op == "+" else a - b
         if pending is not None:
-            if is_fix and (a, op, b) == pending[:3] and c == (a + b if op == "+" else a - b):
+            slip_fixed = pending[4] == "arithmetic slip" and (a, op, b) == pending[:3]
+            operation_fixed = pending[4] == "wrong operation" and a == value and (op, b) in remaining
+            if is_fix and c == true and (slip_fixed or operation_fixed):
+                if operation_fixed:
+                    remaining.remove((op, b))
+                    used += 1
                 value, pending, k = c, None, k + 1
                 continue
-            return RouteError(pending[3], "arithmetic slip", f"line {pending[3] + 1}")
+            return RouteError(pending[3], pending[4], pending[5])
         if used >= len(steps):
             return RouteError(k, "extra steps", where)
         if a != value:
             return RouteError(k, "carried a wrong value", where)
         if (op, b) not in remaining:
-            return RouteError(k, "wrong operation", where)
+            pending = (a, op, b, k, "wrong operation", where)
+            k += 1
+            continue
         remaining.remove((op, b))
         used += 1
-        true = a + b if op == "+" else a - b
         if c != true:
-            pending = (a, op, b, k)
+            pending = (a, op, b, k, "arithmetic slip", f"line {k + 1}")
         else:
             value = c
         k += 1
     if pending is not None:
-        return RouteError(pending[3], "arithmetic slip", f"line {pending[3] + 1}")
+        return RouteError(pending[3], pending[4], pending[5])
     final = lines[k].strip() if k < len(lines) else ""
     if used < len(steps):
         return RouteError(k, "missing steps" if final.startswith("\\boxed") else "no final answer", f"after line {k}")

@@ -214,17 +214,27 @@ def _config_class(task: str | None):
     return models.WorldConfig
 
 
+def _dataclass_from_dict(cls, data: dict):
+    """`cls(**data)` with nested dataclass fields (also `X | None` ones) rebuilt from their dicts
+    and json lists turned back into tuples."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints.get(name)
+        inner = [t for t in typing.get_args(hint) if t is not type(None)] if typing.get_args(hint) else [hint]
+        if isinstance(value, dict) and len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            value = _dataclass_from_dict(inner[0], value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
 def _config_from_dict(data: dict, source: Path, task: str | None = None):
     """The world config whose `dataclasses.asdict` (read back from json) is `data`."""
     config_class = _config_class(task)
-    hints = typing.get_type_hints(config_class)
     try:
-        kwargs = {}
-        for name, value in data.items():
-            if dataclasses.is_dataclass(hints.get(name)):
-                value = hints[name](**{key: tuple(item) if isinstance(item, list) else item for key, item in value.items()})
-            kwargs[name] = value
-        return config_class(**kwargs)
+        return _dataclass_from_dict(config_class, data)
     except (TypeError, ValueError, AttributeError) as error:
         raise ValueError(f"{source}: its 'config' does not fit {config_class.__name__} ({error}); "
                          "it was built by another version of the world code") from None

@@ -135,3 +135,67 @@ def test_make_problem_rejects_out_of_range():
         routes.make_problem(5, [("+", 99), ("-", 50), ("+", 60)], source="test", index=0)
     with pytest.raises(ValueError, match="route"):
         routes.route_steps([("+", 1)], "backwards")
+
+
+def test_misread_then_fix_is_repaired_and_without_the_fix_is_a_wrong_operation(pool):
+    rng = random.Random(11)
+    for problem in pool[:150]:
+        start, steps = problem.meta["start"], _steps(problem)
+        route = "subfirst" if problem.meta["kind"] == "subfirst_only" else "inorder"
+        ordered = routes.route_steps(steps, route)
+        line = rng.randrange(len(ordered))
+        before = ([start] + routes.running_values(start, ordered))[line]
+        wrong = routes._misread_operand(rng, before, *ordered[line], avoid=ordered)
+        assert wrong != ordered[line][1] and wrong > 0
+        text = routes.solution_text(start, steps, route, misread=(line, wrong))
+        lines = text.split("\n")
+        assert lines[line + 1].startswith(routes.FIX_MARK)
+        assert is_correct(text, problem.answer) and routes.first_route_error(problem, text) is None
+        # the misread line computes its own (wrong) operand right: only its operand is wrong
+        a, op, b, c, _ = routes.parse_lines(lines[line])[0]
+        assert (a, op, b) == (before, ordered[line][0], wrong) and c == (a + b if op == "+" else a - b)
+        unfixed = "\n".join(lines[: line + 1] + lines[line + 2:])
+        error = routes.first_route_error(problem, unfixed)
+        assert error is not None and (error.line, error.kind) == (line, "wrong operation")
+        # a fix line that is not a valid next step repairs nothing
+        bad_fix = "\n".join(lines[: line + 1] + [f"{routes.FIX_MARK}{before}{op}{wrong}={c}"] + lines[line + 2:])
+        assert routes.first_route_error(problem, bad_fix).kind == "wrong operation"
+
+
+@pytest.mark.parametrize("kind,expected", [("slip", "arithmetic slip"), ("misread", "wrong operation")])
+def test_flawed_prefix_ends_in_one_error_of_its_kind(pool, kind, expected):
+    rng = random.Random(5)
+    for problem in pool[:120]:
+        prefix = routes.flawed_prefix(problem, kind, rng)
+        assert prefix.endswith("\n") and routes.FIX_MARK not in prefix
+        lines = prefix.rstrip("\n").split("\n")
+        error = routes.first_route_error(problem, prefix + "\\boxed{0}")
+        assert error is not None and error.kind == expected and error.line == len(lines) - 1
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        routes.flawed_prefix(pool[0], "sign", rng)
+
+
+def test_repair_and_reorder_mixes():
+    traced = routes.SolutionMix(max_value=routes.TEACHER_MAX, rare_route_prob=0.0, slip_prob=0.5, misread_prob=1.0)
+    pairs = routes.pretraining_texts(400, traced, seed=4)
+    fixes = Counter(solution.count(routes.FIX_MARK) for _, solution in pairs)
+    assert fixes == Counter({1: 400})  # every solution carries exactly one repaired flaw
+    reorder = routes.SolutionMix(max_value=routes.STUDENT_MAX, rare_route_prob=0.3, slip_prob=0.0, reorder_prob=1.0)
+    seen = Counter()
+    for prompt, solution in routes.pretraining_texts(400, reorder, seed=4):
+        problem = _problem_from_prompt(prompt)
+        assert routes.first_route_error(problem, solution) is None and is_correct(solution, problem.answer)
+        assert all(0 <= c <= routes.STUDENT_MAX for *_, c, _ in routes.parse_lines(solution))
+        seen[routes.route_of(problem, solution)] += 1
+    assert seen["reordered"] > 0.6 * sum(seen.values())  # the named routes only where no other order exists
+    # zero-valued new fields leave the old mixes' texts unchanged (a built world's data)
+    assert routes.pretraining_texts(50, routes.STUDENT_MIX, seed=2) == routes.pretraining_texts(
+        50, routes.SolutionMix(**{**routes.STUDENT_MIX.__dict__, "misread_prob": 0.0, "reorder_prob": 0.0}), seed=2)
+
+
+def _problem_from_prompt(prompt):
+    import re
+
+    words = re.findall(r"(Start with|Add|Subtract) (\d+)", prompt)
+    steps = [("+" if w == "Add" else "-", int(n)) for w, n in words[1:]]
+    return routes.make_problem(int(words[0][1]), steps, source="check", index=0, max_value=routes.TEACHER_MAX)

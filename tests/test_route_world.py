@@ -1,0 +1,61 @@
+"""The route world's builder: the teacher's repair stage (continued training on repair traces,
+stopped by a measured repair rate), teacher reuse, and configs read back from a build record."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from scope_lib import routes
+from scope_lib.models import ModelSpec
+from scope_lib.route_world import ROUTE_SMOKE_WORLD, ROUTE_WORLD, RepairStage, StopRule, build_route_world
+from scope_lib.shipped import _config_from_dict
+
+REPAIR = RepairStage(
+    mix=routes.SolutionMix(max_value=routes.TEACHER_MAX, rare_route_prob=0.03, slip_prob=0.5, misread_prob=1.0),
+    spec=ModelSpec(layers=2, hidden=32, heads=2, ffn=64, steps=20, batch_size=16, warmup=2, schedule="constant",
+                   seed=3, tiers=routes.TRAIN_TIERS),
+    stop=StopRule(target=1.0, check_every=10, min_steps=10), cases_per_kind=4)
+REPAIRED = dataclasses.replace(ROUTE_SMOKE_WORLD, teacher_repair=REPAIR)
+
+
+def test_the_shipped_worlds_key_is_unchanged_by_fields_added_later():
+    assert ROUTE_WORLD.key() == "6fa936182eb0"  # worlds/tiny_routes was built under this key
+    assert REPAIRED.key() != ROUTE_SMOKE_WORLD.key()
+    assert "teacher_repair" not in ROUTE_WORLD.as_dict() and "misread_prob" not in ROUTE_WORLD.as_dict()["teacher_mix"]
+
+
+def test_config_with_a_repair_stage_reads_back_from_its_record(tmp_path):
+    record = json.loads(json.dumps(REPAIRED.as_dict()))
+    back = _config_from_dict(record, tmp_path / "build.json", "routes")
+    assert back == REPAIRED and back.key() == REPAIRED.key()
+    assert _config_from_dict(json.loads(json.dumps(ROUTE_WORLD.as_dict())), tmp_path, "routes") == ROUTE_WORLD
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    torch.manual_seed(0)
+    return build_route_world(ROUTE_SMOKE_WORLD, tmp_path_factory.mktemp("w") / "plain", progress=False)
+
+
+def test_repair_stage_continues_the_reused_teacher_and_records_its_checks(plain, tmp_path):
+    dest = build_route_world(REPAIRED, tmp_path / "repaired", progress=False, reuse_teacher=plain)
+    done = json.loads((dest / "done.json").read_text())
+    repair = done["teacher"]["repair"]
+    assert done["key"] == REPAIRED.key() and done["teacher"]["reused_from"] == ROUTE_SMOKE_WORLD.key()
+    assert [c["step"] for c in repair["checks"]] == [10, 20] and repair["steps"] == 20
+    for check in repair["checks"] + [repair["before"]]:
+        assert set(check["repair"]) == set(routes.FLAW_KINDS)
+        assert check["accuracy"] == pytest.approx(sum(check["repair"].values()) / len(routes.FLAW_KINDS))
+        assert 0.0 <= check["clean"] <= 1.0
+    before = load_file(plain / "teacher" / "model.safetensors")
+    after = load_file(dest / "teacher" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the stage trained the teacher
+    tokenizer_files = sorted(p.name for p in (dest / "tokenizer").iterdir())
+    assert tokenizer_files == sorted(p.name for p in (plain / "tokenizer").iterdir())
+    # a teacher repaired under other settings is not reused as if it were this one
+    other = dataclasses.replace(REPAIRED, teacher_repair=dataclasses.replace(REPAIR, cases_per_kind=5))
+    with pytest.raises(ValueError, match="another repair stage"):
+        build_route_world(other, tmp_path / "other", progress=False, reuse_teacher=dest)
