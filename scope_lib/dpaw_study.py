@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scope_lib import rollout, verify, weight_records
+from scope_lib import pipeline, weight_records
 from scope_lib.problem import Problem
 from scope_lib.teacher import LocalTeacher
-from scope_lib.weights import sequence_logp, student_weights, teacher_weights, weight_stats
+from scope_lib.weights import student_weights, teacher_weights, weight_stats
 
 STUDENT, RELEASED, TEACHER = "w_S", "w_S released", "w_T"  # weight column prefixes
 # (label, weight prefix, path is the correct one, PPL column) of the rows of `weight_stats_table`.
@@ -84,18 +84,10 @@ class ScoredGroups:
     teacher_s: torch.Tensor  # (N,) teacher's on the incorrect rows, NaN on the correct ones
 
 
-def _sequence_scores(model, batch: rollout.RolloutBatch, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """Length-normalised log-prob under `model` of the responses of `batch` (only `rows`)."""
-    ids, attention, response = batch.input_ids, batch.attention_mask, batch.response_mask
-    if rows is not None:
-        ids, attention, response = ids[rows], attention[rows], response[rows]
-    return sequence_logp(LocalTeacher(model).score(ids, attention), response)
-
-
 def sample_scored_groups(student, teacher, tokenizer, problems: Sequence[Problem],
                          format_prompt: Callable[[Problem], str], *, group_size: int, temperature: float,
                          top_p: float, top_k: int, max_new_tokens: int, batch_size: int, seed: int) -> ScoredGroups:
-    """Sample `group_size` rollouts per problem from `student` (`rollout.generate_rollouts` with
+    """Sample `group_size` rollouts per problem from `student` (`pipeline.score_rollouts` with
     the given settings and seed), grade them against the gold answers, and score them: every
     row under the student, the incorrect rows under `teacher` (teacher scores NaN elsewhere)."""
     problems = list(problems)
@@ -103,18 +95,14 @@ def sample_scored_groups(student, teacher, tokenizer, problems: Sequence[Problem
         raise ValueError("problems: expected at least one problem")
     if teacher is None:
         raise ValueError("teacher: this study needs the teacher model in process (teacher.backend: local)")
-    batch = rollout.generate_rollouts(
-        student, tokenizer, [format_prompt(p) for p in problems], num_samples=group_size, temperature=temperature,
-        top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
-    )
-    group = batch.group
-    correct = torch.tensor(verify.grade_batch(batch.texts, [problems[int(g)].answer for g in group]), dtype=torch.bool)
-    student_s = _sequence_scores(student, batch)
-    teacher_s = torch.full_like(student_s, float("nan"))  # NaN on correct rows: never read by Eq. 5
-    wrong = (~correct).nonzero().squeeze(-1)
-    if len(wrong):
-        teacher_s[wrong] = _sequence_scores(teacher, batch, wrong)
-    return ScoredGroups(problems, list(batch.texts), group, correct, student_s, teacher_s)
+    sampling = pipeline.Sampling(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size)
+    scored = pipeline.score_rollouts(student, tokenizer, problems, format_prompt=format_prompt, group_size=group_size,
+                                     sampling=sampling, seed=seed, teacher=LocalTeacher(teacher),
+                                     teacher_rows=pipeline.incorrect_rows, score_student=True)
+    # NaN on correct rows: never read by Eq. 5
+    return ScoredGroups(problems, list(scored.rollouts.texts), scored.rollouts.group, scored.correct,
+                        scored.student_seq_logp(), scored.teacher_seq_logp())
 
 
 def rollout_table(scored: ScoredGroups, taus: Sequence[float]) -> pd.DataFrame:

@@ -105,21 +105,18 @@ def measure_student_path(student, tokenizer, problems: Sequence[Problem], format
                          route_of: Callable[[Problem, str], str], *, group_size: int = 8, temperature: float = 1.0,
                          max_new_tokens: int = 96, tau: float = 1.0, seed: int = 0, batch_size: int = 256):
     """Sample `group_size` base-student rollouts per problem (the training rollouts' settings),
-    score them under the student, and return (table, stats)."""
-    from scope_lib.rollout import generate_rollouts
-    from scope_lib.teacher import LocalTeacher
-    from scope_lib.verify import grade_batch
-    from scope_lib.weights import sequence_logp
+    grade them, score them under the student (`pipeline.score_rollouts`), and return (table, stats)."""
+    from scope_lib.pipeline import Sampling, score_rollouts
 
-    batch = generate_rollouts(student, tokenizer, [format_prompt(p) for p in problems], num_samples=group_size,
-                              temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
-    group = batch.group.tolist()
-    correct = grade_batch(batch.texts, [problems[g].answer for g in group])
-    logp = LocalTeacher(student).score(batch.input_ids, batch.attention_mask)  # the student's own pi_old
-    seq = sequence_logp(logp, batch.response_mask).double().numpy()
-    table = student_path_table(problems, group, correct, seq, [route_of(problems[g], t) for g, t in zip(group, batch.texts)],
-                               tau=tau)
-    table["text"] = batch.texts
+    sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    scored = score_rollouts(student, tokenizer, problems, format_prompt=format_prompt, group_size=group_size,
+                            sampling=sampling, seed=seed, score_student=True)  # the student's own pi_old
+    texts = scored.rollouts.texts
+    group = scored.rollouts.group.tolist()
+    seq = scored.student_seq_logp().double().numpy()
+    table = student_path_table(problems, group, scored.correct.tolist(), seq,
+                               [route_of(problems[g], t) for g, t in zip(group, texts)], tau=tau)
+    table["text"] = texts
     return table, student_path_stats(table)
 
 

@@ -381,10 +381,10 @@ def recovery_study(
     """
     from tqdm.auto import tqdm
 
+    from scope_lib.pipeline import Sampling, incorrect_rows, score_rollouts
     from scope_lib.rollout import generate_rollouts
     from scope_lib.teacher import LocalTeacher
     from scope_lib.verify import extract_boxed, grade_batch
-    from scope_lib.weights import sequence_logp
 
     _check_positive(samples_per_problem=samples_per_problem, completions_per_prefix=completions_per_prefix,
                     batch_size=batch_size, max_new_tokens=max_new_tokens)
@@ -396,22 +396,21 @@ def recovery_study(
     sampling = dict(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
                     batch_size=batch_size)
 
-    # --- 1. student rollouts, keep the incorrect ones
-    prompts = [format_prompt(p) for p in problems]
-    rollouts = generate_rollouts(student, tokenizer, prompts, num_samples=samples_per_problem, seed=seed, **sampling)
+    # --- 1-2. student rollouts, graded; the incorrect ones scored by the teacher over the
+    # response tokens only (Eq. 23), through the project's rollout pipeline
+    scored = score_rollouts(student, tokenizer, problems, format_prompt=format_prompt,
+                            group_size=samples_per_problem, sampling=Sampling(**sampling), seed=seed,
+                            teacher=LocalTeacher(teacher), teacher_rows=incorrect_rows)
+    rollouts, prompts = scored.rollouts, scored.prompts
     problem_of = rollouts.group.tolist()
-    correct = grade_batch(rollouts.texts, [problems[g].answer for g in problem_of])
-    wrong = [i for i, ok in enumerate(correct) if not ok]
+    rows = scored.teacher_rows  # the incorrect rollouts, in order
+    wrong = rows.tolist()
     if len(wrong) < len(BUCKET_NAMES):
         raise ValueError(
             f"problems: {len(wrong)} of {len(rollouts)} student rollouts are incorrect, expected at least "
             f"{len(BUCKET_NAMES)} for quartiles; use more or harder problems, or more samples_per_problem"
         )
-
-    # --- 2. teacher PPL over the response tokens only (Eq. 23)
-    rows = torch.tensor(wrong, dtype=torch.long)
-    token_logp = LocalTeacher(teacher).score(rollouts.input_ids[rows], rollouts.attention_mask[rows])  # (W, T)
-    teacher_s = sequence_logp(token_logp, rollouts.response_mask[rows]).double().numpy()  # (W,)
+    teacher_s = scored.teacher_seq_logp()[rows].double().numpy()  # (W,)
 
     # --- 3. quartile buckets (Table 6)
     buckets = ppl_quartiles(teacher_s)

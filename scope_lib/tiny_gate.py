@@ -43,9 +43,8 @@ from transformers import LlamaForCausalLM
 
 from scope_lib import logprobs, losses, tasks
 from scope_lib.evaluate import evaluate
-from scope_lib.models import build_tiny_world
-from scope_lib.rollout import encode_pairs, generate_rollouts
-from scope_lib.verify import grade_batch
+from scope_lib.pipeline import Sampling, score_rollouts
+from scope_lib.rollout import encode_pairs
 
 
 def parse_args(argv=None):
@@ -122,18 +121,20 @@ def train_student(world, args, seed: int, pool, log=print):
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
         problems = rng.sample(pool, args.prompts)
-        prompts = [tasks.format_prompt(p) for p in problems]
         if args.estimator == "sft":
-            batch = encode_pairs(world.tokenizer, [(q, tasks.format_target(p)) for q, p in zip(prompts, problems)])
+            pairs = [(tasks.format_prompt(p), tasks.format_target(p)) for p in problems]
+            batch = encode_pairs(world.tokenizer, pairs)
             rollout_acc = float("nan")
         else:
-            rollouts = generate_rollouts(student, world.tokenizer, prompts, num_samples=args.samples,
-                                         temperature=args.rollout_temperature, max_new_tokens=args.max_new_tokens,
-                                         batch_size=len(prompts) * args.samples, seed=seed * 100_003 + step)
+            # the project's rollout pipeline, without teacher scoring: the loss runs the teacher itself
+            sampling = Sampling(temperature=args.rollout_temperature, max_new_tokens=args.max_new_tokens,
+                                batch_size=len(problems) * args.samples)
+            scored = score_rollouts(student, world.tokenizer, problems, format_prompt=tasks.format_prompt,
+                                    group_size=args.samples, sampling=sampling, seed=seed * 100_003 + step)
+            rollouts = scored.rollouts
             batch = {"input_ids": rollouts.input_ids, "attention_mask": rollouts.attention_mask,
                      "response_mask": rollouts.response_mask}
-            golds = [problems[int(g)].answer for g in rollouts.group]
-            rollout_acc = sum(grade_batch(rollouts.texts, golds)) / len(golds)  # logged only: too noisy to judge by
+            rollout_acc = int(scored.correct.sum()) / len(scored)  # logged only: too noisy to judge by
         student.train()
         loss = opd_step_loss(student, teacher, batch, args.estimator)
         optimizer.zero_grad(set_to_none=True)
@@ -149,12 +150,12 @@ def train_student(world, args, seed: int, pool, log=print):
 
 
 def load_world(args):
-    if args.smoke:
-        from scope_lib.models import SMOKE_WORLD
+    """The gate's world: the project's chain-task tiny world (`world._tiny_world`: `tiny_smoke`
+    with --smoke, else `tiny`), or the calibration runs' student and teacher folders."""
+    if args.smoke or (args.student_path is None and args.teacher_path is None):
+        from scope_lib.world import _tiny_world
 
-        return build_tiny_world(SMOKE_WORLD, progress=False)
-    if args.student_path is None and args.teacher_path is None:
-        return build_tiny_world()
+        return _tiny_world("tiny_smoke" if args.smoke else "tiny", progress=not args.smoke)
     from types import SimpleNamespace
 
     from scope_lib.tokenizer import load_tokenizer

@@ -16,10 +16,12 @@ the same for all of them. Every loss lives in scope_lib/losses.py, the batch nor
 KD is offline: the teacher's verified solutions to the training prompts are generated once
 (cached in the run directory) and the student is trained on them with NLL.
 
-`teacher.overlap: true` scores each finished generation batch (`rollout.batch_size` rows) on a
-worker thread while the next one is generated (OverlappedScorer); rewards, teacher log-probs and
-gradients equal the synchronous path's (tests/test_overlap.py). It gains time only where a core
-is free for the worker (one torch thread per side on a 2-core machine).
+Rollouts, rewards and teacher scores come from the project's one rollout pipeline
+(`scope_lib.pipeline.score_rollouts`), which the studies, notebooks and the tiny gate use too.
+`teacher.overlap: true` has it score each finished generation batch (`rollout.batch_size` rows)
+on a worker thread while the next one is generated (pipeline.OverlappedScorer); rewards, teacher
+log-probs and gradients equal the synchronous path's (tests/test_overlap.py). It gains time only
+where a core is free for the worker (one torch thread per side on a 2-core machine).
 
 Every method that samples rollouts records, per step and rollout, its group, reward, pi_old's
 and the teacher's log-PPL, the DPAW weights the loss used and its text, as Parquet parts in
@@ -52,13 +54,10 @@ import random
 import re
 import shutil
 import time
-import threading
 import warnings
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +67,7 @@ import torch.distributed as dist
 from scope_lib import logprobs, losses, runs, weight_records
 from scope_lib.config import TrainConfig, save_config
 from scope_lib.methods import MicroBatch, make_method
-from scope_lib.rollout import assemble, generate_rollouts, generation_batches
+from scope_lib.pipeline import OverlappedScorer, Sampling, score_rollouts  # noqa: F401  (OverlappedScorer: re-exported)
 from scope_lib.teacher import LocalTeacher, ServerTeacher
 from scope_lib.verify import grade_batch
 from scope_lib.weights import sequence_logp
@@ -219,67 +218,6 @@ def _tensorboard_writer(run_dir: Path, first_step: int):
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=first_step)
 
 
-# --- overlapped teacher scoring (teacher.overlap) -----------------------------------------------
-
-
-class OverlappedScorer:
-    """Teacher scoring on one worker thread, fed finished generation batches while generation goes on.
-
-    `submit(rows, input_ids, attention_mask)` queues the scoring of some rows (global row indices)
-    laid out as in the final batch up to right padding; `gather(shape)` waits and places the
-    results: token log-probs (NaN on unscored rows, 0 on the padding columns past a batch's
-    width) and, with `exact`, full log-distributions. Teacher log-probs of a row do not depend on
-    the rows scored with it nor on right padding (causal attention, per-row kernels);
-    tests/test_overlap.py checks that the results equal the synchronous path's bit for bit.
-    `busy_s` is the worker's scoring time (hidden behind generation where it overlaps).
-    """
-
-    def __init__(self, teacher, *, exact: bool):
-        self.teacher, self.exact = teacher, exact
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teacher-scoring")
-        self.futures: list = []
-        self.busy_s = 0.0
-        self._lock = threading.Lock()
-
-    def _score(self, ids: torch.Tensor, att: torch.Tensor):
-        start = time.perf_counter()
-        out = self.teacher.full_log_probs(ids, att) if self.exact else (None, self.teacher.score(ids, att).cpu())
-        with self._lock:
-            self.busy_s += time.perf_counter() - start
-        return out
-
-    def submit(self, rows: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
-        if len(rows):
-            self.futures.append((rows, self.pool.submit(self._score, input_ids, attention_mask)))
-
-    def gather(self, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        teacher_logp, full = torch.full(shape, float("nan")), None
-        try:
-            for rows, future in self.futures:
-                full_rows, token_rows = future.result()
-                width = token_rows.shape[1]
-                teacher_logp[rows] = 0.0
-                teacher_logp[rows, :width] = token_rows
-                if full_rows is not None:
-                    if full is None:
-                        full = full_rows.new_zeros(*shape, full_rows.shape[-1])  # zero (unused) on unscored rows
-                    full[rows, :width] = full_rows
-        finally:
-            self.pool.shutdown(wait=True)
-        return teacher_logp, full
-
-
-def _left_pad_to(layout: dict[str, torch.Tensor], width_p: int, chunk_width_p: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """A batch's layout (`rollout.assemble`) widened on the left to the whole step's prompt width."""
-    extra = width_p - chunk_width_p
-    if extra == 0:
-        return layout
-    n = layout["input_ids"].shape[0]
-    return {"input_ids": torch.cat([torch.full((n, extra), pad_id, dtype=torch.long), layout["input_ids"]], 1),
-            **{k: torch.cat([torch.zeros((n, extra), dtype=torch.long), layout[k]], 1)
-               for k in ("attention_mask", "response_mask")}}
-
-
 # --- the trainer -------------------------------------------------------------------------------
 
 
@@ -409,13 +347,14 @@ class Trainer:
         cfg, problems = self.cfg, self.world.train_problems
         needed = min(len(problems), cfg.steps * cfg.optim.prompts_per_step)
         chosen = [problems[i] for i in self.order[:needed]]
-        prompts = [self.world.format_prompt(p) for p in chosen]
-        batch = generate_rollouts(self.world.teacher.to(self.device), self.tokenizer, prompts,
-                                  num_samples=cfg.kd.samples_per_prompt, temperature=cfg.kd.temperature,
-                                  top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_new_tokens,
-                                  batch_size=cfg.rollout.batch_size, seed=cfg.seed + 10_000)
-        ok = self._grade(batch.texts, [chosen[int(g)] for g in batch.group])
-        corpus = [(prompts[int(g)], text) for g, text, good in zip(batch.group, batch.texts, ok)
+        sampling = Sampling(temperature=cfg.kd.temperature, max_new_tokens=cfg.rollout.max_new_tokens,
+                            top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k, batch_size=cfg.rollout.batch_size)
+        # the teacher is the policy here: its rollouts, graded, no teacher scoring
+        scored = score_rollouts(self.world.teacher.to(self.device), self.tokenizer, chosen,
+                                format_prompt=self.world.format_prompt, grade=self._grade,
+                                group_size=cfg.kd.samples_per_prompt, sampling=sampling, seed=cfg.seed + 10_000)
+        batch, prompts = scored.rollouts, scored.prompts
+        corpus = [(prompts[int(g)], text) for g, text, good in zip(batch.group, batch.texts, scored.correct.tolist())
                   if good or not cfg.kd.only_correct]
         if not corpus:
             raise RuntimeError(
@@ -441,110 +380,43 @@ class Trainer:
     # --- one step
 
     def collect(self, step: int, timer: Timer) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """Rollouts, rewards, teacher scores and old log-probs for this process's prompts."""
+        """Rollouts, rewards, teacher scores and old log-probs for this process's prompts.
+
+        Rollouts, rewards and the teacher's scores of the rows the method distils on come from
+        the one rollout pipeline (`pipeline.score_rollouts`); with `teacher.overlap` the teacher
+        scores each finished generation batch while the next one is generated (same batch).
+        """
         cfg = self.cfg
         problems = self._step_problems(step)
-        if self._overlap:
-            return self._collect_overlapped(step, problems, timer)
-        stats: dict[str, float] = {}
-        # --- rollout
-        with timer("generation"), torch.no_grad():
-            self.student.eval()
-            generate = self.engine.generate if self.engine is not None else partial(generate_rollouts, self.student, self.tokenizer)
-            rollouts = generate(
-                [self.world.format_prompt(p) for p in problems],
-                num_samples=cfg.rollout.group_size, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_new_tokens,
-                repetition_penalty=cfg.rollout.repetition_penalty, batch_size=cfg.rollout.batch_size,
+        needs_teacher = self.method.needs_teacher
+        self.student.eval()
+        try:
+            scored = score_rollouts(
+                self.student, self.tokenizer, problems, format_prompt=self.world.format_prompt, grade=self._grade,
+                group_size=cfg.rollout.group_size, sampling=Sampling.from_config(cfg.rollout),
                 seed=cfg.seed * 1_000_003 + step * 1009 + self.rank,
+                teacher=self.teacher if needs_teacher else None,
+                teacher_rows=self.method.teacher_rows if needs_teacher else None, exact=self.method.exact_kl,
+                overlap=self._overlap, generate=self.engine.generate if self.engine is not None else None, timer=timer,
             )
+        finally:
             self.student.train()
-        self.rollout_texts = (list(rollouts.texts), [problems[int(g)].question for g in rollouts.group])
-        # --- reward
-        with timer("reward"):
-            correct = torch.tensor(self._grade(rollouts.texts, [problems[int(g)] for g in rollouts.group]), dtype=torch.bool)
+        if self._overlap:
+            timer.seconds["teacher_scoring_worker"] += scored.teacher_busy_s
+        rollouts = scored.rollouts
+        self.rollout_texts = (list(rollouts.texts), [p.question for p in scored.row_problems])
         batch = {
             "input_ids": rollouts.input_ids, "attention_mask": rollouts.attention_mask,
             "response_mask": rollouts.response_mask, "group": rollouts.group.long() + step * 1_000_000 + self.rank * 10_000,
-            "correct": correct,
+            "correct": scored.correct, "teacher_logp": scored.teacher_logp,
         }
-        mask = batch["response_mask"].float()
-        # --- teacher scoring: only the rows the method distils on
-        teacher_logp = torch.full(mask.shape, float("nan"))
-        rows = self.method.teacher_rows(correct)
-        if self.method.needs_teacher:
-            with timer("teacher_scoring"):
-                if self.method.exact_kl and len(rows):  # one teacher pass serves the update too
-                    full, teacher_logp[rows] = self.teacher.full_log_probs(batch["input_ids"][rows], batch["attention_mask"][rows])
-                    batch["teacher_logits"] = full.new_zeros(*mask.shape, full.shape[-1])  # zero (unused) on unscored rows
-                    batch["teacher_logits"][rows] = full  # log-softmaxed
-                elif len(rows):
-                    teacher_logp[rows] = self.teacher.score(batch["input_ids"][rows], batch["attention_mask"][rows]).cpu()
-        batch["teacher_logp"] = teacher_logp
-        return batch, self._finish_collect(batch, rows, stats, timer)
+        if scored.teacher_logits is not None:  # exact KL: one teacher pass serves the update too
+            batch["teacher_logits"] = scored.teacher_logits
+        return batch, self._finish_collect(batch, scored.teacher_rows, {}, timer)
 
     @property
     def _overlap(self) -> bool:
         return self.cfg.teacher.overlap and self.method.needs_teacher and self.engine is None
-
-    def _collect_overlapped(self, step: int, problems: list, timer: Timer
-                            ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """collect() with the teacher scoring each finished generation batch on a worker thread.
-
-        Generation, rewards and the rows scored are those of the synchronous path (rewards are
-        graded per generation batch: a verifier grades each rollout on its own); the teacher's
-        outputs are equal too (OverlappedScorer). time/teacher_scoring is the wait for the worker
-        after generation, the part of the teacher's time that generation did not hide.
-        """
-        cfg = self.cfg
-        stats: dict[str, float] = {}
-        prompts = [self.world.format_prompt(p) for p in problems]
-        scorer = OverlappedScorer(self.teacher, exact=self.method.exact_kl)
-        correct_parts: list[torch.Tensor] = []
-        pad = self.tokenizer.pad_token_id
-        width_p = max(len(ids) for ids in self.tokenizer(prompts, add_special_tokens=True)["input_ids"])
-        batches = generation_batches(
-            self.student, self.tokenizer, prompts, num_samples=cfg.rollout.group_size,
-            temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
-            max_new_tokens=cfg.rollout.max_new_tokens, repetition_penalty=cfg.rollout.repetition_penalty,
-            batch_size=cfg.rollout.batch_size, seed=cfg.seed * 1_000_003 + step * 1009 + self.rank)
-        try:
-            while True:
-                with timer("generation"), torch.no_grad():
-                    try:
-                        start, chunk_prompts, responses = next(batches)
-                    except StopIteration as done:
-                        rollouts = done.value
-                        break
-                with timer("reward"):
-                    texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
-                    graded = [problems[(start + i) // cfg.rollout.group_size] for i in range(len(responses))]
-                    correct = torch.tensor(self._grade(texts, graded), dtype=torch.bool)
-                    correct_parts.append(correct)
-                with timer("teacher_scoring"):
-                    rows = self.method.teacher_rows(correct)
-                    if len(rows):
-                        layout = _left_pad_to(assemble(chunk_prompts, responses, pad), width_p,
-                                              max(map(len, chunk_prompts)), pad)
-                        scorer.submit(rows + start, layout["input_ids"][rows], layout["attention_mask"][rows])
-        except BaseException:
-            scorer.pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        finally:
-            self.student.train()
-        with timer("teacher_scoring"):
-            teacher_logp, full = scorer.gather(tuple(rollouts.input_ids.shape))
-        timer.seconds["teacher_scoring_worker"] += scorer.busy_s
-        self.rollout_texts = (list(rollouts.texts), [problems[int(g)].question for g in rollouts.group])
-        correct = torch.cat(correct_parts)
-        batch = {
-            "input_ids": rollouts.input_ids, "attention_mask": rollouts.attention_mask,
-            "response_mask": rollouts.response_mask, "group": rollouts.group.long() + step * 1_000_000 + self.rank * 10_000,
-            "correct": correct, "teacher_logp": teacher_logp,
-        }
-        if full is not None:
-            batch["teacher_logits"] = full
-        return batch, self._finish_collect(batch, self.method.teacher_rows(correct), stats, timer)
 
     def _finish_collect(self, batch: dict[str, torch.Tensor], rows: torch.Tensor, stats: dict[str, float],
                         timer: Timer) -> dict[str, float]:
