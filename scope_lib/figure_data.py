@@ -89,3 +89,88 @@ def step_times(histories: Mapping[tuple[str, int], list[dict]], timers: Sequence
                          "rollouts": record.get("n_correct", 0) + record.get("n_incorrect", 0),
                          **{name: record[f"time/{name}"] for name in timers}})
     return pd.DataFrame(rows, columns=["variant", "seed", "rollouts", *timers])
+
+
+# --- Table 8 bench: bench/table8_speed.py's record (data/bench_table8/table8_bench.json) --------------
+
+BENCH_VARIANTS = ("GRPO", "SCOPE (synchronous)", "SCOPE (overlapped)", "OPD (G=1)")  # the bench's rows, in order
+BENCH_WORKER = "teacher_worker"  # the overlapped scoring worker's busy seconds (beside the step, not a part of it)
+BENCH_DPAW = "dpaw"  # the DPAW weight computation (Eq. 4-5) alone, timed after the synchronous SCOPE step
+# Issue 13's speed targets: the overlapped SCOPE step at most 1.05x GRPO's; the weights under 1% of a SCOPE step.
+SPEED_TARGETS = {"overlapped_step_ratio": 1.05, "dpaw_share": 0.01}
+
+
+def bench_table(record: Mapping) -> pd.DataFrame:
+    """The bench's median seconds per step, one row per variant (in BENCH_VARIANTS order):
+    the record's `components`, then BENCH_WORKER, BENCH_DPAW, `step` and `step / GRPO`
+    (the variant's median step over GRPO's). A component a variant does not time is NaN."""
+    columns = [*record["components"], BENCH_WORKER, BENCH_DPAW, "step"]
+    rows = {name: {c: record["variants"][name]["median_s"].get(c) for c in columns}
+            for name in BENCH_VARIANTS if name in record["variants"]}
+    if "GRPO" not in rows:
+        raise ValueError(f"record: no GRPO variant to take ratios to; variants are {list(record['variants'])}")
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns).astype(float)
+    table["step / GRPO"] = table["step"] / table.loc["GRPO", "step"]
+    return table
+
+
+def _target_line(label: str, value: float, target: float, met: bool | None, shown: str, bound: str) -> dict:
+    word = "not measured" if met is None else ("met" if met else "missed")
+    verdict = f"{shown}: target {bound} {word}"
+    return {"name": label, "value": value, "target": target, "met": met, "verdict": verdict,
+            "text": f"{label} = {verdict}"}
+
+
+def speed_targets(record: Mapping) -> list[dict]:
+    """Issue 13's two speed targets judged on a bench record's medians (never on typed numbers).
+
+    One dict per target: name, value, target, met (True, False, or None where the record lacks
+    the numbers), verdict ("1.073x: target at most 1.05x missed") and text, e.g. "SCOPE overlapped / GRPO step = 1.073x: target at most 1.05x
+    missed". The weight share is the DPAW time over the synchronous SCOPE step (the step it
+    was timed after)."""
+    table = bench_table(record)
+    ratio = float(table.loc["SCOPE (overlapped)", "step / GRPO"]) if "SCOPE (overlapped)" in table.index else math.nan
+    share = (float(table.loc["SCOPE (synchronous)", BENCH_DPAW] / table.loc["SCOPE (synchronous)", "step"])
+             if "SCOPE (synchronous)" in table.index else math.nan)
+    step_target, share_target = SPEED_TARGETS["overlapped_step_ratio"], SPEED_TARGETS["dpaw_share"]
+    return [
+        _target_line("SCOPE overlapped / GRPO step", ratio, step_target,
+                     bool(ratio <= step_target) if math.isfinite(ratio) else None, f"{ratio:.3f}x",
+                     f"at most {step_target:.2f}x"),
+        _target_line("DPAW weights (Eq. 4-5) / SCOPE step", share, share_target,
+                     bool(share < share_target) if math.isfinite(share) else None, f"{100 * share:.3f}%",
+                     f"under {100 * share_target:g}%"),
+    ]
+
+
+def bench_machine_text(record: Mapping) -> str:
+    """The machine and load of a bench run, in words: CPU, cores, torch, threads, load average."""
+    start, end = record["load_average"]["start"], record["load_average"]["end"]
+    return (f"{record['machine']['cpu']} ({record['machine']['cores']} cores), torch {record['torch']}, "
+            f"{record['threads']} torch thread(s) (+1 scoring worker with overlap), 1-minute load average "
+            f"{start[0]:.2f} at the start and {end[0]:.2f} at the end")
+
+
+def overlap_limits(record: Mapping) -> str:
+    """Where the overlapped SCOPE step's time beyond GRPO's goes, from the record's medians: the
+    change in generation (the worker competes with it for the cores), the wait for the worker
+    after generation and the rest; with the machine's free cores against what the bench needs."""
+    table = bench_table(record)
+    grpo, over, sync = (table.loc[name] for name in ("GRPO", "SCOPE (overlapped)", "SCOPE (synchronous)"))
+    cores, threads = record["machine"]["cores"], record["threads"]
+    load = record["load_average"]["start"][0]  # before the bench started: other work (the end includes the bench)
+    free = max(cores - load, 0.0)
+    parts = [
+        f"the overlapped step is {over['step'] - grpo['step']:+.3f} s against GRPO's {grpo['step']:.3f} s",
+        f"generation {over['generation']:.3f} s against GRPO's {grpo['generation']:.3f} s "
+        f"({over['generation'] - grpo['generation']:+.3f} s) and against the synchronous SCOPE step's "
+        f"{sync['generation']:.3f} s",
+        f"the wait for the scoring worker after generation {over['teacher_scoring']:.3f} s (the worker was busy "
+        f"{over[BENCH_WORKER]:.3f} s; synchronous scoring takes {sync['teacher_scoring']:.3f} s)",
+        f"actor update {over['actor_update']:.3f} s against GRPO's {grpo['actor_update']:.3f} s",
+    ]
+    cores_text = (f"the machine had about {free:.1f} of {cores} cores free (1-minute load average {load:.2f} as the "
+                  f"bench started) for the bench's {threads} torch thread(s) + 1 worker")
+    if free < threads + 1:
+        cores_text += ", so the worker could not run beside generation without taking cores from it"
+    return "; ".join(parts) + "; " + cores_text + "."

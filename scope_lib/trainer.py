@@ -74,6 +74,9 @@ from scope_lib.weights import sequence_logp
 from scope_lib.world import World, load_world
 
 TIMERS = ("generation", "reward", "teacher_scoring", "old_logprob", "actor_update", "step")  # Table 8 names
+# With `teacher.overlap`: the scoring worker's busy seconds, logged as `time/teacher_worker`. Not in
+# TIMERS: the worker runs beside generation, so it is not a part of the step that adds up to it.
+WORKER_TIMER = "teacher_worker"
 _CHECKPOINT_NAME = re.compile(r"step_(\d+)")  # checkpoints/step_000020 (not the .tmp of a save cut short)
 _CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "rng", "step", "fingerprint"}
 
@@ -660,6 +663,8 @@ class Trainer:
             if self.method.samples_rollouts:
                 self._record_weights(batch)
             record = {"step": self.step, **stats, **{f"time/{k}": timer.seconds.get(k, 0.0) for k in TIMERS}}
+            if self.method.samples_rollouts and self._overlap:  # the scoring worker's busy time, in parallel with the step
+                record[f"time/{WORKER_TIMER}"] = timer.seconds.get("teacher_scoring_worker", 0.0)
             self.history.append(record)
             if self.rank == 0:  # the whole file is replaced, never appended to: no torn line
                 runs.write_history(metrics_file, self.history)
