@@ -34,7 +34,8 @@ from scope_lib.models import ModelSpec, lr_at, make_model, pair_batch
 from scope_lib.tokenizer import build_tokenizer, load_tokenizer
 
 _FORMAT_VERSION = 1  # bump when the task, tokenizer or training code changes what is built
-_LATER_MIX_FIELDS = {"misread_prob": 0.0, "reorder_prob": 0.0}  # SolutionMix fields added after the first shipped world
+_LATER_MIX_FIELDS = {"misread_prob": 0.0, "reorder_prob": 0.0, "repair": "fix_line", "line_flaw_prob": 0.0,
+                     "mask_flaws": False}  # SolutionMix fields added after the first shipped world
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,34 @@ def repair_cases(problems, kinds: tuple[str, ...], *, seed: int = 0) -> dict[str
     return {kind: [(p, routes.flawed_prefix(p, kind, rng)) for p in problems] for kind in kinds}
 
 
+def flaw_masked_batch(pairs: list[tuple[str, str]], tokenizer):
+    """`models.pair_batch` for solutions whose flawed lines start with `routes.OUT_OF_LOSS`: those
+    lines are read (they are in the input) but not learned (label -100). Solutions are tokenized
+    line by line, which gives the same tokens as a whole solution (digits, signs and newlines are
+    tokens of their own: tests/test_route_world.py)."""
+    rows = []
+    for prompt, solution in pairs:
+        ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        labels = [-100] * len(ids)
+        lines = solution.split("\n")
+        for k, line in enumerate(lines):
+            out = line.startswith(routes.OUT_OF_LOSS)
+            piece = tokenizer(line.removeprefix(routes.OUT_OF_LOSS) + ("\n" if k < len(lines) - 1 else ""),
+                              add_special_tokens=False)["input_ids"]
+            ids += piece
+            labels += [-100] * len(piece) if out else piece
+        rows.append((ids + [tokenizer.eos_token_id], labels + [tokenizer.eos_token_id]))
+    width = max(len(ids) for ids, _ in rows)
+    out_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    out_labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (ids, labels) in enumerate(rows):
+        out_ids[i, : len(ids)] = torch.tensor(ids)
+        out_labels[i, : len(ids)] = torch.tensor(labels)
+        mask[i, : len(ids)] = 1
+    return out_ids, mask, out_labels
+
+
 def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.SolutionMix, validation, *,
              progress: bool = True, desc: str = "pretrain", position: int = 0, measure=None) -> dict:
     """Supervised training on `mix`'s solutions until `stop` says so; returns the record.
@@ -160,7 +189,8 @@ def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.Solu
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, spec)
-        ids, mask, labels = pair_batch(data[step * spec.batch_size: (step + 1) * spec.batch_size], tokenizer)
+        pairs = data[step * spec.batch_size: (step + 1) * spec.batch_size]
+        ids, mask, labels = (flaw_masked_batch if mix.mask_flaws else pair_batch)(pairs, tokenizer)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -67,6 +67,9 @@ EVAL_TIERS = {"routes2": 2, "routes3": 3, "routes4": 4, "routes5": 5}
 ROUTES = ("inorder", "subfirst")  # the two step-by-step routes whose validity depends on the range
 DIRECT = "direct"  # the short route: the answer alone, computed without written steps
 KINDS = ("both", "subfirst_only", "inorder_only")
+REPAIR_STYLES = ("fix_line", "carry")
+FLAW_KINDS = ("slip", "misread")
+OUT_OF_LOSS = "\x00"  # marks a training line left out of the loss (never in a model's text)
 FIX_MARK = "fix: "  # starts the line that repeats a slipped line correctly (teacher traces)
 _WORDS = {"+": "Add {b}.", "-": "Subtract {b}."}
 _LINE = re.compile(r"^(fix: )?(\d+)([+\-])(\d+)=(-?\d+)$")
@@ -115,29 +118,48 @@ def routes_differ(steps: list[tuple[str, int]]) -> bool:
 
 
 def solution_text(start: int, steps: list[tuple[str, int]], route: str, *, slip: tuple[int, int] | None = None,
-                  misread: tuple[int, int] | None = None) -> str:
+                  misread: tuple[int, int] | None = None, repair: str = "fix_line") -> str:
     """The worked solution along `route`; `slip=(line, delta)` writes that line's result off by
     `delta`, `misread=(line, operand)` writes that line with a wrong operand (its own arithmetic
     right); either is followed by a `fix:` line with the right line (teacher traces). Route
     `direct`: the boxed answer alone."""
     if route == DIRECT:
         return f"\\boxed{{{running_values(start, steps)[-1]}}}"
-    return ordered_text(start, route_steps(steps, route), slip=slip, misread=misread)
+    return ordered_text(start, route_steps(steps, route), slip=slip, misread=misread, repair=repair)
 
 
 def ordered_text(start: int, ordered: list[tuple[str, int]], *, slip: tuple[int, int] | None = None,
-                 misread: tuple[int, int] | None = None) -> str:
-    """The worked solution applying the operations in the order given (`solution_text`'s lines)."""
+                 misread: tuple[int, int] | None = None, repair: str = "fix_line",
+                 flaws: dict[int, tuple[str, int]] | None = None, mark_flaws: bool = False) -> str:
+    """The worked solution applying the operations in the order given (`solution_text`'s lines).
+
+    Flawed lines (teacher traces): `slip=(line, delta)`, `misread=(line, operand)`, or several
+    at once as `flaws={line: ("slip", delta) or ("misread", operand)}`. `repair="fix_line"`
+    follows each with a `fix:` line that writes it right; `"carry"` writes no fix line: the next
+    line goes on from the right value. `mark_flaws` starts each flawed line with `OUT_OF_LOSS`
+    (training data only: `route_world.flaw_masked_batch` leaves those lines out of the loss).
+    """
+    if repair not in REPAIR_STYLES:
+        raise ValueError(f"repair: expected one of {REPAIR_STYLES}, got {repair!r}")
+    flaws = dict(flaws or {})
+    if slip is not None:
+        flaws[slip[0]] = ("slip", slip[1])
+    if misread is not None:
+        flaws[misread[0]] = ("misread", misread[1])
     lines, value = [], start
     for k, (op, b) in enumerate(ordered):
         new = value + b if op == "+" else value - b
-        if misread is not None and misread[0] == k:
-            wrong = misread[1]
-            lines.append(f"{value}{op}{wrong}={value + wrong if op == '+' else value - wrong}")
-            lines.append(f"{FIX_MARK}{value}{op}{b}={new}")
-        elif slip is not None and slip[0] == k:
-            lines.append(f"{value}{op}{b}={new + slip[1]}")
-            lines.append(f"{FIX_MARK}{value}{op}{b}={new}")
+        if k in flaws:
+            kind, x = flaws[k]
+            if kind == "misread":
+                flawed = f"{value}{op}{x}={value + x if op == '+' else value - x}"
+            elif kind == "slip":
+                flawed = f"{value}{op}{b}={new + x}"
+            else:
+                raise ValueError(f"flaws: expected kinds {FLAW_KINDS}, got {kind!r} on line {k}")
+            lines.append((OUT_OF_LOSS if mark_flaws else "") + flawed)
+            if repair == "fix_line":
+                lines.append(f"{FIX_MARK}{value}{op}{b}={new}")
         else:
             lines.append(f"{value}{op}{b}={new}")
         value = new
@@ -225,6 +247,11 @@ class SolutionMix:
     direct_max_ops: int = 5  # ... only on problems with at most this many operations
     misread_prob: float = 0.0  # P(one misread-operand-then-fix line) per step-by-step solution without a slip
     reorder_prob: float = 0.0  # P(another valid order than the two named routes), where one exists
+    repair: str = "fix_line"  # how a trace repairs its flawed line: a `fix:` line, or "carry" (the next
+    #                           line goes on from the right value, no marker)
+    line_flaw_prob: float = 0.0  # > 0: each line is flawed on its own with this P (slip or misread, even
+    #                              odds), instead of slip_prob / misread_prob's one flaw per solution
+    mask_flaws: bool = False  # flawed lines out of the loss: the model learns to repair, not to err
 
 
 STUDENT_MIX = SolutionMix(max_value=STUDENT_MAX, rare_route_prob=0.2, slip_prob=0.0, direct_prob=0.15)
@@ -294,6 +321,17 @@ def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int
             route = "subfirst" if rng.random() < mix.rare_route_prob else "inorder"
         else:
             route = valid[0]
+        if mix.line_flaw_prob > 0:
+            ordered = route_steps(steps, route)
+            values = [start] + running_values(start, ordered)
+            flaws = {}
+            for k, (op, b) in enumerate(ordered):
+                if rng.random() < mix.line_flaw_prob:
+                    flaws[k] = (("slip", _slip_delta(rng, values[k + 1])) if rng.random() < 0.5
+                                else ("misread", _misread_operand(rng, values[k], op, b, avoid=ordered)))
+            out.append((f"{question}\n", ordered_text(start, ordered, flaws=flaws, repair=mix.repair,
+                                                       mark_flaws=mix.mask_flaws)))
+            continue
         slip = None
         if rng.random() < mix.slip_prob:
             line = rng.randrange(len(steps))
@@ -305,11 +343,10 @@ def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int
             ordered = route_steps(steps, route)
             before = ([start] + running_values(start, ordered))[line]
             misread = (line, _misread_operand(rng, before, *ordered[line], avoid=ordered))
-        out.append((f"{question}\n", solution_text(start, steps, route, slip=slip, misread=misread)))
+        out.append((f"{question}\n", ordered_text(start, route_steps(steps, route), slip=slip, misread=misread,
+                                                   repair=mix.repair, mark_flaws=mix.mask_flaws)))
     return out
 
-
-FLAW_KINDS = ("slip", "misread")
 
 
 def flawed_prefix(problem: Problem, kind: str, rng: random.Random) -> str:

@@ -59,3 +59,24 @@ def test_repair_stage_continues_the_reused_teacher_and_records_its_checks(plain,
     other = dataclasses.replace(REPAIRED, teacher_repair=dataclasses.replace(REPAIR, cases_per_kind=5))
     with pytest.raises(ValueError, match="another repair stage"):
         build_route_world(other, tmp_path / "other", progress=False, reuse_teacher=dest)
+
+
+def test_flaw_masked_batch_learns_everything_but_the_flawed_lines(plain):
+    from scope_lib.models import pair_batch
+    from scope_lib.route_world import flaw_masked_batch
+    from scope_lib.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(plain / "tokenizer")
+    clean = routes.pretraining_texts(40, routes.TEACHER_MIX, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(pair_batch(clean, tokenizer), flaw_masked_batch(clean, tokenizer)))
+    mix = routes.SolutionMix(max_value=routes.TEACHER_MAX, rare_route_prob=0.0, slip_prob=0.0, line_flaw_prob=0.5,
+                             mask_flaws=True)
+    marked = routes.pretraining_texts(40, mix, seed=2)
+    unmarked = [(p, s.replace(routes.OUT_OF_LOSS, "")) for p, s in marked]
+    ids, mask, labels = flaw_masked_batch(marked, tokenizer)
+    plain_ids, plain_mask, plain_labels = pair_batch(unmarked, tokenizer)
+    assert torch.equal(ids, plain_ids) and torch.equal(mask, plain_mask)  # the model reads the flawed lines
+    for i, (_, solution) in enumerate(marked):
+        left_out = tokenizer.decode(plain_labels[i][(labels[i] == -100) & (plain_labels[i] != -100)])
+        flawed = [line[1:] + "\n" for line in solution.split("\n") if line.startswith(routes.OUT_OF_LOSS)]
+        assert left_out.replace(" ", "") == "".join(flawed).replace(" ", "")

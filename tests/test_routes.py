@@ -199,3 +199,24 @@ def _problem_from_prompt(prompt):
     words = re.findall(r"(Start with|Add|Subtract) (\d+)", prompt)
     steps = [("+" if w == "Add" else "-", int(n)) for w, n in words[1:]]
     return routes.make_problem(int(words[0][1]), steps, source="check", index=0, max_value=routes.TEACHER_MAX)
+
+
+@pytest.mark.parametrize("repair", routes.REPAIR_STYLES)
+def test_dense_flaws_are_marked_and_repaired(repair):
+    mix = routes.SolutionMix(max_value=routes.TEACHER_MAX, rare_route_prob=0.0, slip_prob=0.0, line_flaw_prob=0.4,
+                             mask_flaws=True, repair=repair)
+    flawed_lines = 0
+    for prompt, solution in routes.pretraining_texts(300, mix, seed=8):
+        problem = _problem_from_prompt(prompt)
+        marked = [line for line in solution.split("\n") if line.startswith(routes.OUT_OF_LOSS)]
+        flawed_lines += len(marked)
+        text = solution.replace(routes.OUT_OF_LOSS, "")
+        assert is_correct(text, problem.answer)  # every flaw is repaired: the answer stays right
+        if repair == "fix_line":
+            assert text.count(routes.FIX_MARK) == len(marked) and routes.first_route_error(problem, text) is None
+        else:
+            assert routes.FIX_MARK not in text
+            assert (routes.first_route_error(problem, text) is None) == (not marked)
+    assert 0.3 < flawed_lines / (300 * 3.5) < 0.5  # about line_flaw_prob of the lines (tiers 2-5: 3.5 on average)
+    with pytest.raises(ValueError, match="repair: expected one of"):
+        routes.ordered_text(50, [("+", 5)], repair="retry")
