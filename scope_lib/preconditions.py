@@ -87,6 +87,11 @@ def student_path_stats(table: pd.DataFrame, *, ignore: tuple[str, ...] = ("other
             rare, common = min(present, key=lambda r: share[r]), max(present, key=lambda r: share[r])
             heavier += rows.loc[rows["route"] == rare, "weight"].mean() > rows.loc[rows["route"] == common, "weight"].mean()
     by_route = named.groupby("route")["log_ppl"].mean()
+    # the same count among readable rollouts only (texts right by luck, e.g. two errors that
+    # cancel, carry no route): a diagnostic beside the target, which counts every correct rollout
+    named_sizes = named.groupby("group").size()
+    named_multi = named_sizes[named_sizes >= 2].index
+    named_two = sum(named.loc[named["group"] == g, "route"].nunique() >= 2 for g in named_multi)
     return {
         "groups": float(table["group"].nunique()),
         "groups_2plus_correct": float(len(multi)),
@@ -95,6 +100,8 @@ def student_path_stats(table: pd.DataFrame, *, ignore: tuple[str, ...] = ("other
         "two_route_frac": both / len(multi) if len(multi) else math.nan,
         "mixed_groups": float(both),
         "rare_route_heavier_frac": heavier / both if both else math.nan,
+        "unread_route_frac": 1.0 - len(named) / len(right) if len(right) else math.nan,
+        "two_route_frac_readable": named_two / len(named_multi) if len(named_multi) else math.nan,
         **{f"route_share:{r}": float(v) for r, v in share.items()},
         **{f"route_log_ppl:{r}": float(v) for r, v in by_route.items()},
     }

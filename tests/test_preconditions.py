@@ -103,3 +103,13 @@ def test_shipped_route_world_matches_its_manifest():
     from scope_lib.world import SHIPPED_DIR
 
     verify_world(SHIPPED_DIR / "tiny_routes")
+
+
+def test_unreadable_correct_rollouts_count_in_the_target_and_apart_in_the_diagnostic():
+    rows = [(0, True, "inorder", 0.1), (0, True, "subfirst", 0.4),
+            (1, True, "inorder", 0.1), (1, True, "other", 0.9),  # one readable route: not a two-route group
+            (2, True, "other", 0.5), (2, True, "other", 0.6), (2, False, "other", 1.0)]
+    stats = pre.student_path_stats(_table(rows))
+    assert stats["groups_2plus_correct"] == 3 and stats["two_route_frac"] == pytest.approx(1 / 3)
+    assert stats["unread_route_frac"] == pytest.approx(3 / 6)
+    assert stats["two_route_frac_readable"] == pytest.approx(1 / 1)  # only group 0 has two readable correct
