@@ -35,6 +35,11 @@ a program correct only on a well-formed report carrying this run's nonce that sa
 passed; anything else (no report, `exit(0)` before the tests, `os._exit`, a killed or stopped
 supervisor, a redefined `print`, a patched runner) is a failure.
 
+Batch mode: `judge_many(sources, tests, timeout, batch_size=32)` gives each program the above
+(its own forked supervisor, runner, uids, limits and nonce) with one bwrap launch per batch: the
+programs share that sandbox one after the other, and between two of them its init kills every
+other process, empties /tmp and checks that nothing is left (see "batch mode" below).
+
 If bwrap is missing or cannot create its namespaces, `run` and `judge` raise SandboxUnavailable
 naming what is missing. `isolation="rlimits_only"` runs without bwrap (resource limits and the
 uid switch only; no filesystem, network or pid isolation) and warns on every use.
@@ -729,8 +734,20 @@ def _supervise(config: dict) -> int:
         resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))  # the supervisor forks nothing more
 
     # 3. Read the request (program, tests, nonce) from the file only the supervisor holds.
-    with os.fdopen(config["request_fd"], "rb") as handle:
-        request = json.loads(handle.read())
+    if config.get("request_span") is None:
+        with os.fdopen(config["request_fd"], "rb") as handle:
+            request = json.loads(handle.read())
+    else:  # batch mode: this program's slice of the batch's request file
+        offset, length = config["request_span"]
+        parts, have = [], 0
+        while have < length:
+            chunk = os.pread(config["request_fd"], length - have, offset + have)
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        os.close(config["request_fd"])
+        request = json.loads(b"".join(parts))
     report_fd = config["report_fd"]
     nonce, mode, timeout = request["nonce"], request["mode"], float(request["timeout"])
     started = time.monotonic()
@@ -779,6 +796,10 @@ def _supervise(config: dict) -> int:
             outcome = ("failed", 0, session.failure)
         report.update(status=outcome[0], passed=outcome[1], total=len(spec.get("cases", [None])), detail=outcome[2])
     report["seconds"] = round(time.monotonic() - started, 4)
+    if config.get("report_index") is not None:  # batch mode: one atomic write on the shared pipe
+        report["index"] = config["report_index"]
+        report["nonce"] = nonce
+        return 0 if _write_atomic_frame(report_fd, report) else 1
     report["nonce"] = nonce  # last: a report cut short carries no nonce
     try:
         _write_frame(report_fd, report, time.monotonic() + 10.0)
@@ -787,9 +808,178 @@ def _supervise(config: dict) -> int:
     return 0
 
 
+# =============================================================================================
+# Inside the sandbox: batch mode (one sandbox, many programs judged one after the other)
+#
+# The batch's init (PID 1 of the pid namespace, `_supervise_batch`) holds no secret: it never
+# reads the request file (the tests, the nonces), only passes its descriptor on. For each
+# program it forks a fresh supervisor that runs `_supervise` exactly as a single judge() does
+# (forks the program's side first, drops to its own uid, reads its slice of the request file,
+# reports with its own nonce). When that supervisor has ended, the init restores the sandbox:
+# it kills every other process of the namespace, empties /tmp, and checks that nothing is left
+# (no process, no file in /tmp, /tmp's owner and mode unchanged, no SysV IPC object). If any
+# check fails it stops, and the host judges the rest of the batch in a fresh sandbox.
+
+_PIPE_BUF = 4096  # POSIX: a pipe write of at most this many bytes is atomic
+
+
+def _write_atomic_frame(fd: int, obj) -> bool:
+    """One frame in one write of at most PIPE_BUF bytes, so frames of several writers on one
+    pipe never interleave and a writer killed mid-way leaves nothing partial."""
+    obj = dict(obj)
+    while True:
+        body = json.dumps(obj, separators=(",", ":")).encode()
+        data = _HEADER.pack(len(body)) + body
+        if len(data) <= _PIPE_BUF:
+            break
+        detail = str(obj.get("detail", ""))
+        if not detail:
+            return False
+        obj["detail"] = detail[: len(detail) // 2]
+    os.set_blocking(fd, True)
+    try:
+        return os.write(fd, data) == len(data)
+    except OSError:
+        return False
+
+
+def _empty_directory(dir_fd: int, depth: int = 0) -> None:
+    """Remove everything below an open directory without following symbolic links."""
+    if depth > 100:
+        raise OSError("directory tree too deep")
+    for entry in list(os.scandir(dir_fd)):
+        name = entry.name
+        if entry.is_dir(follow_symlinks=False):
+            try:
+                os.chmod(name, 0o700, dir_fd=dir_fd)  # a program may have made it unreadable
+            except OSError:
+                pass
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+            try:
+                _empty_directory(sub, depth + 1)
+            finally:
+                os.close(sub)
+            os.rmdir(name, dir_fd=dir_fd)
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+
+
+def _reap_all() -> bool:
+    """Reap every child that has ended; True when no child is left at all."""
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return False
+        except ChildProcessError:
+            return True
+
+
+def _restore_sandbox(tmp_state: tuple) -> str:
+    """Kill every process of the namespace but ourselves, empty /tmp, check; '' when clean."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)  # from the namespace's init: every process in it but init
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return "cannot signal the program's processes"
+        if _reap_all():
+            break
+        if time.monotonic() > deadline:
+            return "processes survived SIGKILL"
+        signal.sigtimedwait([signal.SIGCHLD], 0.02)
+    others = [entry for entry in os.listdir("/proc") if entry.isdigit() and entry != str(os.getpid())]
+    if others:
+        return f"processes left: {others[:5]}"
+    try:
+        tmp_fd = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            _empty_directory(tmp_fd)
+        finally:
+            os.close(tmp_fd)
+    except (OSError, RecursionError) as error:
+        return f"cannot empty /tmp: {type(error).__name__}: {error}"
+    info = os.stat("/tmp", follow_symlinks=False)
+    if os.listdir("/tmp") or (info.st_mode, info.st_uid, info.st_gid) != tmp_state:
+        return "/tmp is not back to its initial state"
+    for kind in ("shm", "sem", "msg"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as handle:
+                if len(handle.read().strip().splitlines()) > 1:
+                    return f"a SysV IPC object ({kind}) is left"
+        except FileNotFoundError:
+            pass
+    return ""
+
+
+def _supervise_batch(config: dict) -> int:
+    report_fd = config["report_fd"]
+    if all(item["uids"] is None for item in config["items"]):
+        # Not root: every process has our uid; without this a program could open /proc/1/fd/N
+        # and read the request file of the whole batch.
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+        for name in [name for name in sys.modules if name == "ctypes" or name.startswith("ctypes.")]:
+            del sys.modules[name]  # each program's process starts with the modules of a single judge()
+    info = os.stat("/tmp", follow_symlinks=False)
+    tmp_state = (info.st_mode, info.st_uid, info.st_gid)
+    output_fds = {fd for item in config["items"] for fd in (item["stdout_fd"], item["stderr_fd"])}
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+    for item in config["items"]:
+        index = item["index"]
+        if not _write_atomic_frame(report_fd, {"event": "started", "index": index}):
+            return 1
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # this program's supervisor: as in a single judge() from here on
+            status = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, [])
+                os.dup2(item["stdout_fd"], 1)
+                os.dup2(item["stderr_fd"], 2)
+                for fd in output_fds:
+                    os.close(fd)
+                status = _supervise({"request_fd": config["request_fd"], "report_fd": report_fd, "uids": item["uids"],
+                                     "mode": item["mode"], "limits": config["limits"], "cpu_seconds": item["cpu_seconds"],
+                                     "request_span": item["span"], "report_index": index})
+            finally:
+                os._exit(status)
+        deadline = started + float(item["backstop"])
+        supervisor_status = None
+        while supervisor_status is None:  # wait for it, reaping the orphans that come to us
+            try:
+                while True:
+                    done, status = os.waitpid(-1, os.WNOHANG)
+                    if done == 0:
+                        break
+                    if done == pid:
+                        supervisor_status = status
+                        break
+            except ChildProcessError:
+                break
+            remaining = deadline - time.monotonic()
+            if supervisor_status is None:
+                if remaining <= 0:
+                    break  # past its backstop: the restore below kills it
+                signal.sigtimedwait([signal.SIGCHLD], min(remaining, 1.0))
+        problem = _restore_sandbox(tmp_state)
+        for fd in (item["stdout_fd"], item["stderr_fd"]):
+            os.close(fd)
+            output_fds.discard(fd)
+        _write_atomic_frame(report_fd, {"event": "done", "index": index, "backstop": supervisor_status is None,
+                                        "seconds": round(time.monotonic() - started, 4), "unhealthy": problem})
+        if problem:
+            return 3
+    return 0
+
+
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--supervise":
     # Leaving here keeps the sandbox's start fast: nothing below (the host half) is needed.
     sys.exit(_supervise(json.loads(sys.argv[2])))
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--supervise-batch":
+    sys.exit(_supervise_batch(json.loads(sys.argv[2])))
 
 
 # =============================================================================================
@@ -797,6 +987,7 @@ if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--supervise
 
 import functools  # noqa: E402  (host half: see the note above)
 import secrets  # noqa: E402
+import selectors  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -804,7 +995,7 @@ import warnings  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-__all__ = ["Limits", "RunResult", "JudgeReport", "SandboxUnavailable", "UnsafeSandboxWarning", "run", "judge",
+__all__ = ["Limits", "RunResult", "JudgeReport", "SandboxUnavailable", "UnsafeSandboxWarning", "run", "judge", "judge_many",
            "outputs_match", "check_isolation", "ISOLATION_MODES", "UID_RANGE"]
 
 ISOLATION_MODES = ("bwrap", "rlimits_only")
@@ -1008,7 +1199,7 @@ def _interpreter_view() -> tuple[str, tuple[str, ...]]:
     return executable, tuple(view.args)
 
 
-def _bwrap_argv(limits: Limits, root: bool) -> list[str]:
+def _bwrap_argv(limits: Limits, root: bool, batch: bool = False) -> list[str]:
     executable, view = _interpreter_view()
     argv = [_bwrap_binary(), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             # --as-pid-1: the supervisor is the namespace's init, so bwrap's exit (which the host
@@ -1022,6 +1213,11 @@ def _bwrap_argv(limits: Limits, root: bool) -> list[str]:
     if root:
         # Privileged bwrap keeps only what the supervisor needs to hand out the two uids.
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        if batch:
+            # The batch's init also kills the programs' processes (other uids) and empties /tmp of
+            # their files between programs. Every process it forks loses all of these with its
+            # switch to an unprivileged uid, before any program code runs.
+            argv += ["--cap-add", "CAP_KILL", "--cap-add", "CAP_DAC_OVERRIDE", "--cap-add", "CAP_FOWNER"]
     else:
         argv += ["--unshare-user"]
     return argv + ["--", executable, "-I", "-S", "-B", "-X", "utf8", SANDBOX_SCRIPT]
@@ -1301,6 +1497,16 @@ def judge(source: str, tests: dict, timeout: float = 6.0, *, limits: Limits | No
         raise ValueError(f"source: expected str, got {type(source).__name__}")
     timeout = _check_timeout("timeout", timeout)
     limits = limits or Limits()
+    request, cases, total = _judge_request(source, tests, timeout)
+    raw = _execute(request, stdin="", limits=limits, isolation=isolation, backstop=total + STARTUP_GRACE + 30.0,
+                   stop_on_output_cap=False)
+    return _judge_report(raw.report, raw.stdout, raw.stderr, raw.timed_out, cases, raw.wall_seconds)
+
+
+def _judge_request(source: str, tests: dict, timeout: float) -> tuple[dict, int, float]:
+    """judge()'s request for the supervisor, its number of cases and its overall time limit."""
+    if not isinstance(source, str):
+        raise ValueError(f"source: expected str, got {type(source).__name__}")
     kind = tests.get("kind") if isinstance(tests, dict) else None
     if kind not in ("stdio", "call", "check"):
         raise ValueError(f"tests: expected a dict with kind 'stdio', 'call' or 'check', got {str(tests)[:100]!r}")
@@ -1309,15 +1515,212 @@ def judge(source: str, tests: dict, timeout: float = 6.0, *, limits: Limits | No
     total = timeout if kind == "check" else (timeout + 1.0) * cases + 5.0
     request = {"mode": "stdio" if kind == "stdio" else "call", "source": source, "tests": tests, "timeout": timeout,
                "total_timeout": total, "nonce": secrets.token_hex(16), "cpu_seconds": total + 1}
-    raw = _execute(request, stdin="", limits=limits, isolation=isolation, backstop=total + STARTUP_GRACE + 30.0,
-                   stop_on_output_cap=False)
-    stdout, stderr = raw.stdout.decode("utf-8", "replace"), raw.stderr.decode("utf-8", "replace")
-    report = raw.report
+    return request, cases, total
+
+
+def _judge_report(report: dict | None, stdout_bytes: bytes, stderr_bytes: bytes, timed_out: bool, cases: int,
+                  wall_seconds: float) -> JudgeReport:
+    """The verdict from the supervisor's report (already checked for this run's nonce), or no_verdict."""
+    stdout, stderr = stdout_bytes.decode("utf-8", "replace"), stderr_bytes.decode("utf-8", "replace")
     if report is None or report.get("status") not in ("passed", "failed", "timeout", "test_error"):
-        why = "the sandbox was stopped at its time limit" if raw.timed_out else "the supervisor sent no valid report"
-        return JudgeReport("no_verdict", 0, cases, f"{why}: {_first_line(stderr[-300:])}", stdout, stderr, raw.wall_seconds)
+        why = "the sandbox was stopped at its time limit" if timed_out else "the supervisor sent no valid report"
+        return JudgeReport("no_verdict", 0, cases, f"{why}: {_first_line(stderr[-300:])}", stdout, stderr, wall_seconds)
     passed, total_cases = int(report.get("passed", 0)), int(report.get("total", cases))
     if total_cases != cases:  # the supervisor must have seen exactly the cases we sent
         return JudgeReport("no_verdict", 0, cases, f"report counts {total_cases} cases, {cases} were sent", stdout, stderr,
-                           raw.wall_seconds)
-    return JudgeReport(report["status"], passed, cases, str(report.get("detail", "")), stdout, stderr, raw.wall_seconds)
+                           wall_seconds)
+    return JudgeReport(report["status"], passed, cases, str(report.get("detail", "")), stdout, stderr, wall_seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# batch mode: many programs judged one after the other in one sandbox
+
+BATCH_RESTORE_GRACE = 10.0  # seconds the host allows per program for the init's restore between programs
+
+
+def _fresh_uids() -> list[int]:
+    span = UID_RANGE[1] - UID_RANGE[0]
+    program_uid = secrets.randbelow(span)
+    supervisor_uid = (program_uid + 1 + secrets.randbelow(span - 1)) % span  # never the program's
+    return [UID_RANGE[0] + supervisor_uid, UID_RANGE[0] + program_uid]
+
+
+def _split_frames(raw: bytes) -> list:
+    frames, position = [], 0
+    while position + _HEADER.size <= len(raw):
+        (size,) = _HEADER.unpack(raw[position: position + _HEADER.size])
+        end = position + _HEADER.size + size
+        if end > len(raw):
+            break  # cut short
+        try:
+            frames.append(json.loads(raw[position + _HEADER.size: end]))
+        except ValueError:
+            frames.append(None)
+        position = end
+    return frames
+
+
+def _execute_batch(entries: list[tuple[dict, int, float]], limits: Limits) -> tuple[dict[int, JudgeReport], list[int], str]:
+    """Judge `entries` ((request, cases, total) each) in one bwrap sandbox. Returns the verdicts
+    of the programs that were started (by position in `entries`), the positions never started
+    (to judge again elsewhere), and the sandbox's own stderr (diagnostics)."""
+    root = os.geteuid() == 0
+    check_isolation()
+    argv = _bwrap_argv(limits, root, batch=True)
+    request_file = tempfile.TemporaryFile()  # unlinked from the start: only the descriptor reaches it
+    stdin_file = tempfile.TemporaryFile()
+    report_r, report_w = os.pipe()
+    info_r, info_w = os.pipe()
+    host_fds: list[int] = []  # write ends to close once bwrap has them
+    outputs: list[tuple[int, int]] = []
+    items = []
+    launch = None
+    try:
+        offset = 0
+        for position, (request, _cases, total) in enumerate(entries):
+            body = json.dumps(request).encode()
+            request_file.write(body)
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            outputs.append((out_r, err_r))
+            host_fds += [out_w, err_w]
+            items.append({"index": position, "span": [offset, len(body)], "uids": _fresh_uids() if root else None,
+                          "mode": request["mode"], "cpu_seconds": request["cpu_seconds"], "stdout_fd": out_w,
+                          "stderr_fd": err_w, "backstop": total + STARTUP_GRACE + 30.0})
+            offset += len(body)
+        request_file.flush()
+        config = {"request_fd": request_file.fileno(), "report_fd": report_w, "limits": asdict(limits), "items": items}
+        argv = argv[:1] + ["--info-fd", str(info_w)] + argv[1:] + ["--supervise-batch", json.dumps(config)]
+        pass_fds = (request_file.fileno(), report_w, info_w, *host_fds)
+        launch = _Launch(argv, pass_fds, stdin_file, "bwrap", info_r)
+    finally:
+        for fd in (report_w, info_w, *host_fds):
+            os.close(fd)
+        request_file.close()
+        stdin_file.close()
+        if launch is None:
+            for fd in (report_r, info_r, *(fd for pair in outputs for fd in pair)):
+                os.close(fd)
+    proc = launch.proc
+    stdout_fd, stderr_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    buffers = {fd: bytearray() for fd in (stdout_fd, stderr_fd, report_r, info_r, *(fd for pair in outputs for fd in pair))}
+    caps = {fd: limits.output_bytes for fd in buffers}
+    caps[report_r], caps[info_r] = 16 << 20, 1 << 16
+    open_fds = set(buffers)
+    selector = selectors.DefaultSelector()  # not select(): many descriptors, possibly numbered above 1023
+    for fd in open_fds:
+        selector.register(fd, selectors.EVENT_READ)
+    timed_out = stopped = False
+    deadline = launch.started + STARTUP_GRACE + sum(item["backstop"] + BATCH_RESTORE_GRACE for item in items)
+    try:
+        while open_fds:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if stopped:
+                    break
+                timed_out = stopped = True
+                launch.stop()
+                deadline = time.monotonic() + 5.0
+                continue
+            for key, _ in selector.select(remaining):
+                fd = key.fd
+                chunk = os.read(fd, _CHUNK)
+                if not chunk:
+                    open_fds.discard(fd)
+                    selector.unregister(fd)
+                    if fd == info_r:
+                        launch.note_info(bytes(buffers[fd]))
+                    continue
+                room = caps[fd] - len(buffers[fd])
+                buffers[fd] += chunk[: max(room, 0)]  # past the cap: drained and dropped, as in judge()
+        proc.wait(timeout=10)
+    finally:
+        selector.close()
+        if proc.poll() is None:
+            launch.stop()
+            proc.wait()
+        launch.close()
+        for fd in buffers:
+            os.close(fd) if fd not in (stdout_fd, stderr_fd) else None
+        proc.stdout.close()
+        proc.stderr.close()
+    sandbox_stderr = bytes(buffers[stderr_fd]).decode("utf-8", "replace")
+    started: set[int] = set()
+    done: dict[int, dict] = {}
+    reports: dict[int, list] = {}
+    for frame in _split_frames(bytes(buffers[report_r])):
+        if not isinstance(frame, dict) or type(frame.get("index")) is not int or not 0 <= frame["index"] < len(entries):
+            continue
+        index = frame["index"]
+        if frame.get("event") == "started":
+            started.add(index)
+        elif frame.get("event") == "done":
+            done[index] = frame
+        elif "nonce" in frame:
+            reports.setdefault(index, []).append(frame)
+    verdicts: dict[int, JudgeReport] = {}
+    for index in sorted(started):
+        request, cases, _total = entries[index]
+        candidates = [r for r in reports.get(index, []) if secrets.compare_digest(str(r.get("nonce")), request["nonce"])]
+        report = candidates[0] if len(candidates) == 1 and len(reports[index]) == 1 else None
+        event = done.get(index, {})
+        stderr = bytes(buffers[outputs[index][1]])
+        if report is None and not stderr:
+            stderr = sandbox_stderr[-2000:].encode()
+        seconds = float(event.get("seconds", report.get("seconds", 0.0) if report else 0.0))
+        verdicts[index] = _judge_report(report, bytes(buffers[outputs[index][0]]), stderr,
+                                        timed_out or bool(event.get("backstop")), cases, seconds)
+    return verdicts, [index for index in range(len(entries)) if index not in started], sandbox_stderr
+
+
+def judge_many(sources: list[str], tests: list[dict] | dict, timeout: float = 6.0, *, limits: Limits | None = None,
+               isolation: str = "bwrap", batch_size: int = 32) -> list[JudgeReport]:
+    """`[judge(s, t, timeout) for s, t in zip(sources, tests)]`, with one sandbox launch per
+    `batch_size` programs instead of one per program. `tests`: one spec per source, or one
+    spec for all.
+
+    Each program gets what judge() gives it: its own supervisor (forked, not started afresh),
+    its own program process forked before the tests are read, its own fresh uids (as root),
+    rlimits, timeouts, output caps and nonce-checked report; the verdicts are judge()'s. The
+    programs of a batch share one sandbox one after the other: between two programs the
+    sandbox's init kills every other process in it, empties /tmp and checks that no process,
+    file or SysV IPC object is left; if that check fails, or the sandbox ends early, the
+    programs not yet started are judged in a fresh sandbox (and, if a fresh one starts none of
+    them, one by one with judge()). The program that was running when its supervisor died gets
+    "no_verdict". `isolation="rlimits_only"` has no pid namespace to reset: it calls judge()
+    for each program.
+    """
+    if not isinstance(sources, (list, tuple)):
+        raise ValueError(f"sources: expected a list of str, got {type(sources).__name__}")
+    if isinstance(tests, dict):
+        specs = [tests] * len(sources)
+    elif isinstance(tests, (list, tuple)) and len(tests) == len(sources):
+        specs = list(tests)
+    else:
+        raise ValueError(f"tests: expected one test spec (dict) or a list of {len(sources)} of them")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if isolation not in ISOLATION_MODES:
+        raise ValueError(f"isolation: expected one of {ISOLATION_MODES}, got {isolation!r}")
+    timeout = _check_timeout("timeout", timeout)
+    limits = limits or Limits()
+    for index, source in enumerate(sources):
+        if not isinstance(source, str):
+            raise ValueError(f"sources[{index}]: expected str, got {type(source).__name__}")
+    if isolation != "bwrap":
+        return [judge(source, spec, timeout, limits=limits, isolation=isolation) for source, spec in zip(sources, specs)]
+    prepared = [_judge_request(source, spec, timeout) for source, spec in zip(sources, specs)]  # validates every spec first
+    results: list[JudgeReport | None] = [None] * len(sources)
+    for first in range(0, len(sources), batch_size):
+        pending = list(range(first, min(first + batch_size, len(sources))))
+        while pending:
+            verdicts, not_started, _ = _execute_batch([prepared[i] for i in pending], limits)
+            for position, verdict in verdicts.items():
+                results[pending[position]] = verdict
+            if len(not_started) == len(pending):  # a fresh sandbox started none: no batch to be had
+                for position in not_started:
+                    i = pending[position]
+                    results[i] = judge(sources[i], specs[i], timeout, limits=limits, isolation=isolation)
+                break
+            pending = [pending[position] for position in not_started]
+    return results  # type: ignore[return-value]
