@@ -268,10 +268,11 @@ def _slip_delta(rng: random.Random, value: int) -> int:
     return 1
 
 
-def _misread_operand(rng: random.Random, value: int, op: str, b: int, avoid=()) -> int:
+def _misread_operand(rng: random.Random, value: int, op: str, b: int, avoid=()) -> int | None:
     """A wrong operand like the student's misreadings (off by 1, 2 or 10, or digits swapped),
     keeping the line's result non-negative; `(op, operand)` pairs in `avoid` (the problem's
-    other operations: writing one would be a valid reordering, not a misreading) are skipped."""
+    other operations: writing one would be a valid reordering, not a misreading) are skipped.
+    Else the nearest operand that fits; None if none does (e.g. `1-1`)."""
     def fits(wrong: int) -> bool:
         return wrong != b and wrong > 0 and (op == "+" or value - wrong >= 0) and (op, wrong) not in avoid
 
@@ -280,7 +281,7 @@ def _misread_operand(rng: random.Random, value: int, op: str, b: int, avoid=()) 
         wrong = int(str(b)[::-1]) if choice == "swap" else b + int(choice)
         if fits(wrong):
             return wrong
-    return next(w for w in range(b + 1, b + 200) if fits(w))
+    return next((w for w in sorted(range(1, b + 200), key=lambda w: (abs(w - b), w)) if fits(w)), None)
 
 
 def _other_order(rng: random.Random, start: int, steps: list[tuple[str, int]], max_value: int
@@ -327,8 +328,8 @@ def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int
             flaws = {}
             for k, (op, b) in enumerate(ordered):
                 if rng.random() < mix.line_flaw_prob:
-                    flaws[k] = (("slip", _slip_delta(rng, values[k + 1])) if rng.random() < 0.5
-                                else ("misread", _misread_operand(rng, values[k], op, b, avoid=ordered)))
+                    wrong = None if rng.random() < 0.5 else _misread_operand(rng, values[k], op, b, avoid=ordered)
+                    flaws[k] = ("slip", _slip_delta(rng, values[k + 1])) if wrong is None else ("misread", wrong)
             out.append((f"{question}\n", ordered_text(start, ordered, flaws=flaws, repair=mix.repair,
                                                        mark_flaws=mix.mask_flaws)))
             continue
@@ -342,7 +343,8 @@ def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int
             line = rng.randrange(len(steps))
             ordered = route_steps(steps, route)
             before = ([start] + running_values(start, ordered))[line]
-            misread = (line, _misread_operand(rng, before, *ordered[line], avoid=ordered))
+            wrong = _misread_operand(rng, before, *ordered[line], avoid=ordered)
+            misread = None if wrong is None else (line, wrong)
         out.append((f"{question}\n", ordered_text(start, route_steps(steps, route), slip=slip, misread=misread,
                                                    repair=mix.repair, mark_flaws=mix.mask_flaws)))
     return out
@@ -364,6 +366,12 @@ def flawed_prefix(problem: Problem, kind: str, rng: random.Random) -> str:
         text = ordered_text(problem.meta["start"], ordered, slip=(line, _slip_delta(rng, values[line + 1])))
     else:
         wrong = _misread_operand(rng, values[line], *ordered[line], avoid=ordered)
+        for other in rng.sample(range(len(ordered)), len(ordered)):  # a line that admits no misreading
+            if wrong is not None:
+                break
+            line, wrong = other, _misread_operand(rng, values[other], *ordered[other], avoid=ordered)
+        if wrong is None:
+            raise ValueError(f"problem {problem.id}: no line of its route admits a misread operand")
         text = ordered_text(problem.meta["start"], ordered, misread=(line, wrong))
     lines = text.split("\n")
     return "\n".join(lines[: lines.index(next(x for x in lines if x.startswith(FIX_MARK)))]) + "\n"

@@ -220,3 +220,16 @@ def test_dense_flaws_are_marked_and_repaired(repair):
     assert 0.3 < flawed_lines / (300 * 3.5) < 0.5  # about line_flaw_prob of the lines (tiers 2-5: 3.5 on average)
     with pytest.raises(ValueError, match="repair: expected one of"):
         routes.ordered_text(50, [("+", 5)], repair="retry")
+
+
+def test_misread_operand_edge_cases():
+    rng = random.Random(0)
+    # 20-20: every wrong operand must stay at or below 20 and differ from 20
+    for _ in range(50):
+        wrong = routes._misread_operand(rng, 20, "-", 20)
+        assert wrong is not None and 0 < wrong < 20
+    assert routes._misread_operand(rng, 1, "-", 1) is None  # 1-x >= 0 with x > 0 and x != 1: none
+    assert routes._misread_operand(rng, 5, "-", 3, avoid=[("-", 1), ("-", 2), ("-", 4), ("-", 5)]) is None
+    problem = routes.make_problem(20, [("+", 5), ("-", 25)], source="t", index=0)
+    prefix = routes.flawed_prefix(problem, "misread", rng)
+    assert routes.first_route_error(problem, prefix + "\\boxed{0}").kind == "wrong operation"
