@@ -51,7 +51,12 @@ class StopRule:
 class RepairStage:
     """Continued training of the pretrained teacher on repair traces (`mix`: slip-then-fix and
     misread-then-fix lines), stopped at the first check where its repair rate (`repair_rate` on
-    `routes.flawed_prefix` cases of every kind in `kinds`, mean over kinds) reaches `stop.target`."""
+    `routes.flawed_prefix` cases of every kind in `kinds`, mean over kinds) reaches `stop.target`.
+
+    A repair rate alone does not show that the teacher finds errors: one that writes `fix:` after
+    any line also repairs (the probes in data/world_tiny_routes/probes/ found exactly that, and
+    compare the fix token's probability after flawed and after clean lines to tell the two apart).
+    Each check also records the clean greedy accuracy."""
 
     mix: routes.SolutionMix
     spec: ModelSpec  # lr, schedule, warm-up, seed; `steps` is the most it may train
