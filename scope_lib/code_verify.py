@@ -217,18 +217,32 @@ def grade(program: str, tests: CodeTests | str, *, limits: Limits | None = None,
     if not isinstance(program, str):
         raise ValueError(f"program: expected str, got {type(program).__name__}")
     tests = _as_tests(tests)
-    source = (tests.program_prelude + "\n" + program) if tests.program_prelude else program
-    report = sandbox.judge(source, tests.spec(), tests.timeout, limits=limits, isolation=isolation)
+    report = sandbox.judge(_with_prelude(program, tests), tests.spec(), tests.timeout, limits=limits, isolation=isolation)
+    _raise_if_broken(report, tests)
+    return report
+
+
+def _with_prelude(program: str, tests: CodeTests) -> str:
+    return (tests.program_prelude + "\n" + program) if tests.program_prelude else program
+
+
+def _raise_if_broken(report: JudgeReport, tests: CodeTests) -> None:
+    """grade()'s error for a test that is itself broken (the sandbox's status "test_error")."""
     if report.status == "test_error":
         where = f" ({tests.meta.get('id')})" if tests.meta.get("id") else ""
         raise ValueError(f"tests{where}: the test itself is broken: {report.detail}")
-    return report
 
 
 def grade_many(programs: Sequence[str], tests: Sequence[CodeTests | str], *, workers: int | None = None,
                limits: Limits | None = None, isolation: str = "bwrap") -> list[JudgeReport]:
     """`[grade(p, t) for p, t in zip(programs, tests)]` on `workers` threads (default: one per
-    CPU). Each sandbox is its own process tree, so threads give real parallelism."""
+    CPU). Each sandbox is its own process tree, so threads give real parallelism.
+
+    With `isolation="bwrap"` the programs are grouped by their problem's timeout and each group
+    is judged with `sandbox.judge_many` (one sandbox launch per chunk of up to `_BATCH_SIZE`
+    programs instead of one per program; the chunks shared out over the threads); the reports
+    are judge()'s, in the order of `programs`. A broken test raises the same ValueError as
+    grade(), for the first such program in order, after the batch has run."""
     if len(programs) != len(tests):
         raise ValueError(f"tests: expected {len(programs)} items like programs, got {len(tests)}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -237,10 +251,54 @@ def grade_many(programs: Sequence[str], tests: Sequence[CodeTests | str], *, wor
     if not programs:
         return []
     workers = min(workers or os.cpu_count() or 1, len(programs))
+    if isolation == "bwrap":
+        return _grade_batched(programs, parsed, workers=workers, limits=limits, isolation=isolation)
     if workers == 1:
         return [grade(p, t, limits=limits, isolation=isolation) for p, t in zip(programs, parsed)]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
         return list(pool.map(lambda pair: grade(pair[0], pair[1], limits=limits, isolation=isolation), zip(programs, parsed)))
+
+
+_BATCH_SIZE = 32  # programs per sandbox launch in grade_many (judge_many's default)
+
+
+def _grade_batched(programs: Sequence[str], parsed: list[CodeTests], *, workers: int, limits: Limits | None,
+                   isolation: str) -> list[JudgeReport]:
+    """grade_many's bwrap path: what `[grade(p, t) ...]` returns or raises, judged with
+    `sandbox.judge_many`, one call per chunk of programs that share a timeout."""
+    errors: dict[int, Exception] = {}
+    # limits and isolation are the same for the whole call, so the timeout alone tells groups apart
+    groups: dict[float, list[int]] = {}  # the timeout -> the programs judged with it, in order
+    for index, (program, tests) in enumerate(zip(programs, parsed)):
+        if not isinstance(program, str):  # grade()'s error, raised below in order like any other
+            errors[index] = ValueError(f"program: expected str, got {type(program).__name__}")
+            continue
+        groups.setdefault(float(tests.timeout), []).append(index)
+    chunks: list[tuple[float, list[int]]] = []
+    for timeout, members in groups.items():
+        size = min(_BATCH_SIZE, -(-len(members) // workers))  # every thread gets a share of a large group
+        chunks += [(timeout, members[first:first + size]) for first in range(0, len(members), size)]
+
+    def judge_chunk(chunk: tuple[float, list[int]]) -> list[JudgeReport]:
+        timeout, members = chunk
+        sources = [_with_prelude(programs[i], parsed[i]) for i in members]
+        return sandbox.judge_many(sources, [parsed[i].spec() for i in members], timeout, limits=limits,
+                                  isolation=isolation, batch_size=_BATCH_SIZE)
+
+    if workers == 1 or len(chunks) == 1:
+        judged = [judge_chunk(chunk) for chunk in chunks]
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(chunks)), thread_name_prefix="sandbox") as pool:
+            judged = list(pool.map(judge_chunk, chunks))
+    reports: list[JudgeReport | None] = [None] * len(programs)
+    for (_, members), chunk_reports in zip(chunks, judged):
+        for i, report in zip(members, chunk_reports):
+            reports[i] = report
+    for index, report in enumerate(reports):
+        if index in errors:
+            raise errors[index]
+        _raise_if_broken(report, parsed[index])
+    return reports  # type: ignore[return-value]
 
 
 def is_correct(response: str, tests: CodeTests | str, *, extract="code_block", limits: Limits | None = None) -> bool:
