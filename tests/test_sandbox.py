@@ -10,6 +10,7 @@ The fork bomb runs only after `test_process_cap_holds_for_harmless_children` has
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -228,12 +229,13 @@ def test_reading_files_outside_the_sandbox_fails(tmp_path):
     _aftermath(elapsed, 5 + SLACK)
 
 
-def test_connecting_to_a_loopback_server_fails():
+@contextlib.contextmanager
+def loopback_server():
+    """A TCP server on the host's loopback, yielding (port, the messages it received)."""
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.bind(("127.0.0.1", 0))
     server.listen(5)
     server.settimeout(0.2)
-    port = server.getsockname()[1]
     accepted = []
     stop = threading.Event()
 
@@ -249,6 +251,15 @@ def test_connecting_to_a_loopback_server_fails():
     thread = threading.Thread(target=serve)
     thread.start()
     try:
+        yield server.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def test_connecting_to_a_loopback_server_fails():
+    with loopback_server() as (port, accepted):
         # the server is really there for a host process
         with socket.create_connection(("127.0.0.1", port), timeout=2) as probe:
             probe.sendall(b"host")
@@ -263,10 +274,6 @@ def test_connecting_to_a_loopback_server_fails():
                    "except OSError as e:\n    print('offline', type(e).__name__)\n")
         result, elapsed = _timed(run, program, timeout=10)
         time.sleep(0.3)
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
     assert "CONNECTED" not in result.stdout and "refused" in result.stdout and "INTERNET" not in result.stdout, result
     assert accepted == [b"host"], "the sandboxed program reached the host's loopback server"
     _aftermath(elapsed, 10 + SLACK)

@@ -9,7 +9,6 @@ behind are followed by programs that check they cannot see them.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 
@@ -17,7 +16,7 @@ import pytest
 
 from scope_lib import sandbox
 from scope_lib.sandbox import Limits, judge, judge_many
-from test_sandbox import SLACK, _sandbox_processes  # noqa: F401  (same helpers as the single-program tests)
+from test_sandbox import SLACK, _sandbox_processes, loopback_server  # noqa: F401  (same helpers as the single-program tests)
 
 ADD = {"kind": "stdio", "cases": [["2 3\n", "5\n"], ["10 -4\n", "6\n"]]}
 CORRECT = "a, b = map(int, input().split())\nprint(a + b)\n"
@@ -185,34 +184,11 @@ def test_reading_files_outside_the_sandbox_in_a_batch(tmp_path):
 
 
 def test_loopback_connection_in_a_batch():
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(5)
-    server.settimeout(0.2)
-    port = server.getsockname()[1]
-    accepted = []
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                continue
-            accepted.append(connection.recv(100))
-            connection.close()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
+    with loopback_server() as (port, accepted):
         program = (f"import socket\ntry:\n    s = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
                    "    s.sendall(b'sandbox')\n    print('CONNECTED')\nexcept OSError as e:\n    print('refused')\n")
         report = _in_the_middle(program, ADD, 5, 5 + SLACK)
         time.sleep(0.3)
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
     assert "got 'refused'" in report.detail, report
     assert accepted == [], "the sandboxed program reached the host's loopback server"
 

@@ -22,9 +22,12 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from scope_lib import routes
-from scope_lib.models import ModelSpec, lr_at
-from scope_lib.route_world import flaw_masked_batch, greedy_accuracy, repair_cases, repair_rate
+from scope_lib.models import ModelSpec
+from scope_lib.route_world import greedy_accuracy, repair_cases, repair_rate
 from scope_lib.tokenizer import load_tokenizer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from repair_finetune import train  # noqa: E402
 
 WORLD = Path(__file__).resolve().parents[3] / "worlds" / "tiny_routes"
 
@@ -77,7 +80,6 @@ def main():
     data = texts(steps * spec.batch_size, line_flaw, spec.seed)
     val = routes.validation_set(200)
     cases = repair_cases(val[:100], routes.FLAW_KINDS)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     log, t0 = [], time.time()
 
     def probe(step, loss):
@@ -85,22 +87,13 @@ def main():
         return {"step": step, "loss": loss, "clean": greedy_accuracy(model, tok, val, max_new_tokens=140),
                 **{k: repair_rate(model, tok, c) for k, c in cases.items()}, "s": round(time.time() - t0)}
 
-    log.append(probe(0, None))
-    for step in range(steps):
-        model.train()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, spec)
-        ids, mask, labels = flaw_masked_batch(data[step * 32:(step + 1) * 32], tok)
-        loss = model(input_ids=ids[:, :160], attention_mask=mask[:, :160], labels=labels[:, :160]).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if (step + 1) % 100 == 0:
-            log.append(probe(step + 1, round(loss.item(), 4)))
-            print(log[-1], flush=True)
-            (out / "log.json").write_text(json.dumps(log, indent=1))
+    def check(step, loss):
+        log.append(probe(step, loss))
+        print(log[-1], flush=True)
+        (out / "log.json").write_text(json.dumps(log, indent=1))
 
+    log.append(probe(0, None))
+    train(model, tok, spec, data, lr=lr, every=100, check=check, max_len=160)
 
 if __name__ == "__main__":
     main()

@@ -51,6 +51,26 @@ def probe(model, tok, val, cases, clean, step, loss, t0):
             "s": round(time.time() - t0)}
 
 
+def train(model, tok, spec, data, *, lr, every, check, max_len=None):
+    """The probes' training loop: AdamW, `spec`'s lr schedule, batches of 32 from `data` with
+    flawed lines out of the loss, clipped gradients; `check(step, loss)` every `every` steps."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=spec.weight_decay, betas=(0.9, 0.98))
+    for step in range(spec.steps):
+        model.train()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, spec)
+        ids, mask, labels = flaw_masked_batch(data[step * 32:(step + 1) * 32], tok)
+        if max_len is not None:
+            ids, mask, labels = ids[:, :max_len], mask[:, :max_len], labels[:, :max_len]
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if (step + 1) % every == 0:
+            check(step + 1, round(loss.item(), 4))
+
+
 def main():
     out, misread, lr, steps, slip, repair, line_flaw = (Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]),
                                                         int(sys.argv[4]), float(sys.argv[5]), sys.argv[6], float(sys.argv[7]))
@@ -66,23 +86,15 @@ def main():
     val = routes.validation_set(200)
     cases = repair_cases(val[:100], routes.FLAW_KINDS)
     clean = clean_twins(cases["slip"])
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     t0 = time.time()
     log = [probe(model, tok, val, cases, clean, 0, None, t0)]
-    for step in range(steps):
-        model.train()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, spec)
-        ids, mask, labels = flaw_masked_batch(data[step * 32:(step + 1) * 32], tok)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if (step + 1) % 100 == 0:
-            log.append(probe(model, tok, val, cases, clean, step + 1, round(loss.item(), 4), t0))
-            print(log[-1], flush=True)
-            (out / "log.json").write_text(json.dumps(log, indent=1))
+
+    def check(step, loss):
+        log.append(probe(model, tok, val, cases, clean, step, loss, t0))
+        print(log[-1], flush=True)
+        (out / "log.json").write_text(json.dumps(log, indent=1))
+
+    train(model, tok, spec, data, lr=lr, every=100, check=check)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 from scope_lib import routes
-from scope_lib.models import ModelSpec, lr_at, make_model
-from scope_lib.route_world import flaw_masked_batch, repair_cases
+from scope_lib.models import ModelSpec, make_model
+from scope_lib.route_world import repair_cases
 from scope_lib.tokenizer import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from repair_finetune import WORLD, clean_twins, probe  # noqa: E402
+from repair_finetune import WORLD, clean_twins, probe, train  # noqa: E402
 
 
 def main():
@@ -39,23 +39,14 @@ def main():
     val = routes.validation_set(200)
     cases = repair_cases(val[:100], routes.FLAW_KINDS)
     clean = clean_twins(cases["slip"])
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.98))
     log, t0 = [], time.time()
-    for step in range(steps):
-        model.train()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, spec)
-        ids, mask, labels = flaw_masked_batch(data[step * 32:(step + 1) * 32], tok)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if (step + 1) % 250 == 0:
-            log.append(probe(model, tok, val, cases, clean, step + 1, round(loss.item(), 4), t0))
-            print(log[-1], flush=True)
-            (out / "log.json").write_text(json.dumps(log, indent=1))
 
+    def check(step, loss):
+        log.append(probe(model, tok, val, cases, clean, step, loss, t0))
+        print(log[-1], flush=True)
+        (out / "log.json").write_text(json.dumps(log, indent=1))
+
+    train(model, tok, spec, data, lr=spec.lr, every=250, check=check)
 
 if __name__ == "__main__":
     main()
