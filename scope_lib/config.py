@@ -479,17 +479,26 @@ def _check_eval_sets(names: list[str]) -> None:
             raise _Invalid(f"data.eval_sets[{index}]", f"{name!r} is listed twice")
 
 
+TINY_CODE_NAMES = ("tiny_code", "tiny_code_smoke")  # tiny worlds on the code task (scope_lib.code_task)
+
+
 def _check_verifier(cfg: TrainConfig) -> None:
-    """The verifier fits the data: code eval sets and TACO need "code", math sets and tiny "math"."""
+    """The verifier fits the data: code eval sets, TACO and the tiny code world need "code", math
+    sets and the other tiny worlds "math"."""
     from scope_lib.code_benchmarks import CODE_BENCHMARKS, HUB
 
     verifier, taco = cfg.reward.verifier, HUB["taco"][0]
+    tiny_code = cfg.model.student in TINY_CODE_NAMES  # the tiny code world: its "tiny" sets are code problems
     for index, name in enumerate(cfg.data.eval_sets):
-        needed = "code" if name in CODE_BENCHMARKS else "math"
+        needed = "code" if name in CODE_BENCHMARKS or (tiny_code and name.startswith("tiny")) else "math"
         if needed != verifier:
             raise _Invalid(f"data.eval_sets[{index}]", f"{name!r} is a {needed} set, but 'reward.verifier' is "
                                                        f"{verifier!r}; one verifier grades a run (set it to {needed!r})")
     train = cfg.data.train
+    if tiny_code and train == "tiny":
+        if verifier != "code":
+            raise _Invalid("reward.verifier", f"model.student {cfg.model.student!r} writes programs: set it to 'code'")
+        return
     if verifier == "code" and train != taco and not train.endswith(".jsonl"):
         raise _Invalid("data.train", f"'reward.verifier' 'code' trains on {taco!r} or a .jsonl file of TACO-style rows "
                                      f"(scope_lib.code_benchmarks.load_taco_train), got {train!r}")

@@ -14,7 +14,8 @@ from typing import Any
 
 from scope_lib.config import TrainConfig, load_config
 
-SCALES = {"tiny": "tiny", "smol": "smol", "paper": "paper_distill_1p5b", "paper_qwen3": "paper_qwen3_1p7b"}
+SCALES = {"tiny": "tiny", "tiny_code": "tiny_code", "smol": "smol", "paper": "paper_distill_1p5b",
+          "paper_qwen3": "paper_qwen3_1p7b", "paper_code": "paper_code"}
 
 METHODS = ("grpo", "kd", "opd", "scope")
 # OPD matched in rollouts: G = 8 per prompt like SCOPE and GRPO (the paper's OPD uses G = 1).
@@ -90,7 +91,9 @@ def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = Fals
         print(f"scale {scale!r}: expects GPUs, vLLM (pip install -e .[vllm]), a teacher vLLM server and the Hugging Face hub")
         _warned_paper.append(scale)
     # An explicit optim.lr in `overrides` wins over the tuned one (lr selection itself relies on it).
-    merged = {**(SMOKE_OVERRIDES if smoke else {}), **tuned_lr(scale, variant), **overrides,
+    smoke_overrides = SMOKE_OVERRIDES if scale != "tiny_code" else {
+        **SMOKE_OVERRIDES, "model.student": "tiny_code_smoke", "model.teacher": "tiny_code_smoke"}
+    merged = {**(smoke_overrides if smoke else {}), **tuned_lr(scale, variant), **overrides,
               **variant_overrides(variant), "seed": seed}
     return load_config(SCALES[scale], overrides=merged)
 

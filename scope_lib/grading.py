@@ -12,7 +12,7 @@ calls; it dispatches on `kind`:
   `reward` section sets (per-test timeout, memory, processes).
 
 `responses[i]` is graded against `problems[i]`, so a problem's k samples list it k times (its
-tests are parsed once). Both verifiers refuse the other's problems with a ValueError naming the
+tests are parsed once, and identical responses to it are run once). Both verifiers refuse the other's problems with a ValueError naming the
 problem instead of grading every response wrong: a code problem (source one of `CODE_SOURCES`)
 under "math", an answer that is not test JSON under "code". `kind_of(problems)` tells which
 verifier a set of problems needs.
@@ -33,8 +33,9 @@ __all__ = ["KINDS", "CODE_SOURCES", "CodeGrading", "kind_of", "grade", "grade_co
            "code_instruction", "HUMANEVAL_INSTRUCTION", "PROGRAM_INSTRUCTION"]
 
 KINDS = ("math", "code")
-# Problem.source of every problem `scope_lib.code_benchmarks` loads: its benchmarks and TACO.
-CODE_SOURCES = ("humaneval", "codeforces", "livecodebench", "taco")
+# Problem.source of every problem `scope_lib.code_benchmarks` loads (its benchmarks and TACO) and
+# of the tiny code task (`scope_lib.code_task`).
+CODE_SOURCES = ("humaneval", "codeforces", "livecodebench", "taco", "tiny_code")
 # What the code verifier needs from a response: the program in a fenced block (the last one is
 # taken, as LiveCodeBench's extract_code does). HumanEval's question is a function stub.
 HUMANEVAL_INSTRUCTION = ("Complete the Python function above. Write the whole function, its signature included, "
@@ -148,7 +149,21 @@ def grade(kind: str, responses: Sequence[str], problems: Sequence[Problem], *, c
 
     code = code or CodeGrading()
     tests = _code_tests(problems, code.timeout_s)
-    return code_grade_batch(list(responses), tests, extract=code.extract, workers=code.workers, limits=code.limits())
+    # Identical responses to one problem are judged once: a group of rollouts or k evaluation
+    # samples often repeats a program, and its verdict does not depend on how many copies were
+    # sampled (a nondeterministic program's copies share its one verdict).
+    slot: dict[tuple, int] = {}
+    unique: list[int] = []
+    for index, response in enumerate(responses):
+        if not isinstance(response, str):
+            raise ValueError(f"responses[{index}]: expected str, got {type(response).__name__}")
+        key = (response, id(tests[index]))
+        if key not in slot:
+            slot[key] = len(unique)
+            unique.append(index)
+    verdicts = code_grade_batch([responses[i] for i in unique], [tests[i] for i in unique], extract=code.extract,
+                                workers=code.workers, limits=code.limits())
+    return [verdicts[slot[(r, id(tests[i]))]] for i, r in enumerate(responses)]
 
 
 def grade_config(cfg, responses: Sequence[str], problems: Sequence[Problem]) -> list[bool]:

@@ -204,7 +204,7 @@ def setup(notebook: str, params: Mapping[str, Any], *, notebooks_dir: str | os.P
 
     scale = str(values.get("SCALE", ""))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" and scale == "tiny":
+    if device == "cpu" and scale in ("tiny", "tiny_code"):
         # The tiny models are too small to gain from a second thread; on a shared 2-core machine one
         # thread generated 5x faster than two (measured, notebook 03), since idle-spinning threads fight for cores.
         torch.set_num_threads(1)

@@ -2,9 +2,10 @@
 
     python -m scope_lib.rebuild_world tiny_routes            # build into the cache, compare
     python -m scope_lib.rebuild_world tiny_routes --ship     # ... and replace worlds/tiny_routes
+    python -m scope_lib.rebuild_world tiny_code --ship       # the code world (scope_lib.code_world)
 
-The build stops each model at a measured accuracy (`scope_lib.route_world.StopRule`), not at a
-fixed step count, so a rebuild on another CPU lands near the same accuracy even where its
+The build stops each model at a measured accuracy (`scope_lib.route_world.StopRule`; for the
+code world, the greedy pass rate of hidden tests in the sandbox), not at a fixed step count, so a rebuild on another CPU lands near the same accuracy even where its
 weights differ. The printed comparison gives, per model, whether the weights are bit-identical,
 the largest parameter difference, and the greedy accuracy per eval set of both worlds.
 """
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 WORLDS_DIR = Path(__file__).resolve().parents[1] / "worlds"
-BUILDABLE = ("tiny_routes",)
+BUILDABLE = ("tiny_routes", "tiny_code")
 
 
 def accuracy_table(world_path: Path, *, per_set: int = 100) -> dict[str, dict[str, float]]:
@@ -49,7 +50,6 @@ def accuracy_table(world_path: Path, *, per_set: int = 100) -> dict[str, dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    from scope_lib.route_world import ROUTE_WORLD, build_route_world
     from scope_lib.shipped import compare_worlds, export_world, format_comparison
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -62,8 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix=f"rebuild-{args.name}-"))
     out = args.out or work / "world"
     print(f"building {args.name} into {out} (teacher and student side by side, one thread each)", flush=True)
-    build_route_world(ROUTE_WORLD, out, progress=not args.quiet)
-    accuracy = accuracy_table(out)
+    if args.name == "tiny_code":
+        from scope_lib import code_world
+
+        code_world.build_code_world(code_world.CODE_WORLD, out, progress=not args.quiet)
+        accuracy = code_world.accuracy_table(out)
+    else:
+        from scope_lib.route_world import ROUTE_WORLD, build_route_world
+
+        build_route_world(ROUTE_WORLD, out, progress=not args.quiet)
+        accuracy = accuracy_table(out)
     exported = work / "export"
     export_world(out, exported, build_record={"accuracy": accuracy})
     shipped = WORLDS_DIR / args.name

@@ -172,12 +172,15 @@ def flaw_masked_batch(pairs: list[tuple[str, str]], tokenizer):
     return out_ids, mask, out_labels
 
 
-def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.SolutionMix, validation, *,
-             progress: bool = True, desc: str = "pretrain", position: int = 0, measure=None) -> dict:
+def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.SolutionMix | None, validation, *,
+             progress: bool = True, desc: str = "pretrain", position: int = 0, measure=None,
+             pairs: list[tuple[str, str]] | None = None) -> dict:
     """Supervised training on `mix`'s solutions until `stop` says so; returns the record.
 
     `measure(model) -> (score, extras)` replaces the stop rule's measurement (default: greedy
-    accuracy on `validation`); `extras` are recorded with each check.
+    accuracy on `validation`); `extras` are recorded with each check. `pairs`: (prompt, target)
+    texts of another task (`scope_lib.code_world`), `spec.steps * spec.batch_size` of them, used
+    instead of `mix` (which is then None).
     """
     from tqdm.auto import tqdm
 
@@ -186,7 +189,12 @@ def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.Solu
 
     measure = measure or default_measure
 
-    data = routes.pretraining_texts(spec.steps * spec.batch_size, mix, seed=spec.seed, tiers=spec.tiers)
+    if (pairs is None) == (mix is None):
+        raise ValueError("pretrain: expected either mix (the route task) or pairs (another task's texts)")
+    data = pairs if pairs is not None else routes.pretraining_texts(spec.steps * spec.batch_size, mix, seed=spec.seed,
+                                                                    tiers=spec.tiers)
+    if len(data) < spec.steps * spec.batch_size:
+        raise ValueError(f"pairs: expected {spec.steps * spec.batch_size} (steps x batch_size) texts, got {len(data)}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.98))
     checks, losses = [], []
     bar = tqdm(range(spec.steps), desc=desc, disable=not progress, mininterval=2, position=position)
@@ -194,8 +202,8 @@ def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.Solu
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, spec)
-        pairs = data[step * spec.batch_size: (step + 1) * spec.batch_size]
-        ids, mask, labels = (flaw_masked_batch if mix.mask_flaws else pair_batch)(pairs, tokenizer)
+        chunk = data[step * spec.batch_size: (step + 1) * spec.batch_size]
+        ids, mask, labels = (flaw_masked_batch if mix is not None and mix.mask_flaws else pair_batch)(chunk, tokenizer)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

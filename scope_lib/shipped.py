@@ -211,6 +211,10 @@ def _config_class(task: str | None):
         from scope_lib.route_world import RouteWorldConfig
 
         return RouteWorldConfig
+    if task == "code":
+        from scope_lib.code_world import CodeWorldConfig
+
+        return CodeWorldConfig
     return models.WorldConfig
 
 

@@ -24,13 +24,15 @@ from pathlib import Path
 
 import torch
 
-from scope_lib.config import TrainConfig
+from scope_lib.config import TINY_CODE_NAMES, TrainConfig
 from scope_lib.grading import code_instruction
 from scope_lib.problem import Problem
 
-TINY_NAMES = ("tiny", "tiny_smoke", "tiny_routes", "tiny_routes_smoke")
-# Tiny worlds on the route task (scope_lib.routes); the others are on the chain task (scope_lib.tasks).
+TINY_NAMES = ("tiny", "tiny_smoke", "tiny_routes", "tiny_routes_smoke", "tiny_code", "tiny_code_smoke")
+# Tiny worlds on the route task (scope_lib.routes) and on the code task (scope_lib.code_task);
+# the others are on the chain task (scope_lib.tasks).
 ROUTE_NAMES = ("tiny_routes", "tiny_routes_smoke")
+CODE_NAMES = TINY_CODE_NAMES
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "worlds"
 
 
@@ -52,10 +54,22 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 def _tiny_world(name: str, progress: bool):
     from scope_lib.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world, default_cache_dir
 
-    if name == "tiny_routes":  # shipped in the repository, checked against its SHA-256 manifest
+    if name in ("tiny_routes", "tiny_code"):  # shipped in the repository, checked against its SHA-256 manifest
         from scope_lib.shipped import load_shipped_world
 
         return load_shipped_world(SHIPPED_DIR / name)
+    if name == "tiny_code_smoke":  # seconds to build; cached like the chain worlds
+        from scope_lib.code_world import CODE_SMOKE_WORLD, build_code_world
+        from scope_lib.models import load_world_folder
+
+        path = default_cache_dir() / "code" / CODE_SMOKE_WORLD.key()
+        if not (path / "done.json").exists():
+            try:
+                build_code_world(CODE_SMOKE_WORLD, path, progress=progress)
+            except OSError:  # a concurrent builder published it first
+                if not (path / "done.json").exists():
+                    raise
+        return load_world_folder(path, CODE_SMOKE_WORLD)
     if name == "tiny_routes_smoke":  # seconds to build; cached like the chain worlds
         from scope_lib.models import load_world_folder
         from scope_lib.route_world import ROUTE_SMOKE_WORLD, build_route_world
@@ -72,11 +86,15 @@ def _tiny_world(name: str, progress: bool):
 
 
 def tiny_task(model_name: str):
-    """The task module of a tiny world: `scope_lib.routes` or `scope_lib.tasks` (chain)."""
+    """The task module of a tiny world: `scope_lib.routes`, `scope_lib.code_task` or `scope_lib.tasks` (chain)."""
     if model_name in ROUTE_NAMES:
         from scope_lib import routes
 
         return routes
+    if model_name in CODE_NAMES:
+        from scope_lib import code_task
+
+        return code_task
     from scope_lib import tasks
 
     return tasks
@@ -164,14 +182,23 @@ def _load_code_train(train: str) -> list[Problem]:
     return problems
 
 
+def _code_benchmark_names():
+    from scope_lib.code_benchmarks import CODE_BENCHMARKS
+
+    return CODE_BENCHMARKS
+
+
 def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
     """Load the student, teacher, tokenizer and data the config names."""
     student_name, teacher_name = cfg.model.student, cfg.model.teacher
     teacher = None
     code = cfg.reward.verifier == "code"
-    if code and student_name in TINY_NAMES:
-        raise ValueError(f"reward.verifier: 'code' needs a language model that writes Python; model.student "
-                         f"{student_name!r} is a tiny world (its task is arithmetic: use reward.verifier 'math')")
+    if code and student_name in TINY_NAMES and student_name not in CODE_NAMES:
+        raise ValueError(f"reward.verifier: 'code' needs a model that writes Python (a language model or "
+                         f"{' / '.join(CODE_NAMES)}); model.student {student_name!r} is a tiny world whose task is "
+                         "arithmetic: use reward.verifier 'math'")
+    if student_name in CODE_NAMES and not code:
+        raise ValueError(f"reward.verifier: model.student {student_name!r} writes programs; set it to 'code'")
     if student_name in TINY_NAMES:
         if teacher_name != student_name:
             raise ValueError(f"model.teacher must equal model.student ({student_name!r}) for the tiny world, got {teacher_name!r}")
@@ -204,7 +231,7 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
 
     # --- data ("tiny" data is the task of the tiny world the student belongs to)
     tasks = tiny_task(student_name)
-    if code:
+    if code and not (student_name in CODE_NAMES and cfg.data.train == "tiny"):
         train_problems = _load_code_train(cfg.data.train)
     elif cfg.data.train == "tiny":
         train_problems = tasks.train_pool(seed=cfg.seed)
@@ -223,7 +250,7 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
             if not hasattr(tasks, "validation_set"):
                 raise ValueError(f"data.eval_sets: 'tiny_validation' needs a route world, got model {student_name!r}")
             eval_sets["validation"] = tasks.validation_set(per_set or 200, seed=1)
-        elif code:  # local copies: env SCOPE_CODE_DATA_DIR (scope_lib.code_benchmarks), else the hub
+        elif code and name in _code_benchmark_names():  # local copies: env SCOPE_CODE_DATA_DIR, else the hub
             from scope_lib.code_benchmarks import load_code_benchmark
 
             eval_sets[name] = load_code_benchmark(name, limit=per_set or None)
