@@ -434,6 +434,7 @@ RESULTS_PAGE = [
     (("fig6",), "08", "Fig. 6: weight temperature"),
     (("table8",), "09", "Table 8: per-step time by component"),
     (("nb10",), "10", "DPAW weights step by step (implementation checks)"),
+    (("table2",), "11", "Table 2: code generation (the tiny code world, hidden tests in the sandbox)"),
 ]
 
 

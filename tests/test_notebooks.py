@@ -14,6 +14,7 @@ EXPECTED = {
     "09": ["table8_step_time.png", "table8_step_time.csv", "table8_step_time.md",  # + the committed bench record's
            "table8_bench_overlap.png", "table8_bench_step_time.csv"],  # synchronous-vs-overlapped section
     "10": ["nb10_weights_by_step.png", "nb10_weights_by_step.pdf", "nb10_weights_by_step.csv", "nb10_weights_by_step.md"],
+    "11": ["table2_code.png", "table2_code.pdf", "table2_code_avg.csv", "table2_code_avg.md", "table2_code.claims.md"],
 }
 
 
