@@ -114,7 +114,7 @@ ctx.show_claims("table8_step_time", lines)
 # numbers below are read from it, never typed. Each bar stacks a variant's median components
 # (medians need not add up to the median step, the black tick). The hatched bar under the
 # overlapped step is the scoring worker's busy time: it runs beside generation, so it is not a
-# part of the step. The lines check the project's speed targets (issue 13; benchmark targets,
+# part of the step. The lines check the project's speed targets (benchmark targets,
 # not claims of the paper): the overlapped SCOPE step at most 1.05x GRPO's, and the DPAW weight
 # computation (Eq. 4-5, timed alone after the synchronous step) under 1% of a SCOPE step.
 
@@ -124,7 +124,7 @@ from pathlib import Path
 
 record_path = Path(BENCH_RECORD) if Path(BENCH_RECORD).is_absolute() else nb.REPO_ROOT / BENCH_RECORD
 if not record_path.exists():
-    bench_lines = [report.check("speed targets of issue 13 (bench)", None, f"no bench record at `{record_path}`; "
+    bench_lines = [report.check("speed targets (bench)", None, f"no bench record at `{record_path}`; "
                                 "make it with `nice -n 5 python bench/table8_speed.py --steps 10 --out "
                                 "data/bench_table8` on an otherwise idle machine")]
 else:
@@ -160,5 +160,5 @@ else:
                    f"{over_s - sync_s:+.3f} s. The lines below check the project's speed targets, not claims of the paper."]
     for t in figure_data.speed_targets(bench):
         limits = f"; what limits it: {figure_data.overlap_limits(bench)}" if t["met"] is False and "overlapped" in t["name"] else ""
-        bench_lines.append(report.check(f"speed target (issue 13): {t['name']}", t["met"], f"{t['verdict']} (machine: {where}){limits}"))
+        bench_lines.append(report.check(f"speed target: {t['name']}", t["met"], f"{t['verdict']} (machine: {where}){limits}"))
 ctx.show_claims("table8_bench_overlap", bench_lines)

@@ -248,7 +248,14 @@ def point_interval(ax, data, *, x: str, y: str, hue: str | None = None, order: l
     # hue == x colours each category and needs neither dodging nor a legend
     dodged = bool(hue) and hue != x
     levels = len(hue_order) if dodged else 1
-    sns.stripplot(**common, dodge=dodged, jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
+    # seaborn jitters with numpy's global generator: seed it for this call only, so a figure
+    # redrawn from the same numbers has the same dots (and the same PNG bytes)
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        sns.stripplot(**common, dodge=dodged, jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
+    finally:
+        np.random.set_state(state)
     # pointplot's dodge spreads the first and last hue by this much, stripplot's by 0.8 (n-1)/n.
     interval = t_interval if clip is None else t_interval_within(*clip)
     sns.pointplot(**common, estimator="mean", errorbar=interval, dodge=0.8 * (levels - 1) / levels if dodged else False,

@@ -15,8 +15,8 @@ load it from there afterwards (~1 s).
 The package is located with `importlib.util.find_spec`, which does not import it (importing
 it would need the `llm` CLI that --no-deps leaves out).
 
-`humaneval_slice` evaluates the model on the first N HumanEval problems (issue 11's smol check
-of the code setting): k sampled answers per problem through `scope_lib.evaluate` with the code
+`humaneval_slice` evaluates the model on the first N HumanEval problems (the smol check of the
+code setting): k sampled answers per problem through `scope_lib.evaluate` with the code
 verifier, each program run in the sandbox (`scope_lib.grading`), Avg@k and Pass@1..k from
 `scope_lib.metrics`. From the shell:
 

@@ -1,4 +1,4 @@
-"""Calibration of the tiny world (issue 3): teacher and base student measured with the
+"""Calibration of the tiny world: teacher and base student measured with the
 project's evaluator at the paper's evaluation settings scaled down (k samples, temperature 0.6).
 
 Targets: teacher Avg@k >= 0.75 over all eval sets; base student Avg@k in [0.25, 0.55],

@@ -1,4 +1,4 @@
-"""The tiny world's gate (issue 3): on-policy distillation must raise the student's held-out
+"""The tiny world's gate: on-policy distillation must raise the student's held-out
 Avg@k by more than the seed-to-seed spread, within 5 minutes of CPU per run.
 
 A deliberately minimal on-policy loop (the project's trainer does the real thing):

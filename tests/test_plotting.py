@@ -205,6 +205,26 @@ def test_point_interval_draws_mean_ci_of_the_per_seed_values():
     plt.close(fig)
 
 
+def test_point_interval_jitter_is_the_same_on_every_redraw_and_leaves_numpy_alone():
+    rng = np.random.default_rng()
+    df = pd.DataFrame([{"variant": v, "seed": i, "acc": rng.random()} for v in ("opd", "scope") for i in range(5)])
+
+    def dots():
+        fig, ax = plt.subplots()
+        plotting.point_interval(ax, df, x="variant", y="acc", hue="variant")
+        points = np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets()) == 5])
+        plt.close(fig)
+        return points
+
+    np.random.seed(int(rng.integers(1000)))
+    before = np.random.get_state()[1].copy()
+    first = dots()
+    assert np.array_equal(np.random.get_state()[1], before)  # the caller's global stream is untouched
+    np.random.random(10)  # another global state: the same dots all the same
+    assert np.array_equal(dots(), first)
+    assert len(np.unique(first[:, 0])) > 2  # jittered, not stacked on the category
+
+
 def test_point_interval_clips_only_the_drawn_interval_and_names_bad_columns():
     df = pd.DataFrame({"variant": ["grpo"] * 3, "acc": [0.0, 0.0, 0.3]})
     fig, ax = plt.subplots()
