@@ -110,14 +110,17 @@ def student_path_stats(table: pd.DataFrame, *, ignore: tuple[str, ...] = ("other
 @torch.no_grad()
 def measure_student_path(student, tokenizer, problems: Sequence[Problem], format_prompt: Callable[[Problem], str],
                          route_of: Callable[[Problem, str], str], *, group_size: int = 8, temperature: float = 1.0,
-                         max_new_tokens: int = 96, tau: float = 1.0, seed: int = 0, batch_size: int = 256):
+                         max_new_tokens: int = 96, tau: float = 1.0, seed: int = 0, batch_size: int = 256,
+                         grade=None):
     """Sample `group_size` base-student rollouts per problem (the training rollouts' settings),
-    grade them, score them under the student (`pipeline.score_rollouts`), and return (table, stats)."""
-    from scope_lib.pipeline import Sampling, score_rollouts
+    grade them (`grade(texts, problems)`, default the math verifier), score them under the
+    student (`pipeline.score_rollouts`), and return (table, stats)."""
+    from scope_lib.pipeline import Sampling, grade_answers, score_rollouts
 
     sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
     scored = score_rollouts(student, tokenizer, problems, format_prompt=format_prompt, group_size=group_size,
-                            sampling=sampling, seed=seed, score_student=True)  # the student's own pi_old
+                            sampling=sampling, seed=seed, score_student=True,  # the student's own pi_old
+                            grade=grade or grade_answers)
     texts = scored.rollouts.texts
     group = scored.rollouts.group.tolist()
     seq = scored.student_seq_logp().double().numpy()

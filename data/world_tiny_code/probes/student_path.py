@@ -1,0 +1,36 @@
+"""Eq. 4's preconditions on the shipped code world's base student (a probe, no method run).
+
+Samples G = 8 rollouts at temperature 1.0 for 256 training prompts, grades them by their hidden
+tests in the sandbox, and computes the student-path statistics of `scope_lib.preconditions`
+(effective sample size of the Eq. 4 weights at tau = 1, within-group log-PPL spread). A
+"route" here is the program text: the reference program, or another program that passes.
+
+    python data/world_tiny_code/probes/student_path.py > data/world_tiny_code/probes/student_path.log
+"""
+
+import json
+
+import torch
+
+from scope_lib import code_task, grading
+from scope_lib.preconditions import measure_student_path
+from scope_lib.world import _tiny_world
+
+torch.set_num_threads(1)
+world = _tiny_world("tiny_code", progress=False)
+problems = code_task.train_pool(256, seed=7)
+code = grading.CodeGrading(extract="raw")
+
+
+def route_of(problem, text):
+    return "reference" if text.strip() == problem.solution else "another program"
+
+
+table, stats = measure_student_path(world.student, world.tokenizer, problems, code_task.format_prompt, route_of,
+                                    max_new_tokens=72, grade=lambda texts, probs: grading.grade("code", texts, probs,
+                                                                                                code=code))
+right = table[table.correct]
+distinct = right.groupby("group")["text"].nunique()
+stats["groups_2plus_distinct_correct_programs"] = float((distinct >= 2).sum())
+print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()}, indent=1))
+print(right.groupby("route")["log_ppl"].describe().round(3).to_string())
