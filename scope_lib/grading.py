@@ -12,10 +12,10 @@ calls; it dispatches on `kind`:
   `reward` section sets (per-test timeout, memory, processes).
 
 `responses[i]` is graded against `problems[i]`, so a problem's k samples list it k times (its
-tests are parsed once, and identical responses to it are run once). Both verifiers refuse the other's problems with a ValueError naming the
-problem instead of grading every response wrong: a code problem (source one of `CODE_SOURCES`)
-under "math", an answer that is not test JSON under "code". `kind_of(problems)` tells which
-verifier a set of problems needs.
+tests are parsed once, and identical responses to it are run once). Both verifiers refuse the
+other's problems with a ValueError naming the problem instead of grading every response wrong:
+a code problem (source one of `CODE_SOURCES`) under "math", an answer that is not test JSON
+under "code". `kind_of(problems)` tells which verifier a set of problems needs.
 
     verdicts = grade("code", responses, [problems[g] for g in groups], code=CodeGrading(memory_mb=2048))
     verdicts = grade_config(cfg, responses, problems_per_response)   # cfg.reward decides

@@ -182,12 +182,6 @@ def _load_code_train(train: str) -> list[Problem]:
     return problems
 
 
-def _code_benchmark_names():
-    from scope_lib.code_benchmarks import CODE_BENCHMARKS
-
-    return CODE_BENCHMARKS
-
-
 def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
     """Load the student, teacher, tokenizer and data the config names."""
     student_name, teacher_name = cfg.model.student, cfg.model.teacher
@@ -241,6 +235,8 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
         train_problems = _load_hub_problems(cfg.data.train)
     else:
         raise ValueError(f"data.train: expected 'tiny', a .jsonl file with question/answer rows or a hub dataset id, got {cfg.data.train!r}")
+    from scope_lib.code_benchmarks import CODE_BENCHMARKS  # names only: no hub, no models
+
     eval_sets: dict[str, list[Problem]] = {}
     per_set = cfg.data.eval_problems_per_set
     for name in cfg.data.eval_sets:
@@ -248,9 +244,9 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
             eval_sets.update(tasks.eval_sets(per_set or 100))
         elif name == "tiny_validation":  # training-side problems held out for choosing learning rates
             if not hasattr(tasks, "validation_set"):
-                raise ValueError(f"data.eval_sets: 'tiny_validation' needs a route world, got model {student_name!r}")
+                raise ValueError(f"data.eval_sets: 'tiny_validation' needs a route or code world, got model {student_name!r}")
             eval_sets["validation"] = tasks.validation_set(per_set or 200, seed=1)
-        elif code and name in _code_benchmark_names():  # local copies: env SCOPE_CODE_DATA_DIR, else the hub
+        elif code and name in CODE_BENCHMARKS:  # local copies: env SCOPE_CODE_DATA_DIR, else the hub
             from scope_lib.code_benchmarks import load_code_benchmark
 
             eval_sets[name] = load_code_benchmark(name, limit=per_set or None)
