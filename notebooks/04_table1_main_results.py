@@ -38,12 +38,11 @@ EVAL_K = 16
 FIGURES_DIR = "figures"
 
 # %%
-import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from scope_lib import nb, report, verdict
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import legend_outside, point_interval
+from scope_lib.plotting import per_seed_panels
 
 ctx = nb.setup("04_table1_main_results", globals())
 seeds = SEEDS[:2] if SMOKE else SEEDS  # two smoke seeds: the paired interval is computed, not skipped
@@ -57,10 +56,7 @@ order = ["base"] + METHODS
 # ## Generates and saves Table 1
 
 # %%
-avg_table = report.wide_table(summary, "avg@k", order, sets)
-pass_table = report.wide_table(summary, "pass@k", order, sets)
-relative = report.relative_change(summary, "avg@k").reindex(order)
-avg_table["Δ vs OPD (avg, %)"] = [f"{v:+.1f}" for v in relative]
+avg_table, pass_table = report.method_tables(summary, order, sets)
 ctx.save_table(avg_table, "table1_main_results_avg")
 ctx.save_table(pass_table, "table1_main_results_pass")
 ctx.save_table(summary, "table1_main_results_long")
@@ -73,17 +69,7 @@ display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + pass_table.to_markdown()))
 # interval of the table and of the verdict rule); the base student, evaluated once, is the dashed line.
 
 # %%
-average = df[(df.eval_set == "average") & (df.variant != "base")]
-base = df[(df.eval_set == "average") & (df.variant == "base")].iloc[0]
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-for ax, (metric, label) in zip(axes, (("avg@k", f"Avg@{eval_k}"), ("pass@k", f"Pass@{eval_k}"))):
-    point_interval(ax, average, x="variant", y=metric, order=METHODS, hue="variant", hue_order=METHODS, scale=100,
-                   clip=(0, 100))
-    ax.axhline(100 * base[metric], color="grey", linestyle="--", label="base student")
-    ax.set(xlabel="", ylabel="mean over the eval sets (%)", title=label)
-    ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 100))  # a rate stays in [0, 100]
-fig.suptitle(f"Table 1 per seed ({ctx.scale_label}, {len(seeds)} seed(s), k = {eval_k})")
-legend_outside(fig)
+fig = per_seed_panels(df, METHODS, eval_k, f"Table 1 per seed ({ctx.scale_label}, {len(seeds)} seed(s), k = {eval_k})")
 ctx.savefig(fig, "table1_main_results", caption=f"Dots: the {len(seeds)} seed(s); diamonds and bars: mean and 95% t "
             "interval over seeds (as the table and the verdict lines); dashed: the base student (one evaluation).")
 

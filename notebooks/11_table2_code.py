@@ -50,7 +50,7 @@ from IPython.display import Markdown, display
 
 from scope_lib import nb, report, verdict
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import legend_outside, point_interval
+from scope_lib.plotting import per_seed_panels
 
 ctx = nb.setup("11_table2_code", globals())
 seeds = SEEDS[:2] if SMOKE else SEEDS  # two smoke seeds: the paired interval is computed, not skipped
@@ -90,10 +90,7 @@ order = ["base"] + METHODS
 # ## Generates and saves Table 2
 
 # %%
-avg_table = report.wide_table(summary, "avg@k", order, sets)
-pass_table = report.wide_table(summary, "pass@k", order, sets)
-relative = report.relative_change(summary, "avg@k").reindex(order)
-avg_table["Δ vs OPD (avg, %)"] = [f"{v:+.1f}" for v in relative]
+avg_table, pass_table = report.method_tables(summary, order, sets)
 ctx.save_table(avg_table, "table2_code_avg")
 ctx.save_table(pass_table, "table2_code_pass")
 ctx.save_table(summary, "table2_code_long")
@@ -106,17 +103,7 @@ display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + pass_table.to_markdown()))
 # base student, evaluated once, is the dashed line.
 
 # %%
-average = df[(df.eval_set == "average") & (df.variant != "base")]
-base = df[(df.eval_set == "average") & (df.variant == "base")].iloc[0]
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-for ax, (metric, label) in zip(axes, (("avg@k", f"Avg@{eval_k}"), ("pass@k", f"Pass@{eval_k}"))):
-    point_interval(ax, average, x="variant", y=metric, order=METHODS, hue="variant", hue_order=METHODS, scale=100,
-                   clip=(0, 100))
-    ax.axhline(100 * base[metric], color="grey", linestyle="--", label="base student")
-    ax.set(xlabel="", ylabel="mean over the eval sets (%)", title=label)
-    ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 100))
-fig.suptitle(f"Table 2 per seed ({ctx.scale_label}, {len(seeds)} seed(s), k = {eval_k})")
-legend_outside(fig)
+fig = per_seed_panels(df, METHODS, eval_k, f"Table 2 per seed ({ctx.scale_label}, {len(seeds)} seed(s), k = {eval_k})")
 ctx.savefig(fig, "table2_code", caption=f"Code world: dots are the {len(seeds)} seed(s); diamonds and bars the mean "
             "and 95% t interval over seeds; dashed: the base student (one evaluation). Every sample was judged by "
             "its problem's hidden tests in the sandbox.")
@@ -131,7 +118,7 @@ ctx.savefig(fig, "table2_code", caption=f"Code world: dots are the {len(seeds)} 
 import seaborn as sns
 
 from scope_lib import figure_data
-from scope_lib.plotting import METHOD_COLORS, band, k_axis, t_interval_within
+from scope_lib.plotting import METHOD_COLORS, band, k_axis, legend_outside, t_interval_within
 
 per_seed = figure_data.pass_curves_long(results, ["base"] + METHODS).assign(pct=lambda d: 100 * d["pass@k"])
 curve_avg = per_seed[per_seed.eval_set == "average"]

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from scope_lib import code_task
-from scope_lib.models import ModelSpec, make_model
-from scope_lib.route_world import StopRule, pretrain
+from scope_lib.models import ModelSpec
+from scope_lib.route_world import StopRule, train_and_save
 from scope_lib.tokenizer import build_tokenizer, load_tokenizer
 
 _FORMAT_VERSION = 1  # bump when the task, tokenizer or training code changes what is built
@@ -84,25 +84,14 @@ def pass_rate(model, tokenizer, problems, *, batch_size: int = 256) -> float:
 
 
 def _build_model(config: CodeWorldConfig, name: str, tmp: Path, progress: bool, position: int) -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: one thread each, the two models side by side
-    try:
-        spec, stop = getattr(config, name), getattr(config, f"{name}_stop")
-        tokenizer = load_tokenizer(tmp / "tokenizer")
-        model = make_model(spec, tokenizer, config.max_positions)
-        validation = code_task.validation_set(config.validation_problems)
-        pairs = [(code_task.format_prompt(p), code_task.format_target(p))
-                 for p in code_task.train_stream(spec.steps * spec.batch_size, seed=spec.seed, tiers=spec.tiers)]
-        start, cpu_start = time.time(), time.process_time()
-        record = pretrain(model, tokenizer, spec, stop, None, validation, progress=progress, desc=f"pretrain {name}",
-                          position=position, pairs=pairs,
-                          measure=lambda m: (pass_rate(m, tokenizer, validation), {}))
-        model.save_pretrained(tmp / name)
-        record.update(seconds=round(time.time() - start, 1), cpu_seconds=round(time.process_time() - cpu_start, 1),
-                      threads=1, params=sum(p.numel() for p in model.parameters()))
-        return record
-    finally:
-        torch.set_num_threads(threads)
+    spec = getattr(config, name)
+    tokenizer = load_tokenizer(tmp / "tokenizer")
+    validation = code_task.validation_set(config.validation_problems)
+    pairs = [(code_task.format_prompt(p), code_task.format_target(p))
+             for p in code_task.train_stream(spec.steps * spec.batch_size, seed=spec.seed, tiers=spec.tiers)]
+    return train_and_save(name, spec, getattr(config, f"{name}_stop"), tokenizer, config.max_positions, validation, tmp,
+                          pairs=pairs, measure=lambda model: (pass_rate(model, tokenizer, validation), {}),
+                          progress=progress, position=position)
 
 
 def build_code_world(config: CodeWorldConfig, dest: Path, *, progress: bool = True) -> Path:

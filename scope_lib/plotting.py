@@ -329,3 +329,24 @@ def legend_outside(target, handles: list | None = None, labels: list[str] | None
         right = max(ax.get_position().x1 for ax in axes)
         return target.legend(handles, labels, loc="upper left", bbox_to_anchor=(right + 0.01, 0.95), **kwargs)
     return target.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+
+
+def per_seed_panels(df, variants: list[str], k: int, title: str):
+    """Tables 1 and 2 per seed: Avg@k and Pass@k side by side, one dot per seed (the mean over
+    the eval sets, rows of `experiments.run_grid` with eval_set "average"), the mean and its
+    95% t interval over seeds per variant, and the base student (evaluated once) as a dashed
+    line. Rates in %, kept in [0, 100]. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    average = df[(df.eval_set == "average") & (df.variant != "base")]
+    base = df[(df.eval_set == "average") & (df.variant == "base")].iloc[0]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, (metric, label) in zip(axes, (("avg@k", f"Avg@{k}"), ("pass@k", f"Pass@{k}"))):
+        point_interval(ax, average, x="variant", y=metric, order=variants, hue="variant", hue_order=variants,
+                       scale=100, clip=(0, 100))
+        ax.axhline(100 * base[metric], color="grey", linestyle="--", label="base student")
+        ax.set(xlabel="", ylabel="mean over the eval sets (%)", title=label)
+        ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 100))  # a rate stays in [0, 100]
+    fig.suptitle(title)
+    legend_outside(fig)
+    return fig

@@ -61,6 +61,17 @@ def wide_table(summary: pd.DataFrame, metric: str, order: list[str], sets: list[
     return pd.DataFrame.from_dict(table, orient="index")[sets]
 
 
+def method_tables(summary: pd.DataFrame, order: list[str], sets: list[str],
+                  reference: str = "opd") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The Avg@k and Pass@k tables of Tables 1 and 2 (`wide_table`), the Avg@k table with a last
+    column: each variant's relative change of the average versus `reference`, in %."""
+    avg_table = wide_table(summary, "avg@k", order, sets)
+    pass_table = wide_table(summary, "pass@k", order, sets)
+    relative = relative_change(summary, "avg@k", reference).reindex(order)
+    avg_table[f"Δ vs {reference.upper()} (avg, %)"] = [f"{v:+.1f}" for v in relative]
+    return avg_table, pass_table
+
+
 def relative_change(summary: pd.DataFrame, metric: str, reference: str = "opd", eval_set: str = "average") -> pd.Series:
     """Relative change of `metric` on `eval_set` versus `reference`, in percent, per variant."""
     part = summary[summary.eval_set == eval_set].set_index("variant")[metric]

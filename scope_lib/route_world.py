@@ -224,25 +224,34 @@ def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.Solu
             "reached_target": bool(checks and checks[-1]["accuracy"] >= stop.target)}
 
 
-def _build_model(config: RouteWorldConfig, name: str, tmp: Path, progress: bool, position: int) -> dict:
+def train_and_save(name: str, spec: ModelSpec, stop: StopRule, tokenizer, max_positions: int, validation, dest: Path, *,
+                   mix: routes.SolutionMix | None = None, pairs=None, measure=None, progress: bool = True,
+                   position: int = 0) -> dict:
+    """A fresh model for `spec`, pretrained on one torch thread until `stop` (`pretrain`'s
+    `mix`, `pairs` and `measure`), saved to `dest / name`; returns its record with the wall and
+    CPU seconds and the parameter count. The builders of the route and code worlds use it."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matmuls: one thread each, the two models side by side
     try:
-        spec, stop = getattr(config, name), getattr(config, f"{name}_stop")
-        tokenizer = load_tokenizer(tmp / "tokenizer")
-        model = make_model(spec, tokenizer, config.max_positions)
-        validation = routes.validation_set(config.validation_problems)
+        model = make_model(spec, tokenizer, max_positions)
         start, cpu_start = time.time(), time.process_time()
-        record = pretrain(model, tokenizer, spec, stop, getattr(config, f"{name}_mix"), validation, progress=progress,
-                          desc=f"pretrain {name}", position=position)
-        model.save_pretrained(tmp / name)
+        record = pretrain(model, tokenizer, spec, stop, mix, validation, progress=progress, desc=f"pretrain {name}",
+                          position=position, measure=measure, pairs=pairs)
+        model.save_pretrained(dest / name)
         record.update(seconds=round(time.time() - start, 1), cpu_seconds=round(time.process_time() - cpu_start, 1),
                       threads=1, params=sum(p.numel() for p in model.parameters()))
-        if name == "teacher" and config.teacher_repair is not None:
-            record["repair"] = _repair_teacher(config, tmp, progress, position)
         return record
     finally:
         torch.set_num_threads(threads)
+
+
+def _build_model(config: RouteWorldConfig, name: str, tmp: Path, progress: bool, position: int) -> dict:
+    record = train_and_save(name, getattr(config, name), getattr(config, f"{name}_stop"), load_tokenizer(tmp / "tokenizer"),
+                            config.max_positions, routes.validation_set(config.validation_problems), tmp,
+                            mix=getattr(config, f"{name}_mix"), progress=progress, position=position)
+    if name == "teacher" and config.teacher_repair is not None:
+        record["repair"] = _repair_teacher(config, tmp, progress, position)
+    return record
 
 
 def _repair_teacher(config: RouteWorldConfig, tmp: Path, progress: bool, position: int) -> dict:

@@ -51,37 +51,36 @@ class World:
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def _cached_smoke_world(folder: str, config, build, progress: bool):
+    """A smoke-sized world (seconds to build), built once into `<cache>/<folder>/<config key>`
+    by `build(config, path, progress=...)` and cached like the chain worlds."""
+    from scope_lib.models import default_cache_dir, load_world_folder
+
+    path = default_cache_dir() / folder / config.key()
+    if not (path / "done.json").exists():
+        try:
+            build(config, path, progress=progress)
+        except OSError:  # a concurrent builder published it first
+            if not (path / "done.json").exists():
+                raise
+    return load_world_folder(path, config)
+
+
 def _tiny_world(name: str, progress: bool):
-    from scope_lib.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world, default_cache_dir
+    from scope_lib.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world
 
     if name in ("tiny_routes", "tiny_code"):  # shipped in the repository, checked against its SHA-256 manifest
         from scope_lib.shipped import load_shipped_world
 
         return load_shipped_world(SHIPPED_DIR / name)
-    if name == "tiny_code_smoke":  # seconds to build; cached like the chain worlds
+    if name == "tiny_code_smoke":
         from scope_lib.code_world import CODE_SMOKE_WORLD, build_code_world
-        from scope_lib.models import load_world_folder
 
-        path = default_cache_dir() / "code" / CODE_SMOKE_WORLD.key()
-        if not (path / "done.json").exists():
-            try:
-                build_code_world(CODE_SMOKE_WORLD, path, progress=progress)
-            except OSError:  # a concurrent builder published it first
-                if not (path / "done.json").exists():
-                    raise
-        return load_world_folder(path, CODE_SMOKE_WORLD)
-    if name == "tiny_routes_smoke":  # seconds to build; cached like the chain worlds
-        from scope_lib.models import load_world_folder
+        return _cached_smoke_world("code", CODE_SMOKE_WORLD, build_code_world, progress)
+    if name == "tiny_routes_smoke":
         from scope_lib.route_world import ROUTE_SMOKE_WORLD, build_route_world
 
-        path = default_cache_dir() / "routes" / ROUTE_SMOKE_WORLD.key()
-        if not (path / "done.json").exists():
-            try:
-                build_route_world(ROUTE_SMOKE_WORLD, path, progress=progress)
-            except OSError:  # a concurrent builder published it first
-                if not (path / "done.json").exists():
-                    raise
-        return load_world_folder(path, ROUTE_SMOKE_WORLD)
+        return _cached_smoke_world("routes", ROUTE_SMOKE_WORLD, build_route_world, progress)
     return build_tiny_world(SMOKE_WORLD if name == "tiny_smoke" else TINY_WORLD, progress=progress)
 
 

@@ -127,3 +127,17 @@ def test_base_gains_are_the_verdicts_difference_at_each_k():
         # the same interval the verdict line prints
         line = report.compare_to_base("x", results, "opd", seeds, "greater", "p", k=kk, num_resamples=500)
         assert f"[{100 * difference.low:+.1f}, {100 * difference.high:+.1f}]" in line
+
+
+def test_method_tables_add_the_relative_change_versus_the_reference():
+    rng = np.random.default_rng()
+    rows = [{"variant": v, "seed": s, "eval_set": e, "avg@k": rng.uniform(0.1, 0.9), "pass@k": rng.uniform(0.1, 0.9)}
+            for v in ("opd", "scope") for s in range(3) for e in ("a", "b", "average")]
+    df = pd.DataFrame(rows)
+    summary = report.seed_summary(df)
+    avg_table, pass_table = report.method_tables(summary, ["opd", "scope"], ["a", "b", "average"])
+    mean = {v: df[(df.variant == v) & (df.eval_set == "average")]["avg@k"].mean() for v in ("opd", "scope")}
+    expected = 100 * (mean["scope"] - mean["opd"]) / mean["opd"]
+    assert avg_table.loc["scope", "Δ vs OPD (avg, %)"] == f"{expected:+.1f}"
+    assert avg_table.loc["opd", "Δ vs OPD (avg, %)"] == "+0.0"
+    assert list(pass_table.columns) == ["a", "b", "average"]

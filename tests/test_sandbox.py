@@ -149,13 +149,14 @@ def test_process_cap_holds_for_harmless_children():
     _cap_verified = True
 
 
-def test_fork_bomb_is_contained():
-    if not _cap_verified:
-        pytest.fail("the process cap was not shown to hold with harmless children first; not running a fork bomb")
+@contextlib.contextmanager
+def peak_sandbox_processes():
+    """Yields a one-item list; while the block runs a thread counts the sandbox processes on
+    the host every 20 ms, and the list holds the largest count seen."""
     peak = [0]
     done = threading.Event()
 
-    def watch():  # the number of sandbox processes while the bomb runs, measured on the host
+    def watch():
         while not done.is_set():
             peak[0] = max(peak[0], len(_sandbox_processes()))
             time.sleep(0.02)
@@ -163,11 +164,18 @@ def test_fork_bomb_is_contained():
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        result, elapsed = _timed(run, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-                                 timeout=2, limits=Limits(max_processes=16))
+        yield peak
     finally:
         done.set()
         watcher.join()
+
+
+def test_fork_bomb_is_contained():
+    if not _cap_verified:
+        pytest.fail("the process cap was not shown to hold with harmless children first; not running a fork bomb")
+    with peak_sandbox_processes() as peak:
+        result, elapsed = _timed(run, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+                                 timeout=2, limits=Limits(max_processes=16))
     assert result.timed_out
     # bwrap, the supervisor and at most 16 of the program's processes
     assert peak[0] <= 16 + 3, f"{peak[0]} sandbox processes at once under a cap of 16"

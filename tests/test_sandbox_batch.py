@@ -9,14 +9,13 @@ behind are followed by programs that check they cannot see them.
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pytest
 
 from scope_lib import sandbox
 from scope_lib.sandbox import Limits, judge, judge_many
-from test_sandbox import SLACK, _sandbox_processes, loopback_server  # noqa: F401  (same helpers as the single-program tests)
+from test_sandbox import SLACK, _sandbox_processes, loopback_server, peak_sandbox_processes  # noqa: F401  (same helpers as the single-program tests)
 
 ADD = {"kind": "stdio", "cases": [["2 3\n", "5\n"], ["10 -4\n", "6\n"]]}
 CORRECT = "a, b = map(int, input().split())\nprint(a + b)\n"
@@ -114,22 +113,9 @@ def test_fork_bomb_in_a_batch():
     report = _in_the_middle(sleepers, ADD, 5, 5 + SLACK + 2, limits=Limits(max_processes=16))
     started = int(report.detail.split("got '")[1].split("'")[0])
     assert 1 <= started <= 15, report
-    peak = [0]
-    done = threading.Event()
-
-    def watch():
-        while not done.is_set():
-            peak[0] = max(peak[0], len(_sandbox_processes()))
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    with peak_sandbox_processes() as peak:
         report = _in_the_middle(bomb, ADD, 2, 2 + SLACK + 2, limits=Limits(max_processes=16))
-    finally:
-        done.set()
-        watcher.join()
     assert report.status == "timeout", report
     # bwrap, the batch's init, the program's supervisor and runner, and at most 16 of the program's processes
     assert peak[0] <= 16 + 4, f"{peak[0]} sandbox processes at once under a cap of 16"
