@@ -2,6 +2,8 @@
 
     python -m scope_lib.rebuild_world tiny_routes            # build into the cache, compare
     python -m scope_lib.rebuild_world tiny_routes --ship     # ... and replace worlds/tiny_routes
+    python -m scope_lib.rebuild_world tiny_routes --reuse-teacher DIR   # keep a built world's first
+                                                             # teacher (route_world.FIRST_ROUTE_WORLD)
     python -m scope_lib.rebuild_world tiny_code --ship       # the code world (scope_lib.code_world)
 
 The build stops each model at a measured accuracy (`scope_lib.route_world.StopRule`; for the
@@ -22,7 +24,7 @@ WORLDS_DIR = Path(__file__).resolve().parents[1] / "worlds"
 BUILDABLE = ("tiny_routes", "tiny_code")
 
 
-def accuracy_table(world_path: Path, *, per_set: int = 100) -> dict[str, dict[str, float]]:
+def accuracy_table(world_path: Path, *, per_set: int = 100, max_new_tokens: int = 96) -> dict[str, dict[str, float]]:
     """{model: {eval set or kind: greedy accuracy}} on the route world's eval sets."""
     import torch
     from transformers import LlamaForCausalLM
@@ -39,12 +41,12 @@ def accuracy_table(world_path: Path, *, per_set: int = 100) -> dict[str, dict[st
         model = LlamaForCausalLM.from_pretrained(world_path / name).eval()
         row = {}
         for set_name, problems in sets.items():
-            row[set_name] = greedy_accuracy(model, tokenizer, problems)
+            row[set_name] = greedy_accuracy(model, tokenizer, problems, max_new_tokens=max_new_tokens)
         pooled = [p for problems in sets.values() for p in problems]
         for kind in routes.KINDS:
             chosen = [p for p in pooled if p.meta["kind"] == kind]
             if chosen:
-                row[f"kind:{kind}"] = greedy_accuracy(model, tokenizer, chosen)
+                row[f"kind:{kind}"] = greedy_accuracy(model, tokenizer, chosen, max_new_tokens=max_new_tokens)
         table[name] = row
     return table
 
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="build folder (default: a temporary folder)")
     parser.add_argument("--ship", action="store_true", help=f"replace {WORLDS_DIR}/<name> with the rebuilt world")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--reuse-teacher", type=Path, default=None,
+                        help="tiny_routes: a built world (e.g. a checkout's worlds/tiny_routes before the re-derivation "
+                             "stage) whose tokenizer and first teacher are copied instead of trained")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix=f"rebuild-{args.name}-"))
@@ -70,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from scope_lib.route_world import ROUTE_WORLD, build_route_world
 
-        build_route_world(ROUTE_WORLD, out, progress=not args.quiet)
-        accuracy = accuracy_table(out)
+        build_route_world(ROUTE_WORLD, out, progress=not args.quiet, reuse_teacher=args.reuse_teacher)
+        accuracy = accuracy_table(out, max_new_tokens=ROUTE_WORLD.max_new_tokens)
     exported = work / "export"
     export_world(out, exported, build_record={"accuracy": accuracy})
     shipped = WORLDS_DIR / args.name

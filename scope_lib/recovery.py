@@ -361,11 +361,15 @@ def recovery_study(
     seed: int = 0,
     progress: bool = True,
     diagnose: Callable[[Problem, str], object | None] = first_chain_error,
+    student_temperature: float | None = None,
 ) -> RecoveryStudy:
     """Run the error-recovery experiment of Appendix C.1 (see the module docstring).
 
     student, teacher: causal LMs sharing `tokenizer`; the teacher both scores the incorrect
     rollouts (PPL) and completes their prefixes. `batch_size`: sequences per generate call.
+    `temperature` samples both the student's rollouts and the teacher's completions, unless
+    `student_temperature` is given for the rollouts (the world's preconditions sample them at the
+    training rollouts' temperature).
     `diagnose(problem, text)`: the task's first-error diagnosis, an object with `line` (0-based
     index of the first wrong line) and `kind`, or None (the chain task's `first_chain_error`
     by default; `scope_lib.routes.first_route_error` for the route world).
@@ -398,8 +402,9 @@ def recovery_study(
 
     # --- 1-2. student rollouts, graded; the incorrect ones scored by the teacher over the
     # response tokens only (Eq. 23), through the project's rollout pipeline
+    student_sampling = {**sampling, "temperature": temperature if student_temperature is None else student_temperature}
     scored = score_rollouts(student, tokenizer, problems, format_prompt=format_prompt,
-                            group_size=samples_per_problem, sampling=Sampling(**sampling), seed=seed,
+                            group_size=samples_per_problem, sampling=Sampling(**student_sampling), seed=seed,
                             teacher=LocalTeacher(teacher), teacher_rows=incorrect_rows)
     rollouts, prompts = scored.rollouts, scored.prompts
     problem_of = rollouts.group.tolist()
@@ -477,6 +482,7 @@ def recovery_study(
         "error_type": [str(e) if e else None for e in errors],
     })
     settings = dict(samples_per_problem=samples_per_problem, ratios=list(ratios),
-                    completions_per_prefix=completions_per_prefix, seed=seed, num_problems=len(problems), **sampling)
+                    completions_per_prefix=completions_per_prefix, seed=seed, num_problems=len(problems), **sampling,
+                    student_temperature=student_sampling["temperature"])
     return RecoveryStudy(rates=rates, cases=cases, num_rollouts=len(rollouts), num_incorrect=len(wrong),
                          num_teacher_prompts=len(job_texts), settings=settings)

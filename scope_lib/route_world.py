@@ -35,7 +35,9 @@ from scope_lib.tokenizer import build_tokenizer, load_tokenizer
 
 _FORMAT_VERSION = 1  # bump when the task, tokenizer or training code changes what is built
 _LATER_MIX_FIELDS = {"misread_prob": 0.0, "reorder_prob": 0.0, "repair": "fix_line", "line_flaw_prob": 0.0,
-                     "mask_flaws": False}  # SolutionMix fields added after the first shipped world
+                     "mask_flaws": False, "recheck_prob": 0.0, "recheck_flaw_prob": 0.3}  # SolutionMix fields
+#                     added after the first shipped world (left out of its key while at these defaults)
+_LATER_FIELDS = {"max_new_tokens": 96}  # RouteWorldConfig fields added later, same rule
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class RepairStage:
     stop: StopRule
     kinds: tuple[str, ...] = routes.FLAW_KINDS
     cases_per_kind: int = 100  # validation problems, one flawed prefix each
+    clean_target: float = 0.0  # ... and at a check where the clean greedy accuracy is at least this
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class RouteWorldConfig:
     teacher_mix: routes.SolutionMix = routes.TEACHER_MIX  # what the teacher's solutions look like
     student_mix: routes.SolutionMix = routes.STUDENT_MIX
     teacher_repair: RepairStage | None = None  # a second teacher stage on repair traces
+    max_new_tokens: int = 96  # greedy generation length of the stop rules' measurements
 
     def as_dict(self) -> dict:
         """`dataclasses.asdict`, less the fields added after the first shipped world while they
@@ -96,6 +100,15 @@ class RouteWorldConfig:
                     del fields[mix][name]
         if fields["teacher_repair"] is None:
             del fields["teacher_repair"]
+        else:
+            for name, default in _LATER_MIX_FIELDS.items():
+                if fields["teacher_repair"]["mix"].get(name) == default:
+                    del fields["teacher_repair"]["mix"][name]
+            if fields["teacher_repair"]["clean_target"] == 0.0:
+                del fields["teacher_repair"]["clean_target"]
+        for name, default in _LATER_FIELDS.items():
+            if fields[name] == default:
+                del fields[name]
         return fields
 
     def key(self) -> str:
@@ -103,7 +116,34 @@ class RouteWorldConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-ROUTE_WORLD = RouteWorldConfig()
+# The first shipped route world (key 6fa936182eb0): its tokenizer and teacher are reused by the
+# default world below, which adds the teacher's re-derivation stage and a new student.
+FIRST_ROUTE_WORLD = RouteWorldConfig()
+
+# The default tiny world. The teacher (the first world's, 4 x 128) is fine-tuned to re-derive:
+# after its worked lines it writes `Start with S.` and works the problem again from the question
+# (routes.recheck_text), on first passes whose lines are each flawed with P 0.3 (flawed lines out
+# of the loss). It repairs a flawed prefix by working the problem again, which needs no error
+# detection (a teacher of this size learned none: data/world_tiny_routes/probes/). It stops at the
+# first check where it repairs at least 60% of slip and misread prefixes greedily while solving at
+# least 85% of the validation problems from the question. The student (4 x 64, two heads of
+# size 32, which vLLM's CPU attention takes; 0.30M parameters, 3.6x smaller than the teacher)
+# writes a re-derivation in 5% of its pretraining solutions: a rare route of its own, not a
+# foreign format. Generation is 128 tokens long (two passes of a five-operation problem).
+RECHECK_TEACHER_MIX = routes.SolutionMix(max_value=routes.TEACHER_MAX, rare_route_prob=0.03, slip_prob=0.0,
+                                         mask_flaws=True, recheck_prob=1.0, recheck_flaw_prob=0.3)
+RECHECK_STUDENT_MIX = dataclasses.replace(routes.STUDENT_MIX, mask_flaws=True, recheck_prob=0.05,
+                                          recheck_flaw_prob=0.3)
+ROUTE_WORLD = RouteWorldConfig(
+    student=ModelSpec(layers=4, hidden=64, heads=2, ffn=256, steps=4000, schedule="constant", seed=1,
+                      tiers=routes.TRAIN_TIERS),
+    student_mix=RECHECK_STUDENT_MIX,
+    teacher_repair=RepairStage(
+        mix=RECHECK_TEACHER_MIX,
+        spec=ModelSpec(steps=1500, warmup=20, lr=1e-3, schedule="constant", seed=7, tiers=routes.TRAIN_TIERS),
+        stop=StopRule(target=0.6, check_every=100, min_steps=500), clean_target=0.85),
+    max_new_tokens=128,
+)
 ROUTE_SMOKE_WORLD = RouteWorldConfig(
     max_positions=160, validation_problems=16,
     teacher=ModelSpec(layers=2, hidden=32, heads=2, ffn=64, steps=20, batch_size=16, warmup=5, tiers=routes.TRAIN_TIERS),
@@ -126,13 +166,13 @@ def greedy_accuracy(model, tokenizer, problems, *, max_new_tokens: int = 96, bat
 
 
 @torch.no_grad()
-def repair_rate(model, tokenizer, cases: list[tuple]) -> float:
+def repair_rate(model, tokenizer, cases: list[tuple], *, max_new_tokens: int = 96) -> float:
     """Fraction of `(problem, flawed prefix)` cases the model completes greedily to the right answer."""
     from scope_lib.rollout import generate_rollouts
     from scope_lib.verify import extract_boxed
 
     batch = generate_rollouts(model, tokenizer, [routes.format_prompt(p) + prefix for p, prefix in cases],
-                              num_samples=1, temperature=0.0, max_new_tokens=96, batch_size=256)
+                              num_samples=1, temperature=0.0, max_new_tokens=max_new_tokens, batch_size=256)
     return sum(extract_boxed(t) == p.answer for (p, _), t in zip(cases, batch.texts)) / len(cases)
 
 
@@ -174,7 +214,7 @@ def flaw_masked_batch(pairs: list[tuple[str, str]], tokenizer):
 
 def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.SolutionMix | None, validation, *,
              progress: bool = True, desc: str = "pretrain", position: int = 0, measure=None,
-             pairs: list[tuple[str, str]] | None = None) -> dict:
+             pairs: list[tuple[str, str]] | None = None, max_new_tokens: int = 96) -> dict:
     """Supervised training on `mix`'s solutions until `stop` says so; returns the record.
 
     `measure(model) -> (score, extras)` replaces the stop rule's measurement (default: greedy
@@ -185,7 +225,7 @@ def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.Solu
     from tqdm.auto import tqdm
 
     def default_measure(model):
-        return greedy_accuracy(model, tokenizer, validation), {}
+        return greedy_accuracy(model, tokenizer, validation, max_new_tokens=max_new_tokens), {}
 
     measure = measure or default_measure
 
@@ -226,7 +266,7 @@ def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.Solu
 
 def train_and_save(name: str, spec: ModelSpec, stop: StopRule, tokenizer, max_positions: int, validation, dest: Path, *,
                    mix: routes.SolutionMix | None = None, pairs=None, measure=None, progress: bool = True,
-                   position: int = 0) -> dict:
+                   position: int = 0, max_new_tokens: int = 96) -> dict:
     """A fresh model for `spec`, pretrained on one torch thread until `stop` (`pretrain`'s
     `mix`, `pairs` and `measure`), saved to `dest / name`; returns its record with the wall and
     CPU seconds and the parameter count. The builders of the route and code worlds use it."""
@@ -236,7 +276,7 @@ def train_and_save(name: str, spec: ModelSpec, stop: StopRule, tokenizer, max_po
         model = make_model(spec, tokenizer, max_positions)
         start, cpu_start = time.time(), time.process_time()
         record = pretrain(model, tokenizer, spec, stop, mix, validation, progress=progress, desc=f"pretrain {name}",
-                          position=position, measure=measure, pairs=pairs)
+                          position=position, measure=measure, pairs=pairs, max_new_tokens=max_new_tokens)
         model.save_pretrained(dest / name)
         record.update(seconds=round(time.time() - start, 1), cpu_seconds=round(time.process_time() - cpu_start, 1),
                       threads=1, params=sum(p.numel() for p in model.parameters()))
@@ -248,7 +288,8 @@ def train_and_save(name: str, spec: ModelSpec, stop: StopRule, tokenizer, max_po
 def _build_model(config: RouteWorldConfig, name: str, tmp: Path, progress: bool, position: int) -> dict:
     record = train_and_save(name, getattr(config, name), getattr(config, f"{name}_stop"), load_tokenizer(tmp / "tokenizer"),
                             config.max_positions, routes.validation_set(config.validation_problems), tmp,
-                            mix=getattr(config, f"{name}_mix"), progress=progress, position=position)
+                            mix=getattr(config, f"{name}_mix"), progress=progress, position=position,
+                            max_new_tokens=config.max_new_tokens)
     if name == "teacher" and config.teacher_repair is not None:
         record["repair"] = _repair_teacher(config, tmp, progress, position)
     return record
@@ -267,10 +308,15 @@ def _repair_teacher(config: RouteWorldConfig, tmp: Path, progress: bool, positio
         torch.manual_seed(stage.spec.seed)
         validation = routes.validation_set(config.validation_problems)
         cases = repair_cases(validation[: stage.cases_per_kind], stage.kinds)
+        length = config.max_new_tokens
 
         def measure(model):
-            rates = {kind: repair_rate(model, tokenizer, c) for kind, c in cases.items()}
-            return sum(rates.values()) / len(rates), {"repair": rates, "clean": greedy_accuracy(model, tokenizer, validation)}
+            # the score the stop rule reads: the mean repair rate, or 0 while the clean accuracy is
+            # below `clean_target` (a teacher that re-derives but has forgotten how to solve)
+            rates = {kind: repair_rate(model, tokenizer, c, max_new_tokens=length) for kind, c in cases.items()}
+            clean = greedy_accuracy(model, tokenizer, validation, max_new_tokens=length)
+            mean = sum(rates.values()) / len(rates)
+            return (mean if clean >= stage.clean_target else 0.0), {"repair": rates, "repair_mean": mean, "clean": clean}
 
         before, extras = measure(model.eval())
         start, cpu_start = time.time(), time.process_time()

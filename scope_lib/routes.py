@@ -71,6 +71,8 @@ REPAIR_STYLES = ("fix_line", "carry")
 FLAW_KINDS = ("slip", "misread")
 OUT_OF_LOSS = "\x00"  # marks a training line left out of the loss (never in a model's text)
 FIX_MARK = "fix: "  # starts the line that repeats a slipped line correctly (teacher traces)
+RECHECK = "recheck"  # the route label of a solution that works the problem a second time
+_RECHECK_LINE = re.compile(r"^Start with (\d+)\.$")  # starts a re-derivation: the question's start again
 _WORDS = {"+": "Add {b}.", "-": "Subtract {b}."}
 _LINE = re.compile(r"^(fix: )?(\d+)([+\-])(\d+)=(-?\d+)$")
 
@@ -252,6 +254,10 @@ class SolutionMix:
     line_flaw_prob: float = 0.0  # > 0: each line is flawed on its own with this P (slip or misread, even
     #                              odds), instead of slip_prob / misread_prob's one flaw per solution
     mask_flaws: bool = False  # flawed lines out of the loss: the model learns to repair, not to err
+    recheck_prob: float = 0.0  # P(a re-derivation trace): a first pass whose lines are each flawed with
+    #                            P recheck_flaw_prob (slip or misread, carried on as a student would), then
+    #                            `Start with S.` and a second, right pass from the question, which is boxed
+    recheck_flaw_prob: float = 0.3
 
 
 STUDENT_MIX = SolutionMix(max_value=STUDENT_MAX, rare_route_prob=0.2, slip_prob=0.0, direct_prob=0.15)
@@ -322,6 +328,10 @@ def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int
             route = "subfirst" if rng.random() < mix.rare_route_prob else "inorder"
         else:
             route = valid[0]
+        if mix.recheck_prob > 0 and rng.random() < mix.recheck_prob:
+            out.append((f"{question}\n", recheck_text(start, route_steps(steps, route), rng, mix.recheck_flaw_prob,
+                                                        mark_flaws=mix.mask_flaws)))
+            continue
         if mix.line_flaw_prob > 0:
             ordered = route_steps(steps, route)
             values = [start] + running_values(start, ordered)
@@ -349,6 +359,44 @@ def pretraining_texts(num: int, mix: SolutionMix, *, seed: int, tiers: tuple[int
                                                    repair=mix.repair, mark_flaws=mix.mask_flaws)))
     return out
 
+
+
+def carried_pass(start: int, ordered: list[tuple[str, int]], rng: random.Random, flaw_prob: float, *,
+                 mark_flaws: bool = False) -> list[str]:
+    """The step lines of a first pass in which each line is flawed with P `flaw_prob` (a misread
+    operand or a slip, even odds) and the flaw is carried on into the next line, as a student's
+    mistakes are (no fix line). `mark_flaws` starts each flawed line with `OUT_OF_LOSS`."""
+    lines, value = [], start
+    for op, b in ordered:
+        flawed = rng.random() < flaw_prob
+        misread = _misread_operand(rng, value, op, b, avoid=ordered) if flawed and rng.random() < 0.5 else None
+        b_used = b if misread is None else misread
+        c = value + b_used if op == "+" else value - b_used
+        if flawed and misread is None:
+            c += _slip_delta(rng, c)
+        lines.append((OUT_OF_LOSS if flawed and mark_flaws else "") + f"{value}{op}{b_used}={c}")
+        value = c
+    return lines
+
+
+def recheck_text(start: int, ordered: list[tuple[str, int]], rng: random.Random, flaw_prob: float, *,
+                 mark_flaws: bool = False) -> str:
+    """A re-derivation trace: a first pass (`carried_pass`, not boxed), then `Start with S.` and a
+    right second pass in the same order, whose result is boxed. A model that learned this habit
+    repairs a flawed prefix without having to find the flaw: it works the problem again."""
+    first = carried_pass(start, ordered, rng, flaw_prob, mark_flaws=mark_flaws)
+    return "\n".join(first) + f"\nStart with {start}.\n" + ordered_text(start, ordered)
+
+
+def _split_recheck(text: str) -> tuple[str, str | None, int]:
+    """(first pass, second pass or None, line index where the second pass starts) of a solution;
+    the second pass begins after the last `Start with S.` line."""
+    lines = text.split("\n")
+    marks = [k for k, line in enumerate(lines) if _RECHECK_LINE.match(line.strip())]
+    if not marks:
+        return text, None, 0
+    k = marks[-1]
+    return "\n".join(lines[:k]), "\n".join(lines[k + 1:]), k + 1
 
 
 def flawed_prefix(problem: Problem, kind: str, rng: random.Random) -> str:
@@ -409,10 +457,13 @@ def parse_lines(text: str) -> list[tuple[int, str, int, int, bool]] | None:
 
 def route_of(problem: Problem, text: str) -> str:
     """`inorder`, `subfirst`, `same` (both write these lines), `reordered` (another order of
-    the problem's operations), `direct` (the answer alone) or `other`.
+    the problem's operations), `direct` (the answer alone), `recheck` (a second pass after
+    `Start with S.`) or `other`.
 
     Judged on the (op, operand) sequence of the non-fix lines, whatever their values.
     """
+    if _split_recheck(text)[1] is not None:
+        return RECHECK
     if text.strip().startswith("\\boxed"):
         return DIRECT
     lines = parse_lines(text)
@@ -450,7 +501,19 @@ def first_route_error(problem: Problem, text: str) -> RouteError | None:
     right after a slipped line that repeats it correctly repairs the slip, and one right after a
     line with a wrong operation that writes a valid next line instead repairs that (the
     teacher's traces), so neither is an error.
+
+    A re-derivation (`Start with S.` after a first pass, then a second pass) is judged by its
+    second pass: a right second pass is a right solution whatever the first pass wrote (the
+    re-derivation repaired it). Otherwise the first error of the first pass (which must write
+    every operation, unboxed), else of the second pass, with `line` counted in the whole text.
     """
+    first, second, offset = _split_recheck(text)
+    if second is not None:
+        again = first_route_error(problem, second)
+        if again is None:
+            return None
+        before = _first_pass_error(problem, first)
+        return before if before is not None else again._replace(line=again.line + offset)
     steps = [tuple(s) for s in problem.meta.get("steps", [])]
     if not steps:
         return None
@@ -508,6 +571,19 @@ def first_route_error(problem: Problem, text: str) -> RouteError | None:
     if final != f"\\boxed{{{value}}}":
         return RouteError(k, "boxed answer differs", f"last result {value}")
     return None
+
+
+def _first_pass_error(problem: Problem, first: str) -> RouteError | None:
+    """The first error of a re-derivation's first pass (its lines, unboxed): judged as a whole
+    solution with the pass's own last value boxed, so only a line error or missing steps count."""
+    lines = [line for line in first.split("\n") if line.strip()]
+    if not lines:
+        return RouteError(0, "missing steps", "an empty first pass")
+    last = _LINE.match(lines[-1].strip())
+    if last is None or any(line.strip().startswith("\\boxed") for line in lines):
+        return first_route_error(problem, first)
+    error = first_route_error(problem, "\n".join(lines) + f"\n\\boxed{{{last[5]}}}")
+    return None if error is not None and error.kind == "boxed answer differs" else error
 
 
 first_error = first_route_error  # the name every tiny task gives its error diagnosis (scope_lib.tasks too)

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from scope_lib import routes
 from scope_lib.models import ModelSpec
-from scope_lib.route_world import ROUTE_SMOKE_WORLD, ROUTE_WORLD, RepairStage, StopRule, build_route_world
+from scope_lib.route_world import (FIRST_ROUTE_WORLD, ROUTE_SMOKE_WORLD, ROUTE_WORLD, RepairStage, StopRule,
+                                   build_route_world)
 from scope_lib.shipped import _config_from_dict
 
 REPAIR = RepairStage(
@@ -21,10 +22,14 @@ REPAIR = RepairStage(
 REPAIRED = dataclasses.replace(ROUTE_SMOKE_WORLD, teacher_repair=REPAIR)
 
 
-def test_the_shipped_worlds_key_is_unchanged_by_fields_added_later():
-    assert ROUTE_WORLD.key() == "6fa936182eb0"  # worlds/tiny_routes was built under this key
+def test_the_shipped_worlds_keys_are_unchanged_by_fields_added_later():
+    assert FIRST_ROUTE_WORLD.key() == "6fa936182eb0"  # the first shipped route world, whose teacher is reused
+    assert ROUTE_WORLD.key() == "bfcb727ea65b"  # worlds/tiny_routes (the re-deriving teacher) was built under this key
     assert REPAIRED.key() != ROUTE_SMOKE_WORLD.key()
-    assert "teacher_repair" not in ROUTE_WORLD.as_dict() and "misread_prob" not in ROUTE_WORLD.as_dict()["teacher_mix"]
+    first = FIRST_ROUTE_WORLD.as_dict()
+    assert "teacher_repair" not in first and "misread_prob" not in first["teacher_mix"] and "max_new_tokens" not in first
+    assert "recheck_prob" not in ROUTE_WORLD.as_dict()["teacher_mix"]  # at its default there
+    assert ROUTE_WORLD.as_dict()["teacher_repair"]["mix"]["recheck_prob"] == 1.0
 
 
 def test_config_with_a_repair_stage_reads_back_from_its_record(tmp_path):
@@ -32,6 +37,8 @@ def test_config_with_a_repair_stage_reads_back_from_its_record(tmp_path):
     back = _config_from_dict(record, tmp_path / "build.json", "routes")
     assert back == REPAIRED and back.key() == REPAIRED.key()
     assert _config_from_dict(json.loads(json.dumps(ROUTE_WORLD.as_dict())), tmp_path, "routes") == ROUTE_WORLD
+    first = _config_from_dict(json.loads(json.dumps(FIRST_ROUTE_WORLD.as_dict())), tmp_path, "routes")
+    assert first == FIRST_ROUTE_WORLD
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,18 @@ CASES = {
 }
 
 
+def cpu_signature() -> str:
+    """The CPU features float kernels depend on: vendor, AVX-512 and AMX. Results are compared bit
+    for bit only against a reference recorded on a CPU with the same signature."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    vendor = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("vendor_id")), "unknown")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    return " ".join([vendor] + [f for f in ("avx512f", "amx_tile") if f in flags])
+
+
 def run_case(overrides: dict, out_dir: Path) -> dict:
     import scope_lib.trainer as trainer_module
     from scope_lib.config import load_config
@@ -40,7 +52,7 @@ def run_case(overrides: dict, out_dir: Path) -> dict:
     graded = trainer_module.grade_batch
     trainer_module.grade_batch = lambda texts, golds: [i % 3 == 0 for i in range(len(texts))]
     try:
-        cfg = load_config("tiny", overrides={**SMOKE, **overrides, "output_dir": str(out_dir)})
+        cfg = load_config("tiny_chain", overrides={**SMOKE, **overrides, "output_dir": str(out_dir)})
         result = trainer_module.train(cfg)
     finally:
         trainer_module.grade_batch = graded
