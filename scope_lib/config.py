@@ -16,6 +16,7 @@ a SafeLoader (no `!!python/...` tags), at most `MAX_CONFIG_BYTES` of UTF-8 and a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -30,7 +31,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-Method = Literal["scope", "opd", "grpo", "kd"]
+Method = Literal["scope", "opd", "grpo", "kd", "hybrid"]
 Direction = Literal["paper", "reversed", "uniform", "ones"]  # scope_lib.weights.DIRECTIONS
 
 
@@ -71,7 +72,8 @@ class RolloutConfig:
 
 @dataclass
 class ScopeConfig:
-    tau: float = 1.0  # DPAW softmax temperature (Fig. 6 studies 0.5, 1, 2)
+    tau: float = 1.0  # DPAW softmax temperature (Fig. 6 studies 0.5, 1, 2); Eq. 5's, and Eq. 4's unless tau_student is set
+    tau_student: float | None = None  # Eq. 4's temperature alone (student path); None: the same as tau
     student_direction: Direction = "paper"  # Eq. 4; "reversed" is the released code's sign
     teacher_direction: Direction = "paper"  # Eq. 5
     normalize: Literal["sum", "mean"] = "sum"  # paper: per-path sum 1; released code: mean 1
@@ -84,6 +86,13 @@ class ScopeConfig:
 class GRPOConfig:
     clip_eps: float = 0.2  # Table 3
     beta: float = 1e-4  # k3 KL to the reference policy, Table 3
+
+
+@dataclass
+class HybridConfig:
+    # method "hybrid" (KDRL-style, docs/DESIGN.md §2.9): per-token advantage = GRPO's group
+    # advantage + beta * OPD's teacher-student advantage, on every rollout
+    beta: float = 1.0  # weight of the teacher term; 0 is GRPO exactly
 
 
 @dataclass
@@ -160,6 +169,7 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     scope: ScopeConfig = field(default_factory=ScopeConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -180,7 +190,7 @@ class TrainConfig:
         left out because evaluations are cached separately (scope_lib.runs), so one trained run
         serves every eval protocol.
         """
-        data = self.to_dict()
+        data = without_neutral_additions(self.to_dict())
         for key in exclude:
             *parents, leaf = key.split(".")
             node = data
@@ -188,6 +198,34 @@ class TrainConfig:
                 node = node.get(parent, {})
             node.pop(leaf, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# Settings added after runs were registered, each with the value that trains exactly what the
+# code did before the setting existed. At that value a setting is left out of the fingerprint
+# (and of runs.config_differences), so adding it changed no run key; any other value counts.
+NEUTRAL_WHEN_ABSENT: dict[str, Any] = {
+    "scope.tau_student": None,  # None: Eq. 4 uses scope.tau, as it always did
+    "hybrid.beta": 1.0,  # read by method "hybrid" only, which is newer than the setting
+}
+
+
+def without_neutral_additions(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (a `TrainConfig.to_dict()`, or a saved config.yaml) without the `NEUTRAL_WHEN_ABSENT`
+    settings that hold their neutral value, and without a section that this leaves empty. A copy."""
+    data = copy.deepcopy(data)
+    for dotted, neutral in NEUTRAL_WHEN_ABSENT.items():
+        *parents, leaf = dotted.split(".")
+        path = [data]  # the sections from the top down to the one holding `leaf`
+        for parent in parents:
+            path.append(path[-1].get(parent) if isinstance(path[-1], dict) else None)
+        if not isinstance(path[-1], dict) or leaf not in path[-1] or path[-1][leaf] != neutral:
+            continue
+        del path[-1][leaf]
+        for depth in range(len(parents), 0, -1):  # drop the sections this emptied, innermost first
+            if path[depth]:
+                break
+            del path[depth - 1][parents[depth - 1]]
+    return data
 
 
 # --- allowed values -----------------------------------------------------------------------
@@ -247,9 +285,11 @@ RANGES: dict[str, Interval] = {
     "rollout.batch_size": _at_least(1),
     "rollout.vllm_gpu_memory_utilization": _PROBABILITY_MASS,
     "scope.tau": _POSITIVE,
+    "scope.tau_student": _POSITIVE,  # or None (the same as scope.tau); 0 would divide by zero
     "scope.clip_eps": _OPEN_UNIT,
     "grpo.clip_eps": _OPEN_UNIT,
     "grpo.beta": _NON_NEGATIVE,  # a negative KL coefficient rewards leaving the reference
+    "hybrid.beta": _NON_NEGATIVE,  # a negative one pushes the student away from the teacher
     "kd.samples_per_prompt": _at_least(1),
     "kd.temperature": _NON_NEGATIVE,  # 0: greedy teacher solutions
     "optim.lr": Interval(0, 1, low_open=True),  # Adam moves each weight by about lr per step
@@ -439,6 +479,8 @@ def _check_device(device: str) -> None:
 def _validate(cfg: TrainConfig) -> None:
     for key, allowed in RANGES.items():
         value = _get(cfg, key)
+        if value is None:  # an optional setting left unset (scope.tau_student)
+            continue
         for index, item in enumerate(value) if isinstance(value, tuple) else [(None, value)]:
             if item not in allowed:
                 name = key if index is None else f"{key}[{index}]"
@@ -451,8 +493,8 @@ def _validate(cfg: TrainConfig) -> None:
     if optim.prompts_per_step % optim.mini_batch_prompts:
         raise _Invalid("optim.mini_batch_prompts", f"({optim.mini_batch_prompts}) must divide "
                                                    f"'optim.prompts_per_step' ({optim.prompts_per_step})")
-    if cfg.method == "grpo" and cfg.rollout.group_size < 2:
-        raise _Invalid("rollout.group_size", "must be >= 2 for method 'grpo' (group-normalised advantages)")
+    if cfg.method in ("grpo", "hybrid") and cfg.rollout.group_size < 2:
+        raise _Invalid("rollout.group_size", f"must be >= 2 for method {cfg.method!r} (group-normalised advantages)")
     if cfg.model.finetune == "lora" and not cfg.model.lora_target_modules:
         raise _Invalid("model.lora_target_modules", "must name at least one module for LoRA (model.finetune is 'lora')")
     if cfg.teacher.overlap and cfg.rollout.engine != "hf":

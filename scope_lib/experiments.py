@@ -4,8 +4,12 @@
 "OPD", "no teacher weight" or "tau = 2" mean, so notebooks 04-09 ask for the same run and
 the registry (`scope_lib.runs`) trains it once.
 
-Variants: the methods of Table 1 (`grpo`, `kd`, `opd`, `scope`), `opd_g8` (OPD with as many
-rollouts per step as SCOPE), the DPAW ablations of Fig. 5, and `scope_tau<value>` for Fig. 6.
+Variants: the methods of Table 1 (`grpo`, `kd`, `opd`, `scope`) and the KDRL-style baseline
+`hybrid` (GRPO's advantage plus the teacher term, docs/DESIGN.md §2.9), `opd_g8` (OPD with as
+many rollouts per step as SCOPE), the DPAW ablations of Fig. 5, and the numbered families of
+`FAMILIES`: `scope_tau<value>` for Fig. 6 (one temperature for both paths),
+`scope_tau_student<value>` (Eq. 4's own temperature, Eq. 5 keeping the preset's) and
+`hybrid_beta<value>` (the hybrid's teacher weight).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ SCALES = {"tiny": "tiny", "tiny_chain": "tiny_chain", "tiny_code": "tiny_code", 
 # The smoke world of each tiny scale (seconds to build; the tests' notebook runs)
 SMOKE_WORLDS = {"tiny": "tiny_routes_smoke", "tiny_chain": "tiny_smoke", "tiny_code": "tiny_code_smoke"}
 
-METHODS = ("grpo", "kd", "opd", "scope")
+METHODS = ("grpo", "kd", "opd", "scope", "hybrid")
+DISPLAY_NAMES = {"grpo": "GRPO", "kd": "KD", "opd": "OPD", "scope": "SCOPE", "hybrid": "Hybrid (GRPO + teacher KL)"}
 # OPD matched in rollouts: G = 8 per prompt like SCOPE and GRPO (the paper's OPD uses G = 1).
 EXTRA_VARIANTS = ("opd_g8",)
 
@@ -35,6 +40,15 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "reversed_student_weight": {"scope.student_direction": "reversed"},
     "no_teacher_weight": {"scope.teacher_direction": "ones"},
     "reversed_teacher_weight": {"scope.teacher_direction": "reversed"},
+}
+
+# Numbered variant families: `<prefix><value>` sets one key to the value on top of the base
+# overrides (`scope_tau0.5`, `scope_tau_student0.05`, `hybrid_beta0.3`). The longest matching
+# prefix wins, so `scope_tau_student...` is never read as `scope_tau` + "_student...".
+FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "scope_tau": ("scope.tau", {"method": "scope"}),  # Fig. 6: Eq. 4 and Eq. 5 share tau
+    "scope_tau_student": ("scope.tau_student", {"method": "scope"}),  # Eq. 4 alone; Eq. 5 keeps scope.tau
+    "hybrid_beta": ("hybrid.beta", {"method": "hybrid"}),  # the hybrid's teacher weight
 }
 
 # Sizes that make every notebook finish in seconds on the smoke world (tests only).
@@ -62,24 +76,51 @@ def variant_overrides(variant: str) -> dict[str, Any]:
         return {"method": "opd"}
     if variant in ABLATIONS:
         return {"method": "scope", **ABLATIONS[variant]}
-    if variant.startswith("scope_tau"):
-        return {"method": "scope", "scope.tau": float(variant.removeprefix("scope_tau"))}
-    raise ValueError(f"variant {variant!r}: expected one of {METHODS + EXTRA_VARIANTS + tuple(ABLATIONS)} or 'scope_tau<value>'")
+    for prefix in sorted(FAMILIES, key=len, reverse=True):
+        if variant.startswith(prefix):
+            key, base = FAMILIES[prefix]
+            text = variant.removeprefix(prefix)
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"variant {variant!r}: expected a number after {prefix!r} (e.g. {prefix}0.5), "
+                                 f"got {text!r}") from None
+            return {**base, key: value}
+    families = ", ".join(f"'{prefix}<value>'" for prefix in FAMILIES)
+    raise ValueError(f"variant {variant!r}: expected one of {METHODS + EXTRA_VARIANTS + tuple(ABLATIONS)} or {families}")
 
 
-def tuned_lr(scale: str, variant: str) -> dict[str, Any]:
-    """The learning rate chosen for `variant`'s method on the validation split (`configs/<scale>_lr.yaml`,
-    written by `scope_lib.lr_selection`); ablations and tau variants take SCOPE's. {} if none chosen."""
+def variant_method(variant: str) -> str:
+    """The training method `variant` runs (`scope` for the ablations and tau families)."""
+    return variant_overrides(variant)["method"]
+
+
+def _tuned_file(scale: str) -> dict[str, Any]:
     from pathlib import Path
 
     import yaml
 
     path = Path(__file__).resolve().parents[1] / "configs" / f"{scale}_lr.yaml"
-    if not path.exists():
-        return {}
-    chosen = (yaml.safe_load(path.read_text()) or {}).get("lr", {})
-    key = variant if variant in chosen else "scope" if variant not in METHODS + EXTRA_VARIANTS else None
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def tuned_lr(scale: str, variant: str) -> dict[str, Any]:
+    """The learning rate chosen for `variant`'s method on the validation split (`configs/<scale>_lr.yaml`,
+    written by `scope_lib.lr_selection`); ablations and the numbered families take their method's
+    (SCOPE's for the tau ones, the hybrid's for `hybrid_beta<value>`). {} if none chosen."""
+    chosen = _tuned_file(scale).get("lr", {})
+    key = variant if variant in chosen else variant_method(variant) if variant not in METHODS + EXTRA_VARIANTS else None
     return {"optim.lr": float(chosen[key])} if key in chosen else {}
+
+
+def tuned_settings(scale: str, variant: str) -> dict[str, Any]:
+    """`tuned_lr`, and for a variant of method `hybrid` the teacher weight `hybrid.beta` chosen with
+    it (`hybrid_beta` in `configs/<scale>_lr.yaml`); a `hybrid_beta<value>` variant's own value wins."""
+    tuned = tuned_lr(scale, variant)
+    beta = _tuned_file(scale).get("hybrid_beta")
+    if beta is not None and variant_method(variant) == "hybrid":
+        tuned["hybrid.beta"] = float(beta)
+    return tuned
 
 
 _warned_paper: list[str] = []  # say once per process that paper scale needs GPUs and the hub
@@ -92,10 +133,11 @@ def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = Fals
     if scale.startswith("paper") and not _warned_paper:
         print(f"scale {scale!r}: expects GPUs, vLLM (pip install -e .[vllm]), a teacher vLLM server and the Hugging Face hub")
         _warned_paper.append(scale)
-    # An explicit optim.lr in `overrides` wins over the tuned one (lr selection itself relies on it).
+    # An explicit optim.lr (or hybrid.beta) in `overrides` wins over the tuned one (lr selection
+    # itself relies on it); the variant's own settings win over both.
     smoke_world = SMOKE_WORLDS.get(scale, "tiny_smoke")
     smoke_overrides = {**SMOKE_OVERRIDES, "model.student": smoke_world, "model.teacher": smoke_world}
-    merged = {**(smoke_overrides if smoke else {}), **tuned_lr(scale, variant), **overrides,
+    merged = {**(smoke_overrides if smoke else {}), **tuned_settings(scale, variant), **overrides,
               **variant_overrides(variant), "seed": seed}
     return load_config(SCALES[scale], overrides=merged)
 

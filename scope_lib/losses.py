@@ -1,4 +1,4 @@
-"""The training losses: SCOPE (Eq. 1-3, 6) and the GRPO / KD / OPD baselines.
+"""The training losses: SCOPE (Eq. 1-3, 6) and the GRPO / KD / OPD / hybrid (KDRL-style) baselines.
 
 Conventions (shared by the whole project):
 
@@ -15,7 +15,7 @@ Conventions (shared by the whole project):
   whose gradient is exactly 0 (a zero still connected to the graph, so ``backward`` works), never
   NaN: batch means divide by ``max(rows, 1)``.
 - Normalisation over the batch lives in one place, :func:`normalise`: Eq. 6's ``E_x`` (the
-  per-row sum over the number of prompts, SCOPE) or the mean over rows (GRPO, KD, OPD), and,
+  per-row sum over the number of prompts, SCOPE) or the mean over rows (GRPO, KD, OPD, hybrid), and,
   given the global batch's count ``n_global``, the micro-batch's share of the global batch's loss
   (``mean * n / n_global``), so that micro-batch losses sum to the loss of the whole batch.
   Every loss here takes ``n_global``; the trainer never rescales a loss itself.
@@ -64,6 +64,7 @@ __all__ = [
     "full_reverse_kl",
     "grpo_loss",
     "group_advantages",
+    "hybrid_loss",
     "mle_loss",
     "normalise",
     "normaliser_count",
@@ -175,15 +176,23 @@ def mle_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -> 
     return -_token_mean(_ratio(logp, old_logp, on), on)
 
 
+def _opd_advantage(logp, old_logp, teacher_logp, on, clipped: bool) -> torch.Tensor:
+    """OPD's per-token advantage (B, T), 0 off ``on``: Eq. 3's ``sg[teacher_logp - logp]`` or, for
+    the released code's clipped form, ``sg[teacher_logp - old_logp]``. Shared by OPD, SCOPE's
+    incorrect path and the hybrid's teacher term, so the three are one quantity."""
+    if not clipped:
+        # Eq. 3: A_t = sg[log pi_T - log pi_theta]; its expectation is the reverse-KL gradient.
+        return _masked((teacher_logp - logp).detach(), on)
+    # Released code: A_t = -(old_logp - teacher_logp) in a clipped PPO surrogate.
+    return _masked((teacher_logp - old_logp).detach(), on)
+
+
 def _opd_token_terms(logp, old_logp, teacher_logp, on, clip_eps):
     """Per-token OPD loss (B, T), advantage (B, T) and clipped indicator (B, T); all masked by ``on``."""
     ratio = _ratio(logp, old_logp, on)
+    advantage = _opd_advantage(logp, old_logp, teacher_logp, on, clipped=clip_eps is not None)
     if clip_eps is None:
-        # Eq. 3: A_t = sg[log pi_T - log pi_theta]; its expectation is the reverse-KL gradient.
-        advantage = _masked((teacher_logp - logp).detach(), on)
         return -ratio * advantage, advantage, torch.zeros_like(on)
-    # Released code: A_t = -(old_logp - teacher_logp) in a clipped PPO surrogate.
-    advantage = _masked((teacher_logp - old_logp).detach(), on)
     per_token, was_clipped = _clipped_surrogate(ratio, advantage, clip_eps)
     return per_token, advantage, was_clipped & on
 
@@ -236,6 +245,7 @@ def dpaw_weights(
     normalize: str = "sum",
     student_seq_logp: torch.Tensor | None = None,
     teacher_seq_logp: torch.Tensor | None = None,
+    tau_student: float | None = None,
 ) -> DPAWWeights:
     """The Eq. 4 / Eq. 5 weights :func:`scope_loss` uses when it is not given ``path_weights``.
 
@@ -244,6 +254,9 @@ def dpaw_weights(
     (or the given (B,) ``student_seq_logp`` / ``teacher_seq_logp``). A caller that wants to keep
     the weights the loss used (the trainer's per-step records) computes them here once and passes
     ``(w.student, w.teacher)`` to :func:`scope_loss` as ``path_weights``.
+
+    ``tau`` is Eq. 5's temperature, and Eq. 4's unless ``tau_student`` (``scope.tau_student``)
+    gives the student path its own; None (the default) keeps one temperature for both paths.
     """
     on = mask != 0
     if student_seq_logp is None:
@@ -252,7 +265,8 @@ def dpaw_weights(
         teacher_seq_logp = sequence_logp(teacher_logp.detach(), on & ~correct[:, None])
     student_seq_logp, teacher_seq_logp = student_seq_logp.detach(), teacher_seq_logp.detach()
     return DPAWWeights(
-        student_weights(student_seq_logp, correct, group, tau, student_direction, normalize),
+        student_weights(student_seq_logp, correct, group, tau if tau_student is None else tau_student,
+                        student_direction, normalize),
         teacher_weights(teacher_seq_logp, correct, group, tau, teacher_direction, normalize),
         student_seq_logp, teacher_seq_logp,
     )
@@ -278,6 +292,7 @@ def scope_loss(
     n_prompts: int | None = None,
     opd_row_loss: torch.Tensor | None = None,
     n_global: int | None = None,
+    tau_student: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 6: ``L = E_x [ sum_{i in Omega_c} w_S_i L_MLE_i + sum_{i in Omega_w} w_T_i L_OPD_i ]``.
 
@@ -304,7 +319,8 @@ def scope_loss(
     Ablations (docs/DESIGN.md §2.10, Fig. 5-6): no DPAW = both directions "ones" (weight 1 per
     rollout, as the released code; "uniform" keeps the per-group normalisation); no student / no
     teacher weight = that direction "ones"; reversed = "reversed"; ``normalize="mean"``
-    (released code); ``tau``. ``incorrect_path="clipped_ppo"`` uses the released code's clipped
+    (released code); ``tau`` (both paths) and ``tau_student`` (Eq. 4 alone; None: ``tau``, see
+    :func:`dpaw_weights`). ``incorrect_path="clipped_ppo"`` uses the released code's clipped
     OPD (``clip_eps``) on the incorrect path; ``"paper"`` uses Eq. 3 and ignores ``clip_eps``.
 
     Returns (scalar loss, stats) with python floats: ``mle_loss`` / ``opd_loss`` (weighted means
@@ -333,7 +349,8 @@ def scope_loss(
     else:
         dpaw = dpaw_weights(old_logp, teacher_logp, mask, correct, group, tau=tau, student_direction=student_direction,
                             teacher_direction=teacher_direction, normalize=normalize,
-                            student_seq_logp=student_seq_logp, teacher_seq_logp=teacher_seq_logp)
+                            student_seq_logp=student_seq_logp, teacher_seq_logp=teacher_seq_logp,
+                            tau_student=tau_student)
         w_student, w_teacher = dpaw.student, dpaw.teacher
     w_student = w_student.to(logp.dtype if logp.is_floating_point() else torch.float32)
     w_teacher = w_teacher.to(w_student.dtype)
@@ -437,8 +454,18 @@ def grpo_loss(
         raise ValueError(f"rewards must have shape ({logp.shape[0]},), got {tuple(rewards.shape)}")
     on = mask != 0
     advantage = group_advantages(rewards, group, eps=adv_eps, std_normalize=std_normalize).to(logp.dtype)
+    pg, kl, was_clipped = _clipped_pg_and_k3(logp, old_logp, ref_logp, advantage[:, None].expand_as(logp), on,
+                                             clip_eps=clip_eps, beta=beta)
+    loss = normalise(pg + beta * kl, normaliser_count(group, "rows"), n_global)
+    return loss, _pg_stats(pg, kl, was_clipped, on, advantage)
+
+
+def _clipped_pg_and_k3(logp, old_logp, ref_logp, token_advantage, on, *, clip_eps, beta):
+    """GRPO's per-row terms, (B,) each: the token mean of the clipped surrogate of the (B, T)
+    ``token_advantage``, the token mean of k3 to the reference (0 without one), and the (B, T)
+    clipped indicator."""
     ratio = _ratio(logp, old_logp, on)
-    per_token, was_clipped = _clipped_surrogate(ratio, advantage[:, None].expand_as(ratio), clip_eps)
+    per_token, was_clipped = _clipped_surrogate(ratio, token_advantage, clip_eps)
     pg = _token_mean(per_token, on)  # (B,)
     if ref_logp is not None and beta != 0:
         _check_token_tensors(logp=logp, ref_logp=ref_logp)
@@ -447,15 +474,98 @@ def grpo_loss(
         kl = _token_mean(torch.exp(log_ratio) - log_ratio - 1.0, on)  # (B,) k3
     else:
         kl = torch.zeros_like(pg)
-    loss = normalise(pg + beta * kl, normaliser_count(group, "rows"), n_global)
+    return pg, kl, was_clipped
+
+
+def _pg_stats(pg, kl, was_clipped, on, advantage) -> dict[str, float]:
     n_tokens = int(on.sum())
-    stats = {
+    return {
         "pg_loss": float(_batch_mean(pg.detach())),
         "kl": float(_batch_mean(kl.detach())),
         "clip_frac": float((was_clipped & on).sum()) / n_tokens if n_tokens else 0.0,
         "adv_mean": float(_batch_mean(advantage)),
     }
-    return loss, stats
+
+
+def hybrid_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    ref_logp: torch.Tensor | None,
+    teacher_logp: torch.Tensor | None,
+    rewards: torch.Tensor,
+    group: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    hybrid_beta: float = 1.0,
+    opd_form: IncorrectPath = "paper",
+    teacher_row_loss: torch.Tensor | None = None,
+    clip_eps: float = 0.2,
+    beta: float = 1e-4,
+    adv_eps: float = 1e-6,
+    std_normalize: bool = True,
+    n_global: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """KDRL-style hybrid baseline: GRPO whose per-token advantage adds the teacher term, scalar loss and stats.
+
+    The idea is KDRL's (Xu et al., 2025, "KDRL: Post-Training Reasoning LLMs via Unified
+    Knowledge Distillation and Reinforcement Learning"): one policy-gradient objective that
+    carries both the verifier's reward and the teacher's reverse KL, on every rollout, correct
+    or not (SCOPE instead routes each rollout to one of the two). Per token (docs/DESIGN.md §2.9)::
+
+        A_it = Â_i + hybrid_beta * a_it
+        Â_i  = (r_i - mean_g r) / (std_g r + eps)          (group_advantages, GRPO's)
+        a_it = sg[log pi_T(y_it) - log pi_theta(y_it)]     (OPD's Eq. 3 advantage; "clipped_ppo": pi_old)
+        L    = mean_i (1/|y_i|) sum_t [ max(-A_it rho_it, -A_it clip(rho_it, 1-eps, 1+eps)) + beta * k3_it ]
+
+    i.e. GRPO's clipped surrogate, token normalisation (per-sequence token mean, then mean over
+    rows) and k3 reference KL (``beta``, ``grpo.beta``; none beyond it), with ``a_it`` exactly
+    the per-token advantage OPD uses under the same setting (``opd_form`` is
+    ``scope.incorrect_path``; :func:`_opd_advantage`): with every reward of a group equal
+    (``Â = 0``) the teacher term is OPD's advantage times ``hybrid_beta``, and ``hybrid_beta = 0``
+    is :func:`grpo_loss` exactly (the teacher is then never read).
+
+    With ``teacher_row_loss`` (the (B,) :func:`exact_kl_row_loss`, ``scope.kl_estimator: exact``,
+    which replaces OPD's sampled estimator by the exact KL in :func:`opd_baseline_loss` too) the
+    teacher term is that loss instead of an advantage: ``L = mean_i [pg_i(Â) + hybrid_beta *
+    KL_i + beta * k3_i]``, whose gradient is the expectation of the sampled term's.
+
+    logp, old_logp, ref_logp, teacher_logp, mask: (B, T); rewards: (B,) float; group: (B,) int.
+    ``teacher_logp`` is read on response tokens only (and not at all with ``teacher_row_loss``
+    or ``hybrid_beta = 0``). ``n_global``: the global batch's row count (:func:`normalise`).
+    stats: GRPO's (``pg_loss``, ``kl``, ``clip_frac``, ``adv_mean``: the reward advantage) and
+    ``teacher_adv_mean`` (mean token ``a_it``) or, with ``teacher_row_loss``, ``teacher_kl``.
+    """
+    _check_token_tensors(logp=logp, old_logp=old_logp, mask=mask)
+    _check_clip(clip_eps)
+    if rewards.shape != (logp.shape[0],):
+        raise ValueError(f"rewards must have shape ({logp.shape[0]},), got {tuple(rewards.shape)}")
+    if isinstance(hybrid_beta, bool) or not isinstance(hybrid_beta, (int, float)) or not (
+            math.isfinite(hybrid_beta) and hybrid_beta >= 0):
+        raise ValueError(f"hybrid_beta must be a finite number >= 0, got {hybrid_beta!r}")
+    if opd_form not in INCORRECT_PATHS:
+        raise ValueError(f"opd_form must be one of {INCORRECT_PATHS}, got {opd_form!r}")
+    on = mask != 0
+    advantage = group_advantages(rewards, group, eps=adv_eps, std_normalize=std_normalize).to(logp.dtype)
+    token_advantage = advantage[:, None].expand_as(logp)
+    teacher_stats: dict[str, float] = {}
+    teacher_rows = None
+    if hybrid_beta != 0 and teacher_row_loss is not None:
+        if teacher_row_loss.shape != (logp.shape[0],):
+            raise ValueError(f"teacher_row_loss must have shape ({logp.shape[0]},), got {tuple(teacher_row_loss.shape)}")
+        teacher_rows = teacher_row_loss.to(logp.dtype)
+        teacher_stats["teacher_kl"] = float(_batch_mean(teacher_rows.detach()))
+    elif hybrid_beta != 0:
+        if teacher_logp is None:
+            raise ValueError("teacher_logp is needed for hybrid_beta != 0 without teacher_row_loss")
+        _check_token_tensors(logp=logp, teacher_logp=teacher_logp)
+        teacher_advantage = _opd_advantage(logp, old_logp, teacher_logp, on, clipped=opd_form == "clipped_ppo")
+        token_advantage = token_advantage + hybrid_beta * teacher_advantage
+        n_tokens = int(on.sum())
+        teacher_stats["teacher_adv_mean"] = float(teacher_advantage.sum()) / n_tokens if n_tokens else math.nan
+    pg, kl, was_clipped = _clipped_pg_and_k3(logp, old_logp, ref_logp, token_advantage, on, clip_eps=clip_eps, beta=beta)
+    per_row = pg + beta * kl if teacher_rows is None else pg + hybrid_beta * teacher_rows + beta * kl
+    loss = normalise(per_row, normaliser_count(group, "rows"), n_global)
+    return loss, {**_pg_stats(pg, kl, was_clipped, on, advantage), **teacher_stats}
 
 
 def sft_loss(logp: torch.Tensor, mask: torch.Tensor, *, n_global: int | None = None) -> torch.Tensor:

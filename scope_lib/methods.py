@@ -1,11 +1,12 @@
-"""The training methods as objects: SCOPE (Eq. 6) and the Table 3 baselines OPD, GRPO and KD.
+"""The training methods as objects: SCOPE (Eq. 6), the Table 3 baselines OPD, GRPO and KD, and
+the KDRL-style hybrid (GRPO's advantage plus OPD's teacher term, docs/DESIGN.md §2.9).
 
 Each method declares what the trainer's one loop needs to know about it:
 
 - ``needs_teacher``: whether the run loads (or connects to) the teacher;
 - ``samples_rollouts``: False for KD, which trains offline on the teacher's verified solutions;
 - :meth:`Method.teacher_rows`: which rollouts the teacher scores (SCOPE: the incorrect ones;
-  OPD: all; GRPO, KD: none);
+  OPD, hybrid: all; GRPO, KD: none);
 - ``unit``: its normaliser, handed to :func:`scope_lib.losses.normaliser_count` (Eq. 6's ``E_x``
   over prompts for SCOPE, the mean over rows for the baselines);
 - :meth:`Method.loss`: its loss on one micro-batch, a function of :mod:`scope_lib.losses` (every
@@ -107,11 +108,12 @@ class Scope(Method):
         # Eq. 4-5 weights computed once: the loss uses exactly these, and the step's record keeps them.
         # The micro-batch holds whole groups (the trainer checks), so its softmax sees each group entire.
         dpaw = losses.dpaw_weights(rows["old_logp"], rows["teacher_logp"], mask, rows["correct"], rows["group"],
-                                   tau=s.tau, student_direction=s.student_direction,
+                                   tau=s.tau, tau_student=s.tau_student, student_direction=s.student_direction,
                                    teacher_direction=s.teacher_direction, normalize=s.normalize)
         loss, stats = losses.scope_loss(
             batch.logp, rows["old_logp"], rows["teacher_logp"], mask, rows["correct"], rows["group"],
-            tau=s.tau, student_direction=s.student_direction, teacher_direction=s.teacher_direction,
+            tau=s.tau, tau_student=s.tau_student, student_direction=s.student_direction,
+            teacher_direction=s.teacher_direction,
             normalize=s.normalize, incorrect_path=s.incorrect_path, clip_eps=s.clip_eps, opd_row_loss=exact_rows,
             path_weights=(dpaw.student, dpaw.teacher), n_global=n_global,
         )
@@ -152,6 +154,39 @@ class GRPO(Method):
         return LossResult(loss, stats)
 
 
+class Hybrid(Method):
+    """KDRL-style hybrid baseline, "Hybrid (GRPO + teacher KL)": GRPO with OPD's teacher term in every token's advantage.
+
+    ``A_it = Â_i + beta * sg[log pi_T(y_it) - log pi_theta(y_it)]`` on every rollout, correct or
+    not (``Â`` GRPO's group-normalised reward advantage, ``beta`` = ``hybrid.beta``), in GRPO's
+    clipped surrogate with GRPO's token normalisation and k3 reference KL (``grpo.*``); the
+    teacher term is OPD's per-token advantage under the same settings (``scope.incorrect_path``;
+    with ``scope.kl_estimator: exact`` the exact reverse KL, as for OPD). The idea is KDRL's (Xu
+    et al., 2025, "KDRL: Post-Training Reasoning LLMs via Unified Knowledge Distillation and
+    Reinforcement Learning"); the equations: :func:`scope_lib.losses.hybrid_loss`, docs/DESIGN.md §2.9.
+    """
+
+    name = "hybrid"
+    needs_teacher = True
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.cfg.grpo.beta > 0
+
+    def teacher_rows(self, correct: torch.Tensor) -> torch.Tensor:
+        return torch.arange(len(correct))
+
+    def loss(self, batch: MicroBatch, n_global: int) -> LossResult:
+        rows, g, beta = batch.rows, self.cfg.grpo, self.cfg.hybrid.beta
+        exact_rows = (losses.exact_kl_row_loss(batch.logits, batch.teacher_logits(), batch.mask)
+                      if self.exact_kl and beta != 0 else None)
+        loss, stats = losses.hybrid_loss(
+            batch.logp, rows["old_logp"], batch.reference_logp(), rows["teacher_logp"], rows["correct"].float(),
+            rows["group"], batch.mask, hybrid_beta=beta, opd_form=self.cfg.scope.incorrect_path,
+            teacher_row_loss=exact_rows, clip_eps=g.clip_eps, beta=g.beta, n_global=n_global)
+        return LossResult(loss, stats)
+
+
 class KD(Method):
     """KD baseline: NLL on the teacher's verified solutions, generated once (offline)."""
 
@@ -163,7 +198,7 @@ class KD(Method):
         return LossResult(losses.sft_loss(batch.logp, batch.mask, n_global=n_global), {})
 
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Scope, OPD, GRPO, KD)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Scope, OPD, GRPO, KD, Hybrid)}
 
 
 def make_method(cfg: TrainConfig) -> Method:

@@ -37,6 +37,7 @@ METHOD_COLORS: dict[str, str] = {
     "opd": "#ff7f0e",
     "scope": "#d62728",
     "opd_g8": "#ffbb78",  # light orange: OPD with as many rollouts as SCOPE (experiments.EXTRA_VARIANTS)
+    "hybrid": "#aec7e8",  # light blue: GRPO (blue) plus the teacher term (experiments.METHODS)
     # Fig. 5 ablations (docs/DESIGN.md §2.10, experiments.ABLATIONS)
     "no_dpaw": "#9467bd",
     "no_dpaw_normalized": "#c5b0d5",  # light purple: no_dpaw keeping DPAW's per-group normalisation

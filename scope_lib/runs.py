@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from scope_lib import grading
-from scope_lib.config import TrainConfig
+from scope_lib.config import TrainConfig, without_neutral_additions
 from scope_lib.evaluate import EvalResult, evaluate
 from scope_lib.world import World, load_world
 
@@ -119,8 +119,9 @@ def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
 
     Only settings that change the trained model count (those `TrainConfig.fingerprint` hashes).
     """
-    wanted = _flatten(json.loads(json.dumps(cfg.to_dict())))  # tuples as lists, as config.yaml holds them
-    held = _flatten(json.loads(json.dumps(saved, default=str)))
+    # Settings added later at their neutral value count as absent on both sides, as in the fingerprint.
+    wanted = _flatten(json.loads(json.dumps(without_neutral_additions(cfg.to_dict()))))  # tuples as lists, as config.yaml holds them
+    held = _flatten(json.loads(json.dumps(without_neutral_additions(saved), default=str)))
     missing = object()
     differences = []
     for key in sorted(set(wanted) | set(held)):

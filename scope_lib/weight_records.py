@@ -318,10 +318,11 @@ def top_group_rollouts(run_dir: str | os.PathLike, records: pd.DataFrame, step: 
 
 
 def eq45_weights(records: pd.DataFrame, *, tau: float, student_direction: str, teacher_direction: str,
-                 normalize: str) -> pd.DataFrame:
+                 normalize: str, tau_student: float | None = None) -> pd.DataFrame:
     """Eq. 4-5 weights recomputed by `scope_lib.weights` from the recorded log-PPLs (groups are
     per step); columns student_weight, teacher_weight, NaN off each path, aligned with `records`.
-    Equal to the recorded weights up to the float32 rounding of the log-PPLs."""
+    Equal to the recorded weights up to the float32 rounding of the log-PPLs. `tau_student`:
+    the run's `scope.tau_student` (Eq. 4's own temperature; None: `tau`)."""
     import torch
 
     from scope_lib.weights import student_weights, teacher_weights
@@ -330,7 +331,8 @@ def eq45_weights(records: pd.DataFrame, *, tau: float, student_direction: str, t
     correct = torch.tensor(records["correct"].to_numpy(bool))
     s_student = -torch.as_tensor(records["student_log_ppl"].to_numpy(np.float64))
     s_teacher = -torch.as_tensor(records["teacher_log_ppl"].to_numpy(np.float64))
-    w_student = student_weights(s_student, correct, group, tau, student_direction, normalize).numpy()
+    w_student = student_weights(s_student, correct, group, tau if tau_student is None else tau_student,
+                                student_direction, normalize).numpy()
     w_teacher = teacher_weights(s_teacher, correct, group, tau, teacher_direction, normalize).numpy()
     on = correct.numpy()
     return pd.DataFrame({"student_weight": np.where(on, w_student, np.nan), "teacher_weight": np.where(~on, w_teacher, np.nan)},

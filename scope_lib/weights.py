@@ -42,7 +42,9 @@ __all__ = [
     "DIRECTIONS",
     "NORMALIZATIONS",
     "sequence_logp",
+    "student_ess_frac",
     "student_weights",
+    "tau_student_for_ess",
     "teacher_weights",
     "weight_stats",
 ]
@@ -256,3 +258,72 @@ def weight_stats(weights: torch.Tensor, path_mask: torch.Tensor, group: torch.Te
         "ess_frac": float((ess / size[has]).mean()),
         "n_groups": float(has.sum()),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# choosing the student path's own temperature (scope.tau_student) by the spread of its weights
+
+
+def _log_ppl_groups(log_ppl_groups) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat float64 log-PPLs and group ids of the groups with >= 2 members; ValueError if none."""
+    values, ids = [], []
+    for index, members in enumerate(log_ppl_groups):
+        row = torch.as_tensor(members, dtype=torch.float64).reshape(-1)
+        if not bool(torch.isfinite(row).all()):
+            raise ValueError(f"log_ppl_groups[{index}]: expected finite log-perplexities, got {row.tolist()}")
+        if row.numel() >= 2:  # a lone correct rollout has ESS 1 at every tau: it says nothing
+            values.append(row)
+            ids.append(torch.full((row.numel(),), index, dtype=torch.long))
+    if not values:
+        raise ValueError("log_ppl_groups: no group with at least 2 correct rollouts")
+    return torch.cat(values), torch.cat(ids)
+
+
+def student_ess_frac(log_ppl_groups, tau_student: float) -> float:
+    """Mean normalised effective sample size of the Eq. 4 weights at ``tau_student``.
+
+    ``log_ppl_groups``: one 1-D array-like per prompt group, the student's log-perplexities
+    ``-s_S`` of that group's *correct* rollouts (e.g. the ``log_ppl`` of the correct rows of
+    ``preconditions.student_path_table`` grouped by ``group``, or ``log(ppl_student)`` of
+    ``dpaw_study.rollout_table``). Weights are :func:`student_weights` ("paper" direction, each
+    group summing to 1); per group ``ESS / n = (sum w)^2 / sum w^2 / n`` (1: uniform, 1/n: one
+    rollout holds all the weight), averaged over the groups with at least 2 correct rollouts,
+    as ``preconditions.student_path_stats`` and ``weight_records.ess_table`` count it.
+    """
+    log_ppl, group = _log_ppl_groups(log_ppl_groups)
+    w = student_weights(-log_ppl, torch.ones_like(group, dtype=torch.bool), group, tau_student)
+    _, gidx = torch.unique(group, return_inverse=True)
+    zeros = torch.zeros(int(gidx.max()) + 1, dtype=torch.float64)
+    size = zeros.index_add(0, gidx, torch.ones_like(w))
+    total, squares = zeros.index_add(0, gidx, w), zeros.index_add(0, gidx, w * w)
+    return float((total ** 2 / squares / size).mean())
+
+
+def tau_student_for_ess(log_ppl_groups, target: float, *, low: float = 1e-4, high: float = 1e4,
+                        rtol: float = 1e-9, max_iter: int = 200) -> float:
+    """The ``tau_student`` at which :func:`student_ess_frac` of ``log_ppl_groups`` is ``target``.
+
+    The mean ESS fraction rises monotonically with tau (towards 1, uniform weights, as tau grows;
+    towards the share of each group's top rollouts as tau falls), so it is found by bisection on
+    ``log tau`` inside ``[low, high]``, until the bracket is narrower than a factor ``1 + rtol``.
+    ValueError when ``target`` is outside ``(0, 1)`` or not reached inside the bracket (e.g. every
+    group's correct rollouts have equal log-PPLs: the ESS is then 1 at every tau).
+    """
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise ValueError(f"target: expected a mean ESS fraction in (0, 1), got {target!r}")
+    if not (0 < low < high and math.isfinite(high)):
+        raise ValueError(f"low, high: expected 0 < low < high < inf, got {low!r}, {high!r}")
+    at_low, at_high = student_ess_frac(log_ppl_groups, low), student_ess_frac(log_ppl_groups, high)
+    if not at_low <= target <= at_high:
+        raise ValueError(f"target {target}: the mean ESS fraction runs from {at_low:.6g} (tau_student {low:g}) to "
+                         f"{at_high:.6g} (tau_student {high:g}); widen low/high or pick a target inside")
+    log_low, log_high = math.log(low), math.log(high)
+    for _ in range(max_iter):
+        if log_high - log_low <= math.log1p(rtol):
+            break
+        middle = 0.5 * (log_low + log_high)
+        if student_ess_frac(log_ppl_groups, math.exp(middle)) < target:
+            log_low = middle
+        else:
+            log_high = middle
+    return math.exp(0.5 * (log_low + log_high))

@@ -7,6 +7,7 @@ import dataclasses
 import resource
 import subprocess
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -23,6 +24,9 @@ def _numeric_keys(cls=TrainConfig, prefix=""):
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         annotation = hints[f.name]
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(options) == 1:
+            annotation = options[0]  # an optional number (scope.tau_student) has a range too
         if dataclasses.is_dataclass(annotation):
             yield from _numeric_keys(annotation, f"{prefix}{f.name}.")
         elif annotation in (int, float) or typing.get_origin(annotation) is tuple:
