@@ -205,8 +205,13 @@ def test_new_settings_at_their_neutral_values_leave_run_keys_unchanged():
 
 
 def test_hybrid_learns_on_the_smoke_world(tmp_path):
-    """It learns: on held-out teacher rollouts, the exact reverse KL to the teacher falls after
-    12 smoke steps (the smoke models solve nothing, so here the teacher term does the work)."""
+    """It learns: on held-out teacher rollouts, the exact reverse KL to the teacher falls after 3
+    smoke steps (~0.053 -> ~0.009 here). The smoke models solve nothing, so GRPO's advantage is 0
+    and the teacher term does the work; the reward term is the GRPO code path that
+    test_hybrid_beta_zero_is_grpo_loss_and_gradient_exactly pins to GRPO."""
+    import copy
+    import dataclasses
+
     from scope_lib.logprobs import full_reverse_kl, position_ids_from_mask
     from scope_lib.rollout import generate_rollouts
     from scope_lib.tasks import eval_sets, format_prompt
@@ -215,9 +220,9 @@ def test_hybrid_learns_on_the_smoke_world(tmp_path):
 
     cfg = load_config("tiny", overrides={
         "model.student": "tiny_smoke", "model.teacher": "tiny_smoke", "progress": False, "checkpoint_every": 0,
-        "output_dir": str(tmp_path / "run"), "method": "hybrid", "steps": 12, "rollout.max_new_tokens": 16,
-        "rollout.group_size": 4, "optim.micro_batch_size": 8, "optim.lr": 3e-3, "optim.warmup_steps": 2,
-        "optim.prompts_per_step": 8, "optim.mini_batch_prompts": 8})
+        "output_dir": str(tmp_path / "run"), "method": "hybrid", "steps": 3, "rollout.max_new_tokens": 16,
+        "rollout.group_size": 4, "optim.micro_batch_size": 16, "optim.lr": 1e-2, "optim.warmup_steps": 0,
+        "optim.prompts_per_step": 4, "optim.mini_batch_prompts": 4})
     world = load_world(cfg)
     prompts = [format_prompt(p) for p in eval_sets(8, seed=0)["chain3"]]
     held_out = generate_rollouts(world.teacher, world.tokenizer, prompts, num_samples=2, temperature=1.0,
@@ -232,9 +237,10 @@ def test_hybrid_learns_on_the_smoke_world(tmp_path):
         return float((kl * mask).sum() / mask.sum())
 
     before = mean_kl(world.student)
-    result = train(cfg, world=load_world(cfg))
+    result = train(cfg, world=dataclasses.replace(world, student=copy.deepcopy(world.student)))  # a copy is trained
     after = mean_kl(result.model)
-    assert after < 0.8 * before, f"KL to teacher {before:.4f} -> {after:.4f}"
-    assert all("teacher_kl" in row and "pg_loss" in row for row in result.history)
+    assert after < 0.5 * before, f"KL to teacher {before:.4f} -> {after:.4f}"
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert history[-1]["teacher_kl"] < history[0]["teacher_kl"]
+    assert [row["step"] for row in history] == [1, 2, 3]
+    assert history[-1]["teacher_kl"] < history[0]["teacher_kl"]  # on its own rollouts too
+    assert all(row["adv_mean"] == 0.0 for row in history)  # as said: no reward signal on the smoke world
