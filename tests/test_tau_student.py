@@ -188,3 +188,22 @@ def test_tau_student_for_ess_on_seeded_groups_is_monotone_and_hits_the_target():
         tau_student_for_ess([[0.3, 0.3], [0.1, 0.1, 0.1]], 0.9)  # equal log-PPLs: ESS 1 at every tau
     with pytest.raises(ValueError, match=r"\(0, 1\)"):
         tau_student_for_ess(groups, 1.0)
+
+
+def test_the_helpers_agree_with_the_preconditions_record():
+    """preconditions.ess_at_tau / tau_for_ess (the world's record) take a student_path_table; the
+    helpers here take the groups' log-PPLs: on the same rollouts they give the same numbers."""
+    import pandas as pd
+
+    from scope_lib import preconditions
+
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 7, size=30)
+    table = pd.DataFrame({"group": np.repeat(np.arange(30), sizes), "correct": rng.random(sizes.sum()) < 0.7,
+                          "log_ppl": rng.normal(0.4, 0.15, sizes.sum())})
+    right = table[table.correct]
+    groups = [rows.to_numpy() for _, rows in right.groupby("group")["log_ppl"]]
+    for tau in (0.05, 0.5, 2.0):
+        assert student_ess_frac(groups, tau) == pytest.approx(preconditions.ess_at_tau(table, tau), rel=1e-12)
+    for target in (0.95, 0.85, 0.70):
+        assert tau_student_for_ess(groups, target) == pytest.approx(preconditions.tau_for_ess(table, target), rel=1e-6)
