@@ -93,7 +93,7 @@ def select(scale: str = "tiny", *, model: str | None = None, variants=VARIANTS, 
     def scored(names, lr, beta):
         df, _ = run_grid(scale, list(names), [seed], smoke=smoke, include_base=True,
                          **{**common, "optim.lr": lr, "hybrid.beta": beta})
-        return df.assign(lr=lr, beta=beta)
+        return df[df.eval_set == "average"].assign(lr=lr, beta=beta)  # one row a run (the one set's score)
 
     frames = [scored([v for v in variants if v != "hybrid" or lr in hybrid_lrs], lr, betas[0]) for lr in grid]
     table = pd.concat(frames, ignore_index=True)
