@@ -30,7 +30,7 @@
 SCALE = "tiny"
 SMOKE = False
 SEEDS = [0, 1, 2, 3, 4]
-METHODS = ["grpo", "opd", "scope"]
+METHODS = ["grpo", "opd", "hybrid", "scope"]
 SMOOTH = 5
 FIGURES_DIR = "figures"
 

@@ -31,7 +31,7 @@
 SCALE = "tiny"
 SMOKE = False
 SEEDS = [0, 1, 2, 3, 4]
-METHODS = ["grpo", "kd", "opd", "opd_g8", "scope"]
+METHODS = ["grpo", "kd", "opd", "opd_g8", "hybrid", "scope"]
 EVAL_K = 16
 FIGURES_DIR = "figures"
 

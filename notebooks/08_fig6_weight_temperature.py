@@ -24,12 +24,20 @@
 # tau: tau = 1 minus that tau per seed (paired by seed), in points of Avg@k and of Pass@k at the
 # largest k, both averaged over the eval sets. That a smaller tau concentrates the weights is a
 # property of the softmax, so it is reported as a check of the implementation, not a claim.
+#
+# A second section sweeps **DPAW's strength on the correct path alone**: `scope.tau_student`
+# (Eq. 4's temperature, Eq. 5 kept at tau = 1) at the values that bring the base student's
+# student-path effective sample size to about 0.95, 0.85 and 0.70, chosen on the base student
+# before any method ran (the world's preconditions record, `data/world_<model>/`). For each,
+# SCOPE − w/o DPAW (every weight 1, as in the released code) in Avg@k and Pass@k: does the
+# weighting matter at the concentration a model produces? The paper has no such curve.
 
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False
 SEEDS = [0, 1, 2, 3, 4]
 TAUS = [0.5, 1.0, 2.0]
+TAU_STUDENTS = []  # empty: the values of the world's preconditions record (ESS 0.95, 0.85, 0.70)
 EVAL_K = 16
 FIGURES_DIR = "figures"
 
@@ -100,3 +108,78 @@ lines.append(report.check("the teacher-weight ESS fraction rises with tau (a sma
                           all(a < b for a, b in zip(ordered, ordered[1:])) if ess_known else None,
                           "mean over steps and seeds: " + ", ".join(f"{e:.3f} at tau = {t:g}" for t, e in sorted(mean_ess.items()))))
 ctx.show_claims("fig6_weight_temperature", lines)
+
+# %% [markdown]
+# ## DPAW's strength on the correct path: the tau_student sweep
+# Each SCOPE run here keeps Eq. 5 at tau = 1 and sets Eq. 4's temperature alone. The x axis is
+# the student-path ESS those temperatures give on the base student's rollouts (the
+# preconditions record, measured before training); the paper's tau = 1 is marked. The effect is
+# SCOPE − w/o DPAW per seed (paired), its mean and 95% t interval: the verdict rule's interval.
+
+# %%
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scope_lib import verdict
+from scope_lib.experiments import experiment_config
+
+model = experiment_config(SCALE, "scope", seeds[0], smoke=SMOKE).model.student
+record_path = Path(nb.__file__).resolve().parents[1] / "data" / f"world_{model}" / "preconditions.json"
+record = json.loads(record_path.read_text()) if record_path.exists() else {}
+targets = [0.95, 0.85, 0.7]
+if TAU_STUDENTS:
+    tau_students = list(TAU_STUDENTS)
+elif all(f"tau_student@ess={t:g}" in record for t in targets):
+    tau_students = [record[f"tau_student@ess={t:g}"] for t in targets]
+else:  # a world without a record (the smoke world): one sharper value, to run the code path
+    tau_students = [0.1]
+ess_of = {f"scope_tau_student{t:g}": record.get(f"student_ess_frac@tau_student={t:g}", np.nan) for t in tau_students}
+ess_of["scope"] = record.get("student_ess_frac@tau=1", np.nan)
+sweep = ["scope"] + [f"scope_tau_student{t:g}" for t in tau_students]
+sweep_df, _ = run_grid(SCALE, sweep + ["no_dpaw"], seeds, smoke=SMOKE, include_base=False, **{"eval.k": eval_k})
+rows = []
+for variant in sweep:
+    for metric in ("avg@k", "pass@k"):
+        d = verdict.paired_difference(report.per_seed(sweep_df, variant, metric), report.per_seed(sweep_df, "no_dpaw", metric))
+        rows.append({"variant": variant, "tau_student": 1.0 if variant == "scope" else float(variant.removeprefix("scope_tau_student")),
+                     "student_ess": ess_of[variant], "metric": names[metric], "effect_points": 100 * d.mean,
+                     "low": 100 * d.low, "high": 100 * d.high, "seeds": d.n})
+effects = pd.DataFrame(rows)
+ctx.save_table(effects, "fig6b_tau_student_sweep")
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=False)
+for ax, metric in zip(axes, [names["avg@k"], names["pass@k"]]):
+    part = effects[effects.metric == metric].sort_values("student_ess")
+    x = part["student_ess"].to_numpy(dtype=float)
+    if np.all(np.isnan(x)):  # no record (smoke): place the points by tau_student instead
+        x = part["tau_student"].to_numpy(dtype=float)
+    ax.errorbar(x, part["effect_points"], yerr=[part["effect_points"] - part["low"], part["high"] - part["effect_points"]],
+                fmt="o", color=sns.color_palette("deep")[0], capsize=4, label="SCOPE − w/o DPAW (mean, 95% t interval)")
+    for xi, yi, t in zip(x, part["effect_points"], part["tau_student"]):
+        ax.annotate(f"tau_student {t:g}", (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.axhline(0, color="grey", lw=0.8)
+    paper_x = ess_of["scope"] if not np.isnan(ess_of["scope"]) else 1.0
+    ax.axvline(paper_x, color="black", ls="--", lw=1, label="the paper's tau = 1")
+    ax.set(xlabel="student-path ESS on the base student (1 = uniform weights)", ylabel=f"{metric} effect (points)",
+           title=f"{metric}: SCOPE − w/o DPAW")
+handles, labels = axes[0].get_legend_handles_labels()
+legend_outside(fig, handles, labels)
+fig.suptitle(f"DPAW's correct-path strength ({ctx.scale_label}, {len(seeds)} seed(s), Eq. 5 at tau = 1)")
+ctx.savefig(fig, "fig6b_tau_student_sweep", caption="Effect of SCOPE over w/o DPAW (every weight 1) against the "
+            "student-path effective sample size that each tau_student gives on the base student's rollouts (measured "
+            "before training); bars: 95% t interval over paired seeds; dashed: the paper's tau = 1.")
+
+sweep_lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s): SCOPE with Eq. 4's temperature "
+               f"tau_student in {[1.0] + tau_students} (Eq. 5 at tau = 1) against w/o DPAW; student-path ESS on the base "
+               "student: " + ", ".join(f"{ess_of[v]:.3f} at {v.removeprefix('scope_tau_student') if v != 'scope' else 'tau 1'}"
+                                        for v in sweep) + "."]
+for variant in sweep:
+    label = "tau = 1" if variant == "scope" else f"tau_student = {variant.removeprefix('scope_tau_student')}"
+    for metric in ("avg@k", "pass@k"):
+        sweep_lines.append(report.compare(f"SCOPE ({label}) − w/o DPAW {names[metric]}", report.per_seed(sweep_df, variant, metric),
+                                          report.per_seed(sweep_df, "no_dpaw", metric), "greater",
+                                          "the paper measures DPAW at tau = 1 only (Fig. 5: w/o DPAW below SCOPE)"))
+ctx.show_claims("fig6b_tau_student_sweep", sweep_lines)

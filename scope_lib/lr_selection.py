@@ -40,6 +40,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # The validation split's worlds per scale: (full, smoke).
 MODELS = {"tiny": ("tiny_routes", "tiny_routes_smoke"), "tiny_code": ("tiny_code", "tiny_code_smoke")}
 LR_FILE = CONFIGS / "tiny_lr.yaml"  # the default scale's
+# Validation problems scored per trial (k samples each), apart from the eval tiers' size: a
+# selection needs less noise than the preset's eval sets carry per seed.
+VALIDATION_PROBLEMS = {"tiny": 400, "tiny_code": 200}
 
 
 def lr_file(scale: str) -> Path:
@@ -127,14 +130,16 @@ def write_config(scale: str, selection: Selection, path: Path | None = None) -> 
     return path
 
 
-def report(scale: str, model: str, selection: Selection, *, k: int, smoke: bool, grid=LR_GRID) -> str:
+def report(scale: str, model: str, selection: Selection, *, k: int, smoke: bool, grid=LR_GRID,
+           problems: int | None = None) -> str:
     """The markdown record of a selection."""
     shown = selection.wide.copy()
     for lr in grid:
         shown[lr] = (100 * shown[lr]).map(lambda v: "" if v != v else f"{v:.1f}")
     shown.columns = [f"lr {c:g}" if isinstance(c, float) else c for c in shown.columns]
     text = (f"# Learning-rate selection ({scale} scale{', smoke' if smoke else ''}, world {model})\n\n"
-            f"Validation Avg@{k} (%) on `tiny_validation` (training-side problems held out from training, disjoint "
+            f"Validation Avg@{k} (%) on `tiny_validation` ({f'{problems} ' if problems else ''}training-side problems held "
+            f"out from training, disjoint "
             f"from the eval tiers), seed {SELECTION_SEED}, the same {len(grid)} trials for every method: one run per lr "
             f"of the grid, the hybrid's split between lrs and its teacher weight (scope_lib.lr_selection.hybrid_plan). "
             f"Base student: {100 * selection.base:.1f}.\n\n" + shown.to_markdown() + "\n\n")
@@ -157,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = args.model or MODELS[args.scale][args.smoke]
     k = 4
-    selection = select(args.scale, model=model, smoke=args.smoke, k=k)
-    text = report(args.scale, model, selection, k=k, smoke=args.smoke)
+    sizes = {} if args.smoke else {"data.eval_problems_per_set": VALIDATION_PROBLEMS[args.scale]}
+    selection = select(args.scale, model=model, smoke=args.smoke, k=k, **sizes)
+    text = report(args.scale, model, selection, k=k, smoke=args.smoke, problems=sizes.get("data.eval_problems_per_set"))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "lr_selection.md").write_text(text)
     print(text)

@@ -185,49 +185,28 @@ FIG6_TAUS = (0.5, 1.0, 2.0)  # the paper's Fig. 6: one tau shared by both paths
 ESS_TARGETS = (0.95, 0.85, 0.70)  # the student-path sweep: tau_student values chosen to reach these
 
 
+def _correct_groups(table: pd.DataFrame) -> list[np.ndarray]:
+    """The log-PPLs of each group's correct rollouts in a `student_path_table`, for groups with >= 2."""
+    right = table[table["correct"]]
+    return [rows.to_numpy(dtype=np.float64) for _, rows in right.groupby("group")["log_ppl"] if len(rows) >= 2]
+
+
 def ess_at_tau(table: pd.DataFrame, tau: float) -> float:
-    """Mean student-path ESS fraction of the Eq. 4 weights at `tau`, over the groups of a
-    `student_path_table` with at least 2 correct rollouts (the log-PPLs do not depend on tau)."""
-    from scope_lib.weights import student_weights
+    """Mean student-path ESS fraction of the Eq. 4 weights at `tau` (`weights.student_ess_frac`),
+    over the groups of a `student_path_table` with at least 2 correct rollouts (the log-PPLs do
+    not depend on tau); NaN when there is none."""
+    from scope_lib.weights import student_ess_frac
 
-    right = table[table["correct"]]
-    sizes = right.groupby("group").size()
-    multi = right[right["group"].isin(sizes[sizes >= 2].index)]
-    if multi.empty:
-        return math.nan
-    group = torch.tensor(multi["group"].to_numpy(dtype=np.int64))
-    weights = student_weights(torch.tensor(-multi["log_ppl"].to_numpy(dtype=np.float64)),
-                              torch.ones(len(multi), dtype=torch.bool), group, tau=tau).numpy()
-    codes = multi["group"].to_numpy()
-    return float(np.mean([group_ess_frac(weights[codes == g]) for g in np.unique(codes)]))
+    groups = _correct_groups(table)
+    return student_ess_frac(groups, tau) if groups else math.nan
 
 
-def tau_for_ess(table: pd.DataFrame, target: float, *, low: float = 1e-4, high: float = 1e3, iters: int = 80) -> float:
-    """The tau at which `ess_at_tau` equals `target` (bisection on log tau: the ESS rises with tau,
-    from 1/n of the sharpest group towards 1). Raises ValueError when `target` lies outside the
-    range the table reaches between `low` and `high`."""
-    if not 0 < target < 1:
-        raise ValueError(f"target: expected an ESS fraction in (0, 1), got {target}")
-    right = table[table["correct"]]
-    sizes = right.groupby("group").size()
-    groups = [rows.to_numpy(dtype=np.float64) for g, rows in right.groupby("group")["log_ppl"] if sizes[g] >= 2]
+def tau_for_ess(table: pd.DataFrame, target: float, *, low: float = 1e-4, high: float = 1e3) -> float:
+    """The tau at which `ess_at_tau` equals `target` (`weights.tau_student_for_ess`: bisection on
+    log tau). Raises ValueError when `target` lies outside the range reached between `low` and `high`."""
+    from scope_lib.weights import tau_student_for_ess
 
-    def ess(tau: float) -> float:  # ess_at_tau's value, vectorised per group for the bisection
-        fracs = []
-        for x in groups:
-            w = np.exp((x - x.max()) / tau)
-            fracs.append(w.sum() ** 2 / (w * w).sum() / w.size)
-        return float(np.mean(fracs)) if fracs else math.nan
-
-    lo, hi = ess(low), ess(high)
-    if not lo <= target <= hi:
-        raise ValueError(f"target {target}: the student-path ESS runs from {lo:.4f} (tau {low:g}) to {hi:.4f} "
-                         f"(tau {high:g}) on these rollouts")
-    a, b = math.log(low), math.log(high)
-    for _ in range(iters):
-        mid = (a + b) / 2
-        a, b = (mid, b) if ess(math.exp(mid)) < target else (a, mid)
-    return math.exp((a + b) / 2)
+    return tau_student_for_ess(_correct_groups(table), target, low=low, high=high)
 
 
 def tau_student_sweep(table: pd.DataFrame, targets=ESS_TARGETS) -> list[dict[str, float]]:
