@@ -13,12 +13,17 @@ world before any method is compared on it (and committed as a record):
    - `rare_route_heavier_frac`: among groups whose correct rollouts take both routes, the
      fraction where the rarer route (the one less common among all correct base rollouts) has
      the higher mean Eq. 4 weight (target >= 0.7).
-2. **Incorrect rollouts (Eq. 5).** The teacher must be able to repair some flawed prefixes:
+2. **Incorrect rollouts (Eq. 5).** The teacher must be able to repair some flawed prefixes, in
+   a text the student can write:
    - `recovery_with_error`: the teacher's recovery rate from prefixes that already contain the
      student's first error (target >= 0.25), from `scope_lib.recovery.recovery_study`, also
-     broken down by the error's kind and the chain's length (`recovery_breakdown`).
+     broken down by the error's kind and the chain's length (`recovery_breakdown`);
+   - `student_second_pass_restated`: on a re-deriving teacher's world, the share of forced
+     second passes in which the student restates the problem's start (`second_pass_rate`,
+     target >= 0.8): the teacher's repair comes as a second pass, which the student must be
+     able to write for any distillation to teach it something other than garbled text.
 
-Only the recovery target is required (`REQUIRED`). The Eq. 4 targets are kept as reference
+Only the recovery and second-pass targets are required (`REQUIRED`). The Eq. 4 targets are kept as reference
 lines: on exact-answer text the Eq. 4 weights are near uniform at tau = 1, so the record gives
 the student-path ESS at every tau used and the `tau_student` values that bring it to 0.95, 0.85
 and 0.70 (`tau_student_sweep`), chosen here on the base student before any method runs.
@@ -44,11 +49,12 @@ TARGETS = {  # name -> (comparison, threshold)
     "two_route_frac": (">=", 0.5),
     "rare_route_heavier_frac": (">=", 0.7),
     "recovery_with_error": (">=", 0.25),
+    "student_second_pass_restated": (">=", 0.8),
 }
 # Required before methods are compared: the teacher must repair. The Eq. 4 targets above stay as
 # reference lines: exact-answer text leaves the student-path weights near uniform at tau = 1, so
 # DPAW's strength is measured as an axis instead (tau_student_sweep), not required of the world.
-REQUIRED = ("recovery_with_error",)
+REQUIRED = ("recovery_with_error", "student_second_pass_restated")
 
 
 def group_ess_frac(weights: np.ndarray) -> float:
@@ -219,6 +225,32 @@ def tau_student_sweep(table: pd.DataFrame, targets=ESS_TARGETS) -> list[dict[str
     return out
 
 
+@torch.no_grad()
+def second_pass_rate(model, tokenizer, problems: Sequence[Problem], *, max_new_tokens: int = 128,
+                     batch_size: int = 256) -> dict[str, float]:
+    """Whether a model can write a re-derivation (route task): given the prompt, a right first pass
+    (the problem's usual route, unboxed) and `Start with `, the fraction of greedy completions that
+    restate the problem's start value and the fraction that end in the right answer. The teacher
+    re-derives after every first pass, so a student that cannot write a second pass cannot learn
+    the teacher's text: distilling it would teach a format the student only garbles."""
+    from scope_lib import routes
+    from scope_lib.rollout import generate_rollouts
+    from scope_lib.verify import extract_boxed
+
+    prefixes = []
+    for problem in problems:
+        steps = [tuple(s) for s in problem.meta["steps"]]
+        route = "subfirst" if problem.meta["kind"] == "subfirst_only" else "inorder"
+        lines = routes.solution_text(problem.meta["start"], steps, route).split("\n")[:-1]  # unboxed
+        prefixes.append(routes.format_prompt(problem) + "\n".join(lines) + "\nStart with ")
+    batch = generate_rollouts(model, tokenizer, prefixes, num_samples=1, temperature=0.0,
+                              max_new_tokens=max_new_tokens, batch_size=batch_size)
+    restated = [t.startswith(f"{p.meta['start']}.\n") for p, t in zip(problems, batch.texts)]
+    right = [extract_boxed(t) == p.answer for p, t in zip(problems, batch.texts)]
+    return {"second_pass_restated": float(np.mean(restated)), "second_pass_correct": float(np.mean(right)),
+            "second_pass_cases": float(len(problems))}
+
+
 def recovery_breakdown(study) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Recovery from prefixes that hold the student's first error, by its kind and by the
     problem's chain length (operations): (by kind, by length), columns count and mean."""
@@ -274,6 +306,11 @@ def measure_world(model_name: str = "tiny_routes", *, path_problems: int = 256, 
     stats["student_accuracy_T1"] = float(table["correct"].mean())
     if hasattr(task, "FIX_MARK"):
         stats.update(teacher_fix_rate(world.teacher, world.tokenizer, task.validation_set(50)))
+    if hasattr(task, "recheck_text"):  # the student must be able to write the teacher's second pass
+        validation = task.validation_set(200)
+        for name, model in (("student", world.student), ("teacher", world.teacher)):
+            stats.update({f"{name}_{k}": v for k, v in second_pass_rate(model, world.tokenizer, validation,
+                                                                        max_new_tokens=max_new_tokens).items()})
     return stats, table, study
 
 
@@ -371,6 +408,10 @@ def record_markdown(model: str, out, stats: dict, table: pd.DataFrame, study) ->
         + pd.DataFrame(ess_rows).to_markdown(index=False, floatfmt=".4g"),
         f"Teacher-path ESS (Eq. 5 at tau = 1, over each problem's incorrect rollouts in the recovery study): "
         f"{stats['teacher_ess_frac']:.4f}.",
+        *([f"**Second passes** (`second_pass_rate`: prompt, a right first pass and `Start with `, greedy, 200 "
+           f"validation problems): the student restates the start in {stats['student_second_pass_restated']:.3f} and ends "
+           f"right in {stats['student_second_pass_correct']:.3f} of them; the teacher {stats['teacher_second_pass_restated']:.3f} "
+           f"and {stats['teacher_second_pass_correct']:.3f}."] if "student_second_pass_restated" in stats else []),
         "**Correct rollouts by route** (share of correct base-student rollouts and their log-PPL):\n\n"
         + by_route.assign(share=by_route["count"] / by_route["count"].sum()).to_markdown(floatfmt=".3f"),
         f"**Recovery with the student's first error inside the kept prefix** (student rollouts at temperature "
@@ -418,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "preconditions.md").write_text(text + "\n")
     (args.out / "preconditions.json").write_text(json.dumps(stats, indent=1, default=float) + "\n")
     print(text)
-    recovery_ok = check_preconditions(stats).get("recovery_with_error")
-    return 0 if recovery_ok else 1
+    verdicts = check_preconditions(stats)
+    return 0 if all(verdicts.get(name) for name in REQUIRED) else 1
 
 
 if __name__ == "__main__":

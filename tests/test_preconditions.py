@@ -113,3 +113,31 @@ def test_unreadable_correct_rollouts_count_in_the_target_and_apart_in_the_diagno
     assert stats["groups_2plus_correct"] == 3 and stats["two_route_frac"] == pytest.approx(1 / 3)
     assert stats["unread_route_frac"] == pytest.approx(3 / 6)
     assert stats["two_route_frac_readable"] == pytest.approx(1 / 1)  # only group 0 has two readable correct
+
+
+def test_second_pass_rate_forces_a_rederivation_and_reads_it():
+    from scope_lib.world import _tiny_world
+
+    world = _tiny_world("tiny_routes_smoke", progress=False)
+    problems = routes.validation_set(6)
+    calls = {}
+
+    def fake_generate(model, tokenizer, prompts, **kwargs):  # a model that restates the start of every other problem
+        calls["prompts"] = prompts
+        texts = [f"{p.meta['start']}.\n" + "\\boxed{" + p.answer + "}" if i % 2 == 0 else "7.\n\\boxed{1}"
+                 for i, p in enumerate(problems)]
+        return type("Batch", (), {"texts": texts})()
+
+    import scope_lib.rollout as rollout
+
+    original = rollout.generate_rollouts
+    rollout.generate_rollouts = fake_generate
+    try:
+        rates = pre.second_pass_rate(world.student, world.tokenizer, problems)
+    finally:
+        rollout.generate_rollouts = original
+    assert all(prompt.endswith("\nStart with ") for prompt in calls["prompts"])
+    first = routes.solution_text(problems[0].meta["start"], [tuple(s) for s in problems[0].meta["steps"]],
+                                 "subfirst" if problems[0].meta["kind"] == "subfirst_only" else "inorder")
+    assert calls["prompts"][0] == routes.format_prompt(problems[0]) + first.rsplit("\n", 1)[0] + "\nStart with "
+    assert rates == {"second_pass_restated": 0.5, "second_pass_correct": 0.5, "second_pass_cases": 6.0}
