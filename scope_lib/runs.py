@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import yaml
 
-from scope_lib import grading
+from scope_lib import grading, integrity
 from scope_lib.config import TrainConfig, without_neutral_additions
 from scope_lib.evaluate import EvalResult, evaluate
 from scope_lib.world import World, load_world
@@ -221,7 +221,60 @@ def get_run(cfg: TrainConfig, *, world: World | None = None, root: Path | None =
         from scope_lib.trainer import train
 
         train(cfg, world)
+    check_done(path, cfg)
     return Run(cfg, path, read_history(path / "metrics.jsonl"))
+
+
+def read_done(run_dir: Path) -> dict:
+    """A run's `done.json` as a dict; RunDirError naming the file when it is not one."""
+    done_path = Path(run_dir) / "done.json"
+    try:
+        done = json.loads(done_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise RunDirError(f"{done_path} does not parse ({type(error).__name__}: {error}); "
+                          f"delete {run_dir} to train the run again") from None
+    if not isinstance(done, dict):
+        raise RunDirError(f"{done_path} holds {type(done).__name__}, expected a JSON object; delete {run_dir} to train again")
+    return done
+
+
+def check_done(run_dir: Path, cfg: TrainConfig) -> dict:
+    """RunDirError, naming the file, unless `run_dir` holds the finished run of `cfg`.
+
+    Its `done.json` must carry `cfg`'s fingerprint, its `config.yaml` (when there is one) must be
+    `cfg` in every setting that changes the model, and the final model's SHA256SUMS must be the
+    one `done.json` recorded (scope_lib/integrity.py). Returns the parsed `done.json`.
+    """
+    run_dir = Path(run_dir)
+    done = read_done(run_dir)
+    if done.get("fingerprint") != cfg.fingerprint():
+        raise RunDirError(f"{run_dir / 'done.json'} records the run of config {done.get('fingerprint')!r}, not of the "
+                          f"requested {cfg.fingerprint()!r} (a moved or swapped run directory?); delete {run_dir}")
+    check_run_dir(run_dir, cfg)
+    recorded = done.get("final_sums")
+    if recorded is not None and integrity.sums_digest(run_dir / "final") != recorded:
+        raise RunDirError(f"{run_dir / 'final' / integrity.SUMS_NAME} is not the one {run_dir / 'done.json'} recorded "
+                          f"(the final model was replaced or its checksums lost); delete {run_dir} to train again")
+    return done
+
+
+def load_final_model(run_dir: Path):
+    """The trained model in `<run_dir>/final`, its files checked against their SHA256SUMS first.
+
+    RunDirError naming the file when one was altered, cut short or does not load."""
+    from transformers import AutoModelForCausalLM
+
+    final = Path(run_dir) / "final"
+    try:
+        if not integrity.verify_folder(final):
+            warnings.warn(f"{final} has no {integrity.SUMS_NAME} (written by older code): its files are not checked",
+                          RuntimeWarning, stacklevel=2)
+    except integrity.IntegrityError as error:
+        raise RunDirError(f"final model refused: {error}; delete {run_dir} to train the run again") from None
+    try:
+        return AutoModelForCausalLM.from_pretrained(final)
+    except Exception as error:  # SafetensorError, OSError, ...: none of them names the folder
+        raise RunDirError(f"final model {final} does not load ({type(error).__name__}: {error})") from None
 
 
 def _eval_key(cfg: TrainConfig, eval_sets: dict) -> str:
@@ -230,16 +283,52 @@ def _eval_key(cfg: TrainConfig, eval_sets: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _eval_payload_hash(data: dict) -> str:
+    return integrity.text_sha256(json.dumps({k: v for k, v in data.items() if k != "sha256"}, sort_keys=True))
+
+
 def _save_eval(result: EvalResult, path: Path) -> None:
     data = {"k": result.k, "settings": result.settings, "texts": result.texts,
             "correct": {name: grades.astype(int).tolist() for name, grades in result.correct.items()}}
+    data["sha256"] = _eval_payload_hash(data)  # checked by _load_eval: an altered cache is recomputed
     write_atomic(path, json.dumps(data))
 
 
-def _load_eval(path: Path) -> EvalResult:
-    data = json.loads(path.read_text())
-    return EvalResult(k=data["k"], settings=data["settings"], texts=data.get("texts", {}),
-                      correct={name: np.array(rows, dtype=bool) for name, rows in data["correct"].items()})
+class BadCache(ValueError):
+    """An evaluation cache that is not what `_save_eval` wrote for these problems and this k."""
+
+
+def _load_eval(path: Path, eval_sets: dict | None = None, k: int | None = None) -> EvalResult:
+    """The cached EvalResult in `path`; BadCache (naming the file) when it does not parse, its
+    content hash differs, or its grades are not (problems, k) for each of `eval_sets`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BadCache(f"{path}: does not parse ({type(error).__name__}: {error})") from None
+    if not isinstance(data, dict) or not {"k", "correct"} <= data.keys():
+        raise BadCache(f"{path}: expected a JSON object with 'k' and 'correct'")
+    if "sha256" in data and data["sha256"] != _eval_payload_hash(data):
+        raise BadCache(f"{path}: its content does not match its SHA-256 (altered after it was written)")
+    cached_k = data["k"]
+    if isinstance(cached_k, bool) or not isinstance(cached_k, int) or (k is not None and cached_k != k):
+        raise BadCache(f"{path}: 'k' is {cached_k!r}, expected {k!r}")
+    correct = data["correct"]
+    if not isinstance(correct, dict) or (eval_sets is not None and set(correct) != set(eval_sets)):
+        raise BadCache(f"{path}: 'correct' holds sets {sorted(correct) if isinstance(correct, dict) else correct!r}, "
+                       f"expected {sorted(eval_sets or [])}")
+    grades = {}
+    for name, rows in correct.items():
+        try:
+            array = np.array(rows, dtype=bool)
+        except (TypeError, ValueError) as error:
+            raise BadCache(f"{path}: 'correct.{name}' is not a grid of grades ({error})") from None
+        expected = (len(eval_sets[name]) if eval_sets is not None else len(rows), cached_k)
+        if array.shape != expected:
+            raise BadCache(f"{path}: 'correct.{name}' has shape {array.shape}, expected {expected} (problems, k)")
+        grades[name] = array
+    texts = data.get("texts", {})
+    return EvalResult(k=cached_k, settings=data.get("settings", {}), texts=texts if isinstance(texts, dict) else {},
+                      correct=grades)
 
 
 def evaluation_path(cfg: TrainConfig, eval_sets: dict, *, base: bool, root: Path | None = None) -> Path:
@@ -261,15 +350,17 @@ def evaluate_model(run: Run | None, cfg: TrainConfig, *, world: World | None = N
     path = evaluation_path(run.cfg if run else cfg, world.eval_sets, base=run is None,
                            root=run.path.parent if run else root)
     if path.exists():
-        cached = _load_eval(path)
-        if cached.texts or not keep_texts:
-            return cached
+        try:
+            cached = _load_eval(path, world.eval_sets, cfg.eval.k)
+        except BadCache as error:
+            warnings.warn(f"evaluation cache refused, evaluating again: {error}", RuntimeWarning, stacklevel=2)
+        else:
+            if cached.texts or not keep_texts:
+                return cached
     if run is None:
         model = world.student
     else:
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(run.model_path)
+        model = load_final_model(run.path)
     e = cfg.eval
     result = evaluate(model.eval(), world.tokenizer, world.eval_sets, k=e.k, format_prompt=world.format_prompt,
                       temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, max_new_tokens=e.max_new_tokens,

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from scope_lib import logprobs, losses, runs, weight_records
+from scope_lib import integrity, logprobs, losses, runs, weight_records
 from scope_lib.config import TrainConfig, save_config
 from scope_lib.methods import MicroBatch, make_method
 from scope_lib.pipeline import OverlappedScorer, Sampling, score_rollouts  # noqa: F401  (OverlappedScorer: re-exported)
@@ -554,6 +554,7 @@ class Trainer:
             }, handle)
             handle.flush()
             os.fsync(handle.fileno())  # on disk before its name says it is whole
+        integrity.write_sums(tmp)  # checked on resume: an altered state.pt is never loaded
         shutil.rmtree(final, ignore_errors=True)  # a checkpoint of this step that did not load on resume
         tmp.rename(final)  # a checkpoint either exists whole or not at all (SIGKILL-safe)
         # At least two: when the newest turns out damaged, resume falls back to the one before.
@@ -564,6 +565,7 @@ class Trainer:
         """The state saved in `checkpoint`, or None (with a warning naming the file) when it does not load."""
         path = checkpoint / "state.pt"
         try:
+            integrity.verify_folder(checkpoint)  # False for a checkpoint of older code: loaded unchecked
             state = torch.load(path, weights_only=False)
         except Exception as error:  # empty or truncated: EOFError, RuntimeError, UnpicklingError, ...
             warnings.warn(f"skipping checkpoint {path}: it does not load ({type(error).__name__}: {error})",
@@ -623,6 +625,16 @@ class Trainer:
                     shutil.rmtree(stale, ignore_errors=True)
         return state is not None
 
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of a write that a kill cut short (`.metrics.jsonl.<pid>.tmp`, ...): this
+        process holds the run directory's lock, so no live writer owns them."""
+        for folder in (self.run_dir, self.run_dir / "final"):
+            for stale in folder.glob(".*.tmp"):
+                if stale.is_file():
+                    warnings.warn(f"removing {stale}: a temporary file left by a write that was cut short",
+                                  RuntimeWarning, stacklevel=3)
+                    stale.unlink(missing_ok=True)
+
     # --- the loop
 
     def train(self) -> TrainResult:
@@ -631,7 +643,23 @@ class Trainer:
         # to hold no other config's run before anything in it is written.
         with runs.claim_run_dir(self.run_dir) if self.rank == 0 else nullcontext():
             runs.check_run_dir(self.run_dir, self.cfg)
+            finished = self._finished()
+            if finished is not None:
+                return finished
             return self._train()
+
+    def _finished(self) -> TrainResult | None:
+        """The run as it stands when `done.json` says it is finished for this config (nothing is
+        trained again); None otherwise. A final model that fails its checksums is RunDirError."""
+        if not (self.run_dir / "done.json").exists():
+            return None
+        done = runs.check_done(self.run_dir, self.cfg)
+        if done.get("steps") != self.cfg.steps:
+            return None
+        model = runs.load_final_model(self.run_dir)
+        if self.rank == 0:
+            print(f"run {self.run_dir} is done ({done['steps']} steps): nothing to train", flush=True)
+        return TrainResult(self.run_dir, runs.read_history(self.run_dir / "metrics.jsonl"), model.eval())
 
     def _train(self) -> TrainResult:
         cfg = self.cfg
@@ -640,6 +668,7 @@ class Trainer:
             save_config(cfg, tmp)
             os.replace(tmp, self.run_dir / "config.yaml")
             (self.run_dir / "done.json").unlink(missing_ok=True)  # not done until save_final says so again
+            self._remove_stale_temporaries()
         self.maybe_resume()
         if not self.method.samples_rollouts:
             self.kd_corpus = self._build_kd_corpus()
@@ -713,7 +742,9 @@ class Trainer:
         if self.rank == 0:
             model.save_pretrained(self.run_dir / "final")
             self.tokenizer.save_pretrained(self.run_dir / "final")
-            runs.write_atomic(self.run_dir / "done.json", json.dumps({"steps": self.step, "fingerprint": self.cfg.fingerprint()}))
+            sums = integrity.write_sums(self.run_dir / "final")  # checked whenever the final model is loaded
+            runs.write_atomic(self.run_dir / "done.json", json.dumps({"steps": self.step, "fingerprint": self.cfg.fingerprint(),
+                                                                      "final_sums": sums}))
         return model.eval()
 
 
