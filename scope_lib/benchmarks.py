@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scope_lib.problem import Problem
-from scope_lib.verify import extract_boxed
+from scope_lib.verify import extract_boxed, is_null_answer
 
 __all__ = ["BENCHMARKS", "BENCHMARKS_ENV", "REGISTRY", "Benchmark", "answer_text", "benchmarks_dir", "load_benchmark",
            "load_hub_dataset", "problem_from_row", "read_json_lines", "scan_json_lines"]
@@ -82,6 +82,8 @@ def answer_text(value, field: str = "answer") -> str:
     text = str(value).strip()
     if not text:
         raise TypeError(f"{field}: expected a non-empty answer, got {value!r}")
+    if is_null_answer(text):
+        raise TypeError(f"{field}: {value!r} is the text of a missing value (None, nan, null), not an answer")
     return text
 
 
@@ -128,7 +130,7 @@ def _gsm8k_answer(row: dict) -> str:
         raise TypeError(f"answer: expected a string holding '#### <answer>', got {_shown(text)}")
     if "####" not in text:
         raise KeyError("'####' in answer")
-    return text.rsplit("####", 1)[1].strip().replace(",", "")
+    return answer_text(text.rsplit("####", 1)[1].strip().replace(",", ""))
 
 
 def _solution(name: str, row: dict, answer: str) -> str | None:
@@ -222,6 +224,32 @@ def _not_json_constant(token: str):
     raise ValueError(f"{token} is not JSON (expected a string or a finite number)")
 
 
+def _pairs_without_duplicates(pairs: list) -> dict:
+    # json.loads keeps the last of two equal keys; which one the writer meant is unknowable.
+    row: dict = {}
+    for key, value in pairs:
+        if key in row:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        row[key] = value
+    return row
+
+
+def _lone_surrogate(value, depth: int = 0) -> str | None:
+    """The first string (or key) of `value` holding a lone surrogate (JSON's "\\ud800" escapes
+    decode to one; it is not Unicode text, and a tokenizer fails on it later), else None."""
+    if isinstance(value, str):
+        return value if any("\ud800" <= c <= "\udfff" for c in value) else None
+    if depth > 64:
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _lone_surrogate(key, depth + 1) if isinstance(key, str) else None
+        found = found or _lone_surrogate(item, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
 def scan_json_lines(file: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, row) of a JSON Lines file (gzip when it ends in .gz), blank lines skipped.
 
@@ -243,13 +271,17 @@ def scan_json_lines(file: Path) -> Iterator[tuple[int, dict]]:
             if not line:
                 continue
             try:
-                row = json.loads(line, parse_constant=_not_json_constant)
+                row = json.loads(line, parse_constant=_not_json_constant, object_pairs_hook=_pairs_without_duplicates)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{where}: bad JSON ({error.msg} at column {error.colno})") from None
             except ValueError as error:
                 raise ValueError(f"{where}: {error}") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{where}: expected a JSON object per line, got a JSON {type(row).__name__}")
+            bad = _lone_surrogate(row)
+            if bad is not None:
+                raise ValueError(f"{where}: a string holds a lone surrogate (an escape such as \\ud800 that is not "
+                                 f"Unicode text): {ascii(bad)[:80]}")
             yield line_number, row
 
 

@@ -275,7 +275,7 @@ RANGES: dict[str, Interval] = {
     "model.lora_alpha": _at_least(1),
     "model.lora_dropout": Interval(0, 1, high_open=True),  # a probability; 1 drops everything
     "data.eval_problems_per_set": _at_least(0),  # 0: all
-    "rollout.group_size": _at_least(1),
+    "rollout.group_size": Interval(1, 1024),  # rows per prompt; each one is generated and kept in memory
     "rollout.temperature": _POSITIVE,  # log-probs divide by it; greedy rollouts are not samples of the policy
     "rollout.top_p": _PROBABILITY_MASS,
     "rollout.top_k": _at_least(0),  # 0: off
@@ -302,7 +302,7 @@ RANGES: dict[str, Interval] = {
     "optim.mini_batch_prompts": _at_least(1),
     "optim.micro_batch_size": _at_least(1),
     "teacher.request_batch_size": _at_least(1),
-    "eval.k": _at_least(1),
+    "eval.k": Interval(1, 1024),  # samples per problem, each kept with its text (paper: 32); 10**30 was a MemoryError
     "eval.temperature": _NON_NEGATIVE,  # 0: greedy decoding
     "eval.top_p": _PROBABILITY_MASS,
     "eval.top_k": _at_least(0),
@@ -431,6 +431,9 @@ def _check_value(key: str, value: Any, annotation: Any) -> Any:
         if not value.strip():
             # output_dir "" would be the working directory; an empty model name loads nothing.
             raise _Invalid(key, f"expected a non-empty string, got {value!r}")
+        if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+            # a NUL ends a path at the OS; a lone surrogate cannot be encoded to a file name or UTF-8
+            raise _Invalid(key, f"contains a NUL or a lone surrogate character: {value!r}")
         return value
     raise TypeError(f"config key {key!r}: no check for type {annotation!r}")  # a new field type: add it here
 
@@ -490,6 +493,26 @@ def _validate(cfg: TrainConfig) -> None:
     if optim.lr * optim.weight_decay >= 1:
         raise _Invalid("optim.weight_decay", f"lr * weight_decay must be < 1, got {optim.lr} * {optim.weight_decay} "
                                              "(AdamW multiplies each weight by 1 - lr * weight_decay per step)")
+    for key in ("rollout.temperature", "eval.temperature", "kd.temperature"):
+        value = _get(cfg, key)
+        if 0 < value < MIN_SAMPLING_TEMPERATURE:
+            greedy = "" if key == "rollout.temperature" else " (0 means greedy decoding)"
+            raise _Invalid(key, f"{value!r} is greedy in effect (logits divided by it overflow the sampler); "
+                                f"use >= {MIN_SAMPLING_TEMPERATURE}{greedy}")
+    rows = optim.prompts_per_step * cfg.rollout.group_size
+    if rows > MAX_ROWS_PER_STEP:
+        raise _Invalid("optim.prompts_per_step", f"{optim.prompts_per_step} prompts x rollout.group_size "
+                                                 f"{cfg.rollout.group_size} = {rows} rollouts a step, over {MAX_ROWS_PER_STEP}")
+    for key in ("model.student", "model.teacher"):
+        _check_world_name(key, _get(cfg, key))
+    if cfg.teacher.backend == "vllm_server" and cfg.scope.kl_estimator == "exact":
+        raise _Invalid("teacher.backend", "'vllm_server' returns sampled-token log-probs only; scope.kl_estimator "
+                                          "'exact' needs the teacher's full logits: use teacher.backend 'local'")
+    if cfg.teacher.backend == "vllm_server" and cfg.method == "kd":
+        raise _Invalid("teacher.backend", "method 'kd' generates its corpus with the in-process teacher: use 'local'")
+    train = cfg.data.train
+    if train.endswith(".jsonl") and not Path(train).is_file():
+        raise _Invalid("data.train", f"{train!r}: no such file (a .jsonl of question/answer rows)")
     if optim.prompts_per_step % optim.mini_batch_prompts:
         raise _Invalid("optim.mini_batch_prompts", f"({optim.mini_batch_prompts}) must divide "
                                                    f"'optim.prompts_per_step' ({optim.prompts_per_step})")
@@ -500,7 +523,12 @@ def _validate(cfg: TrainConfig) -> None:
     if cfg.teacher.overlap and cfg.rollout.engine != "hf":
         raise _Invalid("teacher.overlap", f"needs rollout.engine 'hf' (scoring overlaps the trainer's own generation "
                                           f"batches), got {cfg.rollout.engine!r}")
-    url = urllib.parse.urlsplit(cfg.teacher.server_url)
+    try:
+        url = urllib.parse.urlsplit(cfg.teacher.server_url)
+        url.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError as error:
+        raise _Invalid("teacher.server_url", f"not a URL ({error}): expected http://HOST:PORT, got "
+                                             f"{cfg.teacher.server_url!r}") from None
     if url.scheme not in ("http", "https") or not url.hostname:
         raise _Invalid("teacher.server_url", f"expected an http:// or https:// URL with a host, got "
                                              f"{cfg.teacher.server_url!r}")
@@ -522,6 +550,21 @@ def _check_eval_sets(names: list[str]) -> None:
 
 
 TINY_CODE_NAMES = ("tiny_code", "tiny_code_smoke")  # tiny worlds on the code task (scope_lib.code_task)
+# The worlds scope_lib.world.load_world builds by name; any other model name is a local model
+# folder or a hub repo id "owner/name".
+KNOWN_WORLDS = ("tiny", "tiny_smoke", "tiny_routes", "tiny_routes_smoke", *TINY_CODE_NAMES, "smol")
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+# Sampling below this temperature is greedy in effect; 0 (eval, kd) means greedy on purpose.
+MIN_SAMPLING_TEMPERATURE = 0.05
+MAX_ROWS_PER_STEP = 1 << 16  # rollouts a step (prompts x group size): each is generated and held in memory
+
+
+def _check_world_name(key: str, name: str) -> None:
+    if name in KNOWN_WORLDS or _REPO_ID.fullmatch(name) or Path(name).is_dir():
+        return
+    raise _Invalid(key, f"unknown world {name!r}: expected one of {list(KNOWN_WORLDS)}, a local model folder "
+                        "or a hub repo id 'owner/name'")
 
 
 def _check_verifier(cfg: TrainConfig) -> None:

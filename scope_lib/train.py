@@ -13,6 +13,7 @@ config's run is refused (exit status 2) before anything in it is written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -46,13 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from scope_lib.runs import RunDirError
     from scope_lib.trainer import train
 
     try:
         result = train(cfg)
-    except RunDirError as error:  # another config's run in output_dir, or one being trained: say so, no traceback
-        print(f"error: {error}", file=sys.stderr)
+    except ValueError as error:
+        # Bad input (another config's run in output_dir, a damaged file, a bad data row, a shipped
+        # world failing its hash check, ...): one line naming it, no traceback. The traceback is
+        # there for those who ask (env SCOPE_TRACEBACK=1): a ValueError may also be a bug.
+        if os.environ.get("SCOPE_TRACEBACK"):
+            raise
+        print("error: " + "; ".join(line.strip() for line in str(error).splitlines() if line.strip()), file=sys.stderr)
         return 2
     last = result.history[-1] if result.history else {}
     print(f"finished {cfg.method} run in {result.run_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()

@@ -276,6 +276,13 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
         self.step = 0
         self.history: list[dict] = []
+        pool = len(self.world.train_problems)
+        if cfg.optim.prompts_per_step > pool:
+            from scope_lib.config import ConfigError
+
+            raise ConfigError(f"config key 'optim.prompts_per_step' ({cfg.optim.prompts_per_step}) is larger than the "
+                              f"training pool of data.train {cfg.data.train!r} ({pool} problems): a step would hold a "
+                              "prompt twice")
         # Data order: one seeded permutation of the training pool, walked in order (resumable by step).
         order = torch.randperm(len(self.world.train_problems), generator=torch.Generator().manual_seed(cfg.seed))
         self.order = order.tolist()

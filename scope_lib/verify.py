@@ -151,14 +151,29 @@ def _extractor(extract: str | Callable[[str], str | None]) -> Callable[[str], st
     return EXTRACTORS[extract]
 
 
+# What a missing value becomes when written as text (Python's None, pandas' NaN, JSON's null):
+# never a gold answer, or `\boxed{None}` would be graded correct.
+NULL_ANSWERS = frozenset({"none", "nan", "null"})
+
+
+def is_null_answer(text: str) -> bool:
+    """True for the text of a missing value ("None", "nan", "null", any case, `$`/space around)."""
+    return text.strip().strip("$").strip().lower() in NULL_ANSWERS
+
+
 def _clean_gold(gold: str) -> str:
-    """Gold answers come as plain strings, `$...$` or a boxed expression: reduce to content."""
+    """Gold answers come as plain strings, `$...$` or a boxed expression: reduce to content.
+
+    ValueError for a null placeholder ("None", "nan", "null"): a missing gold answer is not an answer."""
     if not isinstance(gold, str):
         raise ValueError(f"gold: expected str, got {type(gold).__name__} (join lists first)")
     boxed = extract_boxed(gold)
     text = boxed if boxed is not None else gold
     text = re.sub(r"\$\s*,\s*\$", ", ", text)  # "$(3,2)$, $(-3,2)$": the inner "$, $" is a comma
-    return text.strip().strip("$").strip()
+    text = text.strip().strip("$").strip()
+    if text.lower() in NULL_ANSWERS:
+        raise ValueError(f"gold: {gold!r} is the text of a missing value, not an answer")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------

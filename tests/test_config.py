@@ -53,13 +53,14 @@ def test_overrides_and_fingerprint():
     assert load_config("tiny", overrides={"output_dir": "elsewhere", "progress": False}).fingerprint() == base.fingerprint()
 
 
-def test_eval_settings_do_not_change_the_run_key():
+def test_eval_settings_do_not_change_the_run_key(tmp_path):
     base = load_config("tiny")
+    (tmp_path / "elsewhere.jsonl").touch()  # data.train files must exist at load
     assert load_config("tiny", overrides={"eval.k": 32, "eval.temperature": 1.0}).fingerprint() == base.fingerprint()
     # Where the benchmark files live is read only by evaluation, so it is not part of the key either;
     # the training data's path is.
     assert load_config("tiny", overrides={"data.benchmarks_dir": "/elsewhere"}).fingerprint() == base.fingerprint()
-    assert load_config("tiny", overrides={"data.train": "/elsewhere.jsonl"}).fingerprint() != base.fingerprint()
+    assert load_config("tiny", overrides={"data.train": str(tmp_path / "elsewhere.jsonl")}).fingerprint() != base.fingerprint()
 
 
 def test_presets_name_no_benchmark_folder():

@@ -305,7 +305,9 @@ def test_paper_code_preset_names_the_code_verifier_and_table2_sets():
         assert load_config(preset).reward.verifier == "math", preset
 
 
-def test_verifier_must_fit_the_eval_sets_and_the_training_data():
+def test_verifier_must_fit_the_eval_sets_and_the_training_data(tmp_path):
+    taco = tmp_path / "train.jsonl"
+    taco.touch()  # data.train files must exist at load
     # a math set under the code verifier, named by its index
     with pytest.raises(ValueError, match=r"--data\.eval_sets.*'data\.eval_sets\[1\]': 'aime24' is a math set.*'code'"):
         load_config("paper_code", overrides={"data.eval_sets": ["humaneval", "aime24"]})
@@ -317,15 +319,16 @@ def test_verifier_must_fit_the_eval_sets_and_the_training_data():
     with pytest.raises(ValueError, match=r"'data\.train'.*got 'zwhe99/DeepMath-103K'"):
         load_config("paper_code", overrides={"data.train": "zwhe99/DeepMath-103K"})
     cfg = load_config("tiny", overrides={"reward.verifier": "code", "data.eval_sets": ["humaneval", "codeforces"],
-                                         "data.train": "/data/taco/train.jsonl"})
-    assert cfg.data.train == "/data/taco/train.jsonl" and cfg.reward.verifier == "code"
+                                         "data.train": str(taco)})
+    assert cfg.data.train == str(taco) and cfg.reward.verifier == "code"
     assert load_config("tiny", overrides={"reward.verifier": "code", "data.eval_sets": [],
                                           "data.train": "BAAI/TACO"}).data.eval_sets == []
 
 
-def test_reward_settings_change_the_fingerprint():
+def test_reward_settings_change_the_fingerprint(tmp_path):
     # one .jsonl of training rows and no eval sets suit both verifiers: only the verifier differs
-    data = {"data.train": "/data/train.jsonl", "data.eval_sets": []}
+    (tmp_path / "train.jsonl").touch()  # data.train files must exist at load
+    data = {"data.train": str(tmp_path / "train.jsonl"), "data.eval_sets": []}
     base = load_config("paper_code", overrides=data)
     assert load_config("paper_code", overrides={**data, "reward.verifier": "math"}).fingerprint() != base.fingerprint()
     for key, value in (("reward.code_timeout_s", 2.0), ("reward.code_memory_mb", 2048),

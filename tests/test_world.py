@@ -140,8 +140,11 @@ def test_math_world_prompts_are_unchanged(fake_smol):
     assert smol.BOXED_INSTRUCTION in prompt and "```python" not in prompt
 
 
-def test_code_verifier_refuses_a_tiny_student_before_building_it(monkeypatch):
+def test_code_verifier_refuses_a_tiny_student_before_building_it(monkeypatch, tmp_path):
     import scope_lib.world as world_module
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taco.jsonl").touch()  # data.train files must exist at load
 
     monkeypatch.setattr(world_module, "_tiny_world", lambda *a: pytest.fail("the tiny world was built"))
     cfg = load_config("tiny", overrides={"reward.verifier": "code", "data.train": "taco.jsonl", "data.eval_sets": []})
