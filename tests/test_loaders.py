@@ -66,8 +66,9 @@ def test_bad_benchmark_row_names_file_line_and_reason(tmp_path, name, bad_line, 
 
 
 def test_a_null_answer_is_not_graded_correct_any_more(tmp_path):
-    # The harm itself: gold "None" made \boxed{None} a correct answer.
-    assert is_correct("\\boxed{None}", "None")
+    # The harm itself: gold "None" made \\boxed{None} a correct answer; now such a gold is refused.
+    with pytest.raises(ValueError, match="missing value"):
+        is_correct("\\boxed{None}", "None")
     _benchmark(tmp_path, "aime24", ['{"problem": "p", "answer": null}'])
     with pytest.raises(ValueError, match="null"):
         load_benchmark("aime24", tmp_path)
