@@ -11,18 +11,24 @@ laptop can serve the tiny teacher the way the paper's cluster serves its 7B teac
 
 Bad requests. Every one gets a 4xx JSON error, OpenAI-style
 (`{"error": {"message": ..., "type": ..., "code": ...}}`), naming what was wrong: malformed JSON
-or HTTP (400), a prompt that is not a non-empty list of token ids inside the vocabulary (400),
-a missing or wrong bearer token (401), an unknown path (404) or model (404), a method other
-than GET /v1/models and POST /v1/completions (405), a body not sent in time (408), no
-Content-Length (411), a body over the limit (413). A failure of the model itself is a 500,
-also JSON.
+or HTTP (400), a prompt that is not a non-empty list of token ids inside the vocabulary, or that
+is longer than the model's context (`max_position_embeddings`) (400), a missing or wrong bearer
+token (401), an unknown path (404) or model (404), a method other than GET /v1/models and
+POST /v1/completions (405), a request not sent in time (408), no Content-Length (411), a body
+over the limit (413), a body that is not `Content-Type: application/json` (415: a web page can
+POST text/plain or a form to a loopback server without a CORS preflight, but not JSON). A
+failure of the model itself is a 500, also JSON. A full queue is a 503 (see Workers).
 
 Limits (flags of this command, fields of `ServerLimits`):
 - `--max-body-bytes` (32 MiB): refused before the body is read;
 - `--max-prompts` (256): prompts per request (the client sends `teacher.request_batch_size`, 32);
 - `--max-prompt-tokens` (16384: the paper's 4096 prompt + 12288 completion tokens);
 - `--max-batch-tokens` (4096): padded tokens per forward pass, the scheduling unit below;
-- a client has 60 s to send its request (a slow sender cannot hold a thread for ever).
+- `--max-workers` (32) threads serve connections, `--max-queue` (1024) accepted connections
+  wait for one; beyond that a connection gets 503 at once (Workers, below);
+- a client has 60 s from its connection's acceptance to send its whole request: one deadline
+  for the request line, headers and body together, not per read, so a slow sender that trickles
+  a byte at a time is cut off at 60 s too (408).
 
 Authentication. With an API key (`--api-key`, or env `SCOPE_TEACHER_API_KEY`, which keeps it
 out of `ps`), every request must carry `Authorization: Bearer <key>`. Binding anything other
@@ -35,8 +41,14 @@ Scheduling. One thread runs the model. Each request is split into batches of at 
 take turns batch by batch, in arrival order (round robin). A small request that arrives
 while a large one is being scored waits for at most the batch in progress (with k requests in
 flight, one batch of each); it never waits for the whole large request, as it did behind the
-old server's single lock. The listen backlog is 1024 connections, so a burst of hundreds of
-clients is queued, not reset.
+old server's single lock. Prompts are bounded by the model's context, so with the tiny teacher
+(128 positions) the batch a short request waits for is at most `max_batch_tokens` padded tokens
+(README.md quotes the measured latencies; bench/teacher_server_latency.py measures them).
+
+Workers. A fixed pool of `max_workers` threads serves connections taken from a queue of at most
+`max_queue`; the listen backlog is 1024 connections, so a burst of hundreds of clients is queued,
+not reset, and idle sockets cost a queue slot, not a thread each. When the queue is full a new
+connection is answered 503 (which `ServerTeacher` retries) and closed.
 """
 
 from __future__ import annotations
@@ -44,14 +56,18 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import heapq
 import hmac
 import ipaddress
+import itertools
 import json
 import os
+import queue
+import socket
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import torch
 
@@ -66,10 +82,13 @@ class ServerLimits:
     max_prompts: int = 256  # per request
     max_prompt_tokens: int = 16384  # per prompt: the paper's longest prompt + completion
     max_batch_tokens: int = 4096  # padded tokens per forward pass: what a small request waits for
-    read_timeout_s: float = 60.0  # to send the request line, headers and body
+    read_timeout_s: float = 60.0  # to send the request line, headers and body, all together
+    max_workers: int = 32  # threads serving connections
+    max_queue: int = 1024  # accepted connections waiting for a worker; more get 503
 
     def __post_init__(self):
-        for name in ("max_body_bytes", "max_prompts", "max_prompt_tokens", "max_batch_tokens"):
+        for name in ("max_body_bytes", "max_prompts", "max_prompt_tokens", "max_batch_tokens", "max_workers",
+                     "max_queue"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ServerLimits.{name}: expected an integer >= 1, got {value!r}")
@@ -98,8 +117,11 @@ def is_loopback(host: str) -> bool:
 # validation: JSON request -> token-id lists
 
 
-def parse_prompts(request, *, model_name: str, vocab_size: int, limits: ServerLimits) -> list[list[int]]:
-    """The prompts of a completions request, or BadRequest naming the first thing wrong."""
+def parse_prompts(request, *, model_name: str, vocab_size: int, limits: ServerLimits,
+                  context_tokens: int | None = None) -> list[list[int]]:
+    """The prompts of a completions request, or BadRequest naming the first thing wrong.
+
+    `context_tokens`: the model's context (positions); a longer prompt has no meaningful log-probs."""
     if not isinstance(request, dict):
         raise BadRequest(400, f"expected a JSON object, got a JSON {type(request).__name__}")
     model = request.get("model")
@@ -122,6 +144,9 @@ def parse_prompts(request, *, model_name: str, vocab_size: int, limits: ServerLi
         if len(ids) > limits.max_prompt_tokens:
             raise BadRequest(400, f"prompt[{index}]: {len(ids)} tokens, over this server's limit of "
                                   f"{limits.max_prompt_tokens} per prompt (--max-prompt-tokens)")
+        if context_tokens is not None and len(ids) > context_tokens:
+            raise BadRequest(400, f"prompt[{index}]: {len(ids)} tokens, beyond the model's context of "
+                                  f"{context_tokens} tokens (max_position_embeddings)")
         for position, token in enumerate(ids):
             if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab_size:
                 raise BadRequest(400, f"prompt[{index}][{position}]: {token!r} is not a token id in "
@@ -242,8 +267,30 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
 
     def setup(self) -> None:
-        self.timeout = self.server.limits.read_timeout_s  # socket timeout for reading the request
+        self.timeout = self.server.limits.read_timeout_s  # a backstop; the deadline below ends reading first
+        self.expired = False
+        self.requestline, self.command, self.request_version = "", None, "HTTP/1.0"  # until a request line is read
         super().setup()
+        accepted = self.server.accepted_at.pop(id(self.request), None)
+        self._deadline = self.server.deadlines.add(self, accepted)  # the whole request, from its acceptance
+
+    def expire(self) -> None:
+        """Called by the deadline watcher: reads end now (EOF), and the request gets 408."""
+        self.expired = True
+        try:
+            self.connection.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def _request_read(self) -> None:
+        self.server.deadlines.remove(self._deadline)
+
+    def finish(self) -> None:
+        self._request_read()
+        super().finish()
+
+    def _timeout_message(self) -> str:
+        return f"request not received within {self.server.limits.read_timeout_s:g} s"
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -266,6 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
         # http.server's own errors (unparseable request line, header too long, unknown method,
         # HTTP/2.0) come here: JSON like ours, and 4xx, since each is the client's mistake.
         code = {HTTPStatus.NOT_IMPLEMENTED: 405, HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: 400}.get(code, int(code))
+        if self.expired:  # a request line or header cut short by the deadline
+            code, message = 408, self._timeout_message()
         if code == 405:
             message = f"method {self.command!r} not allowed: use GET /v1/models or POST /v1/completions"
         self.close_connection = True
@@ -284,7 +333,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"})
         return False
 
+    def handle(self) -> None:
+        super().handle()
+        if self.expired and not getattr(self, "_replied", False):  # cut off before a whole request line
+            try:
+                self.close_connection = True
+                self._error(408, self._timeout_message())
+            except OSError:
+                pass
+
+    def send_response(self, code, message=None):
+        self._replied = True
+        super().send_response(code, message)
+
     def do_GET(self):
+        self._request_read()
         if self.path != "/v1/models":
             return self._error(404, f"unknown path {self.path!r}: use GET /v1/models or POST /v1/completions")
         if self._authorized():
@@ -321,9 +384,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_json(self):
         length = self._body_length()
-        body = self.rfile.read(length)
+        media_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise BadRequest(415, f"Content-Type {media_type or '(none)'!r} is not accepted: send "
+                                  "'Content-Type: application/json'")
+        try:
+            body = self.rfile.read(length)
+        except OSError:
+            if self.expired:
+                raise TimeoutError from None
+            raise
         if len(body) < length:
+            if self.expired:
+                raise TimeoutError
             raise BadRequest(400, f"body ended after {len(body)} of {length} bytes")
+        self._request_read()
         try:
             return json.loads(body.decode("utf-8"))
         except UnicodeDecodeError:
@@ -344,11 +419,13 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         body_read = False
         try:
+            if self.expired:  # headers cut short by the deadline
+                raise TimeoutError
             request = self._read_json()
             body_read = True
             server = self.server
             prompts = parse_prompts(request, model_name=server.model_name, vocab_size=server.vocab_size,
-                                    limits=server.limits)
+                                    limits=server.limits, context_tokens=server.context_tokens)
         except BadRequest as bad:
             self.close_connection = True  # the unread rest of a refused body must not be parsed as a request
             self._error(bad.status, bad.message)
@@ -357,7 +434,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         except TimeoutError:
             self.close_connection = True
-            return self._error(408, f"request not received within {self.server.limits.read_timeout_s:g} s")
+            return self._error(408, self._timeout_message())
         try:
             results = self.server.scheduler.submit(prompts)
         except Exception as error:
@@ -374,10 +451,59 @@ class _Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
 
-class TeacherServer(ThreadingHTTPServer):
-    """The HTTP server: one thread per connection, one scoring thread behind a FairScheduler."""
+class Deadlines:
+    """One thread that calls `handler.expire()` on each handler whose request deadline passed."""
 
-    daemon_threads = True  # a stuck client never blocks shutdown
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._heap: list = []
+        self._live: set[int] = set()
+        self._counter = itertools.count()
+        self._wakeup = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="teacher-deadlines", daemon=True)
+        self._thread.start()
+
+    def add(self, handler, accepted: float | None = None) -> int:
+        token = next(self._counter)
+        with self._wakeup:
+            self._live.add(token)
+            heapq.heappush(self._heap, ((accepted or time.monotonic()) + self.seconds, token, handler))
+            self._wakeup.notify()
+        return token
+
+    def remove(self, token: int) -> None:
+        with self._wakeup:
+            self._live.discard(token)
+
+    def _run(self) -> None:
+        with self._wakeup:
+            while not self._stopped:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # finished in time
+                if not self._heap:
+                    self._wakeup.wait()
+                    continue
+                due, token, handler = self._heap[0]
+                left = due - time.monotonic()
+                if left > 0:
+                    self._wakeup.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(token)
+                handler.expire()
+
+    def stop(self) -> None:
+        with self._wakeup:
+            self._stopped = True
+            self._wakeup.notify_all()
+        self._thread.join(timeout=10)
+
+
+class TeacherServer(HTTPServer):
+    """The HTTP server: a bounded pool of worker threads behind a bounded queue of connections,
+    one scoring thread behind a FairScheduler, one thread enforcing request deadlines."""
+
     request_queue_size = 1024  # listen backlog: a burst of hundreds of clients queues instead of being reset
 
     def __init__(self, address, model, model_name: str, *, api_key: str | None, limits: ServerLimits):
@@ -387,16 +513,66 @@ class TeacherServer(ThreadingHTTPServer):
                              f"anyone on the network use the teacher; set --api-key or env {API_KEY_ENV}")
         self.model_name, self.api_key, self.limits = model_name, api_key or None, limits
         self.vocab_size = _vocab_size(model)
+        self.context_tokens = _context_size(model)
         self.scheduler = FairScheduler(lambda prompts: score_prompts(model, prompts), limits.max_batch_tokens)
+        self.deadlines = Deadlines(limits.read_timeout_s)
+        self._connections: queue.Queue = queue.Queue(maxsize=limits.max_queue)
+        self.refused_busy = 0  # connections answered 503 because the queue was full
+        self.accepted_at: dict[int, float] = {}  # id(socket) -> when it was accepted, until a worker takes it
         try:
             super().__init__(address, _Handler)
         except BaseException:
             self.scheduler.stop()
+            self.deadlines.stop()
             raise
+        self._workers = [threading.Thread(target=self._work, name=f"teacher-worker-{n}", daemon=True)
+                         for n in range(limits.max_workers)]
+        for worker in self._workers:
+            worker.start()
+
+    def process_request(self, request, client_address) -> None:
+        self.accepted_at[id(request)] = time.monotonic()
+        try:
+            self._connections.put_nowait((request, client_address))
+        except queue.Full:
+            self.accepted_at.pop(id(request), None)
+            self.refused_busy += 1
+            self._refuse_busy(request)
+
+    def _refuse_busy(self, request) -> None:
+        body = json.dumps({"error": {"message": f"server busy: {self.limits.max_queue} connections are queued "
+                                                "(--max-queue); retry later", "type": "server_error", "code": 503}}).encode()
+        head = (f"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Retry-After: 1\r\nConnection: close\r\n\r\n").encode()
+        try:
+            request.settimeout(1.0)
+            request.sendall(head + body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def _work(self) -> None:
+        while True:
+            item = self._connections.get()
+            if item is None:
+                return
+            request, client_address = item
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
 
     def server_close(self) -> None:
         super().server_close()
+        for _ in self._workers:
+            try:
+                self._connections.put(None, timeout=1)
+            except queue.Full:
+                break
         self.scheduler.stop()
+        self.deadlines.stop()
 
 
 def _vocab_size(model) -> int:
@@ -404,6 +580,16 @@ def _vocab_size(model) -> int:
     if embeddings is not None and hasattr(embeddings, "num_embeddings"):
         return int(embeddings.num_embeddings)
     return int(model.config.vocab_size)
+
+
+def _context_size(model) -> int | None:
+    """The model's context in tokens (positions it was built for), or None when its config says none."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def serve(model, model_name: str, host: str = "127.0.0.1", port: int = 8000, *, api_key: str | None = None,
@@ -426,9 +612,13 @@ def main() -> None:
     parser.add_argument("--max-prompt-tokens", type=int, default=defaults.max_prompt_tokens, help="tokens per prompt")
     parser.add_argument("--max-batch-tokens", type=int, default=defaults.max_batch_tokens,
                         help="padded tokens per forward pass; a small request waits for at most one such batch")
+    parser.add_argument("--max-workers", type=int, default=defaults.max_workers, help="threads serving connections")
+    parser.add_argument("--max-queue", type=int, default=defaults.max_queue,
+                        help="connections waiting for a worker; more are answered 503")
     args = parser.parse_args()
     try:
-        limits = ServerLimits(args.max_body_bytes, args.max_prompts, args.max_prompt_tokens, args.max_batch_tokens)
+        limits = ServerLimits(args.max_body_bytes, args.max_prompts, args.max_prompt_tokens, args.max_batch_tokens,
+                              max_workers=args.max_workers, max_queue=args.max_queue)
     except ValueError as error:
         parser.error(str(error))
     if not args.api_key and not is_loopback(args.host):

@@ -59,6 +59,8 @@ def request(url: str, method: str, path: str, body: bytes | None = None, headers
     """(status, headers, parsed JSON body) of one plain HTTP request."""
     connection = http.client.HTTPConnection("127.0.0.1", _port(url), timeout=10)
     try:
+        if method == "POST":  # the server takes JSON bodies only (415 otherwise)
+            headers = {"Content-Type": "application/json", **(headers or {})}
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         return response.status, response.headers, json.loads(response.read())
@@ -121,7 +123,8 @@ def test_bad_post_gets_a_4xx_json_error(toy_server, body, status, fragment):
 @pytest.mark.parametrize("data,status,fragment", [
     (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n\r\n", 411, "Content-Length"),
     (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 400, "Content-Length"),
-    (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}", 400, "body ended"),
+    (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{}",
+     400, "body ended"),
     (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n", 413, "--max-body-bytes"),
     (b"POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411, "chunked"),
     (b"PUT /v1/completions HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405, "PUT"),
@@ -327,7 +330,8 @@ def test_a_body_not_sent_in_time_gets_408():
     limits = teacher_server.ServerLimits(read_timeout_s=0.3)
     with running(limits=limits) as (url, _):
         with socket.create_connection(("127.0.0.1", _port(url)), timeout=10) as sock:
-            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"prompt\":")
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                         b"{\"prompt\":")
             began = time.perf_counter()
             reply = sock.recv(65536)
             waited = time.perf_counter() - began
