@@ -22,6 +22,8 @@ only CAP_SETUID/CAP_SETGID, and the supervisor below moves the program to a fres
 unprivileged uid (and itself to another) before anything untrusted runs: the limit then holds,
 and the two uids cannot signal, trace or read each other. Not root: bwrap makes a user
 namespace, whose process count the kernel keeps apart from the rest of the user's processes.
+In both cases a seccomp filter (`_seccomp_filter`) stops the program from making namespaces of
+its own (a user namespace would give it capabilities over them; a network one, interfaces).
 
 Who decides the verdict. Inside the sandbox a supervisor (trusted, this file's `_supervise`)
 forks the program's side before it reads anything secret, then reads the request (the tests,
@@ -1291,16 +1293,65 @@ def _kill_uids(uids: list[int] | None) -> None:
                 pass
 
 
+# No new namespaces inside the sandbox. bwrap's own `--disable-userns` needs `--unshare-user`,
+# which the root mode cannot use (its supervisor hands out two host uids), so the equivalent is
+# a seccomp filter, in both modes: unshare, clone and setns with any CLONE_NEW* flag fail with
+# EPERM (setns always), and clone3 (whose flags live in memory a filter cannot read) fails with ENOSYS, which
+# makes the C library fall back to clone for threads and forks. x32 system calls are refused.
+_CLONE_NEW_FLAGS = 0x7E020000  # NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+_SYSCALLS = {  # machine -> (AUDIT_ARCH, unshare, clone, setns, clone3)
+    "x86_64": (0xC000003E, 272, 56, 308, 435),
+    "aarch64": (0xC00000B7, 97, 220, 268, 435),
+}
+
+
+def _seccomp_filter() -> bytes | None:
+    """The classic-BPF program (as bwrap's --seccomp reads it) described above; None on a machine
+    whose system call numbers are not in _SYSCALLS (the sandbox then runs without it)."""
+    import platform
+
+    numbers = _SYSCALLS.get(platform.machine())
+    if numbers is None:
+        return None
+    arch, unshare, clone, setns, clone3 = numbers
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, eperm, enosys, kill = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38, 0x80000000
+    program = [
+        (ld, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, kill),  # another ABI: nothing is allowed
+        (ld, 0, 0, 0),  # the system call number
+        (jge, 0, 1, 0x40000000), (ret, 0, 0, enosys),  # x32
+        (jeq, 0, 1, clone3), (ret, 0, 0, enosys),
+        (jeq, 0, 1, setns), (ret, 0, 0, eperm),  # joining any namespace
+        (jeq, 1, 0, unshare), (jeq, 0, 3, clone),
+        (ld, 0, 0, 16),  # the low 32 bits of the first argument: the flags
+        (jset, 0, 1, _CLONE_NEW_FLAGS), (ret, 0, 0, eperm),
+        (ret, 0, 0, allow),
+    ]
+    return b"".join(struct.pack("<HBBI", *instruction) for instruction in program)
+
+
 class _Launch:
     """One sandbox process tree seen from the host: its pipes, its deadline and how to stop it."""
 
     def __init__(self, argv: list[str], pass_fds: tuple[int, ...], stdin_file, isolation: str, info_fd: int | None):
         self.isolation = isolation
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdin=stdin_file, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     pass_fds=pass_fds, start_new_session=True,
-                                     env={"PATH": "/usr/bin:/bin"} if isolation == "bwrap" else {"LANG": "C.UTF-8"},
-                                     cwd="/" if isolation == "bwrap" else tempfile.gettempdir())
+        seccomp = _seccomp_filter() if isolation == "bwrap" else None
+        seccomp_file = None
+        if seccomp is not None:
+            seccomp_file = tempfile.TemporaryFile()
+            seccomp_file.write(seccomp)
+            seccomp_file.seek(0)
+            argv = argv[:1] + ["--seccomp", str(seccomp_file.fileno())] + argv[1:]
+            pass_fds = (*pass_fds, seccomp_file.fileno())
+        try:
+            self.proc = subprocess.Popen(argv, stdin=stdin_file, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         pass_fds=pass_fds, start_new_session=True,
+                                         env={"PATH": "/usr/bin:/bin"} if isolation == "bwrap" else {"LANG": "C.UTF-8"},
+                                         cwd="/" if isolation == "bwrap" else tempfile.gettempdir())
+        finally:
+            if seccomp_file is not None:
+                seccomp_file.close()
         self.info_fd = info_fd
         self.init_pidfd: int | None = None  # the sandbox's init (the supervisor), once bwrap has said its pid
 

@@ -1,0 +1,52 @@
+"""A sandboxed program cannot make namespaces of its own (scope_lib/sandbox.py, `_seccomp_filter`):
+a user namespace would hand it capabilities, a network namespace its own interfaces. Hostile
+programs run under a process cap (`Limits.max_processes`), as in tests/test_sandbox.py."""
+
+import random
+
+import pytest
+
+from scope_lib import sandbox
+from scope_lib.sandbox import Limits, judge_many, run
+
+try:
+    sandbox.check_isolation()
+except sandbox.SandboxUnavailable as error:  # pragma: no cover - machines without bwrap
+    pytest.skip(f"bwrap sandbox unavailable: {error}", allow_module_level=True)
+
+FLAGS = {"user": 0x10000000, "net": 0x40000000, "mount": 0x00020000, "pid": 0x20000000}
+
+PROBE = """
+import ctypes, os, threading
+libc = ctypes.CDLL(None, use_errno=True)
+for name, flag in {flags}.items():
+    print(name, libc.unshare(flag), ctypes.get_errno())
+pid = os.fork()  # an ordinary fork and thread still work
+if pid == 0:
+    os._exit(7)
+print("fork", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+box = []
+thread = threading.Thread(target=box.append, args=({token},))
+thread.start(); thread.join()
+print("thread", box[0])
+"""
+
+
+def test_program_cannot_create_namespaces():
+    rng = random.Random(13)
+    names = rng.sample(sorted(FLAGS), len(FLAGS))
+    token = rng.randrange(10**6)
+    result = run(PROBE.format(flags={n: FLAGS[n] for n in names}, token=token), timeout=20,
+                 limits=Limits(max_processes=4))
+    assert result.returncode == 0, result
+    lines = result.stdout.splitlines()
+    # before: "user 0 0" and "net 0 0" (a new user and network namespace)
+    assert lines[: len(names)] == [f"{name} -1 1" for name in names], result.stdout  # EPERM
+    assert lines[len(names):] == ["fork 7", f"thread {token}"]
+
+
+def test_batch_programs_cannot_create_namespaces():
+    source = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nprint(libc.unshare(0x10000000), ctypes.get_errno())\n"
+    tests = {"kind": "stdio", "cases": [["", "-1 1\n"]]}
+    reports = judge_many([source, source], tests, timeout=10, limits=Limits(max_processes=4), batch_size=2)
+    assert [report.correct for report in reports] == [True, True], reports
