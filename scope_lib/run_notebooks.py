@@ -394,8 +394,13 @@ def run_notebooks(
         parameters[SMOKE_PARAMETER] = True
         figures = figures_dir_of_run(parameters, smoke, out_dir)
         if figures.resolve() == COMMITTED_FIGURES_DIR.resolve():
-            raise ValueError(f"{FIGURES_PARAMETER}: {parameters[FIGURES_PARAMETER]!r} is the committed {COMMITTED_FIGURES_DIR}; "
-                             "a smoke run would overwrite its results with toy numbers: leave it unset or pick another folder")
+            if FIGURES_PARAMETER in parameters:
+                raise ValueError(f"{FIGURES_PARAMETER}: {parameters[FIGURES_PARAMETER]!r} is the committed {COMMITTED_FIGURES_DIR}; "
+                                 "a smoke run would overwrite its results with toy numbers: leave it unset or pick another folder")
+            # --out . (the repository root): the smoke figures would land in <out>/figures, the committed ones
+            raise ValueError(f"out_dir: {str(out_dir)!r} puts the smoke figures in {figures}, the committed "
+                             f"{COMMITTED_FIGURES_DIR}; a smoke run would overwrite its results with toy numbers: "
+                             "pick another --out folder")
     if out_dir.resolve() == notebooks_dir.resolve():
         raise ValueError(
             f"out_dir: {out_dir} is the notebooks folder; executed copies would overwrite the sources"

@@ -57,3 +57,13 @@ def test_smoke_command_builds_its_results_page_beside_its_figures(tmp_path, monk
     monkeypatch.setattr(report, "build_results_page", lambda figures_dir: pages.append(figures_dir) or figures_dir)
     assert runner.main(["--smoke", "--keep-going", "--out", str(tmp_path / "out")]) == 0
     assert pages == [str((tmp_path / "out" / "figures").resolve())]  # before the fix: the committed "figures"
+
+
+def test_smoke_run_out_to_the_repository_root_is_refused_in_one_line(monkeypatch, capsys):
+    # `run_notebooks 09 --smoke --out .` from the repository root: its figures would be the committed ones
+    monkeypatch.chdir(runner.REPO_ROOT)
+    monkeypatch.setattr(runner, "_execute_all", lambda *a, **k: pytest.fail("a notebook ran"))
+    assert runner.main(["09", "--smoke", "--out", "."]) == 2  # before: KeyError: 'FIGURES_DIR'
+    err = capsys.readouterr().err
+    assert err.startswith("error: out_dir: '.' puts the smoke figures in") and err.count("\n") == 1, err
+    assert "--out" in err
