@@ -1,7 +1,10 @@
 """A sandboxed program cannot make namespaces of its own (scope_lib/sandbox.py, `_seccomp_filter`):
-a user namespace would hand it capabilities, a network namespace its own interfaces. Hostile
-programs run under a process cap (`Limits.max_processes`), as in tests/test_sandbox.py."""
+a user namespace would hand it capabilities, a network namespace its own interfaces; and its
+processes together are held to `Limits.sandbox_memory_mb` by a memory cgroup where one can be
+made. Hostile programs run under a process cap (`Limits.max_processes`), as in
+tests/test_sandbox.py."""
 
+import os
 import random
 
 import pytest
@@ -50,3 +53,34 @@ def test_batch_programs_cannot_create_namespaces():
     tests = {"kind": "stdio", "cases": [["", "-1 1\n"]]}
     reports = judge_many([source, source], tests, timeout=10, limits=Limits(max_processes=4), batch_size=2)
     assert [report.correct for report in reports] == [True, True], reports
+
+
+MEMORY_PROBE = """
+import os, time
+pids = []
+for _ in range({children}):
+    pid = os.fork()
+    if pid == 0:
+        block = b"x" * ({each_mb} << 20)  # written, so every page is charged
+        time.sleep(0.5)
+        os._exit(0)
+    pids.append(pid)
+print(*[os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids])
+"""
+
+
+def test_memory_is_capped_for_the_whole_sandbox():
+    probe = sandbox._MemoryCgroup.create(64)
+    if probe is None:
+        pytest.skip("no memory cgroup can be made here: the sandbox falls back to per-process limits (Limits docs)")
+    probe.remove()
+    rng = random.Random(17)
+    children, each_mb = rng.randrange(3, 5), rng.randrange(120, 160)
+    program = MEMORY_PROBE.format(children=children, each_mb=each_mb)
+    # each child is far below memory_mb (RLIMIT_AS); together they are over the sandbox's cap
+    capped = run(program, timeout=30, limits=Limits(max_processes=8, sandbox_memory_mb=256))
+    codes = [int(code) for code in capped.stdout.split()]
+    assert len(codes) == children and -9 in codes, capped  # before: all exited 0 (no cap for the sandbox)
+    roomy = run(program, timeout=30, limits=Limits(max_processes=8, sandbox_memory_mb=2048))
+    assert roomy.stdout.split() == ["0"] * children, roomy
+    assert not list(probe.path.parent.glob(f"scope-sandbox-{os.getpid()}-*")), "a sandbox cgroup was left behind"
