@@ -193,9 +193,15 @@ def test_new_settings_at_their_neutral_values_leave_run_keys_unchanged():
     """The registry's committed runs are found by their run keys: adding the settings changed none."""
     from scope_lib.runs import config_differences
 
+    from scope_lib.config import ConfigError
+
     for preset in PRESETS:
         for method in ("scope", "opd", "grpo", "kd"):
-            cfg = load_config(preset, overrides={"method": method})
+            try:
+                cfg = load_config(preset, overrides={"method": method})
+            except ConfigError as error:  # a combination the preset refuses (KD needs an in-process teacher)
+                assert method == "kd" and "teacher.backend" in str(error), (preset, method, error)
+                continue
             assert cfg.fingerprint() == _fingerprint_before_the_settings(cfg), (preset, method)
     cfg = load_config("tiny")
     old_dict = cfg.to_dict()  # a config.yaml saved by the code before the settings

@@ -148,5 +148,5 @@ def test_code_verifier_refuses_a_tiny_student_before_building_it(monkeypatch, tm
 
     monkeypatch.setattr(world_module, "_tiny_world", lambda *a: pytest.fail("the tiny world was built"))
     cfg = load_config("tiny", overrides={"reward.verifier": "code", "data.train": "taco.jsonl", "data.eval_sets": []})
-    with pytest.raises(ValueError, match=r"reward\.verifier: 'code' needs a model that writes Python.*'tiny' is a tiny world"):
+    with pytest.raises(ValueError, match=r"reward\.verifier: 'code' needs a model that writes Python.*'tiny_routes' is a tiny world"):
         load_world(cfg)
