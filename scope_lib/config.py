@@ -68,6 +68,10 @@ class RolloutConfig:
     repetition_penalty: float = 1.0  # 1.0 disables it
     batch_size: int = 256  # sequences per generate call
     vllm_gpu_memory_utilization: float = 0.4  # share of the GPU vLLM may take beside the actor
+    # The temperature the student's training log-probs (pi_theta, pi_old, the reference, entropies)
+    # divide logits by: "sampling" (rollout.temperature, as the authors' verl actor does) or a
+    # number. 1.0 (the default) is what the trainer computed before this key existed.
+    logprob_temperature: Union[Literal["sampling"], float] = 1.0
 
 
 @dataclass
@@ -120,6 +124,7 @@ class TeacherConfig:
     server_model: str | None = None  # model name the server serves (default: model.teacher)
     request_batch_size: int = 32  # sequences per scoring request
     overlap: bool = False  # score each finished generation batch on a worker thread while generation goes on (same results)
+    logprob_temperature: float = 1.0  # the teacher's log-probs divide logits by it (authors' code: 1, vLLM prompt_logprobs)
 
 
 @dataclass
@@ -138,7 +143,10 @@ class RewardConfig:
     code_timeout_s: float = 0.0  # seconds per test case (HumanEval: per check); 0: each benchmark's own (3 s, 6 s)
     code_memory_mb: int = 1024  # address space of each sandboxed process (scope_lib.sandbox.Limits)
     code_max_processes: int = 16  # processes and threads of one sandboxed program together
-    code_extract: Literal["code_block", "raw"] = "code_block"  # the program: the last fenced block, or the whole response
+    # The program: "code_block" takes the fenced block that defines the problem's entry point
+    # (the last such block), else the last block; "raw" takes the whole response.
+    code_extract: Literal["code_block", "raw"] = "code_block"
+    overlap: bool = False  # grade each finished generation batch on the pipeline's worker thread while generation goes on (same results)
 
 
 @dataclass
@@ -183,12 +191,14 @@ class TrainConfig:
             "output_dir", "progress", "checkpoint_every", "keep_checkpoints", "eval",
             "data.benchmarks_dir",  # where eval files live: evaluation only
             "teacher.overlap",  # when the teacher scores, not what: the same model
+            "reward.overlap",  # when rollouts are graded, not how: the same rewards
     )) -> str:
         """Hash of every setting that changes the trained model: the run registry's key.
 
         `exclude` names keys, dotted for nested ones, that do not: evaluation settings are
         left out because evaluations are cached separately (scope_lib.runs), so one trained run
-        serves every eval protocol.
+        serves every eval protocol. A key of `ADDED_FIELDS` is left out while it holds the value
+        that reproduces the code before it existed, so the runs trained then keep their keys.
         """
         data = without_neutral_additions(self.to_dict())
         for key in exclude:
@@ -206,7 +216,12 @@ class TrainConfig:
 NEUTRAL_WHEN_ABSENT: dict[str, Any] = {
     "scope.tau_student": None,  # None: Eq. 4 uses scope.tau, as it always did
     "hybrid.beta": 1.0,  # read by method "hybrid" only, which is newer than the setting
+    "rollout.logprob_temperature": 1.0,  # the student's training log-probs at temperature 1, as before
+    "teacher.logprob_temperature": 1.0,  # the teacher's, likewise
 }
+# The same settings under the name the resume check reads them by (scope_lib.runs.config_differences):
+# a config.yaml written before a setting existed lacks it, and the missing key reads as its neutral value.
+ADDED_FIELDS = NEUTRAL_WHEN_ABSENT
 
 
 def without_neutral_additions(data: dict[str, Any]) -> dict[str, Any]:
@@ -226,6 +241,12 @@ def without_neutral_additions(data: dict[str, Any]) -> dict[str, Any]:
                 break
             del path[depth - 1][parents[depth - 1]]
     return data
+
+
+def logprob_temperatures(cfg: TrainConfig) -> tuple[float, float]:
+    """(student, teacher): the temperatures the trainer's log-probs divide logits by."""
+    student = cfg.rollout.logprob_temperature
+    return float(cfg.rollout.temperature if student == "sampling" else student), float(cfg.teacher.logprob_temperature)
 
 
 # --- allowed values -----------------------------------------------------------------------
@@ -302,6 +323,7 @@ RANGES: dict[str, Interval] = {
     "optim.mini_batch_prompts": _at_least(1),
     "optim.micro_batch_size": _at_least(1),
     "teacher.request_batch_size": _at_least(1),
+    "teacher.logprob_temperature": _POSITIVE,  # logits are divided by it
     "eval.k": Interval(1, 1024),  # samples per problem, each kept with its text (paper: 32); 10**30 was a MemoryError
     "eval.temperature": _NON_NEGATIVE,  # 0: greedy decoding
     "eval.top_p": _PROBABILITY_MASS,
@@ -390,6 +412,15 @@ def _check_value(key: str, value: Any, annotation: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1:  # e.g. Literal["sampling"] | float: the first option that takes the value
+            for option in inner:
+                try:
+                    return _check_value(key, value, option)
+                except _Invalid:
+                    pass
+            choices = " or ".join(repr(a) if typing.get_origin(a) is not Literal else
+                                  " or ".join(repr(x) for x in typing.get_args(a)) for a in inner)
+            raise _Invalid(key, f"expected {choices.replace(repr(float), 'a number')}, got {_describe(value)}")
         return _check_value(key, value, inner[0])
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
@@ -489,6 +520,19 @@ def _validate(cfg: TrainConfig) -> None:
                 name = key if index is None else f"{key}[{index}]"
                 raise _Invalid(name, f"must be {allowed}, got {item!r}")
     _check_device(cfg.device)
+    student_t = cfg.rollout.logprob_temperature
+    if student_t != "sampling" and not (isinstance(student_t, float) and math.isfinite(student_t) and student_t > 0):
+        raise _Invalid("rollout.logprob_temperature", f"must be 'sampling' or a positive finite number, got {student_t!r}")
+    if cfg.scope.kl_estimator == "exact" and logprob_temperatures(cfg) != (1.0, 1.0):
+        raise _Invalid("scope.kl_estimator", "'exact' computes the full-vocabulary KL at temperature 1: it needs "
+                                             "rollout.logprob_temperature and teacher.logprob_temperature to come to 1 "
+                                             f"(they come to {logprob_temperatures(cfg)})")
+    if cfg.teacher.backend == "vllm_server" and cfg.teacher.logprob_temperature != 1.0:
+        raise _Invalid("teacher.logprob_temperature", "a vLLM server's prompt log-probs are of the raw logits "
+                                                      "(temperature 1); other values need teacher.backend 'local'")
+    if cfg.reward.overlap and cfg.rollout.engine != "hf":
+        raise _Invalid("reward.overlap", f"needs rollout.engine 'hf' (grading overlaps the trainer's own generation "
+                                         f"batches), got {cfg.rollout.engine!r}")
     optim = cfg.optim
     if optim.lr * optim.weight_decay >= 1:
         raise _Invalid("optim.weight_decay", f"lr * weight_decay must be < 1, got {optim.lr} * {optim.weight_decay} "

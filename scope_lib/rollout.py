@@ -97,11 +97,14 @@ def filter_logits(logits: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0) -
 
 @torch.no_grad()
 def _decode(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
-            top_p: float, top_k: int, eos_id: int) -> list[list[int]]:
+            top_p: float, top_k: int, eos_id: int, sampler_logps: list[list[float]] | None = None) -> list[list[int]]:
     """Sample up to `max_new_tokens` per row of a left-padded batch; a row stops after its EOS.
 
     Finished rows leave the batch and the KV cache at once. Returns each row's tokens (EOS
-    included when one was sampled).
+    included when one was sampled). `sampler_logps`, when given (an empty list), receives per
+    row the log-prob of each sampled token under the sampling distribution before top-k/top-p,
+    softmax(logits / temperature) (what the trainer's `rollout.logprob_temperature: sampling`
+    recomputes as pi_old).
     """
     import inspect
 
@@ -113,6 +116,8 @@ def _decode(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int
     extra = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
     n = ids.shape[0]
     out: list[list[int]] = [[] for _ in range(n)]
+    if sampler_logps is not None:
+        sampler_logps.extend([] for _ in range(n))
     alive = torch.arange(n, device=ids.device)  # original row of each row still in the batch
     positions = mask.long().sum(-1, keepdim=True)  # next position id of each row
     cache = DynamicCache()
@@ -126,6 +131,11 @@ def _decode(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int
             tokens = logits.argmax(-1)
         for row, token in zip(alive.tolist(), tokens.tolist()):
             out[row].append(token)
+        if sampler_logps is not None:
+            scaled = logits / temperature if temperature > 0 else logits
+            chosen = torch.log_softmax(scaled, -1).gather(-1, tokens[:, None]).squeeze(-1)
+            for row, value in zip(alive.tolist(), chosen.tolist()):
+                sampler_logps[row].append(value)
         keep = (tokens != eos_id).nonzero().squeeze(-1)
         if keep.numel() == 0 or step == max_new_tokens - 1:
             break

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import torch
 
-from scope_lib.logprobs import token_logprobs
+from scope_lib.logprobs import _check_temperature, token_logprobs
 
 
 class Teacher(Protocol):
@@ -46,9 +46,11 @@ def check_same_vocabulary(student_tokenizer, teacher_tokenizer, student_name: st
 class LocalTeacher:
     """The teacher model in this process, evaluated without gradients."""
 
-    def __init__(self, model: torch.nn.Module, *, micro_batch_size: int = 64):
+    def __init__(self, model: torch.nn.Module, *, micro_batch_size: int = 64, temperature: float = 1.0):
+        _check_temperature(temperature)
         self.model = model.eval()
         self.micro_batch_size = micro_batch_size
+        self.temperature = float(temperature)  # logits are divided by it (the authors' teacher: 1)
 
     @torch.no_grad()
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -57,7 +59,7 @@ class LocalTeacher:
         for start in range(0, input_ids.shape[0], self.micro_batch_size):
             ids = input_ids[start : start + self.micro_batch_size].to(device)
             mask = attention_mask[start : start + self.micro_batch_size].to(device)
-            chunks.append(token_logprobs(self.model, ids, mask).float().cpu())
+            chunks.append(token_logprobs(self.model, ids, mask, temperature=self.temperature).float().cpu())
         return torch.cat(chunks) if chunks else torch.zeros(input_ids.shape, dtype=torch.float32)
 
     @torch.no_grad()
@@ -79,7 +81,7 @@ class LocalTeacher:
         for start in range(0, input_ids.shape[0], self.micro_batch_size):
             ids = input_ids[start : start + self.micro_batch_size].to(device)
             mask = attention_mask[start : start + self.micro_batch_size].to(device)
-            full = torch.log_softmax(self.logits(ids, mask).float(), dim=-1)
+            full = torch.log_softmax(self.logits(ids, mask).float() / self.temperature, dim=-1)
             token = full[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
             fulls.append(full.cpu())
             tokens.append(torch.cat([token.new_zeros(token.shape[0], 1), token], dim=1).cpu())
@@ -104,9 +106,15 @@ class ServerTeacher:
     RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 
     def __init__(self, base_url: str, model: str, *, request_batch_size: int = 32, timeout: float = 600.0,
-                 retries: int = 4, backoff_s: float = 0.5, api_key: str | None = None):
+                 retries: int = 4, backoff_s: float = 0.5, api_key: str | None = None, temperature: float = 1.0):
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries: expected an integer >= 0, got {retries!r}")
+        _check_temperature(temperature)
+        if temperature != 1.0:
+            # vLLM's echoed prompt log-probs are those of the raw logits; a server cannot be asked for others.
+            raise ValueError(f"temperature: a scoring server returns log-probs at temperature 1 (the authors' "
+                             f"teacher), got {temperature!r}; use the in-process LocalTeacher for another")
+        self.temperature = 1.0
         self.url = base_url.rstrip("/") + "/v1/completions"
         self.model = model
         self.request_batch_size = request_batch_size

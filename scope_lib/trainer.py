@@ -65,7 +65,7 @@ import torch
 import torch.distributed as dist
 
 from scope_lib import integrity, logprobs, losses, runs, weight_records
-from scope_lib.config import TrainConfig, save_config
+from scope_lib.config import TrainConfig, logprob_temperatures, save_config
 from scope_lib.methods import MicroBatch, make_method
 from scope_lib.pipeline import OverlappedScorer, Sampling, score_rollouts  # noqa: F401  (OverlappedScorer: re-exported)
 from scope_lib.teacher import LocalTeacher, ServerTeacher
@@ -249,6 +249,9 @@ class Trainer:
                                    ("cpu" if cfg.device == "auto" else cfg.device))
         _seed_everything(cfg.seed)
         self.method = make_method(cfg)  # what the loop needs to know of SCOPE, OPD, GRPO or KD
+        # The temperatures log-probs divide logits by (config: rollout/teacher.logprob_temperature):
+        # the student's (pi_theta, pi_old, the reference, entropies) and the teacher's.
+        self.logp_temperature, self.teacher_temperature = logprob_temperatures(cfg)
         needs_teacher = self.method.needs_teacher
         self.world = world or load_world(cfg, need_teacher=needs_teacher)
         self.tokenizer = self.world.tokenizer
@@ -257,9 +260,11 @@ class Trainer:
         if needs_teacher:
             if cfg.teacher.backend == "vllm_server":
                 self.teacher = ServerTeacher(cfg.teacher.server_url, cfg.teacher.server_model or cfg.model.teacher,
-                                             request_batch_size=cfg.teacher.request_batch_size)
+                                             request_batch_size=cfg.teacher.request_batch_size,
+                                             temperature=self.teacher_temperature)
             else:
-                self.teacher = LocalTeacher(self.world.teacher.to(self.device), micro_batch_size=cfg.optim.micro_batch_size)
+                self.teacher = LocalTeacher(self.world.teacher.to(self.device), micro_batch_size=cfg.optim.micro_batch_size,
+                                            temperature=self.teacher_temperature)
             if cfg.scope.kl_estimator == "exact" and not isinstance(self.teacher, LocalTeacher):
                 raise ValueError("scope.kl_estimator 'exact' needs teacher.backend 'local' (full logits)")
             if not self.method.samples_rollouts and not isinstance(self.teacher, LocalTeacher):
@@ -322,9 +327,9 @@ class Trainer:
         if not self.method.needs_reference:
             return None
         if self.reference is not None:
-            return logprobs.token_logprobs(self.reference, input_ids, attention_mask)
+            return logprobs.token_logprobs(self.reference, input_ids, attention_mask, temperature=self.logp_temperature)
         with self.student.disable_adapter():  # LoRA: the base model is the reference policy
-            return logprobs.token_logprobs(self.student, input_ids, attention_mask)
+            return logprobs.token_logprobs(self.student, input_ids, attention_mask, temperature=self.logp_temperature)
 
     # --- data
 
@@ -452,7 +457,8 @@ class Trainer:
         old, ent = [], []
         for rows in _micro_batches(batch["group"], self.cfg.optim.micro_batch_size):
             ids, att = batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device)
-            logp, entropy = logprobs.token_logprobs(self.student, ids, att, with_entropy=True)
+            logp, entropy = logprobs.token_logprobs(self.student, ids, att, temperature=self.logp_temperature,
+                                                    with_entropy=True)
             old.append(logp.cpu())
             ent.append(entropy.cpu())
         return torch.cat(old), torch.cat(ent)
@@ -469,13 +475,14 @@ class Trainer:
         ids, att = micro["input_ids"], micro["attention_mask"]
         position_ids = logprobs.position_ids_from_mask(att)
         logits = self.student(input_ids=ids, attention_mask=att, position_ids=position_ids).logits
-        logp = logprobs.token_logprobs_from_logits(logits, ids)
+        logp = logprobs.token_logprobs_from_logits(logits, ids, temperature=self.logp_temperature)
         sums: dict[str, float] = {}
         if self.method.samples_rollouts and "old_logp" not in micro:
             # old_logp_pass "when_needed": pi_old is this very policy (one update per batch)
             micro = {**micro, "old_logp": logp.detach()}
             with torch.no_grad():
-                _, entropy = logprobs.token_logprobs_from_logits(logits.detach(), ids, with_entropy=True)
+                _, entropy = logprobs.token_logprobs_from_logits(logits.detach(), ids, temperature=self.logp_temperature,
+                                                                 with_entropy=True)
             sums = _stat_sums(logp.detach(), entropy, micro.get("teacher_logp"), micro["response_mask"].float())
         batch = MicroBatch(
             micro, logits, logp,
