@@ -41,7 +41,7 @@ from typing import Any, Literal
 from scope_lib import sandbox
 from scope_lib.sandbox import JudgeReport, Limits, _encode, outputs_match
 
-__all__ = ["CodeTests", "extract_code", "EXTRACTORS", "grade", "grade_many", "is_correct", "grade_batch",
+__all__ = ["CodeTests", "extract_code", "extract_program", "entry_point_of", "EXTRACTORS", "grade", "grade_many", "is_correct", "grade_batch",
            "outputs_match", "Limits", "JudgeReport"]
 
 Kind = Literal["stdio", "call", "check"]
@@ -181,15 +181,69 @@ def _as_tests(tests: CodeTests | str) -> CodeTests:
 _FENCE = re.compile(r"^```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
-def extract_code(response: str) -> str | None:
-    """The last fenced code block of `response` (```python ... ```), the way LiveCodeBench's
-    `extract_code` takes the last block; blocks tagged with a language other than Python are
-    skipped. None when there is none."""
+_TOP_LEVEL_CODE = re.compile(r"(?:async[ \t]+def|def|class)[ \t]+\w|(?:import|from)[ \t]+[\w.]+|@\w")
+
+
+def _defines(code: str, entry_point: str) -> bool:
+    """Whether `code` has a `def entry_point(` (at any indentation: a method of `Solution` too)
+    or a `class entry_point`."""
+    name = re.escape(entry_point)
+    return re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{name}[ \t]*\(|^[ \t]*class[ \t]+{name}\b", code,
+                     re.MULTILINE) is not None
+
+
+def _top_level_definitions(text: str) -> str:
+    """The imports, decorators, functions and classes of unfenced text, each with its indented
+    body, in order; prose and top-level calls are dropped (EvalPlus's sanitiser keeps the
+    definitions too)."""
+    kept, inside = [], False
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t") or not line.strip():
+            if inside:
+                kept.append(line)
+            continue
+        inside = _TOP_LEVEL_CODE.match(line) is not None
+        if inside:
+            kept.append(line)
+    return "\n".join(kept).strip("\n") + "\n" if kept else ""
+
+
+def extract_code(response: str, entry_point: str | None = None) -> str | None:
+    """The program in `response`, as real models answer: blocks tagged with a language other
+    than Python are skipped.
+
+    With an `entry_point` (the function HumanEval's check calls, the function or `Solution`
+    method a call test calls): the last fenced block that defines it, so that a usage example
+    after the function is not judged instead of it (LiveCodeBench and EvalPlus pick the code
+    that defines the entry point as well); with no such block, the last block; with no fence at
+    all, the top-level definitions of the response when they define it. Without an entry point
+    (stdio programs): the last fenced block, as LiveCodeBench's `extract_code` takes it.
+    None when no code is found."""
     if not isinstance(response, str):
         raise ValueError(f"response: expected str, got {type(response).__name__}")
     blocks = [body for language, body in _FENCE.findall(response)
               if language.lower() in ("", "python", "python3", "py", "py3")]
+    if entry_point:
+        defining = [body for body in blocks if _defines(body, entry_point)]
+        if defining:
+            return defining[-1]
+        if not blocks and "```" not in response:
+            code = _top_level_definitions(response)
+            return code if _defines(code, entry_point) else None
     return blocks[-1] if blocks else None
+
+
+def entry_point_of(tests: CodeTests) -> str | None:
+    """The name the tests call: HumanEval's entry point, a call test's function (None for stdio)."""
+    return tests.entry_point if tests.kind == "check" else tests.fn_name if tests.kind == "call" else None
+
+
+def extract_program(response: str, tests: CodeTests, extract="code_block") -> str | None:
+    """The program `extract` takes from `response` for `tests` ("code_block": `extract_code` with
+    the tests' entry point; "raw": the whole response; a callable: response -> program | None)."""
+    if extract == "code_block":
+        return extract_code(response, entry_point_of(tests))
+    return _extractor(extract)(response)
 
 
 EXTRACTORS: dict[str, Callable[[str], str | None]] = {
@@ -302,13 +356,13 @@ def _grade_batched(programs: Sequence[str], parsed: list[CodeTests], *, workers:
 
 
 def is_correct(response: str, tests: CodeTests | str, *, extract="code_block", limits: Limits | None = None) -> bool:
-    """True iff the program in `response` passes every test. `extract`: "code_block" (the last
-    fenced block), "raw" (the whole response), or a callable response -> program | None. No
+    """True iff the program in `response` passes every test. `extract`: "code_block" (the block
+    that defines the tests' entry point, else the last fenced block: `extract_code`), "raw" (the whole response), or a callable response -> program | None. No
     program, a program that does not compile, crashes, times out or prints a wrong answer: False."""
     tests = _as_tests(tests)
     if not isinstance(response, str):
         raise ValueError(f"response: expected str, got {type(response).__name__}")
-    program = _extractor(extract)(response)
+    program = extract_program(response, tests, extract)
     if program is None or not program.strip():
         return False
     return grade(program, tests, limits=limits).correct
@@ -319,12 +373,12 @@ def grade_batch(responses: Sequence[str], tests: Sequence[CodeTests | str], *, e
     """`[is_correct(r, t) for r, t in zip(responses, tests)]`, graded in parallel."""
     if len(responses) != len(tests):
         raise ValueError(f"tests: expected {len(responses)} items like responses, got {len(tests)}")
-    extractor = _extractor(extract)
+    _extractor(extract)  # an unknown name fails before anything runs
     tests = [_as_tests(t) for t in tests]  # every spec is checked, also those of responses without a program
     for index, response in enumerate(responses):
         if not isinstance(response, str):
             raise ValueError(f"responses[{index}]: expected str, got {type(response).__name__}")
-    programs = [extractor(r) for r in responses]
+    programs = [extract_program(r, t, extract) for r, t in zip(responses, tests)]
     runnable = [i for i, p in enumerate(programs) if p is not None and p.strip()]
     verdicts = [False] * len(responses)
     reports = grade_many([programs[i] for i in runnable], [tests[i] for i in runnable], workers=workers, limits=limits)

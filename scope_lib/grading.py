@@ -5,8 +5,8 @@ calls; it dispatches on `kind`:
 
 - `"math"`: `scope_lib.verify.grade_batch` against each problem's `answer` (the gold final
   answer, compared to the response's last `\\boxed{}`).
-- `"code"`: `scope_lib.code_verify.grade_batch`: the response's last fenced ```python block is
-  run in the sandbox (`scope_lib.sandbox`) against the problem's hidden tests, which a code
+- `"code"`: `scope_lib.code_verify.grade_batch`: the response's fenced ```python block that
+  defines the problem's entry point (else its last block; `code_verify.extract_code`) is run in the sandbox (`scope_lib.sandbox`) against the problem's hidden tests, which a code
   problem carries as `Problem.answer` (the JSON of `code_verify.CodeTests`, written by the
   loaders of `scope_lib.code_benchmarks`). `CodeGrading` holds the sandbox settings the config's
   `reward` section sets (per-test timeout, memory, processes).
@@ -36,8 +36,8 @@ KINDS = ("math", "code")
 # Problem.source of every problem `scope_lib.code_benchmarks` loads (its benchmarks and TACO) and
 # of the tiny code task (`scope_lib.code_task`).
 CODE_SOURCES = ("humaneval", "codeforces", "livecodebench", "taco", "tiny_code")
-# What the code verifier needs from a response: the program in a fenced block (the last one is
-# taken, as LiveCodeBench's extract_code does). HumanEval's question is a function stub.
+# What the code verifier needs from a response: the program in a fenced block (the block that
+# defines the entry point, else the last one: code_verify.extract_code). HumanEval's question is a function stub.
 HUMANEVAL_INSTRUCTION = ("Complete the Python function above. Write the whole function, its signature included, "
                          "in one ```python code block.")
 PROGRAM_INSTRUCTION = ("Solve the problem in Python 3. Put your complete solution in one ```python code block "
@@ -56,7 +56,7 @@ class CodeGrading:
     timeout_s: float = 0.0  # per test case (HumanEval: the whole check); 0 keeps each problem's own
     memory_mb: int = 1024  # address space of each sandboxed process (sandbox.Limits.memory_mb)
     max_processes: int = 16  # processes and threads of one program together (sandbox.Limits.max_processes)
-    extract: str = "code_block"  # "code_block": the last fenced block; "raw": the whole response
+    extract: str = "code_block"  # "code_block": the block defining the entry point, else the last; "raw": the whole response
     workers: int | None = None  # sandboxes run at once; None: one per CPU
 
     def __post_init__(self):
@@ -175,17 +175,16 @@ def code_reports(responses: Sequence[str], problems: Sequence[Problem], *, code:
     """Per response, (program, sandbox report): the program the code verifier takes from it and
     the sandbox's `JudgeReport` on it; (None, None) when the response holds no program. The
     diagnostic twin of `grade(kind="code")`: its verdicts are `report is not None and report.correct`."""
-    from scope_lib.code_verify import EXTRACTORS, grade_many
+    from scope_lib.code_verify import extract_program, grade_many
 
     _check_problems(responses, problems)
     code = code or CodeGrading()
     tests = _code_tests(problems, code.timeout_s)
-    extract = EXTRACTORS[code.extract]
     programs = []
     for index, response in enumerate(responses):
         if not isinstance(response, str):
             raise ValueError(f"responses[{index}]: expected str, got {type(response).__name__}")
-        program = extract(response)
+        program = extract_program(response, tests[index], code.extract)
         programs.append(program if program is not None and program.strip() else None)
     runnable = [i for i, p in enumerate(programs) if p is not None]
     reports = grade_many([programs[i] for i in runnable], [tests[i] for i in runnable], workers=code.workers,

@@ -159,7 +159,8 @@ class HumanEvalSlice:
         for pid, samples in zip(self.problem_ids, self.reports):
             for index, (_, report) in enumerate(samples):
                 if report is None:
-                    out.append(f"{pid} #{index}: no_program (no ```python block, or the response was cut short)")
+                    out.append(f"{pid} #{index}: no code found (no ```python block nor a definition of the entry "
+                               "point, or the response was cut short)")
                 elif not report.correct:
                     out.append(f"{pid} #{index}: {report.status}: {report.detail[:160]}")
         return out
@@ -168,7 +169,7 @@ class HumanEvalSlice:
         """One line per problem: its id and each sample's sandbox status, then the summary."""
         out = []
         for pid, samples in zip(self.problem_ids, self.reports):
-            statuses = [report.status if report is not None else "no_program" for _, report in samples]
+            statuses = [report.status if report is not None else "no_code" for _, report in samples]
             out.append(f"{pid:24s} {' '.join(f'{s:10s}' for s in statuses)}")
         summary = self.summary()
         out.append(" ".join(f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}"
@@ -184,7 +185,7 @@ def humaneval_slice(problems: int = 10, k: int = 4, *, max_new_tokens: int = 384
     """SmolLM2-135M-Instruct on HumanEval's first `problems` problems, `k` samples each.
 
     Prompts: the problem's stub with `scope_lib.grading.HUMANEVAL_INSTRUCTION` in SmolLM2's chat
-    template; the program is the response's last ```python block. Samples come from
+    template; the program is the response's ```python block that defines the entry point (else its last block). Samples come from
     `scope_lib.evaluate.evaluate` with the code verifier (the path every code eval set takes);
     the same responses are then judged once more through `grading.code_reports` to keep each
     sandbox report. `model`/`tokenizer`: an already loaded pair (default: `load_smol(cache_dir=...)`).

@@ -196,7 +196,8 @@ def test_humaneval_slice_numbers_on_scripted_answers(monkeypatch):
     assert found.lines()[0].split()[:3] == ["humaneval/HumanEval/0", "passed", "failed"]
     details = found.details()
     assert len(details) == 8 and details[0].startswith("humaneval/HumanEval/0 #1: failed: ")
-    assert details[1] == "humaneval/HumanEval/0 #2: no_program (no ```python block, or the response was cut short)"
+    assert details[1] == ("humaneval/HumanEval/0 #2: no code found (no ```python block nor a definition of the entry "
+                          "point, or the response was cut short)")
     with pytest.raises(ValueError, match="k: expected an int >= 1, got 0"):
         humaneval_slice(3, 0, model=object(), tokenizer=_ChatTokenizer())
     with pytest.raises(ValueError, match="pass both"):
