@@ -114,20 +114,31 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _not_fingerprinted(key: str) -> bool:
+    parts = key.split(".")
+    return any(".".join(parts[:n]) in _NOT_FINGERPRINTED for n in range(1, len(parts) + 1))
+
+
 def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
     """`key: saved -> requested` for each setting of `saved` (a config.yaml) that `cfg` changes.
 
     Only settings that change the trained model count (those `TrainConfig.fingerprint` hashes).
+    A key that `saved` lacks (written before the field existed) reads as the field's default:
+    fields added later default to what the code computed before them (config.ADDED_FIELDS), so
+    an absent key and a requested default are the same run; another requested value differs.
     """
     # Settings added later at their neutral value count as absent on both sides, as in the fingerprint.
     wanted = _flatten(json.loads(json.dumps(without_neutral_additions(cfg.to_dict()))))  # tuples as lists, as config.yaml holds them
     held = _flatten(json.loads(json.dumps(without_neutral_additions(saved), default=str)))
+    defaults = _flatten(json.loads(json.dumps(TrainConfig().to_dict())))
     missing = object()
     differences = []
     for key in sorted(set(wanted) | set(held)):
-        if key.split(".")[0] in _NOT_FINGERPRINTED:
+        if _not_fingerprinted(key):
             continue
         old, new = held.get(key, missing), wanted.get(key, missing)
+        if old is missing and key in defaults and new is not missing and json.dumps(new) == json.dumps(defaults[key]):
+            continue
         if old is missing or new is missing or json.dumps(old) != json.dumps(new):  # as the fingerprint sees them (NaN == NaN)
             describe = lambda v: "(absent)" if v is missing else repr(v)  # noqa: E731
             differences.append(f"{key}: {describe(old)} -> {describe(new)}")
@@ -277,9 +288,39 @@ def load_final_model(run_dir: Path):
         raise RunDirError(f"final model {final} does not load ({type(error).__name__}: {error})") from None
 
 
-def _eval_key(cfg: TrainConfig, eval_sets: dict) -> str:
+# How code_extract "code_block" takes the program since issue 27 (the block defining the entry
+# point); evaluations cached before it took the last block.
+_CODE_BLOCK_EXTRACTION = "entry_point_block"
+
+
+def _grader_key(cfg: TrainConfig, eval_sets: dict, *, base: bool) -> dict:
+    """The settings of the verifier that an evaluation of `eval_sets` reads, for its cache key.
+
+    Math sets read no `reward` field (the math verifier has none). Code sets read the sandbox
+    settings and the extraction (`grading.CodeGrading.from_config`). A trained run's directory
+    is already keyed by them (its fingerprint hashes `reward`), so there only the meaning of
+    "code_block" is added; a base evaluation gets them all. Each entry is absent where it was
+    before it was keyed, so the keys of math sets and of `raw` extraction stay what they were.
+    """
+    code = any(grading.kind_of(items, name) == "code" for name, items in eval_sets.items() if items)
+    if not code:
+        return {}
+    out = {}
+    if base:
+        out["reward"] = {k: v for k, v in dataclasses.asdict(cfg.reward).items() if k != "overlap"}
+    if cfg.reward.code_extract == "code_block":
+        out["code_block"] = _CODE_BLOCK_EXTRACTION
+    return out
+
+
+def _eval_key(cfg: TrainConfig, eval_sets: dict, *, base: bool = False) -> str:
+    """The evaluation's cache key: the eval settings, the problems (by id), the grader's settings
+    (`_grader_key`) and where benchmark files are read from when the config names a folder."""
     problems = {name: [p.id for p in items] for name, items in eval_sets.items()}
-    blob = json.dumps({"eval": dataclasses.asdict(cfg.eval), "problems": problems}, sort_keys=True)
+    payload = {"eval": dataclasses.asdict(cfg.eval), "problems": problems, **_grader_key(cfg, eval_sets, base=base)}
+    if cfg.data.benchmarks_dir is not None:  # not in a run's fingerprint; absent (None) in every key before
+        payload["benchmarks_dir"] = cfg.data.benchmarks_dir
+    blob = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -333,7 +374,7 @@ def _load_eval(path: Path, eval_sets: dict | None = None, k: int | None = None) 
 
 def evaluation_path(cfg: TrainConfig, eval_sets: dict, *, base: bool, root: Path | None = None) -> Path:
     """Where the evaluation of `cfg`'s trained run (or of the base student) is cached."""
-    key = _eval_key(cfg, eval_sets)
+    key = _eval_key(cfg, eval_sets, base=base)
     if base:
         ident = hashlib.sha256(json.dumps([cfg.model.student, dataclasses.asdict(cfg.data)], sort_keys=True).encode()).hexdigest()[:12]
         return (root or runs_dir()) / f"base-{ident}-eval-{key}.json"
