@@ -20,7 +20,10 @@ one call is reproducible and leaves the global RNG untouched.
 thread while the next one is generated (`OverlappedScorer`); it returns the same batch bit for
 bit (tests/test_pipeline.py, tests/test_overlap.py). It needs a row-local `teacher_rows` (a
 row's selection depends on its own reward only, as SCOPE's and OPD's do), since each generation
-batch is selected on its own; this is checked.
+batch is selected on its own; this is checked. `overlap_reward=True` moves the grading of each
+generation batch onto the same worker, before its teacher scoring (the rows the teacher scores
+depend on the rewards), so that the sandbox runs while the next batch is generated; with or
+without a teacher (GRPO), the result is again the synchronous path's (tests/test_overlap.py).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -99,6 +102,7 @@ class ScoredBatch:
     teacher_logits: torch.Tensor | None = None  # (N, T, V) teacher log-distributions (exact); 0 off teacher_rows
     student_logp: torch.Tensor | None = None  # (N, T) the student's own token log-probs (score_student)
     teacher_busy_s: float = 0.0  # overlap: the worker's scoring seconds (partly hidden behind generation)
+    reward_busy_s: float = 0.0  # overlap_reward: the worker's grading seconds (partly hidden behind generation)
 
     def __len__(self) -> int:
         return len(self.rollouts)
@@ -127,7 +131,8 @@ def _no_timer(name: str) -> AbstractContextManager:
     return nullcontext()
 
 
-def _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, overlap, generate) -> None:
+def _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, overlap, generate,
+                  overlap_reward=False) -> None:
     if not problems:
         raise ValueError("problems: expected at least one problem")
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
@@ -140,9 +145,10 @@ def _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, 
         raise ValueError(f"teacher: {', '.join(given)} given without a teacher to score with")
     if exact and not hasattr(teacher, "full_log_probs"):
         raise ValueError(f"exact: needs a teacher with full log-distributions (LocalTeacher), got {type(teacher).__name__}")
-    if overlap and generate is not None:
-        raise ValueError("overlap: scores generation batches as the project's decoder yields them; "
-                         "it cannot be combined with another generate (e.g. a vLLM engine)")
+    for name, value in (("overlap", overlap), ("overlap_reward", overlap_reward)):
+        if value and generate is not None:
+            raise ValueError(f"{name}: works on generation batches as the project's decoder yields them; "
+                             "it cannot be combined with another generate (e.g. a vLLM engine)")
 
 
 def _check_rows(rows: torch.Tensor, n: int) -> torch.Tensor:
@@ -164,7 +170,7 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
                    teacher: Teacher | None = None, teacher_rows: RowSelector | None = None, exact: bool = False,
                    overlap: bool = False, score_student: bool = False,
                    generate: Callable[..., rollout.RolloutBatch] | None = None,
-                   timer: StepTimer | None = None) -> ScoredBatch:
+                   timer: StepTimer | None = None, overlap_reward: bool = False) -> ScoredBatch:
     """Sample `group_size` rollouts per problem from `student`, grade them, score some under `teacher`.
 
     format_prompt: problem -> the prompt text the models see.
@@ -175,6 +181,8 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
     exact: also keep the teacher's full log-distributions (`teacher_logits`; LocalTeacher only).
     overlap: score each generation batch on a worker thread while the next one is generated
         (same result; needs a row-local `teacher_rows`).
+    overlap_reward: grade each generation batch on that worker too, before its teacher scoring
+        (same result; with a teacher, its scoring is then overlapped as well).
     score_student: also score every row under `student` itself (`student_logp`, in-process).
     generate: a sampler with `generate_rollouts`' keywords taking the prompts (e.g.
         `VLLMEngine.generate`); default `rollout.generate_rollouts` on `student`.
@@ -182,14 +190,14 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
         (the trainer's Timer, Table 8).
     """
     problems = list(problems)
-    _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, overlap, generate)
+    _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, overlap, generate, overlap_reward)
     timer = timer or _no_timer
     select = None if teacher is None else (teacher_rows or all_rows)
     prompts = [format_prompt(p) for p in problems]
-    if overlap:
+    if overlap or overlap_reward:
         scored = _score_overlapped(student, tokenizer, problems, prompts, grade=grade, group_size=group_size,
                                    sampling=sampling, seed=seed, teacher=teacher, select=select, exact=exact,
-                                   timer=timer)
+                                   timer=timer, grade_on_worker=overlap_reward)
     else:
         with timer("generation"), torch.no_grad():
             if generate is None:
@@ -217,6 +225,10 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
     return scored
 
 
+# Finished rows handed to the worker together: one sandbox launch judges up to 32 programs
+# (code_verify._BATCH_SIZE), so grading rows one by one as they finish would launch more.
+_GRADE_ROWS = 16
+
 # --- overlapped teacher scoring ----------------------------------------------------------------
 
 
@@ -236,7 +248,10 @@ class OverlappedScorer:
         self.teacher, self.exact = teacher, exact
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teacher-scoring")
         self.futures: list = []
+        self.graded: list = []  # grade_rows' (rows, future), in the order the rows finished
+        self.batch_jobs: list = []  # score_graded_batch's (offset, future), in generation order
         self.busy_s = 0.0
+        self.reward_busy_s = 0.0
         self._lock = threading.Lock()
 
     def _score(self, ids: torch.Tensor, att: torch.Tensor):
@@ -249,6 +264,56 @@ class OverlappedScorer:
     def submit(self, rows: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         if len(rows):
             self.futures.append((rows, self.pool.submit(self._score, input_ids, attention_mask)))
+
+    def grade_rows(self, grade: Grader, rows: list[int], texts: list[str], problems: list[Problem]) -> None:
+        """Queue the grading of some rows (global indices) whose responses are final."""
+        def run():
+            begin = time.perf_counter()
+            correct = _grade(grade, texts, problems)
+            with self._lock:
+                self.reward_busy_s += time.perf_counter() - begin
+            return correct
+
+        self.graded.append((torch.tensor(rows, dtype=torch.long), self.pool.submit(run)))
+
+    def score_graded_batch(self, offset: int, size: int, first_graded: int, select: RowSelector,
+                           layout: Callable[[], dict[str, torch.Tensor]]) -> None:
+        """Queue, after the grading of a generation batch's rows (rows offset .. offset + size,
+        graded by the jobs from `first_graded` on), the teacher scoring of the rows `select`
+        picks from their rewards. One worker runs the jobs in order, so the grades are in."""
+        jobs = self.graded[first_graded:]
+
+        def run():
+            correct = torch.zeros(size, dtype=torch.bool)
+            for rows, future in jobs:
+                correct[rows - offset] = future.result()
+            rows = _check_rows(select(correct), size)
+            if not len(rows):
+                return rows, None
+            laid = layout()
+            return rows, self._score(laid["input_ids"][rows], laid["attention_mask"][rows])
+
+        self.batch_jobs.append((offset, self.pool.submit(run)))
+
+    def gather_graded(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Wait for the grading and batch jobs: the rewards (n,), the rows scored (global
+        indices, in batch order), and their teacher results queued for `gather`."""
+        correct = torch.zeros(n, dtype=torch.bool)
+        row_parts = [torch.zeros(0, dtype=torch.long)]
+        try:
+            for rows, future in self.graded:
+                correct[rows] = future.result()
+            for offset, future in self.batch_jobs:
+                rows, scores = future.result()
+                row_parts.append(rows + offset)
+                if scores is not None:
+                    done = Future()
+                    done.set_result(scores)
+                    self.futures.append((rows + offset, done))
+        except BaseException:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        return correct, torch.cat(row_parts)
 
     def gather(self, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         teacher_logp, full = torch.full(shape, float("nan")), None
@@ -279,22 +344,42 @@ def _left_pad_to(layout: dict[str, torch.Tensor], width_p: int, chunk_width_p: i
 
 
 def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list[str], *, grade: Grader,
-                      group_size: int, sampling: Sampling, seed: int, teacher, select: RowSelector, exact: bool,
-                      timer: StepTimer) -> ScoredBatch:
+                      group_size: int, sampling: Sampling, seed: int, teacher, select: RowSelector | None, exact: bool,
+                      timer: StepTimer, grade_on_worker: bool = False) -> ScoredBatch:
     """`score_rollouts` with the teacher scoring each finished generation batch on a worker thread.
 
     Rollouts, rewards (graded per generation batch: a verifier grades each rollout on its own)
     and the rows scored are the synchronous path's, and so are the teacher's outputs
     (OverlappedScorer). "teacher_scoring" times the wait for the worker after generation, the
     part of the teacher's time that generation did not hide.
+
+    With `grade_on_worker` the worker grades rows as soon as the decoder has finished them (in
+    groups of at least `_GRADE_ROWS`, and the rest of a batch when it is done), so grading runs
+    beside the decoding of the other rows and batches; then it scores the batch's selected rows.
+    "reward" times the wait for the grades after generation.
     """
     scorer = OverlappedScorer(teacher, exact=exact)
+    pending: list[tuple[int, list[int]]] = []  # rows finished and not yet handed to the worker
+    first_job = 0  # the first grading job of the batch being generated
+
+    def hand_over() -> None:
+        if pending:
+            rows, tokens = [r for r, _ in pending], [t for _, t in pending]
+            pending.clear()
+            scorer.grade_rows(grade, rows, tokenizer.batch_decode(tokens, skip_special_tokens=True),
+                              [problems[r // group_size] for r in rows])
+
+    def rows_done(start: int, rows: list[int], tokens: list[list[int]]) -> None:
+        pending.extend((start + r, list(t)) for r, t in zip(rows, tokens))
+        if len(pending) >= _GRADE_ROWS:
+            hand_over()
+
     correct_parts: list[torch.Tensor] = []
     row_parts: list[torch.Tensor] = []
     pad = tokenizer.pad_token_id
     width_p = max(len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"])
     batches = rollout.generation_batches(student, tokenizer, prompts, num_samples=group_size, seed=seed,
-                                         **sampling.kwargs())
+                                         on_rows_done=rows_done if grade_on_worker else None, **sampling.kwargs())
     try:
         while True:
             with timer("generation"), torch.no_grad():
@@ -303,9 +388,17 @@ def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list
                 except StopIteration as done:
                     rollouts = done.value
                     break
+            if grade_on_worker:
+                hand_over()  # the batch's last rows: its grading jobs are graded[first_job:]
+                if select is not None:
+                    layout = (lambda chunk=chunk_prompts, done=responses:
+                              _left_pad_to(rollout.assemble(chunk, done, pad), width_p, max(map(len, chunk)), pad))
+                    scorer.score_graded_batch(start, len(responses), first_job, select, layout)
+                first_job = len(scorer.graded)
+                continue
+            texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+            graded = [problems[(start + i) // group_size] for i in range(len(responses))]
             with timer("reward"):
-                texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-                graded = [problems[(start + i) // group_size] for i in range(len(responses))]
                 correct = _grade(grade, texts, graded)
                 correct_parts.append(correct)
             with timer("teacher_scoring"):
@@ -318,11 +411,18 @@ def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list
     except BaseException:
         scorer.pool.shutdown(wait=True, cancel_futures=True)
         raise
+    if grade_on_worker:
+        with timer("reward"):
+            correct, rows = scorer.gather_graded(len(rollouts))
+    else:
+        correct, rows = torch.cat(correct_parts), torch.cat(row_parts)
     with timer("teacher_scoring"):
         teacher_logp, full = scorer.gather(tuple(rollouts.input_ids.shape))
-    correct = torch.cat(correct_parts)
-    rows = torch.cat(row_parts)
+    if select is None:  # rewards only (no teacher)
+        return ScoredBatch(rollouts, problems, prompts, correct, torch.zeros(0, dtype=torch.long),
+                           teacher_logp, None, reward_busy_s=scorer.reward_busy_s)
     if not torch.equal(rows, _check_rows(select(correct), len(correct))):
         raise ValueError("teacher_rows: overlap selects the rows of each generation batch on its own, and this "
                          "selector picks other rows from the whole batch (it must be row-local)")
-    return ScoredBatch(rollouts, problems, prompts, correct, rows, teacher_logp, full, teacher_busy_s=scorer.busy_s)
+    return ScoredBatch(rollouts, problems, prompts, correct, rows, teacher_logp, full, teacher_busy_s=scorer.busy_s,
+                       reward_busy_s=scorer.reward_busy_s)

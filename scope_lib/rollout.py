@@ -19,6 +19,7 @@ loop does not implement, falls back to `model.generate`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -97,14 +98,18 @@ def filter_logits(logits: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0) -
 
 @torch.no_grad()
 def _decode(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
-            top_p: float, top_k: int, eos_id: int, sampler_logps: list[list[float]] | None = None) -> list[list[int]]:
+            top_p: float, top_k: int, eos_id: int, sampler_logps: list[list[float]] | None = None,
+            on_rows_done: Callable[[list[int]], None] | None = None,
+            rows_out: list[list[int]] | None = None) -> list[list[int]]:
     """Sample up to `max_new_tokens` per row of a left-padded batch; a row stops after its EOS.
 
     Finished rows leave the batch and the KV cache at once. Returns each row's tokens (EOS
     included when one was sampled). `sampler_logps`, when given (an empty list), receives per
     row the log-prob of each sampled token under the sampling distribution before top-k/top-p,
     softmax(logits / temperature) (what the trainer's `rollout.logprob_temperature: sampling`
-    recomputes as pi_old).
+    recomputes as pi_old). `on_rows_done(rows)`, when given, is called with the rows whose tokens
+    are final as soon as they are (after the step that sampled their EOS; the rest at the end),
+    so that they can be graded while the others decode; it changes nothing that is sampled.
     """
     import inspect
 
@@ -116,6 +121,9 @@ def _decode(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int
     extra = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
     n = ids.shape[0]
     out: list[list[int]] = [[] for _ in range(n)]
+    if rows_out is not None:  # the caller sees each row's tokens as they grow (on_rows_done reads them)
+        rows_out.extend(out)
+        out = rows_out
     if sampler_logps is not None:
         sampler_logps.extend([] for _ in range(n))
     alive = torch.arange(n, device=ids.device)  # original row of each row still in the batch
@@ -138,7 +146,13 @@ def _decode(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int
                 sampler_logps[row].append(value)
         keep = (tokens != eos_id).nonzero().squeeze(-1)
         if keep.numel() == 0 or step == max_new_tokens - 1:
+            if on_rows_done is not None:
+                on_rows_done(alive.tolist())
             break
+        if on_rows_done is not None and keep.numel() < alive.numel():
+            finished = torch.ones(alive.numel(), dtype=torch.bool, device=alive.device)
+            finished[keep] = False
+            on_rows_done(alive[finished].tolist())
         if keep.numel() < alive.numel():
             alive, tokens, mask, positions = alive[keep], tokens[keep], mask[keep], positions[keep]
             cache.batch_select_indices(keep)
@@ -178,13 +192,16 @@ def generate_rollouts(model, tokenizer, prompts: list[str], *, num_samples: int,
 @torch.no_grad()
 def generation_batches(model, tokenizer, prompts: list[str], *, num_samples: int, temperature: float,
                        top_p: float = 1.0, top_k: int = 0, max_new_tokens: int, repetition_penalty: float = 1.0,
-                       batch_size: int = 256, seed: int = 0, use_generate: bool = False):
+                       batch_size: int = 256, seed: int = 0, use_generate: bool = False,
+                       on_rows_done: Callable[[int, list[int], list[list[int]]], None] | None = None):
     """`generate_rollouts`, one generation batch at a time (the trainer's overlapped scoring).
 
     Yields ``(start, prompt_token_lists, responses)`` per batch of `batch_size` rows as soon as
     it is decoded (rows ``start .. start + len(responses)``), then returns (StopIteration.value)
     the RolloutBatch of all rows. Each batch is seeded from `seed` and its first row, so the
-    result does not depend on how the batches are consumed.
+    result does not depend on how the batches are consumed. `on_rows_done(start, rows, tokens)`,
+    when given, receives rows of a batch (their indices in it, and their response tokens) as soon
+    as they are final, before the batch is yielded (all at once under `model.generate`).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
@@ -216,11 +233,18 @@ def generation_batches(model, tokenizer, prompts: list[str], *, num_samples: int
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed * 1_000_003 + start)
             if repetition_penalty == 1.0 and not use_generate:
+                done = None
+                if on_rows_done is not None:
+                    def done(rows, start=start):  # noqa: E306 - the rows' token lists are final
+                        on_rows_done(start, rows, [new_rows[r] for r in rows])
+                new_rows: list[list[int]] = []
                 new = _decode(model, ids, mask, max_new_tokens=max_new_tokens, temperature=temperature,
-                              top_p=top_p, top_k=top_k, eos_id=eos)
+                              top_p=top_p, top_k=top_k, eos_id=eos, on_rows_done=done, rows_out=new_rows)
             else:
                 out = model.generate(input_ids=ids, attention_mask=mask, **sampling)
                 new = [_cut_at_eos(r, eos) for r in out[:, width:].tolist()]
+                if on_rows_done is not None:
+                    on_rows_done(start, list(range(len(new))), new)
         responses.extend(new)
         yield start, chunk, new
     model.train(was_training)

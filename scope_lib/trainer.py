@@ -20,7 +20,8 @@ Rollouts, rewards and teacher scores come from the project's one rollout pipelin
 (`scope_lib.pipeline.score_rollouts`), which the studies, notebooks and the tiny gate use too.
 `teacher.overlap: true` has it score each finished generation batch (`rollout.batch_size` rows)
 on a worker thread while the next one is generated (pipeline.OverlappedScorer); rewards, teacher
-log-probs and gradients equal the synchronous path's (tests/test_overlap.py). It gains time only
+log-probs and gradients equal the synchronous path's (tests/test_overlap.py). `reward.overlap:
+true` has the same worker grade each batch first (the code world's sandbox runs beside generation). It gains time only
 where a core is free for the worker (one torch thread per side on a 2-core machine).
 
 Every method that samples rollouts records, per step and rollout, its group, reward, pi_old's
@@ -413,11 +414,14 @@ class Trainer:
                 teacher=self.teacher if needs_teacher else None,
                 teacher_rows=self.method.teacher_rows if needs_teacher else None, exact=self.method.exact_kl,
                 overlap=self._overlap, generate=self.engine.generate if self.engine is not None else None, timer=timer,
+                overlap_reward=self._overlap_reward,
             )
         finally:
             self.student.train()
-        if self._overlap:
+        if self._overlap or self._overlap_reward:
             timer.seconds["teacher_scoring_worker"] += scored.teacher_busy_s
+        if self._overlap_reward:
+            timer.seconds["reward_worker"] += scored.reward_busy_s
         rollouts = scored.rollouts
         self.rollout_texts = (list(rollouts.texts), [p.question for p in scored.row_problems])
         batch = {
@@ -432,6 +436,11 @@ class Trainer:
     @property
     def _overlap(self) -> bool:
         return self.cfg.teacher.overlap and self.method.needs_teacher and self.engine is None
+
+    @property
+    def _overlap_reward(self) -> bool:
+        """`reward.overlap`: rollouts graded on the pipeline's worker while generation goes on."""
+        return self.cfg.reward.overlap and self.engine is None
 
     def _finish_collect(self, batch: dict[str, torch.Tensor], rows: torch.Tensor, stats: dict[str, float],
                         timer: Timer) -> dict[str, float]:
@@ -706,8 +715,10 @@ class Trainer:
             if self.method.samples_rollouts:
                 self._record_weights(batch)
             record = {"step": self.step, **stats, **{f"time/{k}": timer.seconds.get(k, 0.0) for k in TIMERS}}
-            if self.method.samples_rollouts and self._overlap:  # the scoring worker's busy time, in parallel with the step
+            if self.method.samples_rollouts and (self._overlap or (self._overlap_reward and self.method.needs_teacher)):
                 record[f"time/{WORKER_TIMER}"] = timer.seconds.get("teacher_scoring_worker", 0.0)
+            if self.method.samples_rollouts and self._overlap_reward:  # the worker's grading time, likewise
+                record["time/reward_worker"] = timer.seconds.get("reward_worker", 0.0)
             self.history.append(record)
             if self.rank == 0:  # the whole file is replaced, never appended to: no torn line
                 runs.write_history(metrics_file, self.history)
