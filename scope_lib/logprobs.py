@@ -5,9 +5,11 @@ Every loss in :mod:`scope_lib.losses` reads ``(B, T)`` token log-probs aligned w
 This module is where they come from, for the student (with gradients), the frozen reference and
 the in-process teacher alike; the vLLM-protocol teacher returns the same alignment
 (:mod:`scope_lib.teacher`). The functions divide logits by a `temperature` argument before
-normalising (verl divides by the sampling temperature); the trainer passes 1 for every training
-log-prob, which differs from the authors' code when rollouts are sampled below 1 (`paper`
-presets; docs/DESIGN.md §3). The float32 upcast is done a few rows at a time so that no float32
+normalising. The trainer passes the student's `rollout.logprob_temperature` for pi_theta, pi_old,
+the reference and the entropies ("sampling": the rollout temperature, as the authors' verl actor
+divides by it; the `paper` and `smol` presets) and the teacher gets `teacher.logprob_temperature`
+(1, as the authors' vLLM prompt log-probs); the default 1.0 for both is what the trainer computed
+before these keys existed (docs/DESIGN.md §3). The float32 upcast is done a few rows at a time so that no float32
 ``(B, T, V)`` copy of the logits is ever held whole.
 """
 

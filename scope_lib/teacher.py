@@ -81,7 +81,10 @@ class LocalTeacher:
         for start in range(0, input_ids.shape[0], self.micro_batch_size):
             ids = input_ids[start : start + self.micro_batch_size].to(device)
             mask = attention_mask[start : start + self.micro_batch_size].to(device)
-            full = torch.log_softmax(self.logits(ids, mask).float() / self.temperature, dim=-1)
+            logits = self.logits(ids, mask).float()
+            if self.temperature != 1.0:  # at 1 the very tensor as before (a copy would change rounding downstream)
+                logits = logits / self.temperature
+            full = torch.log_softmax(logits, dim=-1)
             token = full[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
             fulls.append(full.cpu())
             tokens.append(torch.cat([token.new_zeros(token.shape[0], 1), token], dim=1).cpu())
