@@ -30,11 +30,13 @@ def _keys():
     out = {}
     for method in ("scope", "opd", "grpo", "kd"):
         overrides = {"method": method, **({"rollout.group_size": 1} if method == "opd" else {})}
-        out[f"tiny/{method}"] = runs.run_key(load_config("tiny", overrides=overrides))
+        # the chain world's preset: `tiny` until the route world became the default (same settings)
+        out[f"tiny/{method}"] = runs.run_key(load_config("tiny_chain", overrides=overrides))
     out["tiny_code/scope"] = runs.run_key(load_config("tiny_code"))
     for preset, sets in (("tiny", MATH), ("tiny_code", CODE)):
         for base in (True, False):
-            path = runs.evaluation_path(load_config(preset), sets, base=base, root=Path("/r"))
+            path = runs.evaluation_path(load_config("tiny_chain" if preset == "tiny" else preset), sets, base=base,
+                                        root=Path("/r"))
             out[f"eval/{preset}/base={base}"] = str(path.relative_to("/r"))
     return out
 
