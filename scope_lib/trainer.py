@@ -66,7 +66,7 @@ import torch
 import torch.distributed as dist
 
 from scope_lib import integrity, logprobs, losses, runs, weight_records
-from scope_lib.config import TrainConfig, logprob_temperatures, save_config
+from scope_lib.config import TrainConfig, logprob_temperatures, require_rollout_engine, save_config
 from scope_lib.methods import MicroBatch, make_method
 from scope_lib.pipeline import OverlappedScorer, Sampling, score_rollouts  # noqa: F401  (OverlappedScorer: re-exported)
 from scope_lib.teacher import LocalTeacher, ServerTeacher
@@ -236,6 +236,7 @@ class Trainer:
     """Holds the run's state; `train()` runs the loop, `update()` one optimizer batch."""
 
     def __init__(self, cfg: TrainConfig, world: World | None = None):
+        require_rollout_engine(cfg)  # before anything is built: one line naming the install command
         _init_distributed()
         self.cfg = cfg
         self.rank, self.world_size = _rank_and_world()
@@ -299,14 +300,14 @@ class Trainer:
         self.rollout_texts: tuple[list[str], list[str]] | None = None  # (responses, questions) of the last collect()
         self.row_records: dict[str, torch.Tensor] | None = None  # per-row values of the last update()
         self.engine = None
-        if cfg.rollout.engine == "vllm":  # GPU: sample with vLLM, push weights after every update
-            from scope_lib.vllm_engine import VLLMEngine
+        if cfg.rollout.engine == "vllm":  # sample with vLLM, push weights after every update
+            from scope_lib.vllm_engine import VLLMEngine, save_plain_model
 
-            init = self.run_dir / "vllm_init"
-            self.world.student.save_pretrained(init / f"rank{self.rank}")  # each process: its own colocated engine
-            self.tokenizer.save_pretrained(init / f"rank{self.rank}")
-            self.engine = VLLMEngine(init / f"rank{self.rank}", self.tokenizer, seed=cfg.seed + self.rank,
-                                     gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype)
+            # plain, dequantized, LoRA-merged weights; each process: its own colocated engine
+            init = save_plain_model(self.student, self.tokenizer, self.run_dir / "vllm_init" / f"rank{self.rank}")
+            self.engine = VLLMEngine(init, self.tokenizer, seed=cfg.seed + self.rank,
+                                     gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, dtype=cfg.model.dtype,
+                                     enforce_eager=cfg.rollout.vllm_enforce_eager)
 
     # --- models
 
@@ -692,7 +693,8 @@ class Trainer:
             os.replace(tmp, self.run_dir / "config.yaml")
             (self.run_dir / "done.json").unlink(missing_ok=True)  # not done until save_final says so again
             self._remove_stale_temporaries()
-        self.maybe_resume()
+        if self.maybe_resume() and self.engine is not None:
+            self.engine.push_weights(self.student)  # the engine started from the initial weights
         if not self.method.samples_rollouts:
             self.kd_corpus = self._build_kd_corpus()
         from tqdm.auto import tqdm
