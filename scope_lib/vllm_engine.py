@@ -208,6 +208,12 @@ class VLLMEngine:
         check_layout(weights, self.expected)
         _write_weights(weights, self.weights_path)
         self.broken = "push_weights did not finish"
-        self.llm.collective_rpc("reload_weights")
+        # vLLM's in-place reload (vllm.model_executor.model_loader.reload): reads the folder's
+        # safetensors and re-runs the post-load processing (e.g. the CPU GEMM weight packing)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.model_path)})
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
         self.broken = None
+
+    def close(self) -> None:
+        """Stop vLLM's engine process (and free its KV cache) now rather than at garbage collection."""
+        self.llm.llm_engine.engine_core.shutdown()
