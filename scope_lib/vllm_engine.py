@@ -6,7 +6,8 @@ does not care which engine sampled. After each optimizer update the trainer call
 
 The engine serves a folder of plain weights, `save_plain_model` (the trainer's `vllm_init`):
 config, tokenizer and one `model.safetensors` of dense, merged tensors under the base model's
-own parameter names, whatever the student is (a tiny world, the GGUF-quantized smol model
+own parameter names (a tied LM head written out as its own tensor and the config untied: same
+values, and vLLM's reload then reloads the head too), whatever the student is (a tiny world, the GGUF-quantized smol model
 loaded dequantized, or a LoRA-wrapped student: peft's `base_layer`/`lora_A` names are merged
 away). A push writes the student's current weights the same way into that folder (a temporary
 file, renamed over the old one) and has every vLLM worker re-read them through vLLM's worker
@@ -50,17 +51,12 @@ def plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
     A peft model is not modified: each LoRA layer's delta (`get_delta_weight`, its scaling
     included) is added to a copy of the base weight, so the trainer's own weights keep their
-    exact values (merging into them and back would round them). Tied weights (the LM head tied
-    to the embeddings) appear once, under the name the base model saves.
+    exact values (merging into them and back would round them). A tied LM head is written as
+    its own tensor (a copy of the embeddings): the served model is untied (`save_plain_model`),
+    because vLLM's in-place reload does not reload a head tied to the embeddings (vLLM 0.32.0
+    keeps the old head: "ParallelLMHead: Failed to load weights").
     """
-    state = model.state_dict()
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    tied = bool(getattr(base.config, "tie_word_embeddings", False))
-    plain = {}
-    for name, tensor in state.items():
-        if "lora_" in name or (tied and _plain_name(name) == "lm_head.weight"):
-            continue
-        plain[_plain_name(name)] = tensor.detach()
+    plain = {_plain_name(name): tensor.detach() for name, tensor in model.state_dict().items() if "lora_" not in name}
     for module_name, module in model.named_modules():
         if not (hasattr(module, "base_layer") and hasattr(module, "get_delta_weight") and hasattr(module, "lora_A")):
             continue
@@ -86,6 +82,7 @@ def save_plain_model(model: torch.nn.Module, tokenizer, folder: str | os.PathLik
     if getattr(config, "quantization_config", None) is not None:
         del config.quantization_config
     config.architectures = [type(base).__name__]
+    config.tie_word_embeddings = False  # the head is its own tensor in the file (see plain_state_dict)
     dtype = next(base.parameters()).dtype
     config.dtype = str(dtype).removeprefix("torch.")
     config.save_pretrained(folder)
