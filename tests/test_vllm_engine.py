@@ -139,7 +139,7 @@ def test_a_lora_student_is_pushed_merged(engine, routes_world):
     got, want, _ = _engine_vs_hf(engine, model, prompts, seed=3)
     assert (got - want).abs().max() < TOL, f"engine vs LoRA model: {(got - want).abs().max():.2e}"
     merged = copy.deepcopy(model).merge_and_unload().state_dict()
-    delta = max(float((plain_state_dict(model)[k] - merged[k]).abs().max()) for k in plain)
+    delta = max(float((plain_state_dict(model)[k] - merged[k].detach()).abs().max()) for k in plain)
     assert delta < 1e-6  # plain_state_dict adds each adapter's delta as peft's own merge does
 
 
@@ -223,7 +223,7 @@ def test_vllm_init_of_a_lora_student_holds_the_merged_weights(routes_world, tmp_
     _assert_plain_folder(folder)
     prompt = world.format_prompt(world.train_problems[0])
     reloaded = _reload(folder)
-    assert _same_logits(model.eval(), reloaded, world.tokenizer, prompt) < 1e-5
+    assert _same_logits(model.eval(), reloaded, world.tokenizer, prompt) < 1e-4  # x(W + BA) against xW + xBA: rounding
     assert _same_logits(world.student.float().eval(), reloaded, world.tokenizer, prompt) > 1e-3
 
 
