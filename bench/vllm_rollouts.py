@@ -127,10 +127,14 @@ def main(argv=None) -> int:
     record = {"machine": machine(), "load_average_before": os.getloadavg(),
               "versions": {"vllm": vllm.__version__, "torch": torch.__version__, "transformers": transformers.__version__},
               "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "results": []}
-    for name in args.models:
+    for name in args.models:  # the record is rewritten after each model: a run cut short keeps what it measured
         record["results"].append(bench_model(name, args))
+        write_record(record, Path(args.out))
+    return 0
+
+
+def write_record(record: dict, out: Path) -> None:
     record["load_average_after"] = os.getloadavg()
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
     m = record["machine"]
@@ -158,7 +162,6 @@ def main(argv=None) -> int:
               f"vLLM call; transformers on {r0['torch_threads']} torch threads. Per-run seconds and tokens: `results.json`."]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":
