@@ -44,7 +44,13 @@ def machine() -> dict:
                   if line.startswith("flags")), [])
     return {"cpu": model, "cores": os.cpu_count(), "avx2": "avx2" in flags, "avx512f": "avx512f" in flags,
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "gpu": _gpu_name()}
+
+
+def _gpu_name():
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def load_model(name: str):
@@ -142,8 +148,8 @@ def write_record(record: dict, out: Path) -> None:
         "# vLLM rollouts beside transformers: tokens/s on the same prompts",
         "",
         f"Written by `bench/vllm_rollouts.py` on {record['started_utc']} UTC. Machine: {m['cpu']}, {m['cores']} cores, "
-        f"AVX2 {'yes' if m['avx2'] else 'no'}, AVX-512 {'yes' if m['avx512f'] else 'no'}, {m['memory_gib']} GiB, no GPU; "
-        f"vLLM {record['versions']['vllm']} (CPU wheel), torch {record['versions']['torch']}, transformers "
+        f"AVX2 {'yes' if m['avx2'] else 'no'}, AVX-512 {'yes' if m['avx512f'] else 'no'}, {m['memory_gib']} GiB, {m['gpu'] or 'no GPU'}; "
+        f"vLLM {record['versions']['vllm']} ({'CUDA' if m['gpu'] else 'CPU wheel'}), torch {record['versions']['torch']}, transformers "
         f"{record['versions']['transformers']}. Load average (1, 5, 15 min) before "
         f"{', '.join(f'{x:.1f}' for x in record['load_average_before'])}, after "
         f"{', '.join(f'{x:.1f}' for x in record['load_average_after'])} (a shared machine: compare the ratios, "
