@@ -1,5 +1,5 @@
 """Side-by-side step time on the code world with grading after generation (before) and grading
-overlapped with it (`reward.overlap`, after), for SCOPE and GRPO (issue 27).
+overlapped with it (`reward.overlap`, after), for SCOPE and GRPO.
 
     python bench/reward_overlap.py [--steps 3] [--out data/bench_reward_overlap/<name>.json]
 

@@ -1,4 +1,4 @@
-"""Re-measure the SmolLM2-135M HumanEval slice under the entry-point extraction (issue 27).
+"""Re-measure the SmolLM2-135M HumanEval slice under the entry-point extraction.
 
 Runs `scope_lib.smol.humaneval_slice` once (the samples of `python -m scope_lib.smol humaneval
 --problems 10 --k 4`) and grades the very same responses again with the old extractor (the last
@@ -25,7 +25,7 @@ _OLD_FENCE = re.compile(r"^```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULT
 
 
 def last_block(response: str) -> str | None:
-    """The extractor before issue 27: the last fenced Python block, whatever it defines."""
+    """The extractor before the entry-point extraction: the last fenced Python block, whatever it defines."""
     blocks = [body for language, body in _OLD_FENCE.findall(response)
               if language.lower() in ("", "python", "python3", "py", "py3")]
     return blocks[-1] if blocks else None

@@ -288,7 +288,7 @@ def load_final_model(run_dir: Path):
         raise RunDirError(f"final model {final} does not load ({type(error).__name__}: {error})") from None
 
 
-# How code_extract "code_block" takes the program since issue 27 (the block defining the entry
+# How code_extract "code_block" takes the program since commit f964ac6 (the block defining the entry
 # point); evaluations cached before it took the last block.
 _CODE_BLOCK_EXTRACTION = "entry_point_block"
 

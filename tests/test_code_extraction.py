@@ -1,4 +1,4 @@
-"""The program a code answer is graded on, taken as real models write answers (issue 27):
+"""The program a code answer is graded on, taken as real models write answers:
 the block (or, unfenced, the top-level definitions) that defines the entry point, else the last
 block; `raw` and a callable extractor unchanged; no code at all is wrong, never a crash."""
 

@@ -1,5 +1,5 @@
 """Registry keys across config fields added later, evaluation keys that cover the grader, and
-resume across new fields (issue 27)."""
+resume across new fields."""
 
 import dataclasses
 from pathlib import Path
@@ -14,7 +14,7 @@ from scope_lib.problem import Problem
 MATH = {"tiny": [Problem(id=f"t{i}", question="q", answer="1", source="tiny") for i in range(3)]}
 CODE = {"tiny": [Problem(id=f"c{i}", question="q", answer="{}", source="tiny_code") for i in range(3)]}
 
-# Keys of the code before issue 27 (commit 6b5a2d4), computed with it: the run registry of the
+# Keys of the code before the new fields (commit 6b5a2d4), computed with it: the run registry of the
 # committed tables is keyed by the run keys, so these must not move.
 BEFORE = {
     "tiny/scope": "scope-seed0-cc744fe27c88a0e0", "tiny/opd": "opd-seed0-d1c4f23724b156ce",
@@ -97,7 +97,7 @@ def test_every_field_an_evaluation_reads_changes_its_key(sets, preset, base):
                 unchanged.append(f"{section}.{field.name}")
     exempt = {**NOT_READ, **(NOT_READ_MATH if sets is MATH and base else {})}
     assert set(unchanged) == set(exempt), unchanged
-    # the extraction and the sandbox limits above all (issue 27: a stale grade went unnoticed)
+    # the extraction and the sandbox limits above all (a stale grade went unnoticed before they were keyed)
     for key, value in (("code_extract", "raw"), ("code_timeout_s", 2.0), ("code_memory_mb", 2048)):
         if sets is CODE:
             other = dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, **{key: value}))

@@ -1,4 +1,4 @@
-"""Log-probs at the temperatures the authors' code uses (issue 27): the student's training
+"""Log-probs at the temperatures the authors' code uses: the student's training
 log-probs (pi_theta, pi_old, entropies) at `rollout.logprob_temperature` ("sampling": the rollout
 temperature, as verl's actor divides logits by it), the teacher's at `teacher.logprob_temperature`
 (1: the authors' vLLM prompt_logprobs). Checked against float64 hand computations."""

@@ -1,4 +1,4 @@
-"""Grading overlapped with generation (reward.overlap, issue 27): the pipeline's worker grades
+"""Grading overlapped with generation (reward.overlap): the pipeline's worker grades
 each finished generation batch (then scores it under the teacher) while the next one is
 generated. Rewards, teacher log-probs, statistics, gradients and weights equal the synchronous
 path's bit for bit, with a stand-in grader and with the code world's sandbox."""
