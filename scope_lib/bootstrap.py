@@ -138,7 +138,7 @@ JOBS = {
     # jupytext .py (percent format), and jupytext's server extension keeps the pair in sync on save.
     "lab": ["-m", "jupyter", "lab", "--ip=127.0.0.1", "--no-browser", "--ServerApp.root_dir=notebooks"],
     # the vLLM rollout path, in its own environment (.venv-vllm/): only the tests marked `vllm`
-    "test-vllm": ["-m", "pytest", "-m", "vllm"],
+    "test-vllm": ["-m", "pytest", "-m", "vllm", "tests/test_vllm_engine.py"],  # the vLLM tests only: .venv-vllm has no notebook or plotting packages
 }
 
 
