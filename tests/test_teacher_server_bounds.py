@@ -123,20 +123,23 @@ def test_idle_connections_get_a_bounded_pool_and_503_past_the_queue():
         threads_before = threading.active_count()
         for _ in range(8):  # idle: connected, nothing sent
             sockets.append(socket.create_connection(("127.0.0.1", running.port), timeout=30))
-        # 2 served + 2 queued; the other 4 are answered 503 at once (before their deadline) and closed
+        # at most 2 served + 2 queued; the others are answered 503 at once (before any deadline) and
+        # closed. On a loaded machine the workers may not yet have taken their first connections when
+        # later ones arrive, so more than 4 can be refused: never fewer.
         answered: set = set()
         while len(answered) < 4:
             ready = select.select([s for s in sockets if s not in answered], [], [], 2.5)[0]
-            assert ready, f"{len(answered)} connections answered before the deadline, expected 4"
+            assert ready, f"{len(answered)} connections answered before the deadline, expected at least 4"
             answered.update(ready)
         assert threading.active_count() == threads_before  # before: one more thread per connection
         replies = {sock: read_reply(sock) for sock in sockets}
-        assert sorted(replies[sock][0] for sock in answered) == [503] * 4, replies
-        assert all("--max-queue" in replies[sock][1]["error"]["message"] for sock in answered)
-        # the idle ones reach their deadline (408), and the server serves again
-        assert [replies[sock][0] for sock in sockets if sock not in answered] == [408] * 4
+        codes = sorted(reply[0] for reply in replies.values())
+        busy = codes.count(503)
+        assert busy >= 4 and set(codes) <= {503, 408} and codes.count(408) == len(codes) - busy, replies
+        assert all("--max-queue" in reply[1]["error"]["message"] for reply in replies.values() if reply[0] == 503)
+        # the idle connections the server took reach their deadline (408), and the server serves again
         assert post(running.port, completions([[5, 6, 7]]))[0] == 200
-        assert running.server.refused_busy == 4
+        assert running.server.refused_busy == busy
     finally:
         for sock in sockets:
             sock.close()
