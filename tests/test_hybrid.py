@@ -191,6 +191,7 @@ def _fingerprint_before_the_settings(cfg) -> str:
         if data[section].get(leaf) == neutral:
             data[section].pop(leaf)
     data["reward"].pop("overlap", None)
+    data["rollout"].pop("vllm_enforce_eager", None)  # how vLLM runs, left out of every fingerprint
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from pathlib import Path
 import torch
 
 import scope_lib.losses as losses_module
@@ -186,7 +187,10 @@ def test_resume_drops_the_records_of_later_steps(tmp_path, captured):
     with pytest.raises(KeyError, match="no text"):
         wr.rollout_texts(cfg.output_dir, [3 * wr.ROLLOUT_ID_STRIDE])
 
-    train(cfg)  # resumes from step 2 and trains step 3 again, as the run did the first time
+    # a finished run says done and trains nothing; as a run killed after step 3, before it was done,
+    # it resumes from step 2 and trains step 3 again, as the run did the first time
+    (Path(cfg.output_dir) / "done.json").unlink()
+    train(cfg)
     again = wr.read_weight_records(cfg.output_dir)
     pd.testing.assert_frame_equal(again, first_attempt)
     assert wr.rollout_texts(cfg.output_dir, again["rollout_id"])["text"].tolist() == first_texts
