@@ -1,4 +1,4 @@
-"""bench/table8_speed.py's record and README (issue 13's speed targets judged from the measured
+"""bench/table8_speed.py's record and README (the speed targets judged from the measured
 numbers, never typed), notebook 09's bench section reading a record, and the trainer's logged
 `time/teacher_worker` with overlapped scoring. Seconds: synthetic measurements, the smoke route
 world, and notebook 09 in smoke mode."""

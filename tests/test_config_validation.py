@@ -1,4 +1,4 @@
-"""Config validation (issue 14): every field has a range, bad values fail at load naming the
+"""Config validation: every field has a range, bad values fail at load naming the
 file or override, the key and what is allowed, and YAML is read safely and boundedly."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_every_numeric_field_has_a_range():
     assert keys == set(config_module.RANGES), (keys ^ set(config_module.RANGES))
 
 
-# --- the reproductions of issue 14, as CLI-style overrides on the tiny preset ----------------
+# --- reproductions of bad values, as CLI-style overrides on the tiny preset ----------------
 # (key, value, a fragment the error must hold); values are what `yaml.safe_load` makes of the
 # command-line text, as scope_lib.train parses overrides.
 BAD_OVERRIDES = [
@@ -294,7 +294,7 @@ def test_parse_override_reads_cli_text_safely():
         config_module.parse_override("!!python/object/apply:os.system ['true']", key="optim.lr")
 
 
-# --- the code setting (issue 11): which verifier grades, and what it grades --------------------
+# --- the code setting: which verifier grades, and what it grades --------------------
 
 
 def test_paper_code_preset_names_the_code_verifier_and_table2_sets():

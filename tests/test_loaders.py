@@ -1,4 +1,4 @@
-"""Bad data (issue 14): the benchmark and training-prompt loaders name the file and line of
+"""Bad data: the benchmark and training-prompt loaders name the file and line of
 every bad row, refuse null, NaN and non-scalar answers, and name a file that is not UTF-8.
 
 Small fixtures in tmp_path only: these tests never need the real benchmark folder."""

@@ -1,4 +1,4 @@
-"""Losses at their edges (issue 14): an empty or all-masked batch gives loss 0 and zero, finite
+"""Losses at their edges: an empty or all-masked batch gives loss 0 and zero, finite
 gradients; the exact reverse KL is finite wherever the student puts mass, even where the teacher
 gives a token probability 0 (log-prob -inf), and is checked against float64 hand computations."""
 

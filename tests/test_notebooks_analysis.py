@@ -13,7 +13,7 @@ import pytest
 from scope_lib.run_notebooks import run_notebooks
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-MAX_CODE_LINES = 120  # issue 12: every notebook stays at or under about 120 lines of code
+MAX_CODE_LINES = 120  # every notebook stays at or under about 120 lines of code
 FIGURES = {  # the smoke world's chain task diagnoses the first error, so the mechanism figure is drawn
     "02_fig1b_error_recovery.ipynb": ["fig1b_error_recovery", "nb02_recovery_mechanism"],
     "03_eq45_dpaw_weights.ipynb": ["eq45_dpaw_weights", "eq4_student_direction_paper_vs_released"],

@@ -1,4 +1,4 @@
-"""A run directory belongs to one config (issue 14): a killed run restarts with a history that
+"""A run directory belongs to one config: a killed run restarts with a history that
 matches the step it resumes from, a damaged checkpoint or torn history line is named and
 passed over, and another config never writes into the directory.
 

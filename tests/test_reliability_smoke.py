@@ -1,4 +1,4 @@
-"""Smoke runs never write into the committed figures/ or the shared run registry (issue 14):
+"""Smoke runs never write into the committed figures/ or the shared run registry:
 `python -m scope_lib.run_notebooks --smoke --keep-going`, a README command, rewrote 63
 committed files with toy-world numbers."""
 

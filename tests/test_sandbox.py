@@ -1,4 +1,4 @@
-"""The execution sandbox against hostile programs (issue 11's adversarial list).
+"""The execution sandbox against hostile programs (the adversarial list).
 
 Each adversarial test shows four things: the program was contained (what it tried did not
 happen on the host), the grader answered within its time bound, no process of the sandbox is

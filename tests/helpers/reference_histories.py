@@ -1,4 +1,4 @@
-"""Reference histories for issue 13's refactor: a few smoke steps per method, fixed seeds.
+"""Reference histories of the methods-as-objects refactor: a few smoke steps per method, fixed seeds.
 
 python tests/helpers/reference_histories.py OUT.json   -> metrics (no time columns) and the
 final parameters' sha256 for each case in CASES.
