@@ -1,5 +1,5 @@
-"""Every process the project starts dies with its parent, and a killed batch loses nothing
-: the verify worker mid-grade, the notebook batch runner's kernel and its run-grid
+"""Every process the project starts dies with its parent, and a killed batch loses nothing:
+the verify worker mid-grade, the notebook batch runner's kernel and its run-grid
 pool workers, and a registry batch killed at random points then rerun.
 
 Each test marks the processes it starts with an environment variable (inherited by every
