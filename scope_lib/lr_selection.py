@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import yaml
 
-LR_GRID = (3e-4, 1e-3, 3e-3)
+LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3)  # half-decades; 1e-4 since a three-point grid from 3e-4 put most best lrs at its lower edge
 SELECTION_SEED = 100  # not an evaluation seed
 VARIANTS = ("grpo", "kd", "opd", "opd_g8", "scope", "hybrid")
 HYBRID_BETAS = (1.0, 0.3)  # the default (the lr stage runs at it) first, then the ones tried at the chosen lr

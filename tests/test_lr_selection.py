@@ -27,7 +27,7 @@ def test_every_method_gets_the_same_trials_and_a_best_lr(tmp_path, monkeypatch):
 def test_hybrid_plan_spends_the_same_number_of_trials():
     lrs, betas = lr_selection.hybrid_plan()
     assert len(lrs) + len(betas) == len(lr_selection.LR_GRID)  # the shipped grid: every method's budget
-    assert lrs == (3e-4, 1e-3) and betas == (0.3,)  # the largest lr gives way to one other beta
+    assert lrs == (1e-4, 3e-4, 1e-3) and betas == (0.3,)  # the largest lr gives way to one other beta
     assert lr_selection.hybrid_plan((1e-3, 3e-3, 1e-2, 3e-4), (1.0, 0.1, 3.0)) == ((3e-4, 1e-3), (0.1, 3.0))
     assert lr_selection.hybrid_plan((1e-3,), (1.0,)) == ((1e-3,), ())
     with pytest.raises(ValueError, match="no trial"):
@@ -59,16 +59,16 @@ def test_hybrid_lr_then_beta_with_the_budget_of_every_method(tmp_path, monkeypat
 
     def score(variant, lr, beta):  # a made-up landscape: the hybrid peaks at lr 3e-4, beta 0.3
         if variant == "hybrid":
-            return {3e-4: 0.5, 1e-3: 0.4, 3e-3: 0.9}[lr] + (0.2 if beta == 0.3 else 0.0)
-        return {3e-4: 0.2, 1e-3: 0.6, 3e-3: 0.4}[lr] + (0.01 if variant == "scope" else 0.0)
+            return {1e-4: 0.45, 3e-4: 0.5, 1e-3: 0.4, 3e-3: 0.9}[lr] + (0.2 if beta == 0.3 else 0.0)
+        return {1e-4: 0.1, 3e-4: 0.2, 1e-3: 0.6, 3e-3: 0.4}[lr] + (0.01 if variant == "scope" else 0.0)
 
     calls = []
     monkeypatch.setattr(experiments, "run_grid", _fake_run_grid(calls, score))
     selection = lr_selection.select(scale, smoke=smoke)
-    assert selection.trials == {v: 3 for v in lr_selection.VARIANTS}  # the hybrid too: 2 lrs + 1 beta
+    assert selection.trials == {v: 4 for v in lr_selection.VARIANTS}  # the hybrid too: 3 lrs + 1 beta
     assert selection.best == {"grpo": 1e-3, "kd": 1e-3, "opd": 1e-3, "opd_g8": 1e-3, "scope": 1e-3, "hybrid": 3e-4}
     assert selection.hybrid_beta == 0.3  # tried at the hybrid's chosen lr, and better there
-    assert sorted(map(tuple, selection.hybrid_trials[["lr", "beta"]].to_numpy())) == [(3e-4, 0.3), (3e-4, 1.0), (1e-3, 1.0)]
+    assert sorted(map(tuple, selection.hybrid_trials[["lr", "beta"]].to_numpy())) == [(1e-4, 1.0), (3e-4, 0.3), (3e-4, 1.0), (1e-3, 1.0)]
     assert not selection.wide["collapsed at every lr"].any()
     for called_scale, variants, called_smoke, overrides in calls:  # every run: this scale's validation split
         assert (called_scale, called_smoke) == (scale, smoke)
