@@ -361,6 +361,42 @@ def paper_teacher_path_ess(nll=PAPER_TABLE6_NLL, tau: float = 1.0) -> float:
     return group_ess_frac(np.exp(-np.asarray(nll, dtype=np.float64) / tau))
 
 
+# The records the Eq. 4 regime table reads, relative to the repository root: (label, record, key, path, note).
+EQ4_REGIME_RECORDS = (
+    ("tiny_routes (the default world)", "data/world_tiny_routes/preconditions.json", "student_ess_frac@tau=1",
+     "student (Eq. 4)", "base student, G = 8 at T = 1, correct rollouts"),
+    ("tiny_routes (the default world)", "data/world_tiny_routes/preconditions.json", "teacher_ess_frac",
+     "teacher (Eq. 5)", "base-student rollouts, incorrect ones, scored by the teacher"),
+    ("tiny_code", "data/world_tiny_code/probes/student_path.json", "student_ess_frac",
+     "student (Eq. 4)", "base student, G = 8 at T = 1, programs passing the hidden tests"),
+    ("SmolLM2-135M-Instruct on GSM8K", "data/eq4_regime_smol/eq4_regime.json", "student_ess_frac",
+     "student (Eq. 4)", "50 problems, G = 8 at T = 1, correct answers"),
+    ("SmolLM2-135M-Instruct on GSM8K", "data/eq4_regime_smol/eq4_regime.json", "all_answers_ess_frac@tau=1",
+     "student, every answer", "the same samples, every answer treated as correct (free text's spread)"),
+)
+
+
+def eq4_regime_table(root=None) -> pd.DataFrame:
+    """The Eq. 4 regime side by side: the measured ESS fraction of the DPAW weights at tau = 1 of
+    the default world, the code world and SmolLM2-135M (each from its committed record under
+    `root`, the repository by default), and the teacher-path ESS the paper's Table 6 implies.
+    A record that is missing gives a row with a NaN ESS and says so, never a number from elsewhere."""
+    import json
+    from pathlib import Path
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    rows = []
+    for label, record, key, path, note in EQ4_REGIME_RECORDS:
+        file = root / record
+        value = json.loads(file.read_text()).get(key, math.nan) if file.exists() else math.nan
+        rows.append({"model": label, "path": path, "ess_frac@tau=1": float(value),
+                     "source": record if file.exists() else f"{record} (missing)", "note": note})
+    rows.append({"model": "the paper (Table 6)", "path": "teacher (Eq. 5)", "ess_frac@tau=1": paper_teacher_path_ess(),
+                 "source": "scope_lib/preconditions.py PAPER_TABLE6_NLL",
+                 "note": "one incorrect rollout per NLL quartile at its mean: an order of magnitude"})
+    return pd.DataFrame(rows)
+
+
 def measure_lm_regime(*, benchmark: str = "gsm8k", problems: int = 50, group_size: int = 8, temperature: float = 1.0,
                       max_new_tokens: int = 256, benchmarks_dir: str | None = None, seed: int = 0,
                       batch_size: int = 64) -> tuple[dict, pd.DataFrame]:

@@ -141,3 +141,33 @@ def test_second_pass_rate_forces_a_rederivation_and_reads_it():
                                  "subfirst" if problems[0].meta["kind"] == "subfirst_only" else "inorder")
     assert calls["prompts"][0] == routes.format_prompt(problems[0]) + first.rsplit("\n", 1)[0] + "\nStart with "
     assert rates == {"second_pass_restated": 0.5, "second_pass_correct": 0.5, "second_pass_cases": 6.0}
+
+
+def test_eq4_regime_table_reads_each_record_and_marks_a_missing_one(tmp_path):
+    import json
+
+    import numpy as np
+
+    from scope_lib.preconditions import EQ4_REGIME_RECORDS, eq4_regime_table, paper_teacher_path_ess
+
+    rng = np.random.default_rng()
+    written = {}
+    for label, record, key, path, note in EQ4_REGIME_RECORDS:
+        if "tiny_code" in record:
+            continue  # left missing
+        file = tmp_path / record
+        file.parent.mkdir(parents=True, exist_ok=True)
+        data = json.loads(file.read_text()) if file.exists() else {}
+        data[key] = written[(record, key)] = float(rng.uniform(0.5, 1.0))
+        file.write_text(json.dumps(data))
+    table = eq4_regime_table(tmp_path)
+    assert len(table) == len(EQ4_REGIME_RECORDS) + 1
+    for (label, record, key, path, note), row in zip(EQ4_REGIME_RECORDS, table.itertuples()):
+        if (record, key) in written:
+            assert row._3 == written[(record, key)] and row.source == record
+        else:
+            assert np.isnan(row._3) and row.source.endswith("(missing)")
+    assert table["ess_frac@tau=1"].iloc[-1] == paper_teacher_path_ess()
+    # the paper's implied value by hand: softmax of -NLL over the four Table 6 quartiles
+    w = np.exp(-np.array([0.305, 0.448, 0.536, 0.688]))
+    assert abs(paper_teacher_path_ess() - w.sum() ** 2 / (4 * (w ** 2).sum())) < 1e-12

@@ -6,9 +6,13 @@ tests in the sandbox, and computes the student-path statistics of `scope_lib.pre
 "route" here is the program text: the reference program, or another program that passes.
 
     python data/world_tiny_code/probes/student_path.py > data/world_tiny_code/probes/student_path.log
+
+The statistics also go to `student_path.json` beside this file (read by
+`scope_lib.preconditions.eq4_regime_table`).
 """
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -32,5 +36,6 @@ table, stats = measure_student_path(world.student, world.tokenizer, problems, co
 right = table[table.correct]
 distinct = right.groupby("group")["text"].nunique()
 stats["groups_2plus_distinct_correct_programs"] = float((distinct >= 2).sum())
+(Path(__file__).parent / "student_path.json").write_text(json.dumps(stats, indent=1, default=float) + "\n")
 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()}, indent=1))
 print(right.groupby("route")["log_ppl"].describe().round(3).to_string())
