@@ -4,7 +4,7 @@ Run from the repository root on a machine that has just Python (3.10+) and pip:
 
     python3 -m scope_lib.bootstrap test        # the test suite (what CI runs)
     python3 -m scope_lib.bootstrap notebooks   # the main job: every notebook at `tiny` scale
-    python3 -m scope_lib.bootstrap lab         # JupyterLab on the notebooks (jupytext pairs)
+    python3 -m scope_lib.bootstrap lab         # JupyterLab at the repository root (jupytext pairs)
     python3 -m scope_lib.bootstrap test-vllm   # the tests marked `vllm`, in `.venv-vllm/`
 
 Each call creates `.venv/` if needed, installs the project into it (editable, with the `dev`
@@ -134,9 +134,11 @@ JOBS = {
     # job name -> module run inside the environment
     "test": ["-m", "pytest"],
     "notebooks": ["-m", "scope_lib.run_notebooks"],
-    # JupyterLab in notebooks/, local only; every numbered notebook is an .ipynb paired with a
-    # jupytext .py (percent format), and jupytext's server extension keeps the pair in sync on save.
-    "lab": ["-m", "jupyter", "lab", "--ip=127.0.0.1", "--no-browser", "--ServerApp.root_dir=notebooks"],
+    # JupyterLab at the repository root, local only, opening on the rendered results page, with
+    # the settings in .jupyter/ (scope_lib/lab.py): Markdown opens in Markdown Preview, every
+    # numbered notebook is an .ipynb paired with a jupytext .py (percent format) that opens as a
+    # notebook too, and jupytext's server extension keeps the pair in sync on save.
+    "lab": ["-m", "scope_lib.lab"],
     # the vLLM rollout path, in its own environment (.venv-vllm/): only the tests marked `vllm`
     "test-vllm": ["-m", "pytest", "-m", "vllm", "tests/test_vllm_engine.py"],  # the vLLM tests only: .venv-vllm has no notebook or plotting packages
 }

@@ -4,30 +4,46 @@
 
 `setup` applies the shared plot style, runs torch on one CPU thread at tiny scale, prints
 the paper-scale notice, and decides the output folder from the notebook's parameters
-against the defaults of its committed parameters cell (`notebooks/<notebook>.py`):
+against the defaults of its committed parameters cell: the parameters cell of
+`notebooks/<notebook>.py` as git's `HEAD` holds it (the working-tree file where there is no
+git, or the file is not committed), so an edit to the parameters cell in Lab, which
+jupytext autosaves into the `.py`, makes a variant, never a new default:
 
 - every parameter at its default (SMOKE and FIGURES_DIR aside): FIGURES_DIR itself;
-- some parameter changed, e.g. `papermill ... -p SMOOTH 3`: `<FIGURES_DIR>/variants/<slug>`,
-  the slug naming the changed parameters (`SMOOTH=3`), so a variant never overwrites the
-  committed `figures/`;
+- some parameter changed, e.g. `papermill ... -p SMOOTH 3` or `SMOOTH = 3` typed into the
+  parameters cell: `<FIGURES_DIR>/variants/<slug>`, the slug naming the changed parameters
+  (`SMOOTH=3`, `TOP_GROUPS=2`), so a variant never overwrites the committed `figures/`;
 - `SCOPE_WRITE_FIGURES=1` in the environment: FIGURES_DIR even with changed parameters
   (for regenerating the committed figures under new defaults on purpose);
 - FIGURES_DIR set to anything but its default: that folder, as given;
 - SMOKE with the default FIGURES_DIR: `notebooks/executed/figures` (where the batch runner
   puts smoke output), never `figures/`, then the rules above.
 
+A parameter that papermill injected (`papermill ... -p NAME value`) but the parameters cell
+does not declare is refused here, naming it (papermill itself only warns). A smoke run
+(SMOKE=True) trains into the registry `notebooks/executed/runs` ($SCOPE_RUNS_DIR, unless
+already set), never the shared `runs/`.
+
 The returned `Context` writes every artefact through `ctx.savefig`, `ctx.save_table` and
-`ctx.show_claims`, which also record the parameters beside it (`<name>.params.json`); the
-results page (`report.build_results_page`) prints them under each figure and claims block.
+`ctx.show_claims`, which also record the parameters beside it (`<name>.params.json`) and
+rebuild the results page of the folder (`<folder>/README.md`, `report.build_results_page`),
+which prints them under each figure and claims block; so a run from Lab or plain papermill
+leaves its folder's page in step with its artefacts, as the batch runner does.
+
+`show_committed(notebook)` is the first code cell of each numbered notebook: the notebook's
+figures and claim lines at its defaults, from `figures/`, and how long a first run took in
+the latest committed run record (`data/run_*/run_summary.json`), before anything runs.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +53,14 @@ from scope_lib import plotting
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 SMOKE_FIGURES_DIR = DEFAULT_NOTEBOOKS_DIR / "executed" / "figures"  # as run_notebooks.smoke_destinations
+SMOKE_RUNS_DIR = DEFAULT_NOTEBOOKS_DIR / "executed" / "runs"  # the registry of a smoke run (as the batch runner's)
+RUNS_DIR_ENV = "SCOPE_RUNS_DIR"
+# Set by the batch runner (scope_lib.run_notebooks) for its kernels: show_committed shows nothing there.
+BATCH_ENV = "SCOPE_NOTEBOOK_BATCH"
+COMMITTED_FIGURES_DIR = REPO_ROOT / "figures"
+RUN_RECORDS_DIR = REPO_ROOT / "data"
+# The first line of the cell papermill injects after the parameters cell (papermill's Python translator).
+INJECTED_HEADER = "# Parameters"
 WRITE_FIGURES_ENV = "SCOPE_WRITE_FIGURES"
 VARIANTS_FOLDER = "variants"
 NOT_COMPARED = ("SMOKE", "FIGURES_DIR")  # neither changes what a figure shows, only its size or place
@@ -45,13 +69,76 @@ RECORD_SUFFIX = ".params.json"
 
 
 def notebook_defaults(notebook: str, notebooks_dir: str | os.PathLike = DEFAULT_NOTEBOOKS_DIR) -> dict[str, Any]:
-    """{name: default value} of the parameters cell of `<notebooks_dir>/<notebook>.py`, in order."""
+    """{name: default value} of the parameters cell of `<notebooks_dir>/<notebook>.py` in the
+    working tree, in order."""
     from scope_lib.run_notebooks import declared_parameters
 
     path = Path(notebooks_dir) / f"{notebook}.py"
     if not path.exists():
         raise ValueError(f"notebook: {notebook!r} has no paired file {path}")
     return {name: info["value"] for name, info in declared_parameters(path).items()}
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    """Output of `git -C folder args...`, or None where git is missing or the command fails."""
+    try:
+        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def committed_text(path: str | os.PathLike) -> str | None:
+    """The text of `path` as git's HEAD holds it; None outside a git work tree, without a HEAD
+    commit, or for a file HEAD does not hold (new or untracked)."""
+    path = Path(path).resolve()
+    top = _git(path.parent, "rev-parse", "--show-toplevel")
+    if not top:
+        return None
+    relative = path.relative_to(Path(top.strip()).resolve()).as_posix()
+    return _git(path.parent, "show", f"HEAD:{relative}")
+
+
+def committed_defaults(notebook: str, notebooks_dir: str | os.PathLike = DEFAULT_NOTEBOOKS_DIR) -> tuple[dict[str, Any], str]:
+    """({name: default value}, where from) of the notebook's parameters: the working tree's
+    parameters cell names them (that is what the kernel ran), and each takes its value from
+    the parameters cell of `<notebooks_dir>/<notebook>.py` at git's HEAD. Without git, or for
+    a file HEAD does not hold, the working tree's values; a parameter HEAD does not declare
+    yet keeps its working-tree value. "where from" is "HEAD" or "working tree"."""
+    from scope_lib.run_notebooks import parameters_of_text
+
+    working = notebook_defaults(notebook, notebooks_dir)
+    text = committed_text(Path(notebooks_dir) / f"{notebook}.py")
+    if text is None:
+        return working, "working tree"
+    committed = {name: info["value"] for name, info in parameters_of_text(text, f"{notebook}.py (HEAD)").items()}
+    return {name: committed.get(name, value) for name, value in working.items()}, "HEAD"
+
+
+def injected_parameters(namespace: Mapping[str, Any]) -> list[str]:
+    """Names assigned by the last cell papermill injected into this kernel (`# Parameters`
+    first, then one `NAME = value` per `-p`), read from IPython's input history (`In`) in
+    `namespace`; [] when there is none (Lab, a plain script)."""
+    history = namespace.get("In") or namespace.get("_ih") or []
+    for source in reversed(list(history)):
+        if isinstance(source, str) and source.lstrip().startswith(INJECTED_HEADER + "\n"):
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return []
+            return [target.id for node in tree.body if isinstance(node, ast.Assign)
+                    for target in node.targets if isinstance(target, ast.Name)]
+    return []
+
+
+def check_injected(notebook: str, namespace: Mapping[str, Any], declared: Iterable[str]) -> None:
+    """ValueError naming each parameter papermill injected that the notebook does not declare."""
+    declared = list(declared)
+    unknown = [name for name in injected_parameters(namespace) if name not in declared]
+    if unknown:
+        raise ValueError(f"parameters: {', '.join(unknown)} not declared by notebook {notebook}'s parameters cell; "
+                         f"it declares: {', '.join(declared) or '(none)'} (papermill only warns about an unknown "
+                         "parameter, and the run would silently use the defaults)")
 
 
 def _plain(value: Any) -> Any:
@@ -79,12 +166,13 @@ def _value_text(value: Any) -> str:
 
 def variant_slug(changed: Mapping[str, Any]) -> str:
     """Folder name of a parameter variant: `NAME=value` per changed parameter, joined by `__`
-    (`SEEDS=0-1__SMOOTH=3`); characters other than letters, digits and `.=-+` become `-`. A slug
-    longer than MAX_SLUG_LENGTH is cut and ends in 8 hex digits of a hash of the full values."""
+    (`SEEDS=0-1__SMOOTH=3`, `TOP_GROUPS=2`); characters other than letters, digits and `_.=-+`
+    become `-`. A slug longer than MAX_SLUG_LENGTH is cut and ends in 8 hex digits of a hash of
+    the full values."""
     if not changed:
         raise ValueError("changed: a variant needs at least one changed parameter")
     parts = [f"{name}={_value_text(value)}" for name, value in changed.items()]
-    slug = "__".join(re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9.=+\-]", "-", part)).strip("-") for part in parts)
+    slug = "__".join(re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9_.=+\-]", "-", part)).strip("-") for part in parts)
     if len(slug) > MAX_SLUG_LENGTH:
         digest = hashlib.sha256(json.dumps(dict(changed), sort_keys=True, default=repr).encode()).hexdigest()[:8]
         slug = slug[: MAX_SLUG_LENGTH - 9].rstrip("-_") + "-" + digest
@@ -162,7 +250,15 @@ class Context:
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2, default=repr) + "\n")
         self._written.add(name)
+        self.update_results_page()
         return path
+
+    def update_results_page(self) -> Path:
+        """Rebuild `<figures_dir>/README.md` from the artefacts there now (a variant folder's
+        page says it is one), so the page never lags its figures, however the notebook ran."""
+        from scope_lib import report
+
+        return report.build_results_page(str(self.figures_dir))
 
     def savefig(self, fig, name: str, *, caption: str = "") -> tuple[Path, Path]:
         """`plotting.savefig` into this run's folder, with its parameters (and caption) recorded."""
@@ -185,11 +281,32 @@ class Context:
         return text
 
 
+_smoke_registry_set: list[str] = []  # the SCOPE_RUNS_DIR value setup set for a smoke run (to undo it)
+
+
+def _use_smoke_registry(smoke: bool, environ: Mapping[str, str] | None) -> None:
+    """A smoke run trains into SMOKE_RUNS_DIR unless SCOPE_RUNS_DIR is set already (the batch
+    runner sets its own); a later default run in the same kernel gets the registry back."""
+    if environ is not None:  # a caller's own mapping (tests): leave the process environment alone
+        return
+    current = os.environ.get(RUNS_DIR_ENV)
+    if smoke and current is None:
+        os.environ[RUNS_DIR_ENV] = str(SMOKE_RUNS_DIR)
+        _smoke_registry_set[:] = [str(SMOKE_RUNS_DIR)]
+    elif not smoke and _smoke_registry_set and current == _smoke_registry_set[0]:
+        os.environ.pop(RUNS_DIR_ENV)
+        _smoke_registry_set.clear()
+
+
 def setup(notebook: str, params: Mapping[str, Any], *, notebooks_dir: str | os.PathLike = DEFAULT_NOTEBOOKS_DIR,
           environ: Mapping[str, str] | None = None) -> Context:
     """The shared set-up of notebook `notebook` (its file stem) with parameter values read from
-    `params` (the notebook's `globals()`); prints where its outputs go and why."""
-    defaults = notebook_defaults(notebook, notebooks_dir)
+    `params` (the notebook's `globals()`); prints where its outputs go and why.
+
+    Defaults are `committed_defaults` (git's HEAD). ValueError when papermill injected a
+    parameter the notebook does not declare, or a declared one is missing from `params`."""
+    defaults, source = committed_defaults(notebook, notebooks_dir)
+    check_injected(notebook, params, defaults)
     missing = [name for name in defaults if name not in params]
     if missing:
         raise ValueError(f"params: {', '.join(missing)} of notebook {notebook}'s parameters cell not given")
@@ -199,6 +316,9 @@ def setup(notebook: str, params: Mapping[str, Any], *, notebooks_dir: str | os.P
     folder, reason = output_folder(values.get("FIGURES_DIR", "figures"), defaults.get("FIGURES_DIR", "figures"),
                                    changed, smoke_dir=SMOKE_FIGURES_DIR if smoke else None,
                                    force=write_figures_forced(environ))
+    if changed and source == "HEAD":
+        reason += " (defaults: the parameters cell at git HEAD)"
+    _use_smoke_registry(smoke, environ)
     plotting.use_style()
     import torch
 
@@ -211,5 +331,125 @@ def setup(notebook: str, params: Mapping[str, Any], *, notebooks_dir: str | os.P
     if scale.startswith("paper"):
         print("paper scale: expects GPUs and the Hugging Face hub (the models are downloaded by load_world)")
     print(f"outputs: {_shown(folder)} ({reason})")
+    if smoke and os.environ.get(RUNS_DIR_ENV):
+        print(f"runs: {_shown(Path(os.environ[RUNS_DIR_ENV]))} (smoke run: not the shared registry)")
     return Context(notebook=notebook, params=values, defaults=defaults, non_default=changed, figures_dir=folder,
                    reason=reason, scale_label=f"{scale} (smoke world)" if smoke else scale, device=device)
+
+
+# --- what a reader sees on opening a notebook ------------------------------------------------
+
+
+def _run_record_key(folder: Path) -> tuple:
+    """Sort key of `data/run_<date>[-<n>]` folders: by date, then by the number after it."""
+    match = re.fullmatch(r"run_(\d{4}-\d{2}-\d{2})(?:-(\d+))?", folder.name)
+    return (match.group(1), int(match.group(2) or 1)) if match else ("", 0)
+
+
+def _cpu_text(record_dir: Path) -> str:
+    """'<model name>, <n> CPUs' from the record's `cpu.txt` (lscpu or /proc/cpuinfo output)."""
+    path = record_dir / "cpu.txt"
+    if not path.exists():
+        return "CPU not recorded"
+    text = path.read_text(errors="replace")
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M | re.I)
+    count = re.search(r"^CPU\(s\):\s*(\d+)\s*$", text, re.M)
+    cores = count.group(1) if count else (text.strip().splitlines()[-1].strip() if text.strip() else "")
+    parts = [model.group(1).strip() if model else "CPU model not recorded"]
+    if cores.isdigit():
+        parts.append(f"{cores} CPUs")
+    return ", ".join(parts)
+
+
+# Notebooks that read runs another notebook trains (the shared run registry): in the main job
+# they take seconds because that notebook ran first; alone on a fresh machine they train them.
+READS_RUNS_OF = {"05": "04", "06": "04", "09": "04", "10": "04"}
+LONG_RUN_SECONDS = 120  # a notebook this slow in the record trains (or builds) something
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min ({seconds:.0f} s)"
+
+
+def first_run_line(notebook: str, records_dir: str | os.PathLike = RUN_RECORDS_DIR) -> str:
+    """One line: how long notebook `notebook` took in the latest run record
+    (`<records_dir>/run_*/run_summary.json`, the main job), on which CPU."""
+    records = sorted((p.parent for p in Path(records_dir).glob("run_*/run_summary.json")), key=_run_record_key)
+    if not records:
+        return "first run: no run record in data/run_*/ to say how long it takes"
+
+    def seconds_in(summary: dict, stem: str) -> float | None:
+        return next((float(n["seconds"]) for n in summary.get("notebooks", [])
+                     if n.get("notebook") == f"{stem}.ipynb" and n.get("status") == "ok"), None)
+
+    for record in reversed(records):
+        summary = json.loads((record / "run_summary.json").read_text())
+        seconds = seconds_in(summary, notebook)
+        if seconds is None:
+            continue
+        where = f"in the main job of {_shown(record)} on {_cpu_text(record)}"
+        source = READS_RUNS_OF.get(notebook[:2])
+        trainer = next((n for n in summary.get("notebooks", []) if source and n.get("notebook", "").startswith(source + "_")
+                        and n.get("status") == "ok"), None)
+        if trainer is not None:
+            return (f"first run: {_duration(seconds)} {where}, reading runs notebook {source} had trained; without "
+                    f"them in runs/ it trains the ones it reads first (notebook {source} trained all of its runs in "
+                    f"{_duration(float(trainer['seconds']))} there)")
+        kept = "; the runs it trains stay in runs/ and a rerun reuses them" if seconds >= LONG_RUN_SECONDS else ""
+        return f"first run: {_duration(seconds)} {where}{kept}"
+    return f"first run: notebook {notebook} is in no run record in data/run_*/ yet"
+
+
+def committed_artefacts(notebook: str, figures_dir: str | os.PathLike = COMMITTED_FIGURES_DIR) -> list[str]:
+    """Names of the artefacts in `figures_dir` that notebook `notebook` wrote at its defaults:
+    the `<name>.params.json` records (written by `Context.record`) naming it, with no
+    non-default parameter; sorted."""
+    folder = Path(figures_dir)
+    names = []
+    for path in sorted(folder.glob(f"*{RECORD_SUFFIX}")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("notebook") == notebook and not record.get("non_default"):
+            names.append(path.name[: -len(RECORD_SUFFIX)])
+    return names
+
+
+def show_committed(notebook_stem: str, *, figures_dir: str | os.PathLike | None = None,
+                   records_dir: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """Show what notebook `notebook_stem` last wrote at its defaults to `figures/` (the committed
+    results): each figure (PNG) with its caption, and its claim lines, then one line saying how
+    long a first run took (`first_run_line`). Reads files only (no torch, nothing trained), so a
+    reader who only wants to look waits for nothing.
+
+    Prints one line instead when nothing is committed for this notebook yet, and one line
+    only (shows nothing) inside the batch runner (SCOPE_NOTEBOOK_BATCH set by
+    `scope_lib.run_notebooks`): an executed copy holds that run's own figures, not older ones
+    beside them."""
+    environ = os.environ if environ is None else environ
+    folder = COMMITTED_FIGURES_DIR if figures_dir is None else Path(figures_dir)
+    if environ.get(BATCH_ENV):
+        print("committed results: not shown in a batch run (this run's own figures follow)")
+        return
+    from IPython.display import Image, Markdown, display
+
+    names = committed_artefacts(notebook_stem, folder)
+    shown = 0
+    for name in names:
+        image = folder / f"{name}.png"
+        claims = folder / f"{name}.claims.md"
+        record = json.loads((folder / f"{name}{RECORD_SUFFIX}").read_text())
+        if image.exists():
+            display(Image(filename=str(image)))
+            caption = " ".join(filter(None, [record.get("caption", "").strip(), parameters_text(record) + "."]))
+            display(Markdown(f"*{caption}*"))
+            shown += 1
+        if claims.exists():
+            display(Markdown(claims.read_text()))
+            shown += 1
+    if shown:
+        print(f"committed results of {notebook_stem}: above, from {_shown(folder)} (run the cells below to recompute them)")
+    else:
+        print(f"committed results: none for {notebook_stem} in {_shown(folder)} yet (run the cells below to make them)")
+    print(first_run_line(notebook_stem, RUN_RECORDS_DIR if records_dir is None else records_dir))

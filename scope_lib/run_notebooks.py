@@ -7,7 +7,7 @@ copy to an ignored output folder (default `notebooks/executed/`), never over the
     python -m scope_lib.run_notebooks 04 05 -p SEEDS "[0, 1, 2]"
     python -m scope_lib.run_notebooks --smoke --keep-going # smoke sizes, as the tests do
     python -m scope_lib.run_notebooks --list               # what would run, with parameters
-    python -m scope_lib.run_notebooks --sync               # jupytext-sync the .py/.ipynb pairs
+    python -m scope_lib.run_notebooks --sync               # jupytext-sync every .py/.ipynb pair
 
 Where it goes beyond plain `papermill`:
 - Parameters are checked against the notebook's `parameters`-tagged cell before anything
@@ -26,8 +26,13 @@ Where it goes beyond plain `papermill`:
   (`SCOPE_WRITE_FIGURES=1` writes to FIGURES_DIR itself). After the run, each folder written
   to gets its results page (`<folder>/README.md`), so `figures/README.md` is rebuilt only by
   a run that wrote to `figures/`.
-- Each notebook is paired with a jupytext `py:percent` file; when the `.py` is newer (a
-  reviewer edited the text form) the pair is synced first, so the edit is what runs.
+- Each notebook is paired with a jupytext `py:percent` file; when the two hold different
+  cells (a reviewer edited the text form) the pair is synced first, so the edit is what
+  runs. Pairs are compared by content, not modification time, and `--list` reads the `.py`
+  without syncing, so neither a fresh clone nor a read-only command rewrites a tracked file.
+- Defaults are the committed ones (`scope_lib.nb.committed_defaults`: the parameters cell at
+  git's HEAD), as in the notebooks' own set-up, so the runner's variant folder and the
+  notebook's agree.
 - The kernel is the interpreter running this module (the project's venv), not whatever
   `python3` kernelspec a user directory happens to hold; see `resolve_kernel_name`.
 - On failure the notebook, the cell (index in the source notebook, its first line) and the
@@ -54,6 +59,7 @@ NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[A-Za-z0-9_\-]+$")  # NN_<artefact>_<sl
 SMOKE_PARAMETER = "SMOKE"
 FIGURES_PARAMETER = "FIGURES_DIR"  # where a notebook writes its artefacts (relative to the repository root)
 COMMITTED_FIGURES_DIR = REPO_ROOT / "figures"  # the committed results: never written by a smoke run
+BATCH_ENV = "SCOPE_NOTEBOOK_BATCH"  # set for the kernels of a batch run (scope_lib.nb.BATCH_ENV)
 # A kernelspec we install into the venv (sys.prefix/share/jupyter) when the default
 # `python3` spec would not run this interpreter; never into the user's home directory.
 VENV_KERNEL_NAME = "scope-venv"
@@ -139,20 +145,38 @@ def select_notebooks(notebooks: Sequence[Path], names: Iterable[str | int] | Non
     return [nb for nb in notebooks if nb in chosen]
 
 
+def _cell_contents(cells) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(cell.cell_type, cell.source.strip(), tuple(cell.get("metadata", {}).get("tags", []))) for cell in cells]
+
+
+def pair_differs(notebook: Path) -> bool:
+    """Whether the `.ipynb` and its jupytext `.py` pair hold different cells (type, source or
+    tags); the header (jupytext's version among it) and outputs do not count. A missing
+    `.ipynb` differs."""
+    import jupytext
+    import nbformat
+
+    if not notebook.exists():
+        return True
+    text_form = jupytext.read(str(notebook.with_suffix(".py")))
+    ipynb = nbformat.read(str(notebook), as_version=4)
+    return _cell_contents(text_form.cells) != _cell_contents(ipynb.cells)
+
+
 def sync_pair(notebook: Path, *, force: bool = False) -> bool:
-    """Run `jupytext --sync` on the pair when the `.py` is newer than the `.ipynb` (or the
-    `.ipynb` is missing), or always with force. Returns whether a sync ran."""
+    """Run `jupytext --sync` on the pair when the `.py` and the `.ipynb` hold different cells
+    (`pair_differs`: by content, never by modification time, so a fresh clone or a `touch`
+    rewrites nothing), or always with force. jupytext then takes the cells from the newer
+    file and keeps the outputs of the ipynb. Returns whether a sync ran."""
     paired_py = notebook.with_suffix(".py")
     if not paired_py.exists():
         if not notebook.exists():
             raise ValueError(f"notebook: neither {notebook} nor {paired_py} exists")
         return False
-    stale = not notebook.exists() or paired_py.stat().st_mtime > notebook.stat().st_mtime
-    if not (stale or force):
+    if not (force or pair_differs(notebook)):
         return False
     import jupytext.cli
 
-    # jupytext takes inputs from the newer file and keeps the outputs of the ipynb.
     jupytext.cli.jupytext(["--sync", "--quiet", str(paired_py)])
     return True
 
@@ -184,18 +208,30 @@ def declared_parameters(notebook: Path) -> dict[str, dict]:
         import nbformat
 
         nb = nbformat.read(str(notebook), as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    return _parameters_of_cells(nb.cells, notebook.name)
+
+
+def parameters_of_text(text: str, name: str) -> dict[str, dict]:
+    """`declared_parameters` of a jupytext `py:percent` text (e.g. `git show HEAD:<file>.py`);
+    `name` names it in errors."""
+    import jupytext
+
+    return _parameters_of_cells(jupytext.reads(text, fmt="py:percent").cells, name)
+
+
+def _parameters_of_cells(cells, name: str) -> dict[str, dict]:
+    cells = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         problem = "has no cell" if not cells else f"has {len(cells)} cells"
         raise ValueError(
-            f"notebook {notebook.name} {problem} tagged 'parameters'; it needs exactly one, "
+            f"notebook {name} {problem} tagged 'parameters'; it needs exactly one, "
             "holding its literal parameters"
         )
     source = cells[0].source
     try:
         tree = ast.parse(source)
     except SyntaxError as err:
-        raise ValueError(f"notebook {notebook.name}: parameters cell does not parse: {err}") from err
+        raise ValueError(f"notebook {name}: parameters cell does not parse: {err}") from err
     declared: dict[str, dict] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
@@ -206,12 +242,12 @@ def declared_parameters(notebook: Path) -> dict[str, dict]:
             continue  # a bare string used as a comment
         else:
             raise ValueError(
-                f"notebook {notebook.name}: parameters cell line {node.lineno} is not a "
+                f"notebook {name}: parameters cell line {node.lineno} is not a "
                 "single `NAME = literal` assignment"
             )
         if not isinstance(target, ast.Name):
             raise ValueError(
-                f"notebook {notebook.name}: parameters cell line {node.lineno} assigns to "
+                f"notebook {name}: parameters cell line {node.lineno} assigns to "
                 "something other than a plain name"
             )
         text = ast.get_source_segment(source, value)
@@ -219,7 +255,7 @@ def declared_parameters(notebook: Path) -> dict[str, dict]:
             literal = ast.literal_eval(value)
         except ValueError:
             raise ValueError(
-                f"notebook {notebook.name}: parameter {target.id} = {text} is not a literal; "
+                f"notebook {name}: parameter {target.id} = {text} is not a literal; "
                 "compute derived values in the cell after the parameters cell"
             ) from None
         declared[target.id] = {"default": text, "value": literal}
@@ -430,8 +466,10 @@ def run_notebooks(
 
     # The kernel inherits this process's environment: a smoke run gets a registry of its own.
     saved_runs_dir = os.environ.get("SCOPE_RUNS_DIR")
+    saved_batch = os.environ.get(BATCH_ENV)
     if smoke:
         os.environ["SCOPE_RUNS_DIR"] = str(smoke_destinations(out_dir)[1])
+    os.environ[BATCH_ENV] = "1"  # scope_lib.nb.show_committed shows nothing in a batch run
     try:
         results = _execute_all(selected, per_notebook, out_dir, kernel_name, keep_going=keep_going,
                                progress_bar=progress_bar, execution_timeout=execution_timeout)
@@ -439,10 +477,11 @@ def run_notebooks(
             if notebook in destinations and result.status != "skipped":
                 result.figures_dir = str(destinations[notebook])
     finally:
-        if saved_runs_dir is None:
-            os.environ.pop("SCOPE_RUNS_DIR", None)
-        else:
-            os.environ["SCOPE_RUNS_DIR"] = saved_runs_dir
+        for name, saved in (("SCOPE_RUNS_DIR", saved_runs_dir), (BATCH_ENV, saved_batch)):
+            if saved is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = saved
     write_summary(results, out_dir, parameters)
     return results
 
@@ -499,10 +538,10 @@ def figures_destination(notebook: Path, parameters: dict[str, Any], smoke: bool,
     writes under `<out_dir>/figures`); None for a notebook without FIGURES_DIR."""
     from scope_lib import nb
 
-    declared = declared_parameters(notebook)
-    if FIGURES_PARAMETER not in declared:
+    if FIGURES_PARAMETER not in declared_parameters(notebook):
         return None
-    defaults = {name: info["value"] for name, info in declared.items()}
+    defaults, _ = nb.committed_defaults(notebook.stem, notebook.parent) if notebook.with_suffix(".py").exists() else (
+        {name: info["value"] for name, info in declared_parameters(notebook).items()}, "notebook")
     changed = nb.changed_parameters({**defaults, **parameters}, defaults)
     folder, _ = nb.output_folder(parameters.get(FIGURES_PARAMETER, defaults[FIGURES_PARAMETER]),
                                  defaults[FIGURES_PARAMETER], changed,
@@ -573,9 +612,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             if not notebooks:
                 print(f"no NN_*.ipynb notebooks in {args.notebooks_dir}")
-            for notebook in notebooks:
-                sync_pair(notebook)
-                declared = declared_parameters(notebook)
+            for notebook in notebooks:  # read only: the .py where there is one, no sync
+                paired_py = notebook.with_suffix(".py")
+                declared = declared_parameters(paired_py if paired_py.exists() else notebook)
                 listing = ", ".join(f"{name}={info['default']}" for name, info in declared.items())
                 print(f"{notebook.name}: {listing}")
             return 0

@@ -1,7 +1,10 @@
-"""`python3 -m scope_lib.bootstrap lab`: JupyterLab serves every numbered notebook as a notebook.
+"""`python3 -m scope_lib.bootstrap lab`: JupyterLab at the repository root serves every numbered
+notebook as a notebook, and the results page, with the project's settings.
 
 Starts the server the lab job starts (loopback, a token), reads each notebook through the
-server's contents API, both the .ipynb and its jupytext .py pair, and stops the server.
+server's contents API, both the .ipynb and its jupytext .py pair, reads the results page and
+the settings the frontend gets (Markdown Preview and Jupytext Notebook as default viewers),
+and stops the server.
 """
 
 import json
@@ -80,7 +83,7 @@ def test_every_numbered_notebook_opens_as_a_notebook_with_parameters(lab):
     assert len(NOTEBOOKS) >= 10
     for name in NOTEBOOKS:
         for path in (name, name.replace(".ipynb", ".py")):  # the notebook and its jupytext pair
-            model = _get(f"{base}/api/contents/{path}?content=1&type=notebook", token)
+            model = _get(f"{base}/api/contents/notebooks/{path}?content=1&type=notebook", token)
             assert model["type"] == "notebook", path
             assert _has_parameters_cell(model), f"{path}: no cell tagged 'parameters'"
 
@@ -88,5 +91,21 @@ def test_every_numbered_notebook_opens_as_a_notebook_with_parameters(lab):
 def test_the_server_wants_its_token(lab):
     base, _ = lab
     with pytest.raises(urllib.error.HTTPError) as error:
-        _get(f"{base}/api/contents/{NOTEBOOKS[0]}", None)
+        _get(f"{base}/api/contents/notebooks/{NOTEBOOKS[0]}", None)
     assert error.value.code == 403
+
+
+def test_the_root_is_the_repository_and_the_results_page_is_served(lab):
+    base, token = lab
+    page = _get(f"{base}/api/contents/figures/README.md?content=1&type=file&format=text", token)
+    assert page["type"] == "file" and "![" in page["content"]  # the page, with its figures embedded
+    readme = _get(f"{base}/api/contents/README.md?content=0", token)
+    assert readme["path"] == "README.md"
+
+
+def test_markdown_opens_in_preview_and_py_pairs_as_notebooks_by_default(lab):
+    base, token = lab
+    settings = _get(f"{base}/lab/api/settings/@jupyterlab/docmanager-extension:plugin", token)
+    viewers = settings["schema"]["properties"]["defaultViewers"]["default"]
+    assert viewers == {"markdown": "Markdown Preview", "python": "Jupytext Notebook"}
+    assert json.loads(settings["raw"] or "{}").get("defaultViewers") is None  # a default, not a user setting
