@@ -1,9 +1,14 @@
-"""The notebooks' shared set-up (scope_lib.nb): defaults read from a notebook's parameters cell,
-which parameters count as changed, the variant folder's name, where outputs go, and the
-parameter record beside each artefact that the results page prints."""
+"""The notebooks' shared set-up (scope_lib.nb): defaults read from a notebook's parameters cell
+(git HEAD's), which parameters count as changed, the variant folder's name, where outputs go,
+papermill parameters the notebook does not declare, the smoke registry, the parameter record
+beside each artefact that the results page prints, and `show_committed`."""
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +169,222 @@ def test_context_writes_artefacts_with_their_parameters_for_the_results_page(not
     record = json.loads((figures / "fig3_training_dynamics.params.json").read_text())
     assert "caption" not in record and record["non_default"] == {}
     assert nb.parameters_text(record).endswith(f"SMOOTH={smooth} (notebook defaults)")
+
+
+# --- defaults from git's HEAD, papermill's injected parameters, the smoke registry ---------------
+
+
+def _git(folder, *args):
+    subprocess.run(["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                   check=True, capture_output=True)
+
+
+def test_defaults_come_from_the_committed_parameters_cell_not_the_working_tree(tmp_path, capsys):
+    """An edit to the parameters cell (what Lab autosaves into the .py) is a variant until committed."""
+    repo = tmp_path / "repo"
+    folder = repo / "notebooks"
+    folder.mkdir(parents=True)
+    smooth = int(np.random.default_rng().integers(2, 50))
+    (folder / "99_test_notebook.py").write_text(NOTEBOOK.format(smooth=smooth))
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "notebook")
+    edited = NOTEBOOK.format(smooth=smooth + 1).replace('FIGURES_DIR = "figures"', 'FIGURES_DIR = "figures"\nNEW = 1')
+    (folder / "99_test_notebook.py").write_text(edited)
+    assert nb.notebook_defaults("99_test_notebook", folder)["SMOOTH"] == smooth + 1  # the working tree ...
+    defaults, source = nb.committed_defaults("99_test_notebook", folder)
+    assert source == "HEAD" and defaults == {**values(smooth), "NEW": 1}  # ... HEAD's, a new one at its own
+    ctx = nb.setup("99_test_notebook", {**values(smooth + 1), "NEW": 1}, notebooks_dir=folder, environ={})
+    assert ctx.non_default == {"SMOOTH": smooth + 1}
+    assert ctx.figures_dir == plotting.resolve_figures_dir("figures") / "variants" / f"SMOOTH={smooth + 1}"
+    assert "defaults: the parameters cell at git HEAD" in capsys.readouterr().out
+    # committed, the edit is the default; a file HEAD does not hold falls back to the working tree
+    _git(repo, "commit", "-qam", "new default")
+    assert nb.committed_defaults("99_test_notebook", folder) == ({**values(smooth + 1), "NEW": 1}, "HEAD")
+    (folder / "98_untracked.py").write_text(NOTEBOOK.format(smooth=smooth))
+    assert nb.committed_defaults("98_untracked", folder) == (values(smooth), "working tree")
+
+
+def test_the_repositorys_notebooks_defaults_are_read_from_head():
+    defaults, source = nb.committed_defaults("10_dpaw_weights_by_step")
+    assert source == "HEAD" and defaults["INTERACTIVE"] is False and defaults["TOP_GROUPS"] == 3
+
+
+def test_variant_folder_reads_like_the_parameter():
+    assert nb.variant_slug({"TOP_GROUPS": 2}) == "TOP_GROUPS=2"
+    assert nb.variant_slug({"METHOD": "no_dpaw", "TOP_GROUPS": 2}) == "METHOD=no_dpaw__TOP_GROUPS=2"
+
+
+def test_a_papermill_parameter_the_notebook_does_not_declare_is_refused(notebooks):
+    folder, smooth = notebooks
+    injected = "# Parameters\nSMOOTH = 3\nNOPE_PARAM = 1\n"
+    assert nb.injected_parameters({"In": ["", "SCALE = 'tiny'", injected, "x = 1"]}) == ["SMOOTH", "NOPE_PARAM"]
+    assert nb.injected_parameters({"In": ["", "# Parameters are set above", "x = 1"]}) == []
+    assert nb.injected_parameters({}) == []
+    with pytest.raises(ValueError, match=r"NOPE_PARAM not declared by notebook 99_test_notebook's parameters cell"):
+        nb.setup("99_test_notebook", {**values(smooth), "NOPE_PARAM": 1, "In": ["", injected]},
+                 notebooks_dir=folder, environ={})
+    nb.setup("99_test_notebook", {**values(3), "In": ["", "# Parameters\nSMOOTH = 3\n"]}, notebooks_dir=folder,
+             environ={})  # declared: accepted
+
+
+def test_a_smoke_run_trains_into_its_own_registry(notebooks, monkeypatch):
+    from scope_lib.runs import runs_dir
+
+    folder, smooth = notebooks
+    monkeypatch.delenv("SCOPE_RUNS_DIR", raising=False)
+    monkeypatch.delenv(nb.WRITE_FIGURES_ENV, raising=False)
+    monkeypatch.setattr(nb, "_smoke_registry_set", [])
+    nb.setup("99_test_notebook", values(smooth, SMOKE=True), notebooks_dir=folder)
+    assert runs_dir() == nb.SMOKE_RUNS_DIR
+    nb.setup("99_test_notebook", values(smooth), notebooks_dir=folder)  # the same kernel, SMOKE back to False
+    assert "SCOPE_RUNS_DIR" not in os.environ
+    monkeypatch.setenv("SCOPE_RUNS_DIR", "/somewhere/else")  # set by the batch runner or the user: kept
+    nb.setup("99_test_notebook", values(smooth, SMOKE=True), notebooks_dir=folder)
+    assert os.environ["SCOPE_RUNS_DIR"] == "/somewhere/else"
+
+
+# --- show_committed ----------------------------------------------------------------------------
+
+
+def _committed_folder(tmp_path, notebook="99_test_notebook"):
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    fig.savefig(figures / "fig3_training_dynamics.png")
+    plt.close(fig)
+    claim = f"- **reproduced** — claim {np.random.default_rng().integers(1 << 30)}"
+    (figures / "fig3_training_dynamics.claims.md").write_text(claim + "\n")
+    record = {"notebook": notebook, "parameters": {"SCALE": "tiny", "SMOOTH": 5}, "non_default": {}, "caption": "Cap."}
+    (figures / "fig3_training_dynamics.params.json").write_text(json.dumps(record))
+    variant = {**record, "non_default": {"SMOOTH": 3}}  # written under SCOPE_WRITE_FIGURES=1: not the defaults
+    (figures / "fig3_other.params.json").write_text(json.dumps(variant))
+    (figures / "fig3_other.png").write_bytes((figures / "fig3_training_dynamics.png").read_bytes())
+    return figures, claim
+
+
+def _records(tmp_path, seconds):
+    records = tmp_path / "data"
+    for name, value, cpu in (("run_2026-11-28", 1.0, "Old CPU"), ("run_2026-11-28-2", seconds, "Fast CPU"),
+                             ("run_2026-11-27-9", 2.0, "Older CPU")):
+        (records / name).mkdir(parents=True)
+        (records / name / "cpu.txt").write_text(f"CPU(s):                                  2\nModel name:   {cpu}\n")
+        summary = {"notebooks": [{"notebook": "99_test_notebook.ipynb", "status": "ok", "seconds": value},
+                                 {"notebook": "04_table1_main_results.ipynb", "status": "ok", "seconds": 541.0},
+                                 {"notebook": "10_dpaw_weights_by_step.ipynb", "status": "ok", "seconds": 7.0}]}
+        (records / name / "run_summary.json").write_text(json.dumps(summary))
+    return records
+
+
+def test_show_committed_shows_figures_and_claims_then_the_first_run_time(tmp_path, monkeypatch, capsys):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objects: shown.extend(objects))
+    figures, claim = _committed_folder(tmp_path)
+    seconds = float(np.random.default_rng().integers(200, 2000))
+    records = _records(tmp_path, seconds)
+    nb.show_committed("99_test_notebook", figures_dir=figures, records_dir=records, environ={})
+    images = [o for o in shown if isinstance(o, IPython.display.Image)]
+    texts = [o.data for o in shown if isinstance(o, IPython.display.Markdown)]
+    assert [image.data for image in images] == [(figures / "fig3_training_dynamics.png").read_bytes()]  # not the variant
+    assert texts[0].startswith("*Cap. parameters: SCALE='tiny', SMOOTH=5 (notebook defaults).*")
+    assert texts[1].strip() == claim
+    out = capsys.readouterr().out
+    assert f"first run: {seconds / 60:.0f} min ({seconds:.0f} s) in the main job of " in out
+    assert "run_2026-11-28-2 on Fast CPU, 2 CPUs" in out  # the latest record, not the last by name
+    # a notebook that reads another's runs says so
+    assert "reading runs notebook 04 had trained" in nb.first_run_line("10_dpaw_weights_by_step", records)
+
+
+def test_show_committed_with_nothing_committed_or_in_a_batch_run(tmp_path, monkeypatch, capsys):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objects: shown.extend(objects))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nb.show_committed("99_test_notebook", figures_dir=empty, records_dir=tmp_path / "none", environ={})
+    assert capsys.readouterr().out.splitlines() == [
+        f"committed results: none for 99_test_notebook in {empty} yet (run the cells below to make them)",
+        "first run: no run record in data/run_*/ to say how long it takes"]
+    figures, _ = _committed_folder(tmp_path)
+    nb.show_committed("99_test_notebook", figures_dir=figures, environ={nb.BATCH_ENV: "1"})
+    assert shown == [] and capsys.readouterr().out.splitlines() == [
+        "committed results: not shown in a batch run (this run's own figures follow)"]
+
+
+def test_show_committed_on_the_repository_imports_no_torch():
+    code = ("import sys; from unittest import mock; import IPython.display as d; shown = []\n"
+            "with mock.patch.object(d, 'display', lambda *o: shown.extend(o)):\n"
+            "    from scope_lib import nb; nb.show_committed('10_dpaw_weights_by_step', environ={})\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "print(sum(isinstance(o, d.Image) for o in shown))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "1"  # the committed nb10_weights_by_step.png
+    assert any(line.startswith("first run: ") and "data/run_" in line for line in lines)
+
+
+# --- plain papermill, for real ------------------------------------------------------------------
+
+PAPERMILL_NOTEBOOK = '''# %% tags=["parameters"]
+SCALE = "tiny"
+SMOKE = False
+SMOOTH = 5
+FIGURES_DIR = {figures!r}
+
+# %%
+import pandas as pd
+from scope_lib import nb
+
+ctx = nb.setup("97_papermill", globals(), notebooks_dir={folder!r})
+ctx.save_table(pd.DataFrame({{"smooth": [SMOOTH]}}), "fig3_training_dynamics")
+'''
+
+
+@pytest.fixture(scope="module")
+def papermill_notebook(tmp_path_factory):
+    """A notebook that runs nb.setup and writes one table, with the kernel of this interpreter."""
+    jupytext = pytest.importorskip("jupytext")
+    pytest.importorskip("papermill")
+    from scope_lib.run_notebooks import resolve_kernel_name
+
+    folder = tmp_path_factory.mktemp("papermill")
+    figures = folder / "figs"
+    text = PAPERMILL_NOTEBOOK.format(figures=str(figures), folder=str(folder))
+    (folder / "97_papermill.py").write_text(text)
+    jupytext.write(jupytext.reads(text, fmt="py:percent"), str(folder / "97_papermill.ipynb"))
+    return folder, figures, resolve_kernel_name()
+
+
+def _papermill(folder, kernel, *parameters):
+    command = [sys.executable, "-m", "papermill", str(folder / "97_papermill.ipynb"), str(folder / "out.ipynb"),
+               "-k", kernel, "--language", "python", "--cwd", str(folder), "--no-progress-bar"]
+    for name, value in parameters:
+        command += ["-p", name, value]
+    # the kernel imports the scope_lib under test, wherever the environment's editable install points
+    root = str(Path(nb.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_plain_papermill_fails_on_an_undeclared_parameter_naming_it(papermill_notebook):
+    folder, figures, kernel = papermill_notebook
+    done = _papermill(folder, kernel, ("SMOKE", "True"), ("NOPE_PARAM", "1"))
+    assert done.returncode != 0
+    assert "NOPE_PARAM not declared by notebook 97_papermill" in done.stdout + done.stderr
+    assert not figures.exists()  # nothing written
+
+
+def test_plain_papermill_variant_writes_its_folder_and_results_page(papermill_notebook):
+    folder, figures, kernel = papermill_notebook
+    smooth = int(np.random.default_rng().integers(6, 60))
+    done = _papermill(folder, kernel, ("SMOOTH", str(smooth)))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    variant = figures / "variants" / f"SMOOTH={smooth}"
+    assert (variant / "fig3_training_dynamics.csv").exists() and not (figures / "fig3_training_dynamics.csv").exists()
+    page = (variant / "README.md").read_text()
+    assert f"**Parameter variant `SMOOTH={smooth}`**" in page and re.search(rf"^\|\s+{smooth} \|$", page, re.M)
