@@ -1,7 +1,20 @@
 """Every training notebook runs headlessly through the batch runner with smoke parameters and
-writes its figures (PNG + PDF) and tables (CSV + Markdown)."""
+writes its figures (PNG + PDF) and tables (CSV + Markdown), and changes no file git tracks
+(nor adds one it does not ignore)."""
+
+import subprocess
+from pathlib import Path
 
 from scope_lib.run_notebooks import run_notebooks
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_status() -> str | None:
+    """`git status --porcelain` of the repository (untracked files too); None outside a checkout."""
+    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else None
 
 EXPECTED = {
     "00": ["nb00_calibration.png", "nb00_calibration.pdf", "nb00_calibration.csv", "nb00_calibration.md"],
@@ -21,10 +34,12 @@ EXPECTED = {
 def test_training_notebooks_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("SCOPE_RUNS_DIR", str(tmp_path / "runs"))  # never touch the real registry
     figures = tmp_path / "figures"
+    before = git_status()
     results = run_notebooks(list(EXPECTED), smoke=True, parameters={"FIGURES_DIR": str(figures)},
                             out_dir=tmp_path / "executed", progress_bar=False)
     failed = [r.describe_failure() for r in results if not r.ok]
     assert not failed, failed
+    assert git_status() == before, "the notebook runs changed or added files in the repository"
     for number, files in EXPECTED.items():
         for name in files:
             path = figures / name

@@ -264,3 +264,58 @@ def test_smoke_variant_is_run_into_its_folder(tmp_path, monkeypatch):
     assert f"FIGURES_DIR={expected}\n" in printed_text(out / "05_figures.ipynb")
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["notebooks"][0]["figures_dir"] == str(expected)
+
+
+# --- a clean clone stays clean ----------------------------------------------------------
+
+
+def test_pairs_are_synced_by_content_not_modification_time(nb_dir):
+    """A touched .py (newer, same cells) or another jupytext version in its header syncs nothing."""
+    py, ipynb = nb_dir / "01_ok.py", nb_dir / "01_ok.ipynb"
+    py.write_text(py.read_text().replace("jupytext_version: 1.19.6", "jupytext_version: 0.0.1"))
+    later = ipynb.stat().st_mtime + 10
+    os.utime(py, (later, later))
+    before = py.read_bytes(), ipynb.read_bytes()
+    assert not runner.pair_differs(ipynb)
+    assert runner.sync_pair(ipynb) is False
+    assert (py.read_bytes(), ipynb.read_bytes()) == before
+    py.write_text(py.read_text().replace("N_ITEMS = 3", "N_ITEMS = 4"))  # a real edit
+    os.utime(py, (later + 10, later + 10))
+    assert runner.pair_differs(ipynb) and runner.sync_pair(ipynb)
+    assert runner.declared_parameters(ipynb)["N_ITEMS"]["value"] == 4
+
+
+def test_list_reads_the_pairs_and_writes_nothing(nb_dir, capsys):
+    for py in nb_dir.glob("*.py"):  # the .py newer than the .ipynb, as after a checkout or a touch
+        os.utime(py, (py.stat().st_mtime + 100, py.stat().st_mtime + 100))
+    before = {p.name: p.read_bytes() for p in nb_dir.iterdir()}
+    assert runner.main(["--list", "--notebooks-dir", str(nb_dir)]) == 0
+    assert "01_ok.ipynb: SMOKE=False, GREETING=\"default greeting\", N_ITEMS=3" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in nb_dir.iterdir()} == before
+
+
+def _git_status() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_list_on_the_repository_changes_no_tracked_file():
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    before = _git_status()
+    assert runner.main(["--list"]) == 0
+    assert _git_status() == before
+
+
+def test_writing_a_pair_with_this_jupytext_rewrites_no_header():
+    """jupytext's version stays out of the .py headers (jupytext.toml), so a sync with whatever
+    jupytext is installed leaves the tracked files as they are."""
+    import jupytext
+    from jupytext.config import load_jupytext_config
+
+    config = load_jupytext_config(str(REPO_ROOT / "notebooks" / "00_setup_tiny_world.py"))
+    assert config is not None and "jupytext_version" in config.notebook_metadata_filter
+    for py in sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        text = py.read_text()
+        assert "jupytext_version" not in text.split("# ---", 2)[1], f"{py.name}: jupytext's version in the header"
+        assert jupytext.writes(jupytext.read(str(py)), fmt="py:percent", config=config) == text, py.name
