@@ -60,7 +60,7 @@ def evaluate(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, f
     own, from its problems' sources (`grading.kind_of`). `code`: the sandbox settings of the
     code verifier (`grading.CodeGrading.from_config(cfg.reward)`; default CodeGrading()).
     """
-    from tqdm.auto import tqdm
+    from scope_lib.progress import bar as tqdm  # tqdm, or a line drawn by the parent of a worker process
 
     if k < 1:
         raise ValueError(f"k: expected >= 1 samples per problem, got {k}")

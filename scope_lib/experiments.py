@@ -149,8 +149,11 @@ def _train_and_evaluate(scale: str, variant: str, seed: int, smoke: bool, overri
     from scope_lib.runs import evaluate_model, get_run
 
     torch.set_num_threads(1)  # one core per worker: tiny models scale poorly across threads
+    from scope_lib.progress import relaying
+
+    # Progress only as a line the parent draws (scope_lib.progress), never raw bars from many processes.
     cfg = experiment_config(scale, "scope" if variant == "base" else variant, seed, smoke=smoke,
-                            **{"progress": False, **overrides})
+                            **{"progress": relaying(), **overrides})
     evaluate_model(None if variant == "base" else get_run(cfg), cfg)
 
 
@@ -169,17 +172,19 @@ def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool =
     once as variant "base" (its evaluation does not depend on a training seed). Runs missing
     from the registry are trained in `workers` parallel processes (one thread each); the
     results are then read back from the registry, so an interrupted grid resumes where it
-    stopped. Returns (DataFrame, {(variant, seed): EvalResult}).
+    stopped. Progress: one overall bar, and one line per worker (its run's training steps, then
+    its evaluation) drawn by this process (`scope_lib.progress`), so a notebook shows clean
+    lines rather than the workers' own bars. Returns (DataFrame, {(variant, seed): EvalResult}).
     """
     import multiprocessing
     import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from scope_lib.progress import WorkerBars, wait_drawing, worker_initializer
     from scope_lib.runs import evaluate_model, evaluation_path, get_run
-    from scope_lib.verify_worker import die_with_parent
     from scope_lib.world import load_world
 
     jobs = ([("base", seeds[0])] if include_base else []) + [(v, s) for v in variants for s in seeds]
@@ -192,14 +197,24 @@ def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool =
         context = multiprocessing.get_context("spawn")
         # Every worker dies with this process, even when it is SIGKILLed (a killed notebook
         # kernel): an orphan would go on writing to the registry that a rerun resumes from.
+        # Its progress comes here and is drawn as one line per worker (WorkerBars).
+        bars = WorkerBars(context, first_position=1)
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                   initializer=die_with_parent, initargs=(os.getpid(),))
+                                   initializer=worker_initializer, initargs=bars.initargs(os.getpid()))
+        overall = tqdm(total=len(missing), desc=f"{len(missing)} of {len(jobs)} runs to train, {workers} workers",
+                       position=0)
+
+        def finished(future):
+            overall.update(1)
+            future.result()  # re-raise a worker's error here, naming nothing lost: finished runs stay cached
+
         try:
             futures = {pool.submit(_train_and_evaluate, scale, v, s, smoke, overrides): (v, s) for v, s in missing}
-            for future in tqdm(as_completed(futures), total=len(futures), desc=f"{len(missing)} of {len(jobs)} runs to train, {workers} workers"):
-                future.result()  # re-raise a worker's error here, naming nothing lost: finished runs stay cached
+            wait_drawing(futures, bars, on_done=finished)
         except Exception:
             pool.shutdown(wait=True, cancel_futures=True)  # runs already training finish and stay cached
+            bars.close()
+            overall.close()
             raise
         except BaseException:
             # Interrupted (KeyboardInterrupt, SystemExit): stop now rather than wait minutes
@@ -216,8 +231,12 @@ def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool =
                 for process in list((pool._processes or {}).values()):
                     process.kill()
                 pool.shutdown(wait=True, cancel_futures=True)
+            bars.close(drain=False)
+            overall.close()
             raise
         pool.shutdown(wait=True)
+        bars.close()
+        overall.close()
     rows, results = [], {}
     for job in jobs:
         variant, seed = job

@@ -170,7 +170,7 @@ def pretrain(model, tokenizer, spec: ModelSpec, *, progress: bool = True, desc: 
     Deterministic given spec.seed (data from `tasks.train_stream`, never an eval question).
     `callback(step, model)`, if given, runs after every optimiser step (e.g. checkpoints).
     """
-    from tqdm.auto import tqdm
+    from scope_lib.progress import bar as tqdm  # tqdm, or a line drawn by the process building the world
 
     data = tasks.train_stream(spec.steps * spec.batch_size, seed=spec.seed, tiers=spec.tiers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay,
@@ -236,11 +236,21 @@ def _build(config: WorldConfig, path: Path, progress: bool) -> None:
     # (smoke-sized worlds build in seconds, less than starting a process costs).
     start = time.time()
     if _available_cores() >= 2 and max(config.teacher.hidden, config.student.hidden) > 64:
+        from scope_lib.progress import WorkerBars, wait_drawing, worker_initializer
+
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold threads
-        with ProcessPoolExecutor(max_workers=len(names), mp_context=context) as pool:
-            futures = {name: pool.submit(_build_model, config, name, tmp, progress, position)
-                       for position, name in enumerate(names)}
-            record.update({name: future.result() for name, future in futures.items()})
+        # The builders' bars are drawn here, one line each (raw bars from two processes would
+        # interleave their escape codes in a notebook's output).
+        bars = WorkerBars(context, first_position=0, enabled=progress)
+        try:
+            with ProcessPoolExecutor(max_workers=len(names), mp_context=context, initializer=worker_initializer,
+                                     initargs=bars.initargs()) as pool:
+                futures = {name: pool.submit(_build_model, config, name, tmp, progress, position)
+                           for position, name in enumerate(names)}
+                wait_drawing(futures.values(), bars)
+                record.update({name: future.result() for name, future in futures.items()})
+        finally:
+            bars.close()
     else:
         record.update({name: _build_model(config, name, tmp, progress, 0) for name in names})
     record["build_seconds"] = round(time.time() - start, 1)

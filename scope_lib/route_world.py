@@ -225,7 +225,7 @@ def pretrain(model, tokenizer, spec: ModelSpec, stop: StopRule, mix: routes.Solu
     texts of another task (`scope_lib.code_world`), `spec.steps * spec.batch_size` of them, used
     instead of `mix` (which is then None).
     """
-    from tqdm.auto import tqdm
+    from scope_lib.progress import bar as tqdm  # tqdm, or a line drawn by the process building the world
 
     def default_measure(model):
         return greedy_accuracy(model, tokenizer, validation, max_new_tokens=max_new_tokens), {}
@@ -376,10 +376,18 @@ def build_route_world(config: RouteWorldConfig, dest: Path, *, progress: bool = 
             "student": partial(_build_model, config, "student", tmp, progress)}
     results = {}
     if len(names) == 2 and (os.cpu_count() or 1) >= 2 and config.teacher.hidden > 64:
+        from scope_lib.progress import WorkerBars, wait_drawing, worker_initializer
+
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-            futures = {n: pool.submit(jobs[n], i) for i, n in enumerate(names)}
-            results = {n: f.result() for n, f in futures.items()}
+        bars = WorkerBars(context, first_position=0, enabled=progress)  # one line per builder, drawn here
+        try:
+            with ProcessPoolExecutor(max_workers=2, mp_context=context, initializer=worker_initializer,
+                                     initargs=bars.initargs()) as pool:
+                futures = {n: pool.submit(jobs[n], i) for i, n in enumerate(names)}
+                wait_drawing(futures.values(), bars)
+                results = {n: f.result() for n, f in futures.items()}
+        finally:
+            bars.close()
     else:
         results = {n: jobs[n](0) for n in names}
     if "teacher_repair" in results:

@@ -697,10 +697,10 @@ class Trainer:
             self.engine.push_weights(self.student)  # the engine started from the initial weights
         if not self.method.samples_rollouts:
             self.kd_corpus = self._build_kd_corpus()
-        from tqdm.auto import tqdm
+        from scope_lib.progress import bar as progress_bar  # tqdm, or a line drawn by run_grid's parent process
 
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} {self.world.description}",
-                   disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
+        bar = progress_bar(total=cfg.steps, initial=self.step, desc=f"{cfg.method} {self.world.description}",
+                           disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
         metrics_file = self.run_dir / "metrics.jsonl"
         tensorboard = _tensorboard_writer(self.run_dir, self.step + 1) if self.rank == 0 else None
         while self.step < cfg.steps:

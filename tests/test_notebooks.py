@@ -1,9 +1,11 @@
 """Every training notebook runs headlessly through the batch runner with smoke parameters and
-writes its figures (PNG + PDF) and tables (CSV + Markdown), and changes no file git tracks
-(nor adds one it does not ignore)."""
+writes its figures (PNG + PDF) and tables (CSV + Markdown), changes no file git tracks (nor
+adds one it does not ignore), and prints no worker process's progress bars into its output."""
 
 import subprocess
 from pathlib import Path
+
+import nbformat
 
 from scope_lib.run_notebooks import run_notebooks
 
@@ -40,6 +42,12 @@ def test_training_notebooks_smoke(tmp_path, monkeypatch):
     failed = [r.describe_failure() for r in results if not r.ok]
     assert not failed, failed
     assert git_status() == before, "the notebook runs changed or added files in the repository"
+    for result in results:  # worker processes draw nothing; their progress is the kernel's widgets
+        executed = nbformat.read(result.output_path, as_version=4)
+        streams = "".join(output.get("text", "") for cell in executed.cells for output in cell.get("outputs", [])
+                          if output.get("output_type") == "stream")
+        for raw in ("\x1b[", "Loading weights", "Writing model shards"):
+            assert raw not in streams, f"{result.notebook}: {raw!r} in its printed output"
     for number, files in EXPECTED.items():
         for name in files:
             path = figures / name
