@@ -534,15 +534,21 @@ def resolve_default_figures(notebook: Path) -> Path:
 
 def figures_destination(notebook: Path, parameters: dict[str, Any], smoke: bool, out_dir: Path | str) -> Path | None:
     """Where the notebook writes its artefacts when run with `parameters`, by the rules of
-    `scope_lib.nb` (a changed parameter sends them to a `variants/<slug>` folder; a smoke run
-    writes under `<out_dir>/figures`); None for a notebook without FIGURES_DIR."""
+    `scope_lib.nb` (a parameter off its committed default, given here or edited into the
+    notebook and not committed, sends them to a `variants/<slug>` folder; a smoke run writes
+    under `<out_dir>/figures`); None for a notebook without FIGURES_DIR."""
     from scope_lib import nb
 
-    if FIGURES_PARAMETER not in declared_parameters(notebook):
+    declared = declared_parameters(notebook)
+    if FIGURES_PARAMETER not in declared:
         return None
-    defaults, _ = nb.committed_defaults(notebook.stem, notebook.parent) if notebook.with_suffix(".py").exists() else (
-        {name: info["value"] for name, info in declared_parameters(notebook).items()}, "notebook")
-    changed = nb.changed_parameters({**defaults, **parameters}, defaults)
+    # What the kernel will run: the notebook's own values (the working tree), then the given ones;
+    # compared with the committed defaults (git HEAD), as nb.setup compares them.
+    values = {**{name: info["value"] for name, info in declared.items()}, **parameters}
+    paired_py = notebook.with_suffix(".py")
+    defaults = nb.committed_defaults(notebook.stem, notebook.parent)[0] if paired_py.exists() else \
+        {name: info["value"] for name, info in declared.items()}
+    changed = nb.changed_parameters(values, defaults)
     folder, _ = nb.output_folder(parameters.get(FIGURES_PARAMETER, defaults[FIGURES_PARAMETER]),
                                  defaults[FIGURES_PARAMETER], changed,
                                  smoke_dir=smoke_destinations(out_dir)[0] if smoke else None,

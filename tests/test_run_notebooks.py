@@ -319,3 +319,30 @@ def test_writing_a_pair_with_this_jupytext_rewrites_no_header():
         text = py.read_text()
         assert "jupytext_version" not in text.split("# ---", 2)[1], f"{py.name}: jupytext's version in the header"
         assert jupytext.writes(jupytext.read(str(py)), fmt="py:percent", config=config) == text, py.name
+
+
+def test_an_uncommitted_edit_of_a_default_sends_the_runner_to_a_variant_folder(tmp_path, monkeypatch):
+    """The runner's destination agrees with nb.setup's: defaults are git HEAD's parameters cell."""
+    import jupytext
+
+    monkeypatch.delenv("SCOPE_WRITE_FIGURES", raising=False)
+    repo = tmp_path / "repo"
+    folder = repo / "nbs"
+    folder.mkdir(parents=True)
+    smooth = int(np.random.default_rng().integers(1, 40))
+
+    def write(value):
+        text = f'# %% tags=["parameters"]\nSMOKE = False\nSMOOTH = {value}\nFIGURES_DIR = "figures"\n\n# %%\nprint(SMOOTH)\n'
+        (folder / "05_figures.py").write_text(text)
+        jupytext.write(jupytext.reads(text, fmt="py:percent"), str(folder / "05_figures.ipynb"))
+
+    write(smooth)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "notebook"], check=True)
+    notebook, out, figures = folder / "05_figures.ipynb", tmp_path / "out", REPO_ROOT / "figures"
+    assert runner.figures_destination(notebook, {}, False, out) == figures
+    write(smooth + 1)  # edited (as Lab autosaves), not committed
+    assert runner.figures_destination(notebook, {}, False, out) == figures / "variants" / f"SMOOTH={smooth + 1}"
+    assert runner.figures_destination(notebook, {"SMOOTH": smooth}, False, out) == figures  # back at HEAD's value
