@@ -30,9 +30,10 @@ rebuild the results page of the folder (`<folder>/README.md`, `report.build_resu
 which prints them under each figure and claims block; so a run from Lab or plain papermill
 leaves its folder's page in step with its artefacts, as the batch runner does.
 
-`show_committed(notebook)` is the first code cell of each numbered notebook: the notebook's
-figures and claim lines at its defaults, from `figures/`, and how long a first run took in
-the latest committed run record (`data/run_*/run_summary.json`), before anything runs.
+`show_committed(notebook)` is for the first code cell of each numbered notebook (before its
+parameters cell): the notebook's figures and claim lines at its defaults, from `figures/`,
+and how long a first run took in the latest committed run record
+(`data/run_*/run_summary.json`), shown without training anything.
 """
 
 from __future__ import annotations
