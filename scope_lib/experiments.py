@@ -9,7 +9,8 @@ Variants: the methods of Table 1 (`grpo`, `kd`, `opd`, `scope`) and the KDRL-sty
 many rollouts per step as SCOPE), the DPAW ablations of Fig. 5, and the numbered families of
 `FAMILIES`: `scope_tau<value>` for Fig. 6 (one temperature for both paths),
 `scope_tau_student<value>` (Eq. 4's own temperature, Eq. 5 keeping the preset's) and
-`hybrid_beta<value>` (the hybrid's teacher weight).
+`hybrid_beta<value>` (the hybrid's teacher weight). The names figures and tables show for these
+keys are `scope_lib.plotting.display_name`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ SCALES = {"tiny": "tiny", "tiny_chain": "tiny_chain", "tiny_code": "tiny_code", 
 SMOKE_WORLDS = {"tiny": "tiny_routes_smoke", "tiny_chain": "tiny_smoke", "tiny_code": "tiny_code_smoke"}
 
 METHODS = ("grpo", "kd", "opd", "scope", "hybrid")
-DISPLAY_NAMES = {"grpo": "GRPO", "kd": "KD", "opd": "OPD", "scope": "SCOPE", "hybrid": "Hybrid (GRPO + teacher KL)"}
 # OPD matched in rollouts: G = 8 per prompt like SCOPE and GRPO (the paper's OPD uses G = 1).
 EXTRA_VARIANTS = ("opd_g8",)
 

@@ -2,8 +2,13 @@
 
 One `savefig` helper writes every figure as PNG and PDF to the top-level `figures/`
 (handson-ml3 style), `save_table` writes CSV and Markdown beside them, `use_style` gives
-every notebook the same look with one colour per method, and `mean_ci` is the "mean and
-95% CI over seeds" used wherever a comparison is claimed.
+every notebook the same look (a seaborn theme) with one colour per method, and `mean_ci` is
+the "mean and 95% CI over seeds" used wherever a comparison is claimed.
+
+The one vocabulary of every figure and table: `display_name` turns a variant key of
+`scope_lib/experiments.py` (`opd_g8`, `no_student_weight`, `scope_tau0.5`) into the name a reader
+sees (OPD (G = 8), w/o student weight, SCOPE (τ = 0.5)), `method_palette` gives seaborn the
+colours keyed by those names, and `metric_label` writes Avg@k and Pass@k.
 
 Artefact names carry the paper artefact first: `fig3_training_dynamics`,
 `table1_main_results`, `eq5_weight_distributions`; a notebook with no paper artefact
@@ -49,6 +54,70 @@ METHOD_COLORS: dict[str, str] = {
 }
 
 
+# The name a reader sees for each variant key of scope_lib/experiments.py (METHODS, EXTRA_VARIANTS,
+# ABLATIONS, "base") and for the two models of the world; the numbered families are named by
+# `display_name` from FAMILY_NAMES.
+DISPLAY_NAMES: dict[str, str] = {
+    "base": "base student",
+    "student": "base student",
+    "teacher": "teacher",
+    "grpo": "GRPO",
+    "kd": "KD",
+    "opd": "OPD",
+    "opd_g8": "OPD (G = 8)",
+    "hybrid": "RL-KD hybrid",
+    "scope": "SCOPE",
+    "no_dpaw": "w/o DPAW",
+    "no_dpaw_normalized": "w/o DPAW (1/n weights)",
+    "no_student_weight": "w/o student weight",
+    "reversed_student_weight": "reversed student weight",
+    "no_teacher_weight": "w/o teacher weight",
+    "reversed_teacher_weight": "reversed teacher weight",
+}
+# Numbered families (experiments.FAMILIES): prefix -> name pattern of the value.
+FAMILY_NAMES: dict[str, str] = {
+    "scope_tau": "SCOPE (τ = {})",
+    "scope_tau_student": "SCOPE (student τ = {})",
+    "hybrid_beta": "RL-KD hybrid (β = {})",
+}
+
+
+def display_name(variant: str) -> str:
+    """The name a reader sees for a variant key (`opd_g8` -> "OPD (G = 8)", `scope_tau0.5` ->
+    "SCOPE (τ = 0.5)", `hybrid_beta0.3` -> "RL-KD hybrid (β = 0.3)"); a key it does not know comes
+    back unchanged, so nothing is named that was not run."""
+    variant = str(variant)
+    if variant in DISPLAY_NAMES:
+        return DISPLAY_NAMES[variant]
+    for prefix in sorted(FAMILY_NAMES, key=len, reverse=True):  # scope_tau_student before scope_tau
+        if variant.startswith(prefix):
+            try:
+                value = float(variant.removeprefix(prefix))
+            except ValueError:
+                continue
+            return FAMILY_NAMES[prefix].format(f"{value:g}")
+    return variant
+
+
+def method_palette(variants: Iterable[str]) -> dict[str, str]:
+    """{display name: colour} of `variants` (METHOD_COLORS), for seaborn's `palette` when the
+    hue column holds display names; a variant without a colour of its own takes its family's
+    (SCOPE's for `scope_tau<v>`, the hybrid's for `hybrid_beta<v>`)."""
+    palette = {}
+    for variant in variants:
+        key = variant if variant in METHOD_COLORS else next(
+            (base for prefix, base in (("scope_tau", "scope"), ("hybrid_beta", "hybrid")) if str(variant).startswith(prefix)),
+            variant)
+        palette[display_name(variant)] = method_color(key)
+    return palette
+
+
+def metric_label(metric: str, k: int | str = "k") -> str:
+    """"Avg@16" / "Pass@16" for the metric columns `avg@k` / `pass@k` at k (unknown names unchanged)."""
+    names = {"avg@k": "Avg@{}", "pass@k": "Pass@{}"}
+    return names[metric].format(k) if metric in names else metric
+
+
 def resolve_figures_dir(figures_dir: str | os.PathLike = "figures") -> Path:
     """`figures_dir` relative to the repository root unless absolute, so a notebook
     executed with cwd=notebooks/ still writes to the top-level figures/."""
@@ -92,40 +161,56 @@ def save_table(
     keep_index = not (isinstance(df.index, pd.RangeIndex) and df.index.name is None)
     csv, md = out / f"{name}.csv", out / f"{name}.md"
     df.to_csv(csv, index=keep_index)
-    md.write_text(df.to_markdown(index=keep_index, floatfmt=floatfmt) + "\n", encoding="utf-8")
+    md.write_text(markdown_table(df, index=keep_index, floatfmt=floatfmt) + "\n", encoding="utf-8")
     return csv, md
 
 
+def markdown_table(df, *, index: bool = True, floatfmt: str = ".3f") -> str:
+    """`df` as a pipe table: floats as `floatfmt`, integers as integers (a count stays `282`, not
+    `282.000`, even beside float columns), and text as written (a cell such as `+1.5` is not
+    reformatted as a number). The index levels come first when `index`, an unnamed one headed ""."""
+    import pandas as pd
+    from tabulate import tabulate
+
+    frame = df.reset_index() if index else df.reset_index(drop=True)
+    headers = ["" if index and i < df.index.nlevels and df.index.names[i] is None else str(name)
+               for i, name in enumerate(frame.columns)]
+    series = [frame.iloc[:, i] for i in range(frame.shape[1])]
+    columns = [column.tolist() for column in series]  # numpy scalars to Python ints and floats, per column
+    text_columns = [i for i, column in enumerate(series) if not pd.api.types.is_numeric_dtype(column.dtype)]
+    rows = [list(row) for row in zip(*columns)]
+    return tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=floatfmt, disable_numparse=text_columns or False)
+
+
 def use_style() -> None:
-    """Apply the shared matplotlib style. Selects the Agg backend when running headless
-    outside Jupyter (scripts, CI); inside a kernel the inline backend is left alone."""
+    """Apply the shared look: seaborn's `whitegrid` theme at `notebook` scale with the method
+    colours as its palette, then the project's sizes. Selects the Agg backend when running
+    headless outside Jupyter (scripts, CI); inside a kernel the inline backend is left alone."""
     import matplotlib
 
     headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if headless and "ipykernel" not in sys.modules:
         matplotlib.use("Agg")
-    from cycler import cycler
+    import seaborn as sns
 
-    matplotlib.rcParams.update(
-        {
-            "figure.figsize": (6.4, 4.0),
-            "figure.dpi": 100,
-            "savefig.dpi": 150,
-            "font.size": 11,
-            "axes.titlesize": 12,
-            "axes.labelsize": 11,
-            "legend.fontsize": 9,
-            "xtick.labelsize": 10,
-            "ytick.labelsize": 10,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "lines.linewidth": 1.8,
-            "axes.prop_cycle": cycler(color=list(METHOD_COLORS.values())),
-            "pdf.fonttype": 42,  # embed TrueType so PDF text stays editable/searchable
-        }
-    )
+    sns.set_theme(context="notebook", style="whitegrid", palette=list(METHOD_COLORS.values()), rc={
+        "figure.figsize": (6.4, 4.0),
+        "figure.dpi": 100,
+        "savefig.dpi": 150,
+        "font.size": 11,
+        "axes.titlesize": 12,
+        "axes.labelsize": 11,
+        "legend.fontsize": 9,
+        "legend.title_fontsize": 9,
+        "xtick.labelsize": 10,
+        "ytick.labelsize": 10,
+        "axes.grid": True,
+        "grid.alpha": 0.6,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "lines.linewidth": 1.8,
+        "pdf.fonttype": 42,  # embed TrueType so PDF text stays editable/searchable
+    })
 
 
 def method_color(method: str) -> str:
@@ -332,6 +417,18 @@ def legend_outside(target, handles: list | None = None, labels: list[str] | None
     return target.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
 
 
+def variant_ticks(ax, variants: list[str], *, axis: str = "x") -> None:
+    """Label the categorical `axis` of `ax` (one category per variant, in order) with the display
+    names, each on one line; on the x axis tilted when any name is longer than a short word."""
+    names = [display_name(v) for v in variants]
+    if axis == "y":
+        ax.set_yticks(range(len(names)), names)
+        return
+    tilted = max(map(len, names), default=0) > 6
+    ax.set_xticks(range(len(names)), names, rotation=25 if tilted else 0, ha="right" if tilted else "center",
+                  rotation_mode="anchor" if tilted else "default")
+
+
 def per_seed_panels(df, variants: list[str], k: int, title: str):
     """Tables 1 and 2 per seed: Avg@k and Pass@k side by side, one dot per seed (the mean over
     the eval sets, rows of `experiments.run_grid` with eval_set "average"), the mean and its
@@ -341,12 +438,13 @@ def per_seed_panels(df, variants: list[str], k: int, title: str):
 
     average = df[(df.eval_set == "average") & (df.variant != "base")]
     base = df[(df.eval_set == "average") & (df.variant == "base")].iloc[0]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, (metric, label) in zip(axes, (("avg@k", f"Avg@{k}"), ("pass@k", f"Pass@{k}"))):
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, metric in zip(axes, ("avg@k", "pass@k")):
         point_interval(ax, average, x="variant", y=metric, order=variants, hue="variant", hue_order=variants,
                        scale=100, clip=(0, 100))
-        ax.axhline(100 * base[metric], color="grey", linestyle="--", label="base student")
-        ax.set(xlabel="", ylabel="mean over the eval sets (%)", title=label)
+        ax.axhline(100 * base[metric], color=method_color("base"), linestyle="--", label=display_name("base"))
+        variant_ticks(ax, variants)
+        ax.set(xlabel="", ylabel=f"{metric_label(metric, k)} (%), mean over the eval sets", title=metric_label(metric, k))
         ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 100))  # a rate stays in [0, 100]
     fig.suptitle(title)
     legend_outside(fig)

@@ -317,3 +317,65 @@ def test_point_interval_with_hue_on_x_keeps_points_on_their_category():
     assert np.all(np.abs(points[:, 0] - np.round(points[:, 0])) <= 0.08 + 1e-9)
     assert ax.get_legend() is None
     plt.close(fig)
+
+
+# --- the display vocabulary -----------------------------------------------------------------
+
+
+def test_every_variant_key_has_a_display_name():
+    from scope_lib.experiments import ABLATIONS, EXTRA_VARIANTS, FAMILIES, METHODS
+
+    keys = ["base", *METHODS, *EXTRA_VARIANTS, *ABLATIONS] + [f"{prefix}0.5" for prefix in FAMILIES]
+    names = {key: plotting.display_name(key) for key in keys}
+    for key, name in names.items():
+        assert name != key and "_" not in name, (key, name)  # never the raw key
+        assert "\n" not in name
+    assert len(set(names.values())) == len(names)  # two variants never share a name
+    assert names["opd_g8"] == "OPD (G = 8)" and names["no_dpaw"] == "w/o DPAW" and names["hybrid"] == "RL-KD hybrid"
+    assert names["no_student_weight"] == "w/o student weight"
+
+
+def test_family_names_carry_their_value_and_unknown_keys_come_back_unchanged():
+    assert plotting.display_name("scope_tau0.5") == "SCOPE (τ = 0.5)"
+    assert plotting.display_name("scope_tau1.0") == "SCOPE (τ = 1)"
+    assert plotting.display_name("scope_tau_student0.05") == "SCOPE (student τ = 0.05)"  # the longer prefix wins
+    assert plotting.display_name("hybrid_beta0.3") == "RL-KD hybrid (β = 0.3)"
+    for unknown in ["scopee", "scope_tau", "scope_taux", "my_variant"]:
+        assert plotting.display_name(unknown) == unknown
+
+
+def test_method_palette_is_keyed_by_display_name():
+    palette = plotting.method_palette(["opd_g8", "scope", "scope_tau2.0", "hybrid_beta0.3"])
+    assert palette == {"OPD (G = 8)": plotting.METHOD_COLORS["opd_g8"], "SCOPE": plotting.METHOD_COLORS["scope"],
+                       "SCOPE (τ = 2)": plotting.METHOD_COLORS["scope"],
+                       "RL-KD hybrid (β = 0.3)": plotting.METHOD_COLORS["hybrid"]}
+    with pytest.raises(ValueError, match="scopee"):
+        plotting.method_palette(["scopee"])
+
+
+def test_metric_labels():
+    assert plotting.metric_label("avg@k", 16) == "Avg@16"
+    assert plotting.metric_label("pass@k", 8) == "Pass@8"
+    assert plotting.metric_label("pass@k") == "Pass@k"
+    assert plotting.metric_label("entropy") == "entropy"
+
+
+def test_markdown_keeps_counts_as_integers_and_text_as_written(tmp_path):
+    df = pd.DataFrame({"n": [282, 1117], "ppl_mean": [1.11111, 1.5], "delta": ["+1.5", "-23.7"]},
+                      index=pd.Index(["Q1 (lowest PPL)", "Overall"], name="bucket"))
+    _, md = plotting.save_table(df, "table6_ppl_buckets", figures_dir=tmp_path)
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in md.read_text().splitlines()]
+    assert rows[0] == ["bucket", "n", "ppl_mean", "delta"]
+    assert rows[2] == ["Q1 (lowest PPL)", "282", "1.111", "+1.5"]
+    assert rows[3] == ["Overall", "1117", "1.500", "-23.7"]
+    unnamed = plotting.markdown_table(pd.DataFrame({"x": [0.5]}, index=["scope"]))
+    assert unnamed.splitlines()[0].split("|")[1].strip() == ""  # an unnamed index is headed ""
+
+
+def test_variant_ticks_show_display_names_on_one_line():
+    fig, ax = plt.subplots()
+    ax.plot(range(3), range(3))
+    plotting.variant_ticks(ax, ["scope", "no_student_weight", "opd_g8"])
+    labels = [tick.get_text() for tick in ax.get_xticklabels()]
+    plt.close(fig)
+    assert labels == ["SCOPE", "w/o student weight", "OPD (G = 8)"]
