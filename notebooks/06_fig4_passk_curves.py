@@ -42,7 +42,7 @@ import seaborn as sns
 
 from scope_lib import figure_data, nb, report
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import METHOD_COLORS, band, k_axis, legend_outside, t_interval_within
+from scope_lib.plotting import display_name, k_axis, method_palette, t_interval_within
 
 ctx = nb.setup("06_fig4_passk_curves", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -51,40 +51,50 @@ df, results = run_grid(SCALE, METHODS, seeds, smoke=SMOKE, **{"eval.k": eval_k})
 sets = [s for s in df.eval_set.unique() if s != "average"]
 curves = pd.concat([report.pass_curves(results, v, s).assign(variant=v, eval_set=s or "average")
                     for s in sets + [None] for v in ["base"] + METHODS], ignore_index=True)
-ctx.save_table(curves, "fig4_passk_curves")
+ctx.save_table(curves, "fig4_passk_curves");
 
 # %% [markdown]
 # ## Generates and saves Figure 4
-# Mean over seeds with the 95% t interval over seeds (the interval of the verdicts), drawn by
-# seaborn from each seed's curve and clipped to 0-100. The untrained student, evaluated once,
-# is the reference in both rows; its band is a bootstrap over its eval problems
-# (`report.pass_curves`). GRPO's seeds spread so widely that its band would swamp the other
-# methods' differences, so it has its own row (its seeds as thin lines).
+# Mean over seeds of each seed's curve, drawn by seaborn. Only SCOPE and OPD (the paper's
+# baseline) carry a band, the 95% t interval over seeds (the interval of the verdicts) clipped
+# to 0-100; the other methods are their means, so the bands do not hide each other. The
+# untrained student, evaluated once, is the dashed reference in both rows. GRPO's seeds spread
+# so widely that it has its own row, its seeds as thin lines; each row has its own legend.
 
 # %%
-per_seed = figure_data.pass_curves_long(results, ["base"] + METHODS).assign(pct=lambda d: 100 * d["pass@k"])
+BANDED = ["opd", "scope"]  # SCOPE and the paper's baseline
+per_seed = figure_data.pass_curves_long(results, ["base"] + METHODS).assign(pct=lambda d: 100 * d["pass@k"],
+                                                                            method=lambda d: d.variant.map(display_name))
 own_row = [v for v in METHODS if v == "grpo"]
-rows = [["base"] + [v for v in METHODS if v not in own_row]] + ([["base"] + own_row] if own_row else [])
-fig, axes = plt.subplots(len(rows), len(sets) + 1, figsize=(2.9 * (len(sets) + 1), 2.9 * len(rows)), squeeze=False)
+rows = [[v for v in METHODS if v not in own_row]] + ([own_row] if own_row else [])
+palette = method_palette(["base"] + METHODS)
+fig, axes = plt.subplots(len(rows), len(sets) + 1, figsize=(2.9 * (len(sets) + 1) + 2.2, 2.9 * len(rows)), squeeze=False,
+                         layout="constrained")
 for row, variants in zip(axes, rows):
     for ax, eval_set in zip(row, sets + ["average"]):
-        part = per_seed[per_seed.variant.isin(variants) & (per_seed.eval_set == eval_set)]
-        sns.lineplot(part, x="k", y="pct", hue="variant", hue_order=variants, palette=METHOD_COLORS, marker="o", ms=3,
-                     mew=0, errorbar=t_interval_within(0, 100), ax=ax)
-        for variant in [v for v in own_row if v in variants]:
-            sns.lineplot(part[part.variant == variant], x="k", y="pct", units="seed", estimator=None, lw=0.7, alpha=0.4,
-                         color=METHOD_COLORS[variant], legend=False, ax=ax)
-            ax.plot([], [], lw=0.7, alpha=0.4, color=METHOD_COLORS[variant], label=f"{variant}, one seed")
-        base = curves[(curves.variant == "base") & (curves.eval_set == eval_set)]  # evaluated once: no seeds to vary
-        band(ax, base.k, 100 * base.low, 100 * base.high, clip=(0, 100), color=METHOD_COLORS["base"])
+        part = per_seed[per_seed.eval_set == eval_set]
+        base = part[part.variant == "base"]
+        ax.plot(base.k, base.pct, color=palette[display_name("base")], ls="--", lw=1.4, label=display_name("base"))
+        for variant in variants:
+            mine = part[part.variant == variant]
+            sns.lineplot(mine, x="k", y="pct", color=palette[display_name(variant)], marker="o", ms=3, mew=0,
+                         errorbar=t_interval_within(0, 100) if variant in BANDED else None, label=display_name(variant), ax=ax)
+            for i, (_, one_seed) in enumerate(mine.groupby("seed") if variant in own_row else []):
+                ax.plot(one_seed.k, one_seed.pct, lw=0.7, alpha=0.5, color=palette[display_name(variant)],
+                        label=f"{display_name(variant)}, one seed" if i == 0 else "_one seed")
         k_axis(ax, range(1, eval_k + 1))
-        ax.set(title=eval_set if variants == rows[0] else f"{eval_set}: {', '.join(own_row)}",
-               ylabel="Pass@k (%)" if ax is row[0] else "", xlabel="k" if row is axes[-1] else "")
-fig.suptitle(f"Pass@k curves ({ctx.scale_label}, {len(seeds)} seed(s))")
-legend_outside(fig, title="mean over seeds,\nband: 95% t interval\n(base: bootstrap\nover problems)")
-ctx.savefig(fig, "fig4_passk_curves", caption="Pass@k against k per eval set, mean over seeds with the 95% t "
-            "interval over seeds (clipped to 0-100); the base student, evaluated once, with a 95% bootstrap over its "
-            "eval problems; GRPO in its own row with its seeds as thin lines.")
+        ax.set(title=eval_set if variants == rows[0] else f"{eval_set}: {', '.join(map(display_name, own_row))}",
+               ylabel="Pass@k (%)" if ax is row[0] else "", xlabel="k")
+    handles, labels = row[0].get_legend_handles_labels()
+    for ax in row:
+        ax.get_legend().remove()
+    row[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.04, 1.0), frameon=False, alignment="left",
+                   title="mean over seeds;\n" + ("bands (SCOPE, OPD):\n95% t interval" if variants == rows[0] else
+                                                 "thin lines: one seed each"))
+fig.suptitle(f"Fig. 4: Pass@k against k ({ctx.scale_label}, {len(seeds)} seed(s))")
+ctx.savefig(fig, "fig4_passk_curves", caption="Pass@k against k per eval set, mean over seeds; bands (SCOPE and OPD only): "
+            "the 95% t interval over seeds, clipped to 0-100; dashed: the base student, evaluated once; GRPO in its own "
+            "row with its seeds as thin lines.");
 
 # %% [markdown]
 # ## Verdicts (saved for the results page)
@@ -98,15 +108,15 @@ area = {v: report.pass_area(results, v) for v in METHODS}
 gain = {v: report.pass_gain(results, v, k_half, eval_k) for v in METHODS}
 avg = curves[curves.eval_set == "average"].pivot(index="k", columns="variant", values="pass@k")
 lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s): mean Pass@k over k = 1..{eval_k} "
-         + ", ".join(f"{v} {100 * avg[v].mean():.1f}%" for v in ["base"] + METHODS)
-         + f"; gain from k = {k_half} to {eval_k} " + ", ".join(f"{v} {100 * (avg[v].iloc[-1] - avg[v].loc[k_half]):+.1f}"
+         + ", ".join(f"{display_name(v)} {100 * avg[v].mean():.1f}%" for v in ["base"] + METHODS)
+         + f"; gain from k = {k_half} to {eval_k} " + ", ".join(f"{display_name(v)} {100 * (avg[v].iloc[-1] - avg[v].loc[k_half]):+.1f}"
                                                          for v in ["base"] + METHODS) + " points (means over seeds)."]
 for baseline in [v for v in METHODS if v != "scope"]:
-    lines.append(report.compare(f"SCOPE − {baseline} mean Pass@k over k = 1..{eval_k}", area["scope"], area[baseline],
+    lines.append(report.compare(f"SCOPE − {display_name(baseline)} mean Pass@k over k = 1..{eval_k}", area["scope"], area[baseline],
                                 "greater", f"SCOPE above at every k (Fig. 4; Table 1 Pass@32 75.0 vs "
                                            f"{PAPER_PASS32.get(baseline, 'n/a')})"))
 for baseline in [v for v in METHODS if v in ("grpo", "opd", "opd_g8")]:
-    lines.append(report.compare(f"SCOPE − {baseline} gain Pass@{eval_k} − Pass@{k_half}", gain["scope"], gain[baseline],
+    lines.append(report.compare(f"SCOPE − {display_name(baseline)} gain Pass@{eval_k} − Pass@{k_half}", gain["scope"], gain[baseline],
                                 "greater", "SCOPE keeps rising up to k = 32, GRPO and OPD plateau (Fig. 4; no number "
                                            "in the text)"))
-ctx.show_claims("fig4_passk_curves", lines)
+ctx.show_claims("fig4_passk_curves", lines);
