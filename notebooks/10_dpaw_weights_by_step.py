@@ -44,6 +44,7 @@ FIGURES_DIR = "figures"
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import seaborn as sns
@@ -52,6 +53,7 @@ from IPython.display import Markdown, display
 from scope_lib import nb, report
 from scope_lib import weight_records as wr
 from scope_lib.experiments import experiment_config
+from scope_lib.plotting import display_name
 from scope_lib.runs import get_run
 
 ctx = nb.setup("10_dpaw_weights_by_step", globals())
@@ -60,43 +62,76 @@ records = wr.read_weight_records(run.path)
 long = wr.path_rows(records)
 if long.empty:
     raise ValueError(f"METHOD {METHOD!r} records no DPAW weights: choose scope, a DPAW ablation or scope_tau<value>")
-ess = wr.ess_by_step(records)
+# The two paths by what they hold: Eq. 4 weights the correct rollouts, Eq. 5 the incorrect ones
+PATH_LABELS = {"student": "correct rollouts (Eq. 4, student weights)", "teacher": "incorrect rollouts (Eq. 5, teacher weights)"}
+PATH_COLORS = {PATH_LABELS["student"]: "#d62728", PATH_LABELS["teacher"]: "#1f77b4"}
+long = long.assign(rollouts=long["path"].map(PATH_LABELS))
+ess = wr.ess_by_step(records).assign(rollouts=lambda d: d["path"].map(PATH_LABELS))
 all_steps = sorted(records["step"].unique().tolist())
 steps = wr.pick_steps(all_steps, STEPS)
-PATH_COLORS = {"student": "#d62728", "teacher": "#1f77b4"}
 display(Markdown(f"**{run.path.name}**: {len(all_steps)} steps, {len(records)} rollouts, "
                  f"{records['correct'].mean():.1%} correct; static panel at steps {steps}."))
 
 
 # %% [markdown]
-# ## One step: weights per path, and the ESS over training
+# ## Chosen steps: weights per path, and the ESS over training
+# One row per step: the histogram and the ECDF of `w · n / sum w` per path, with one x range and
+# one set of bins for every step of the run, so the rows compare. Beside them, once, the mean ESS fraction per
+# step, on an axis fitted to its values, with the chosen steps marked.
 
 # %%
-def draw_step(step: int, axes) -> None:
-    """Histogram and ECDF of `w · n / sum w` per path at `step`; the ESS fraction over steps."""
-    part = long[(long["step"] == step) & (long["n"] >= 2)]  # a lone member always weighs 1
-    if part.empty:
-        axes[0].text(0.5, 0.5, "no group has ≥ 2 rollouts on a path", ha="center", transform=axes[0].transAxes)
-    else:
-        sns.histplot(part, x="rel_weight", hue="path", palette=PATH_COLORS, element="step", stat="density",
-                     common_norm=False, ax=axes[0])
-        sns.ecdfplot(part, x="rel_weight", hue="path", palette=PATH_COLORS, ax=axes[1])
-    for ax in axes[:2]:
-        ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-        ax.set(xlabel="weight × n / path sum (1 = uniform)", title=f"step {step}")
-    sns.lineplot(ess, x="step", y="ess_frac", hue="path", palette=PATH_COLORS, marker="o", ax=axes[2])
-    axes[2].axvline(step, color="black", linestyle="--", linewidth=1)
-    axes[2].set(ylabel="ESS fraction (1 = uniform)", title="ESS over training", ylim=(0, 1.02))
-    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
+def draw_steps(chosen: list[int]):
+    """The figure of the steps in `chosen` (see the cell above); returns it."""
+    weighed = long[long["n"] >= 2]  # a lone member always weighs 1
+    shown = weighed[weighed["step"].isin(chosen)]
+    # one x range for every step of the run, so the rows (and the slider's steps) compare
+    low, high = (min(weighed["rel_weight"].min(), 0.95), max(weighed["rel_weight"].max(), 1.05)) if len(weighed) else (0.5, 1.5)
+    bins = np.linspace(low, high, 31)
+    fig = plt.figure(figsize=(14, 2.9 * len(chosen) + 1.2), layout="constrained")
+    grid = fig.add_gridspec(len(chosen), 3)
+    first = {}
+    for i, step in enumerate(chosen):
+        hist_ax = fig.add_subplot(grid[i, 0], sharex=first.get("hist"), sharey=first.get("hist"))
+        ecdf_ax = fig.add_subplot(grid[i, 1], sharex=first.get("hist"))
+        first.setdefault("hist", hist_ax)
+        part = shown[shown["step"] == step]
+        if part.empty:
+            hist_ax.text(0.5, 0.5, "no group has ≥ 2 rollouts on a path", ha="center", transform=hist_ax.transAxes)
+        else:
+            common = dict(x="rel_weight", hue="rollouts", hue_order=list(PATH_COLORS), palette=PATH_COLORS, legend=False)
+            sns.histplot(part, **common, bins=bins, element="step", stat="density", common_norm=False, ax=hist_ax)
+            sns.ecdfplot(part, **common, ax=ecdf_ax)
+        last = i == len(chosen) - 1
+        for ax, ylabel in ((hist_ax, "density"), (ecdf_ax, "share of rollouts (ECDF)")):
+            ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+            ax.set(xlim=(low, high), title=f"step {step}", ylabel=ylabel,
+                   xlabel="weight × n / path sum (1 = uniform)" if last else "")
+    ess_ax = fig.add_subplot(grid[:, 2])
+    sns.lineplot(ess, x="step", y="ess_frac", hue="rollouts", hue_order=list(PATH_COLORS), palette=PATH_COLORS,
+                 marker="o", markersize=4, legend=False, ax=ess_ax)
+    for step in chosen:
+        ess_ax.axvline(step, color="black", linestyle="--", linewidth=1)
+    lowest = float(ess["ess_frac"].min()) if ess["ess_frac"].notna().any() else 0.0
+    margin = max(0.1 * (1 - lowest), 0.002)
+    ess_ax.set(ylim=(lowest - margin, 1 + margin), xlabel="training step", ylabel="ESS fraction (1 = uniform)",
+               title="mean ESS fraction over training")
+    ess_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles = [plt.Line2D([], [], color=color, lw=2) for color in PATH_COLORS.values()]
+    fig.legend(handles + [plt.Line2D([], [], color="black", ls="--", lw=1)], list(PATH_COLORS) + ["step shown"],
+               loc="outside lower center", ncols=3, frameon=False)
+    fig.suptitle(f"DPAW weights by step ({ctx.scale_label}, {display_name(METHOD)}, seed {SEED})")
+    return fig
 
 
 def show_top_groups(step: int) -> pd.DataFrame:
     """The TOP_GROUPS most concentrated (group, path) pairs of `step`, rollout by rollout, with texts."""
     top = wr.top_group_rollouts(run.path, records, step, TOP_GROUPS)
     view = top[["group", "path", "ess_frac", "rel_weight", "log_ppl", "question", "text"]].copy()
+    view["path"] = view["path"].map(PATH_LABELS)
     view["text"] = view["text"].str.replace("\n", " / ", regex=False)
-    display(Markdown(f"**Step {step}: the {TOP_GROUPS} most concentrated groups** (lowest ESS fraction)"),
-            view.round(3))
+    with pd.option_context("display.max_colwidth", None):  # whole questions and texts
+        display(Markdown(f"**Step {step}: the {TOP_GROUPS} most concentrated groups** (lowest ESS fraction)"),
+                view.round(3))
     return top.assign(step=step)
 
 
@@ -108,25 +143,20 @@ if INTERACTIVE:
     import ipywidgets as widgets
 
     def show(step: int) -> None:
-        fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-        draw_step(step, axes)
-        fig.tight_layout()
+        draw_steps([step])
         plt.show()
         show_top_groups(step)
 
     slider = widgets.SelectionSlider(options=all_steps, value=all_steps[0], description="step")
     display(widgets.interactive(show, step=slider))
-fig, axes = plt.subplots(len(steps), 3, figsize=(14, 3.4 * len(steps)), squeeze=False)
-for row, step in zip(axes, steps):
-    draw_step(step, row)
-fig.suptitle(f"DPAW weights by step ({ctx.scale_label}, {METHOD}, seed {SEED})")
-fig.tight_layout()
-ctx.savefig(fig, "nb10_weights_by_step", caption="Per chosen step: histogram and ECDF of each path's weights "
-            "relative to uniform (groups with ≥ 2 rollouts on the path), and the mean ESS fraction over training.")
+fig = draw_steps(steps)
+ctx.savefig(fig, "nb10_weights_by_step", caption="Per chosen step: histogram and ECDF of each path's weights relative "
+            "to uniform (groups with ≥ 2 rollouts on the path; one x range and one set of bins for every step); right: "
+            "the mean ESS fraction per step over training, the chosen steps dashed.")
 plt.show()
 tops = pd.concat([show_top_groups(step) for step in steps], ignore_index=True)
 ctx.save_table(tops[["step", "group", "path", "ess_frac", "rollout_id", "weight", "rel_weight", "log_ppl", "question",
-                     "text"]], "nb10_weights_by_step")
+                     "text"]], "nb10_weights_by_step");
 
 # %% [markdown]
 # ## Checks (saved for the results page)
@@ -146,7 +176,7 @@ ess_at = ess.set_index(["step", "path"])["ess_frac"]
 trend = "; ".join(f"{path} path " + " → ".join(f"{ess_at[(t, path)]:.3f} at step {t}" if (t, path) in ess_at.index
                                               else f"none at step {t}" for t in (all_steps[0], all_steps[-1]))
                   for path in wr.PATHS)
-ctx.show_claims("nb10_weights_by_step", [
+_ = ctx.show_claims("nb10_weights_by_step", [
     f"Scale `{ctx.scale_label}`, {METHOD}, seed {SEED}: {len(all_steps)} recorded steps. Mean ESS fraction over groups "
     f"with ≥ 2 rollouts on the path: {trend}.",
     report.check("the recorded weights of every group and path sum as Eq. 4-5 prescribe "
