@@ -46,7 +46,7 @@ from IPython.display import Markdown, display
 from scope_lib import nb
 from scope_lib.evaluate import evaluate
 from scope_lib.experiments import experiment_config
-from scope_lib.plotting import METHOD_COLORS, legend_outside
+from scope_lib.plotting import display_name, legend_outside, method_palette
 from scope_lib.world import load_world
 
 ctx = nb.setup("00_setup_tiny_world", globals())
@@ -79,22 +79,27 @@ calibration = pd.DataFrame(rows)
 ctx.save_table(calibration, "nb00_calibration")
 display(Markdown(calibration.to_markdown(index=False, floatfmt=".3f")))
 
-# Bars: Avg@k from 0; a dash on each bar: Pass@k of the same model. The legend sits outside the axes.
+# Bars: Avg@k from 0; a dash on each bar: Pass@k of the same model, in the model's colour. One legend outside the axes.
 sets = list(world.eval_sets)
 tiers = calibration[calibration.eval_set.isin(sets)].assign(avg=lambda d: 100 * d[f"avg@{e.k}"],
-                                                           top=lambda d: 100 * d[f"pass@{e.k}"])
-palette = {"teacher": METHOD_COLORS["teacher"], "student": METHOD_COLORS["base"]}
+                                                           top=lambda d: 100 * d[f"pass@{e.k}"],
+                                                           who=lambda d: d.model.map(display_name))
+palette = method_palette(["teacher", "base"])  # the base student is the "student" of this table
 fig, ax = plt.subplots(figsize=(7, 3.5))
-sns.barplot(tiers, x="eval_set", y="avg", hue="model", order=sets, palette=palette, ax=ax, alpha=0.5)
-sns.stripplot(tiers, x="eval_set", y="top", hue="model", order=sets, palette=palette, ax=ax, dodge=True, jitter=False,
-              marker="_", size=22, linewidth=2.5, legend=False)
-handles, labels = ax.get_legend_handles_labels()
-pass_handle = plt.Line2D([], [], color="grey", marker="_", markersize=14, markeredgewidth=2.5, linestyle="none")
-ax.set(xlabel="eval set (difficulty tier)", ylabel="%", ylim=(0, 102),
-       title=f"Tiny world calibration ({ctx.scale_label}, k={e.k}, temperature {e.temperature})")
-legend_outside(ax, handles + [pass_handle], [f"{m} Avg@{e.k}" for m in labels] + [f"Pass@{e.k} (dash)"])
+sns.barplot(tiers, x="eval_set", y="avg", hue="who", hue_order=list(palette), order=sets, palette=palette, ax=ax,
+            alpha=0.5, legend=False)
+sns.stripplot(tiers, x="eval_set", y="top", hue="who", hue_order=list(palette), order=sets, palette=palette, ax=ax,
+              dodge=True, jitter=False, marker="_", size=22, linewidth=2.5, legend=False)
+handles, labels = [], []
+for who, color in palette.items():
+    handles += [plt.Rectangle((0, 0), 1, 1, facecolor=color, alpha=0.5),
+                plt.Line2D([], [], color=color, marker="_", markersize=14, markeredgewidth=2.5, linestyle="none")]
+    labels += [f"{who} Avg@{e.k} (bar)", f"{who} Pass@{e.k} (dash)"]
+ax.set(xlabel="eval set (difficulty tier)", ylabel="accuracy (%)", ylim=(0, 102),
+       title=f"Accuracy per tier ({ctx.scale_label}, k = {e.k}, temperature {e.temperature})")
+legend_outside(ax, handles, labels)
 ctx.savefig(fig, "nb00_calibration", caption=f"Bars: Avg@{e.k} per difficulty tier (one evaluation of each model); "
-            f"dashes: Pass@{e.k} of the same model.")
+            f"dashes: Pass@{e.k} of the same model.");
 
 # %% [markdown]
 # ## Accuracy by problem kind, and the world's preconditions
@@ -133,4 +138,4 @@ ctx.show_claims("nb00_calibration", [
     f"- The student's accuracy {'falls' if np.all(np.diff(student_tiers) <= 0) else 'does not fall monotonically'} with difficulty: "
     + ", ".join(f"{s} {100 * a:.1f}%" for s, a in zip(sets, student_tiers)) + ".",
     f"- Headroom for distillation: the teacher is {100 * (avg.loc['teacher', f'avg@{e.k}'] - avg.loc['student', f'avg@{e.k}']):.1f} points ahead on average.",
-])
+]);

@@ -176,7 +176,7 @@ ess_at = ess.set_index(["step", "path"])["ess_frac"]
 trend = "; ".join(f"{path} path " + " → ".join(f"{ess_at[(t, path)]:.3f} at step {t}" if (t, path) in ess_at.index
                                               else f"none at step {t}" for t in (all_steps[0], all_steps[-1]))
                   for path in wr.PATHS)
-_ = ctx.show_claims("nb10_weights_by_step", [
+ctx.show_claims("nb10_weights_by_step", [
     f"Scale `{ctx.scale_label}`, {METHOD}, seed {SEED}: {len(all_steps)} recorded steps. Mean ESS fraction over groups "
     f"with ≥ 2 rollouts on the path: {trend}.",
     report.check("the recorded weights of every group and path sum as Eq. 4-5 prescribe "
@@ -190,4 +190,4 @@ _ = ctx.show_claims("nb10_weights_by_step", [
                  f"{(size['weights_bytes'] + size['texts_bytes']) / 1024:.0f} KiB, against {reference / 1024:.0f} KiB "
                  f"for {what} ({100 * size['total_bytes_per_step'] / reference:.2f}% per step, "
                  f"{100 * (size['weights_bytes'] + size['texts_bytes']) / reference:.1f}% in all)"),
-])
+]);
