@@ -45,11 +45,12 @@ BENCH_RECORD = "data/bench_table8/table8_bench.json"  # bench/table8_speed.py's 
 
 # %%
 import matplotlib.pyplot as plt
+import seaborn as sns
 from IPython.display import Markdown, display
 
 from scope_lib import figure_data, nb, report
 from scope_lib.experiments import experiment_config, run_histories
-from scope_lib.plotting import legend_outside
+from scope_lib.plotting import display_name, legend_outside
 from scope_lib.trainer import TIMERS
 
 ctx = nb.setup("09_table8_step_time", globals())
@@ -69,11 +70,13 @@ display(Markdown(f"Seconds per step ({SCALE}{', smoke' if SMOKE else ''}, {len(s
 
 fig, ax = plt.subplots(figsize=(8.5, 3.2))
 components = [t for t in TIMERS if t != "step"] + ["other"]
-table[components].plot.barh(stacked=True, ax=ax, color=plt.get_cmap("tab10")(range(len(components))))
+shown = table[components].rename(index=display_name, columns=lambda c: c.replace("_", " "))
+shown.plot.barh(stacked=True, ax=ax, color=sns.color_palette("tab10", len(components)))
+ax.invert_yaxis()  # methods top to bottom in the table's order
 ax.set(xlabel="seconds per step", ylabel="", title=f"Per-step time by component ({ctx.scale_label}, mean over steps and seeds)")
 legend_outside(ax, title="component")
 ctx.savefig(fig, "table8_step_time", caption="Seconds per training step by component (the trainer's timers), "
-            "mean over steps and seeds; `other` is the step's untimed rest.")
+            "mean over steps and seeds; `other` is the step's untimed rest.");
 
 # %%
 share = table["teacher_scoring"] / table["step"]
@@ -101,7 +104,7 @@ lines = [
                  + ("one update per rollout batch: pi_old comes from the update's forward pass (verl runs it as its own pass)"
                     if from_update else "pi_old recomputed in its own pass before the updates, as in verl")),
 ]
-ctx.show_claims("table8_step_time", lines)
+ctx.show_claims("table8_step_time", lines);
 
 # %% [markdown]
 # ## Synchronous against overlapped teacher scoring (bench)
@@ -139,7 +142,8 @@ else:
 
     fig, ax = plt.subplots(figsize=(8.5, 3.4))
     parts = bench["components"]
-    bench_table[parts].plot.barh(stacked=True, ax=ax, width=0.55, color=plt.get_cmap("tab10")(range(len(parts))))
+    bench_table[parts].rename(index={"OPD (G=1)": display_name("opd")}, columns=lambda c: c.replace("_", " ")).plot.barh(
+        stacked=True, ax=ax, width=0.55, color=sns.color_palette("tab10", len(parts)))
     over = list(bench_table.index).index("SCOPE (overlapped)")
     ax.barh(over + 0.4, bench_table.loc["SCOPE (overlapped)", figure_data.BENCH_WORKER], height=0.2, color="none",
             edgecolor="0.3", hatch="///", label="scoring worker (in parallel)")
@@ -161,4 +165,4 @@ else:
     for t in figure_data.speed_targets(bench):
         limits = f"; what limits it: {figure_data.overlap_limits(bench)}" if t["met"] is False and "overlapped" in t["name"] else ""
         bench_lines.append(report.check(f"speed target: {t['name']}", t["met"], f"{t['verdict']} (machine: {where}){limits}"))
-ctx.show_claims("table8_bench_overlap", bench_lines)
+ctx.show_claims("table8_bench_overlap", bench_lines);
