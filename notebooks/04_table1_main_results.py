@@ -44,7 +44,7 @@ from IPython.display import Markdown, display
 
 from scope_lib import nb, report, verdict
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import per_seed_panels
+from scope_lib.plotting import display_name, markdown_table, per_seed_panels
 
 ctx = nb.setup("04_table1_main_results", globals())
 seeds = SEEDS[:2] if SMOKE else SEEDS  # two smoke seeds: the paired interval is computed, not skipped
@@ -64,14 +64,14 @@ order = ["base"] + METHODS
 # ## Generates and saves Table 1
 
 # %%
-avg_table, pass_table = report.method_tables(summary, order, sets)
+avg_table, pass_table = (t.rename(index=display_name) for t in report.method_tables(summary, order, sets))
 ctx.save_table(avg_table, "table1_main_results_avg")
 ctx.save_table(pass_table, "table1_main_results_pass")
 ctx.save_table(summary, "table1_main_results_long")
 seed_counts = df[df.variant != "base"].groupby("variant")["seed"].nunique().to_dict()
 display(Markdown(f"**Avg@{eval_k}** (%, mean ± 95% CI over seeds: "
-                 + ", ".join(f"{v} {n}" for v, n in seed_counts.items()) + ")\n\n" + avg_table.to_markdown()))
-display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + pass_table.to_markdown()))
+                 + ", ".join(f"{display_name(v)} {n}" for v, n in seed_counts.items()) + ")\n\n" + markdown_table(avg_table)))
+display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + markdown_table(pass_table)))
 
 # %% [markdown]
 # ## The same numbers per seed
@@ -81,7 +81,7 @@ display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + pass_table.to_markdown()))
 # %%
 fig = per_seed_panels(df, METHODS, eval_k, f"Table 1 per seed ({ctx.scale_label}, {len(seeds)} seed(s), k = {eval_k})")
 ctx.savefig(fig, "table1_main_results", caption=f"Dots: the {len(seeds)} seed(s); diamonds and bars: mean and 95% t "
-            "interval over seeds (as the table and the verdict lines); dashed: the base student (one evaluation).")
+            "interval over seeds (as the table and the verdict lines); dashed: the base student (one evaluation).");
 
 # %% [markdown]
 # ## Verdicts (saved for the results page)
@@ -104,18 +104,18 @@ for opd in [v for v in ("opd", "opd_g8") if v in METHODS]:
     lines.append(report.compare(f"SCOPE − {OPD_NOTE[opd]} {P}", top["scope"], top[opd], "greater", paper, relative=True))
 for baseline, paper in (("grpo", "+11.29% relative (55.2 vs 49.6)"), ("kd", "+21.59% relative (55.2 vs 45.4)")):
     if baseline in METHODS:
-        lines.append(report.compare(f"SCOPE − {baseline.upper()} {A}", avg["scope"], avg[baseline], "greater", paper,
+        lines.append(report.compare(f"SCOPE − {display_name(baseline)} {A}", avg["scope"], avg[baseline], "greater", paper,
                                     relative=True))
 if "hybrid" in METHODS:  # the RL-KD hybrid the paper cites (§5.2) but never runs: no paper number
     for metric, values in ((A, avg), (P, top)):
-        lines.append(report.compare(f"SCOPE − Hybrid (GRPO + teacher KL) {metric}", values["scope"], values["hybrid"],
+        lines.append(report.compare(f"SCOPE − {display_name('hybrid')} {metric}", values["scope"], values["hybrid"],
                                     "greater", "not in the paper (it cites KDRL-style hybrids, §5.2, without running one)",
                                     relative=True))
 lines.append(report.compare_to_base(f"SCOPE − base student {P}", results, "scope", seeds, "greater",
                                     "+1.9 points (73.1 → 75.0; Qwen3 +9.4)", k=eval_k))
 for baseline, paper in (("grpo", "-2.0 points (73.1 → 71.1; Qwen3 +1.2)"), ("kd", "-1.1 points (73.1 → 72.0; Qwen3 -2.4)")):
     if baseline in METHODS:
-        lines.append(report.compare_to_base(f"{baseline.upper()} − base student {P}", results, baseline, seeds, "less",
+        lines.append(report.compare_to_base(f"{display_name(baseline)} − base student {P}", results, baseline, seeds, "less",
                                             paper, k=eval_k))
 
 # The power reached: the SCOPE − OPD Avg@k difference in points, for the top of the results page.

@@ -444,7 +444,7 @@ def per_seed_panels(df, variants: list[str], k: int, title: str):
                        scale=100, clip=(0, 100))
         ax.axhline(100 * base[metric], color=method_color("base"), linestyle="--", label=display_name("base"))
         variant_ticks(ax, variants)
-        ax.set(xlabel="", ylabel=f"{metric_label(metric, k)} (%), mean over the eval sets", title=metric_label(metric, k))
+        ax.set(xlabel="", ylabel=f"{metric_label(metric, k)} (%)", title=f"{metric_label(metric, k)}, mean over the eval sets")
         ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 100))  # a rate stays in [0, 100]
     fig.suptitle(title)
     legend_outside(fig)
