@@ -51,7 +51,7 @@ from IPython.display import Markdown, display
 
 from scope_lib import nb, report, verdict
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import per_seed_panels
+from scope_lib.plotting import display_name, markdown_table, per_seed_panels
 
 ctx = nb.setup("11_table2_code", globals())
 seeds = SEEDS[:2] if SMOKE else SEEDS  # two smoke seeds: the paired interval is computed, not skipped
@@ -73,7 +73,7 @@ if not SMOKE and build_path.exists():
                      "validation pass rate at stop": built["checks"][-1]["accuracy"],
                      **{f"greedy {s}": v for s, v in record["accuracy"][name].items()}})
     world_table = pd.DataFrame(rows).set_index("model")
-    display(Markdown(world_table.to_markdown(floatfmt=".3g")))
+    display(Markdown(markdown_table(world_table, floatfmt=".3g")))
 else:
     print("smoke world: built in seconds, its models solve nothing (no build record to show)")
 
@@ -91,12 +91,12 @@ order = ["base"] + METHODS
 # ## Generates and saves Table 2
 
 # %%
-avg_table, pass_table = report.method_tables(summary, order, sets)
+avg_table, pass_table = (t.rename(index=display_name) for t in report.method_tables(summary, order, sets))
 ctx.save_table(avg_table, "table2_code_avg")
 ctx.save_table(pass_table, "table2_code_pass")
 ctx.save_table(summary, "table2_code_long")
-display(Markdown(f"**Avg@{eval_k}** (%, mean ± 95% CI over {len(seeds)} seed(s))\n\n" + avg_table.to_markdown()))
-display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + pass_table.to_markdown()))
+display(Markdown(f"**Avg@{eval_k}** (%, mean ± 95% CI over {len(seeds)} seed(s))\n\n" + markdown_table(avg_table)))
+display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + markdown_table(pass_table)))
 
 # %% [markdown]
 # ## The same numbers per seed
@@ -107,35 +107,37 @@ display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + pass_table.to_markdown()))
 fig = per_seed_panels(df, METHODS, eval_k, f"Table 2 per seed ({ctx.scale_label}, {len(seeds)} seed(s), k = {eval_k})")
 ctx.savefig(fig, "table2_code", caption=f"Code world: dots are the {len(seeds)} seed(s); diamonds and bars the mean "
             "and 95% t interval over seeds; dashed: the base student (one evaluation). Every sample was judged by "
-            "its problem's hidden tests in the sandbox.")
+            "its problem's hidden tests in the sandbox.");
 
 # %% [markdown]
 # ## Pass@k against k
-# Mean over the eval sets, mean over seeds with the 95% t interval over seeds; the base student,
-# evaluated once, with its bootstrap band over problems. Where a curve starts above the base and
+# Mean over the eval sets and over seeds; SCOPE and OPD with the 95% t interval over seeds as a
+# band; the base student, evaluated once, dashed. Where a curve starts above the base and
 # ends below it, training sharpened the student onto fewer programs (the Pass@k paradox of Fig. 1a).
 
 # %%
 import seaborn as sns
 
 from scope_lib import figure_data
-from scope_lib.plotting import METHOD_COLORS, band, k_axis, legend_outside, t_interval_within
+from scope_lib.plotting import k_axis, legend_outside, method_palette, t_interval_within
 
-per_seed = figure_data.pass_curves_long(results, ["base"] + METHODS).assign(pct=lambda d: 100 * d["pass@k"])
+per_seed = figure_data.pass_curves_long(results, ["base"] + METHODS).assign(pct=lambda d: 100 * d["pass@k"],
+                                                                            method=lambda d: d.variant.map(display_name))
 curve_avg = per_seed[per_seed.eval_set == "average"]
+palette = method_palette(["base"] + METHODS)
 fig, ax = plt.subplots(figsize=(5.2, 3.6))
-sns.lineplot(curve_avg[curve_avg.variant != "base"], x="k", y="pct", hue="variant", hue_order=METHODS,
-             palette=METHOD_COLORS, marker="o", ms=3, mew=0, errorbar=t_interval_within(0, 100), ax=ax)
-base_curve = report.pass_curves(results, "base", None)
-ax.plot(base_curve.k, 100 * base_curve["pass@k"], color=METHOD_COLORS["base"], ls="--", label="base")
-band(ax, base_curve.k, 100 * base_curve.low, 100 * base_curve.high, clip=(0, 100), color=METHOD_COLORS["base"])
+base = curve_avg[curve_avg.variant == "base"]  # evaluated once: no seeds to vary
+ax.plot(base.k, base.pct, color=palette[display_name("base")], ls="--", label=display_name("base"))
+for variant in METHODS:  # bands for SCOPE and OPD only, so they do not hide each other
+    sns.lineplot(curve_avg[curve_avg.variant == variant], x="k", y="pct", color=palette[display_name(variant)], marker="o",
+                 ms=3, mew=0, errorbar=t_interval_within(0, 100) if variant in ("opd", "scope") else None,
+                 label=display_name(variant), ax=ax)
 k_axis(ax, range(1, eval_k + 1))
 ax.set(xlabel="k", ylabel="Pass@k (%), mean over the eval sets")
-fig.suptitle(f"Code world: Pass@k curves ({ctx.scale_label}, {len(seeds)} seed(s))")
-legend_outside(fig)
-ctx.savefig(fig, "table2_code_passk", caption="Pass@k against k on the code world, mean over the eval sets; methods: "
-            "mean over seeds with the 95% t interval over seeds; base (dashed): one evaluation with a 95% bootstrap "
-            "over its problems.")
+fig.suptitle(f"Code world: Pass@k against k ({ctx.scale_label}, {len(seeds)} seed(s))")
+legend_outside(fig, title="mean over seeds;\nbands (SCOPE, OPD):\n95% t interval", alignment="left")
+ctx.savefig(fig, "table2_code_passk", caption="Pass@k against k on the code world, mean over the eval sets and over "
+            "seeds; bands (SCOPE and OPD only): the 95% t interval over seeds; dashed: the base student, one evaluation.");
 
 # %% [markdown]
 # ## Verdicts (saved for the results page)
@@ -161,7 +163,7 @@ if "grpo" in METHODS:
                                 "+4.21% relative (average of Table 2)", relative=True))
 if "hybrid" in METHODS:  # not in the paper: the RL-KD hybrid it cites (§5.2)
     for metric, values in ((A, avg), (P, top)):
-        lines.append(report.compare(f"Code: SCOPE − Hybrid (GRPO + teacher KL) {metric}", values["scope"],
+        lines.append(report.compare(f"Code: SCOPE − {display_name('hybrid')} {metric}", values["scope"],
                                     values["hybrid"], "greater", "not in the paper (KDRL-style hybrids cited, §5.2)",
                                     relative=True))
-ctx.show_claims("table2_code", lines)
+ctx.show_claims("table2_code", lines);
