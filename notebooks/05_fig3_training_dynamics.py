@@ -37,10 +37,11 @@ FIGURES_DIR = "figures"
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from scope_lib import nb, report
 from scope_lib.experiments import run_histories
-from scope_lib.plotting import METHOD_COLORS, band, legend_outside
+from scope_lib.plotting import band, display_name, legend_outside, method_color
 
 ctx = nb.setup("05_fig3_training_dynamics", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -55,23 +56,25 @@ histories = run_histories(SCALE, METHODS, seeds, smoke=SMOKE)
 
 # %%
 inf = float("inf")
-panels = [("entropy", "token entropy (nats)", inf), ("accuracy", "rollout accuracy", 1.0),
-          ("response_length", "response length (tokens)", inf)]  # each metric's upper limit (all start at 0)
+# (metric, axis label, factor to the axis unit, the metric's upper limit in that unit); all start at 0
+panels = [("entropy", "token entropy (nats)", 1, inf), ("accuracy", "rollout accuracy (%)", 100, 100.0),
+          ("response_length", "response length (tokens)", 1, inf)]
 fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.5))
-curves = {metric: report.step_curves(histories, metric, smooth=smooth) for metric, _, _ in panels}
-for ax, (metric, label, highest) in zip(axes, panels):
+curves = {metric: report.step_curves(histories, metric, smooth=smooth) for metric, *_ in panels}
+for ax, (metric, label, factor, highest) in zip(axes, panels):
     for variant in METHODS:
         part = curves[metric][curves[metric].variant == variant]
-        ax.plot(part.step, part[metric], color=METHOD_COLORS[variant], label=variant.upper())
-        band(ax, part.step, part["low"], part["high"], clip=(0.0, highest), color=METHOD_COLORS[variant])
+        ax.plot(part.step, factor * part[metric], color=method_color(variant), label=display_name(variant))
+        band(ax, part.step, factor * part["low"], factor * part["high"], clip=(0.0, highest), color=method_color(variant))
     ax.set(xlabel="training step", ylabel=label)
-    ax.set_ylim(0, 1.02 if highest == 1.0 else None)
-fig.suptitle(f"Training dynamics ({ctx.scale_label}, {len(seeds)} seed(s), moving average over {smooth} steps)")
-legend_outside(fig)
+    ax.set_ylim(0, 102 if highest == 100.0 else None)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+fig.suptitle(f"Fig. 3: training dynamics ({ctx.scale_label}, {len(seeds)} seed(s), moving average over {smooth} step(s))")
+legend_outside(fig, title="mean over seeds;\nband: 95% t interval", alignment="left")
 ctx.savefig(fig, "fig3_training_dynamics", caption=f"Mean over {len(seeds)} seed(s) of each seed's {smooth}-step "
             "moving average; band: 95% t interval over seeds (as the verdict lines), clipped to the metric's range.")
 ctx.save_table(pd.concat([c.rename(columns={m: "value"}).assign(metric=m) for m, c in curves.items()], ignore_index=True),
-               "fig3_training_dynamics")
+               "fig3_training_dynamics");
 
 # %%
 entropy_change = {v: report.history_change(histories, v, "entropy") for v in METHODS}
@@ -79,16 +82,16 @@ mean_accuracy = {v: report.history_mean(histories, v, "accuracy") for v in METHO
 mean_over_seeds = {name: {v: sum(d.values()) / len(d) for v, d in values.items()}
                    for name, values in (("entropy", entropy_change), ("accuracy", mean_accuracy))}
 lines = [f"Scale `{ctx.scale_label}`, {len(seeds)} seed(s): entropy change from the first to the "
-         "last fifth of training " + ", ".join(f"{v} {e:+.3f}" for v, e in mean_over_seeds["entropy"].items())
-         + " nats; mean rollout accuracy over training " + ", ".join(f"{v} {100 * a:.1f}%" for v, a in mean_over_seeds["accuracy"].items())
+         "last fifth of training " + ", ".join(f"{display_name(v)} {e:+.3f}" for v, e in mean_over_seeds["entropy"].items())
+         + " nats; mean rollout accuracy over training " + ", ".join(f"{display_name(v)} {100 * a:.1f}%" for v, a in mean_over_seeds["accuracy"].items())
          + " (means over seeds)."]
 for other in [v for v in METHODS if v != "grpo"]:
-    lines.append(report.compare(f"GRPO − {other.upper()} entropy change (last fifth − first fifth of steps)",
+    lines.append(report.compare(f"GRPO − {display_name(other)} entropy change (last fifth − first fifth of steps)",
                                 entropy_change["grpo"], entropy_change[other], "less",
                                 "GRPO's entropy decays, OPD's and SCOPE's stay up (Fig. 3a; no number in the text)",
                                 scale=1.0, unit=" nats", digits=3))
 for other in [v for v in METHODS if v != "scope"]:
-    lines.append(report.compare(f"SCOPE − {other.upper()} rollout accuracy, mean over all steps",
+    lines.append(report.compare(f"SCOPE − {display_name(other)} rollout accuracy, mean over all steps",
                                 mean_accuracy["scope"], mean_accuracy[other], "greater",
                                 "SCOPE above GRPO and OPD throughout training (Fig. 3b-c; no number in the text)"))
-ctx.show_claims("fig3_training_dynamics", lines)
+ctx.show_claims("fig3_training_dynamics", lines);
