@@ -21,16 +21,20 @@
 # distillation). "Switched off" means weight 1 for every rollout of that path, the paper's
 # "standard uniform weighting" as the authors' released code implements it:
 #
-# - `no_dpaw`: both paths weight 1 per rollout (the paper's "w/o DPAW");
-# - `no_dpaw_normalized`: both paths 1/n per rollout, so each path of each prompt sums to 1 as
-#   under DPAW; not in the paper: it keeps DPAW's group normalisation and drops only the
-#   perplexity weights, so the normalisation's share of the effect is measured on its own;
-# - `no_student_weight`: correct path weight 1 per rollout, teacher weights (Eq. 5) kept;
-# - `reversed_student_weight`: correct path weighted by `PPL_S^(-1/tau)` instead of Eq. 4's
-#   `PPL_S^(+1/tau)` (the sign of the authors' released scripts);
-# - `no_teacher_weight`: incorrect path weight 1 per rollout, student weights (Eq. 4) kept;
-# - `reversed_teacher_weight`: incorrect path weighted by `PPL_T^(+1/tau)` instead of Eq. 5's
-#   `PPL_T^(-1/tau)`.
+# - w/o DPAW (`no_dpaw`): both paths weight 1 per rollout (the paper's ablation of that name);
+# - w/o DPAW (1/n weights) (`no_dpaw_normalized`): both paths 1/n per rollout, so each path of
+#   each prompt sums to 1 as under DPAW; not in the paper: it keeps DPAW's group normalisation
+#   and drops only the perplexity weights, so the normalisation's share of the effect is
+#   measured on its own;
+# - w/o student weight (`no_student_weight`): correct path weight 1 per rollout, teacher
+#   weights (Eq. 5) kept;
+# - reversed student weight (`reversed_student_weight`): correct path weighted by
+#   `PPL_S^(-1/tau)` instead of Eq. 4's `PPL_S^(+1/tau)` (the sign of the authors' released
+#   scripts);
+# - w/o teacher weight (`no_teacher_weight`): incorrect path weight 1 per rollout, student
+#   weights (Eq. 4) kept;
+# - reversed teacher weight (`reversed_teacher_weight`): incorrect path weighted by
+#   `PPL_T^(+1/tau)` instead of Eq. 5's `PPL_T^(-1/tau)`.
 #
 # Each claim is judged by the rule at the top of the results page: SCOPE − ablation per seed
 # (paired by seed), in points of Avg@k and of Pass@k at the largest k, both averaged over the
@@ -48,7 +52,7 @@ import matplotlib.pyplot as plt
 
 from scope_lib import nb, report
 from scope_lib.experiments import ABLATIONS, run_grid
-from scope_lib.plotting import METHOD_COLORS, point_interval
+from scope_lib.plotting import display_name, method_color, metric_label, point_interval, variant_ticks
 
 ctx = nb.setup("07_fig5_dpaw_ablations", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -56,27 +60,26 @@ eval_k = 4 if SMOKE else EVAL_K
 variants = ["scope", *ABLATIONS]
 df, results = run_grid(SCALE, variants, seeds, smoke=SMOKE, include_base=False, **{"eval.k": eval_k})
 summary = report.seed_summary(df)
-ctx.save_table(summary, "fig5_dpaw_ablations")
+ctx.save_table(summary, "fig5_dpaw_ablations");
 
 # %% [markdown]
 # ## Generates and saves Figure 5
-# Each seed's value (dots) and the mean over seeds with its 95% t interval (diamonds and bars),
-# the interval the verdicts use, drawn by seaborn from the per-seed values; the dotted line is
-# SCOPE's mean.
+# Dots: each seed's value. Diamonds and bars: the mean over seeds with its 95% t interval (the
+# interval the verdicts use), drawn by seaborn from the per-seed values. Dotted: SCOPE's mean.
 
 # %%
 seed_rows = df[df.eval_set == "average"]
-fig, axes = plt.subplots(1, 2, figsize=(13, 4), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), layout="constrained")
 for ax, metric in zip(axes, ["avg@k", "pass@k"]):
     point_interval(ax, seed_rows, x="variant", y=metric, hue="variant", order=variants, scale=100, clip=(0, 100))
-    ax.axhline(100 * seed_rows.loc[seed_rows.variant == "scope", metric].mean(), color=METHOD_COLORS["scope"], ls=":", lw=1)
-    ax.set_xticks(range(len(variants)), [v.replace("_", "\n") for v in variants], fontsize=8)
-    name = metric.replace("k", str(eval_k))
-    ax.set(xlabel="", ylabel=f"{name} (%)", title=f"{name}, mean over eval sets")
-fig.suptitle(f"DPAW ablations ({ctx.scale_label}, {len(seeds)} seed(s)): dots one seed, diamonds and bars the mean "
-             "and 95% t interval, dotted SCOPE's mean")
-ctx.savefig(fig, "fig5_dpaw_ablations", caption="Avg@k and Pass@k at the largest k, mean over the eval sets: each "
-            "seed, and the mean over seeds with its 95% t interval, per DPAW ablation.")
+    ax.axhline(100 * seed_rows.loc[seed_rows.variant == "scope", metric].mean(), color=method_color("scope"), ls=":", lw=1)
+    variant_ticks(ax, variants)
+    name = metric_label(metric, eval_k)
+    ax.set(xlabel="", ylabel=f"{name} (%)", title=f"{name}, mean over the eval sets")
+fig.suptitle(f"Fig. 5: DPAW ablations ({ctx.scale_label}, {len(seeds)} seed(s))")
+ctx.savefig(fig, "fig5_dpaw_ablations", caption=f"Avg@{eval_k} and Pass@{eval_k}, mean over the eval sets, per DPAW "
+            "ablation: dots are single seeds, diamonds and bars the mean over seeds and its 95% t interval; dotted: "
+            "SCOPE's mean.");
 
 # %% [markdown]
 # ## Verdicts (saved for the results page)
@@ -101,11 +104,12 @@ lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s), k
          "seed's Avg@k and Pass@k at the largest k, mean over the eval sets."]
 for ablation in ABLATIONS:
     for metric, paper in zip(("avg@k", "pass@k"), PAPER[ablation]):
-        lines.append(report.compare(f"SCOPE − {ablation} {names[metric]}", per_seed["scope", metric],
+        lines.append(report.compare(f"SCOPE − {display_name(ablation)} {names[metric]}", per_seed["scope", metric],
                                     per_seed[ablation, metric], "greater", paper))
 if {"no_dpaw", "no_dpaw_normalized"} <= set(ABLATIONS):  # the group normalisation on its own
     for metric in ("avg@k", "pass@k"):
-        lines.append(report.compare(f"no_dpaw_normalized − no_dpaw {names[metric]} (group normalisation alone)",
+        lines.append(report.compare(f"{display_name('no_dpaw_normalized')} − {display_name('no_dpaw')} {names[metric]} "
+                                    "(group normalisation alone)",
                                     per_seed["no_dpaw_normalized", metric], per_seed["no_dpaw", metric], "greater",
                                     "not measured; App. A.3 argues the group normalisation stabilises the updates"))
-ctx.show_claims("fig5_dpaw_ablations", lines)
+ctx.show_claims("fig5_dpaw_ablations", lines);
