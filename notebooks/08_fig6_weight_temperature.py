@@ -47,7 +47,7 @@ import seaborn as sns
 
 from scope_lib import figure_data, nb, report
 from scope_lib.experiments import run_grid, run_histories
-from scope_lib.plotting import legend_outside, point_interval, t_interval_within
+from scope_lib.plotting import display_name, legend_outside, metric_label, point_interval, t_interval_within
 
 ctx = nb.setup("08_fig6_weight_temperature", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -75,18 +75,17 @@ fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for ax, metric in zip(axes[:2], ["avg@k", "pass@k"]):
     point_interval(ax, seed_rows, x="tau", y=metric, hue="tau", order=list(palette), palette=palette, scale=100,
                    clip=(0, 100))
-    name = metric.replace("k", str(eval_k))
-    ax.set(xlabel="tau", ylabel=f"{name} (%)", title=f"{name} vs tau, mean over eval sets")
+    name = metric_label(metric, eval_k)
+    ax.set(xlabel="weight temperature τ", ylabel=f"{name} (%)", title=f"{name}, mean over the eval sets")
 ess_rows = figure_data.history_long(histories, "teacher_w_ess_frac").assign(tau=lambda d: d.variant.map(tau_label))
 sns.lineplot(ess_rows, x="step", y="teacher_w_ess_frac", hue="tau", hue_order=list(palette), palette=palette,
              errorbar=t_interval_within(0, 1), ax=axes[2])
-axes[2].set(xlabel="step", ylabel="effective sample size / path size", title="Teacher-weight concentration")
-fig.suptitle(f"Weight temperature ({ctx.scale_label}, {len(seeds)} seed(s)): dots one seed, diamonds and bars the "
-             "mean and 95% t interval; band: 95% t interval")
-legend_outside(fig, title="tau")
+axes[2].set(xlabel="training step", ylabel="ESS fraction (1 = uniform)", title="Teacher weights (Eq. 5): ESS fraction")
+fig.suptitle(f"Fig. 6: weight temperature ({ctx.scale_label}, {len(seeds)} seed(s))")
+legend_outside(fig, title="τ")
 ctx.savefig(fig, "fig6_weight_temperature", caption="Avg@k and Pass@k at the largest k (mean over the eval sets) "
             "per weight temperature tau, each seed and the mean over seeds with its 95% t interval; the teacher "
-            "weights' effective sample size per step, mean over seeds with its 95% t band.")
+            "weights' effective sample size per step, mean over seeds with its 95% t band.");
 
 # %%
 mean_ess = {tau: float(ess[ess.variant == v]["teacher_w_ess_frac"].mean()) for tau, v in zip(TAUS, variants)}
@@ -107,7 +106,7 @@ ordered = [mean_ess[t] for t in sorted(TAUS)]
 lines.append(report.check("the teacher-weight ESS fraction rises with tau (a smaller tau concentrates the weights)",
                           all(a < b for a, b in zip(ordered, ordered[1:])) if ess_known else None,
                           "mean over steps and seeds: " + ", ".join(f"{e:.3f} at tau = {t:g}" for t, e in sorted(mean_ess.items()))))
-ctx.show_claims("fig6_weight_temperature", lines)
+ctx.show_claims("fig6_weight_temperature", lines);
 
 # %% [markdown]
 # ## DPAW's strength on the correct path: the tau_student sweep
@@ -157,17 +156,18 @@ for ax, metric in zip(axes, [names["avg@k"], names["pass@k"]]):
     if np.all(np.isnan(x)):  # no record (smoke): place the points by tau_student instead
         x = part["tau_student"].to_numpy(dtype=float)
     ax.errorbar(x, part["effect_points"], yerr=[part["effect_points"] - part["low"], part["high"] - part["effect_points"]],
-                fmt="o", color=sns.color_palette("deep")[0], capsize=4, label="SCOPE − w/o DPAW (mean, 95% t interval)")
+                fmt="o", color=sns.color_palette("deep")[0], capsize=4,
+                label=f"SCOPE − {display_name('no_dpaw')} (mean, 95% t interval)")
     for xi, yi, t in zip(x, part["effect_points"], part["tau_student"]):
-        ax.annotate(f"tau_student {t:g}", (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.annotate(f"student τ = {t:g}", (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.axhline(0, color="grey", lw=0.8)
     paper_x = ess_of["scope"] if not np.isnan(ess_of["scope"]) else 1.0
-    ax.axvline(paper_x, color="black", ls="--", lw=1, label="the paper's tau = 1")
+    ax.axvline(paper_x, color="black", ls="--", lw=1, label="the paper's τ = 1")
     ax.set(xlabel="student-path ESS on the base student (1 = uniform weights)", ylabel=f"{metric} effect (points)",
-           title=f"{metric}: SCOPE − w/o DPAW")
+           title=f"{metric}: SCOPE − {display_name('no_dpaw')}")
 handles, labels = axes[0].get_legend_handles_labels()
-legend_outside(fig, handles, labels)
-fig.suptitle(f"DPAW's correct-path strength ({ctx.scale_label}, {len(seeds)} seed(s), Eq. 5 at tau = 1)")
+fig.suptitle(f"DPAW's correct-path strength ({ctx.scale_label}, {len(seeds)} seed(s), Eq. 5 at τ = 1)")
+legend_outside(fig, handles, labels)  # after the suptitle: its tight layout then leaves the title room
 ctx.savefig(fig, "fig6b_tau_student_sweep", caption="Effect of SCOPE over w/o DPAW (every weight 1) against the "
             "student-path effective sample size that each tau_student gives on the base student's rollouts (measured "
             "before training); bars: 95% t interval over paired seeds; dashed: the paper's tau = 1.")
@@ -182,4 +182,4 @@ for variant in sweep:
         sweep_lines.append(report.compare(f"SCOPE ({label}) − w/o DPAW {names[metric]}", report.per_seed(sweep_df, variant, metric),
                                           report.per_seed(sweep_df, "no_dpaw", metric), "greater",
                                           "the paper measures DPAW at tau = 1 only (Fig. 5: w/o DPAW below SCOPE)"))
-ctx.show_claims("fig6b_tau_student_sweep", sweep_lines)
+ctx.show_claims("fig6b_tau_student_sweep", sweep_lines);
