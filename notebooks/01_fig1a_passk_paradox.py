@@ -39,7 +39,7 @@ import seaborn as sns
 
 from scope_lib import nb, report
 from scope_lib.experiments import run_grid
-from scope_lib.plotting import METHOD_COLORS, band, k_axis, legend_outside
+from scope_lib.plotting import band, display_name, k_axis, legend_outside, method_color
 
 ctx = nb.setup("01_fig1a_passk_paradox", globals())
 seeds = SEEDS[:1] if SMOKE else SEEDS
@@ -57,26 +57,28 @@ curves = {"base": report.pass_curves(results, "base"), "opd": report.pass_curves
 # %%
 fig, (ax, ax_gain) = plt.subplots(1, 2, figsize=(10, 4))
 for name, curve in curves.items():
-    label = "OPD" if name == "opd" else "base student"
-    ax.plot(curve.k, 100 * curve["pass@k"], marker="o", markersize=3, color=METHOD_COLORS[name], label=label)
-    band(ax, curve.k, 100 * curve.low, 100 * curve.high, clip=(0, 100), color=METHOD_COLORS[name])
+    ax.plot(curve.k, 100 * curve["pass@k"], marker="o", markersize=3, color=method_color(name), label=display_name(name))
+    band(ax, curve.k, 100 * curve.low, 100 * curve.high, clip=(0, 100), color=method_color(name))
 shown = k_axis(ax, curves["opd"].k)
 ax.set(xlabel="k (samples per problem)", ylabel="Pass@k (%)", title="Pass@k, mean over eval sets")
 ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 100))  # a rate stays in [0, 100]
 gains, per_seed = report.base_gains(results, "opd", seeds, shown)
-sns.stripplot(per_seed.assign(points=100 * per_seed.gain), x="k", y="points", ax=ax_gain, color=METHOD_COLORS["opd"],
+sns.stripplot(per_seed.assign(points=100 * per_seed.gain), x="k", y="points", ax=ax_gain, color=method_color("opd"),
               alpha=0.5, jitter=0.1)
 ax_gain.errorbar(range(len(gains)), 100 * gains["mean"], yerr=[100 * (gains["mean"] - gains.low), 100 * (gains.high - gains["mean"])],
                  fmt="D", color="black", capsize=4)
 ax_gain.axhline(0, color="black", lw=0.8)
 ax_gain.set(xlabel="k", ylabel="OPD − base (points)", title="Gain of OPD over the base student")
 fig.suptitle(f"Fig. 1a, the Pass@k paradox ({ctx.scale_label}, {len(seeds)} seed(s))")
-legend_outside(fig)
+handles, labels = ax.get_legend_handles_labels()
+handles += [plt.Line2D([], [], color=method_color("opd"), alpha=0.5, marker="o", linestyle="none"),
+            plt.Line2D([], [], color="black", marker="D", linestyle="none")]
+legend_outside(fig, handles, labels + ["OPD − base, one seed", "mean, 95% interval"])
 ctx.savefig(fig, "fig1a_passk_paradox", caption=f"Left: mean over {len(seeds)} seed(s); OPD band: 95% t interval over "
             "seeds; base band: 95% bootstrap over eval problems. Right: dots are seeds, diamonds and bars the mean "
             "and the 95% seed x problem bootstrap interval of the verdict lines.")
 table = curves["base"][["k"]].assign(base=curves["base"]["pass@k"], opd=curves["opd"]["pass@k"])
-ctx.save_table(table.assign(gain=table.opd - table.base), "fig1a_passk_paradox")
+ctx.save_table(table.assign(gain=table.opd - table.base), "fig1a_passk_paradox");
 
 # %%
 gain_1, gain_k = 100 * float(table.opd.iloc[0] - table.base.iloc[0]), 100 * float(table.opd.iloc[-1] - table.base.iloc[-1])
@@ -88,4 +90,4 @@ ctx.show_claims("fig1a_passk_paradox", [
                            "rises (Fig. 1a is AIME24: Avg@32 29.4 → 40.2 in Table 1, +10.8 points)", k=1),
     report.compare_to_base(f"OPD − base student Pass@{eval_k} (the largest k)", results, "opd", seeds, "less",
                            "-1.5 points (AIME24 Pass@32 76.5 → 75.0, Fig. 1a)", k=eval_k),
-])
+]);

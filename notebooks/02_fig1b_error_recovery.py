@@ -222,4 +222,4 @@ display(Markdown(text))
 ctx.show_claims("fig1b_error_recovery", rs.verdict_lines(
     rates, conditions, curve, rho, table6, RATIOS, n_boot=n_boot, seed=SEED,
     intro=f"Scale `{ctx.scale_label}`: {study.num_incorrect} incorrect rollouts of {num_problems} problems, "
-          f"{completions_per_prefix} teacher completions per prefix. Task: {task_text}"))
+          f"{completions_per_prefix} teacher completions per prefix. Task: {task_text}"));

@@ -208,4 +208,4 @@ else:
 
 # %%
 ctx.show_claims("eq45_dpaw_weights", dpaw_study.check_lines(weight_table, conc, shares, tau_ref, intro=(
-    f"Scale `{ctx.scale_label}`: {len(rollouts)} base-student rollouts, {num_prompts} groups of G = {group_size}.")))
+    f"Scale `{ctx.scale_label}`: {len(rollouts)} base-student rollouts, {num_prompts} groups of G = {group_size}.")));

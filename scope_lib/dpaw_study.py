@@ -359,7 +359,7 @@ def weight_distributions_figure(rollouts: pd.DataFrame, taus: Sequence[float], t
             continue
         for tau in taus:
             part = data[data["tau"] == tau]
-            sns.ecdfplot(part, x="w_rel", color=colors[tau], label=f"tau = {tau:g}", ax=top)
+            sns.ecdfplot(part, x="w_rel", color=colors[tau], label=f"τ = {tau:g}", ax=top)
             sns.scatterplot(part, x="rel_ppl", y="w_rel", color=colors[tau], s=12, alpha=0.5, linewidth=0, ax=bottom)
             grid = np.geomspace(max(part["rel_ppl"].min(), 1e-3), part["rel_ppl"].max() + 1e-9, 50)
             bottom.plot(grid, grid ** (sign / tau), "--", color=colors[tau], linewidth=1)
@@ -370,7 +370,13 @@ def weight_distributions_figure(rollouts: pd.DataFrame, taus: Sequence[float], t
     if any(ax.get_legend_handles_labels()[1] for ax in axes[0]):
         from scope_lib.plotting import legend_outside
 
-        legend_outside(fig, title="weight temperature")
+        # one entry per tau (the ECDFs above, the points and dashes below in its colour), then what
+        # the markers of the bottom row are
+        handles = [plt.Line2D([], [], color=colors[tau]) for tau in taus] + [
+            plt.Line2D([], [], color="grey", marker="o", markersize=4, alpha=0.6, linestyle="none"),
+            plt.Line2D([], [], color="grey", linestyle="--", linewidth=1)]
+        labels = [f"τ = {tau:g}" for tau in taus] + ["one rollout (bottom)", r"Eq. 4/5: (relative PPL)$^{\pm 1/\tau}$"]
+        legend_outside(fig, handles, labels, title="weight temperature", alignment="left")
     return fig
 
 
