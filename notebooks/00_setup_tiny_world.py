@@ -46,7 +46,7 @@ from IPython.display import Markdown, display
 from scope_lib import nb
 from scope_lib.evaluate import evaluate
 from scope_lib.experiments import experiment_config
-from scope_lib.plotting import display_name, legend_outside, method_palette
+from scope_lib.plotting import display_name, legend_outside, markdown_table, method_palette
 from scope_lib.world import load_world
 
 ctx = nb.setup("00_setup_tiny_world", globals())
@@ -77,7 +77,7 @@ for name, result in results.items():
         rows.append({"model": name, "eval_set": eval_set, f"avg@{e.k}": row[f"avg@{e.k}"], f"pass@{e.k}": row[f"pass@{e.k}"]})
 calibration = pd.DataFrame(rows)
 ctx.save_table(calibration, "nb00_calibration")
-display(Markdown(calibration.to_markdown(index=False, floatfmt=".3f")))
+display(Markdown(markdown_table(calibration.assign(model=calibration.model.map(display_name)), index=False)))
 
 # Bars: Avg@k from 0; a dash on each bar: Pass@k of the same model, in the model's colour. One legend outside the axes.
 sets = list(world.eval_sets)
@@ -124,7 +124,7 @@ if any(kinds.values()):
                 by_kind.append({"model": name, "kind": kinds[problem.id], "avg": float(np.mean(row))})
     kind_table = pd.DataFrame(by_kind).groupby(["kind", "model"])["avg"].mean().unstack("model")
     ctx.save_table(kind_table, "nb00_accuracy_by_kind")
-    display(Markdown(f"**Avg@{e.k} by problem kind**\n\n" + kind_table.to_markdown(floatfmt=".3f")))
+    display(Markdown(f"**Avg@{e.k} by problem kind**\n\n" + markdown_table(kind_table.rename(columns=display_name))))
 record = Path(scope_lib.__file__).resolve().parents[1] / "data" / f"world_{cfg.model.student}" / "preconditions.md"
 if record.exists() and not SMOKE:
     display(Markdown(record.read_text()))

@@ -50,7 +50,7 @@ from IPython.display import Markdown, display
 
 from scope_lib import figure_data, nb, report
 from scope_lib.experiments import experiment_config, run_histories
-from scope_lib.plotting import display_name, legend_outside
+from scope_lib.plotting import display_name, legend_outside, markdown_table
 from scope_lib.trainer import TIMERS
 
 ctx = nb.setup("09_table8_step_time", globals())
@@ -64,9 +64,9 @@ steps = figure_data.step_times(histories, TIMERS)
 # %%
 table = steps.groupby("variant")[list(TIMERS) + ["rollouts"]].mean().loc[METHODS]
 table["other"] = table["step"] - table[[t for t in TIMERS if t != "step"]].sum(axis=1)
-ctx.save_table(table.round(4), "table8_step_time")
+ctx.save_table(table.round(4).rename(index=display_name), "table8_step_time")
 display(Markdown(f"Seconds per step ({SCALE}{', smoke' if SMOKE else ''}, {len(seeds)} seed(s), {len(steps)} steps in all)\n\n"
-                 + table.to_markdown(floatfmt=".3f")))
+                 + markdown_table(table.rename(index=display_name))))
 
 fig, ax = plt.subplots(figsize=(8.5, 3.2))
 components = [t for t in TIMERS if t != "step"] + ["other"]
@@ -85,7 +85,7 @@ optim = experiment_config(SCALE, "scope", seeds[0], smoke=SMOKE).optim
 from_update = optim.old_logp_pass == "when_needed" and optim.mini_batch_prompts >= optim.prompts_per_step
 seconds = {(v, timer): report.history_mean(histories, v, f"time/{timer}") for v in METHODS for timer in TIMERS}
 lines = [
-    "Share of the step spent scoring with the teacher: " + ", ".join(f"{m} {100 * share[m]:.1f}%" for m in METHODS)
+    "Share of the step spent scoring with the teacher: " + ", ".join(f"{display_name(m)} {100 * share[m]:.1f}%" for m in METHODS)
     + f"; SCOPE scores only its incorrect rollouts, OPD every rollout ({table.loc['scope', 'rollouts']:.0f} vs "
     f"{table.loc['opd', 'rollouts']:.0f} rollouts per step). Summary quantity: each seed's mean seconds per step.",
     report.compare("SCOPE − GRPO seconds per step", seconds["scope", "step"], seconds["grpo", "step"], "greater",
@@ -97,7 +97,7 @@ lines = [
                    relative=True),
     report.check("the timed components add up to no more than the whole step, for every method",
                  bool((table["other"] >= -1e-6 * table["step"]).all()),
-                 "untimed rest per step: " + ", ".join(f"{m} {table.loc[m, 'other']:.4f} s" for m in METHODS)),
+                 "untimed rest per step: " + ", ".join(f"{display_name(m)} {table.loc[m, 'other']:.4f} s" for m in METHODS)),
     report.check("`old_logprob` is 0 when pi_old comes from the update's own pass, and positive otherwise",
                  bool((table["old_logprob"] == 0).all() if from_update else (table["old_logprob"] > 0).all()),
                  f"`optim.old_logp_pass` is `{optim.old_logp_pass}` with "
@@ -138,7 +138,7 @@ else:
     run = (f"world `{bench['world']}` (teacher {n_teacher:.2f}M, student {n_student:.2f}M parameters), medians of "
            f"{bench['counted_steps']} interleaved steps, run {bench['date']} by `{bench['command']}`"
            + (" (smoke setting: its numbers measure nothing)" if bench.get("smoke") else ""))
-    display(Markdown(f"Median seconds per step from `{record_path.name}`: {run}.\n\n" + bench_table.to_markdown(floatfmt=".3f")))
+    display(Markdown(f"Median seconds per step from `{record_path.name}`: {run}.\n\n" + markdown_table(bench_table)))
 
     fig, ax = plt.subplots(figsize=(8.5, 3.4))
     parts = bench["components"]

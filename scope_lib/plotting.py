@@ -167,7 +167,8 @@ def save_table(
 
 def markdown_table(df, *, index: bool = True, floatfmt: str = ".3f") -> str:
     """`df` as a pipe table: floats as `floatfmt`, integers as integers (a count stays `282`, not
-    `282.000`, even beside float columns), and text as written (a cell such as `+1.5` is not
+    `282.000`, even beside float columns; so does a float column whose values are all whole and not
+    all 0, such as a mean of equal counts), and text as written (a cell such as `+1.5` is not
     reformatted as a number). The index levels come first when `index`, an unnamed one headed ""."""
     import pandas as pd
     from tabulate import tabulate
@@ -178,8 +179,15 @@ def markdown_table(df, *, index: bool = True, floatfmt: str = ".3f") -> str:
     series = [frame.iloc[:, i] for i in range(frame.shape[1])]
     columns = [column.tolist() for column in series]  # numpy scalars to Python ints and floats, per column
     text_columns = [i for i, column in enumerate(series) if not pd.api.types.is_numeric_dtype(column.dtype)]
+
+    def whole(column) -> bool:  # a float column of counts (e.g. a mean of equal counts): no decimals
+        values = column.to_numpy(dtype=np.float64) if pd.api.types.is_float_dtype(column.dtype) else None
+        finite = values[np.isfinite(values)] if values is not None else None
+        return finite is not None and finite.size > 0 and bool(np.all(finite == np.round(finite))) and bool(np.any(finite != 0))
+
+    formats = [".0f" if whole(column) else floatfmt for column in series]
     rows = [list(row) for row in zip(*columns)]
-    return tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=floatfmt, disable_numparse=text_columns or False)
+    return tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=formats, disable_numparse=text_columns or False)
 
 
 def use_style() -> None:

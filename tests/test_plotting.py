@@ -379,3 +379,11 @@ def test_variant_ticks_show_display_names_on_one_line():
     labels = [tick.get_text() for tick in ax.get_xticklabels()]
     plt.close(fig)
     assert labels == ["SCOPE", "w/o student weight", "OPD (G = 8)"]
+
+
+def test_markdown_prints_whole_float_columns_without_decimals():
+    df = pd.DataFrame({"rollouts": [16.0, 4.0], "step": [0.289, 0.252], "zeros": [0.0, 0.0], "n": [3.0, np.nan]},
+                      index=pd.Index(["GRPO", "OPD"], name="method"))
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in plotting.markdown_table(df).splitlines()]
+    assert rows[2] == ["GRPO", "16", "0.289", "0.000", "3"]
+    assert rows[3] == ["OPD", "4", "0.252", "0.000", "nan"]
