@@ -28,6 +28,14 @@
 # method ran, is shown at the end. Every later notebook starts from these models. (The chain
 # world of the first runs is the scale `tiny_chain`, built at run time on the CPU at hand.)
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("00_setup_tiny_world")
+
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False

@@ -26,6 +26,14 @@
 # OPD − base at the largest k (Pass@K) negative. The base student is evaluated once, so the
 # interval is a bootstrap over seeds and eval problems jointly, the base paired with every seed.
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("01_fig1a_passk_paradox")
+
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False

@@ -42,6 +42,14 @@
 # results page: reproduced if the 95% interval excludes 0 in the paper's direction,
 # contradicted if it excludes 0 in the other, inconclusive otherwise.
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("02_fig1b_error_recovery")
+
 # %% tags=["parameters"]
 SCALE = "tiny"  # "tiny" (CPU, minutes), "smol", or "paper" (expects GPUs and the HF hub)
 SMOKE = False  # True: a seconds-sized run on the smoke world (the tests use it)

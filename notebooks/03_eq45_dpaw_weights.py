@@ -36,6 +36,14 @@
 # PPL, sharpening with a smaller tau, the released sign reversing Eq. 4), measured on real
 # rollouts of the configured world.
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("03_eq45_dpaw_weights")
+
 # %% tags=["parameters"]
 SCALE = "tiny"  # "tiny" (CPU, minutes), "smol", or "paper" (expects GPUs and the HF hub)
 SMOKE = False  # True: a seconds-sized run on the smoke world (the tests use it)

@@ -29,6 +29,14 @@
 # problems. The summary quantity is the mean over the eval sets of Avg@k or Pass@k at the
 # largest k.
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("04_table1_main_results")
+
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False

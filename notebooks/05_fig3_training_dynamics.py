@@ -26,6 +26,14 @@
 # logged steps minus the mean over the first fifth); for accuracy, the mean rollout accuracy
 # over all steps (the area under the curve divided by the steps).
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("05_fig3_training_dynamics")
+
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False

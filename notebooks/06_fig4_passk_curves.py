@@ -27,6 +27,14 @@
 # Pass@k over k = 1..K (the area under the curve divided by K); for "keeps rising", the gain
 # over the last doubling of k, Pass@K − Pass@(K/2).
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("06_fig4_passk_curves")
+
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False

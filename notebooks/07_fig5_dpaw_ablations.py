@@ -40,6 +40,14 @@
 # (paired by seed), in points of Avg@k and of Pass@k at the largest k, both averaged over the
 # eval sets, with the 95% t interval over seeds.
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("07_fig5_dpaw_ablations")
+
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False

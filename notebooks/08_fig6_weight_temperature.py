@@ -32,6 +32,14 @@
 # SCOPE − w/o DPAW (every weight 1, as in the released code) in Avg@k and Pass@k: does the
 # weighting matter at the concentration a model produces? The paper has no such curve.
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("08_fig6_weight_temperature")
+
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False

@@ -35,6 +35,14 @@
 # SCOPE synchronous, SCOPE with overlapped teacher scoring and OPD side by side in one process,
 # and checks the project's speed targets against it.
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("09_table8_step_time")
+
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False

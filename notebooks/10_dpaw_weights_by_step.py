@@ -32,6 +32,14 @@
 # (papermill) it draws a static panel of `STEPS`. The lines at the end are **checks** of the
 # implementation, not claims of the paper.
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("10_dpaw_weights_by_step")
+
 # %% tags=["parameters"]
 SCALE = "tiny"
 SMOKE = False

@@ -34,6 +34,14 @@
 # Verdicts follow the rule at the top of the results page (per-seed paired differences, their
 # 95% interval over seeds).
 
+# %% [markdown]
+# The committed results, shown before anything runs
+
+# %%
+from scope_lib import nb
+
+nb.show_committed("11_table2_code")
+
 # %% tags=["parameters"]
 SCALE = "tiny_code"
 SMOKE = False

@@ -26,9 +26,10 @@ TABLES = {
 
 
 def code_lines(notebook) -> int:
-    """Non-blank lines of code cells that are not comments (markdown cells do not count)."""
-    return sum(1 for cell in notebook.cells if cell.cell_type == "code" for line in cell.source.splitlines()
-               if line.strip() and not line.strip().startswith("#"))
+    """Non-blank lines of code cells that are not comments (markdown cells do not count, nor does the
+    opening cell every numbered notebook shares, which shows the committed results)."""
+    return sum(1 for cell in notebook.cells if cell.cell_type == "code" and "nb.show_committed(" not in cell.source
+               for line in cell.source.splitlines() if line.strip() and not line.strip().startswith("#"))
 
 
 @pytest.mark.parametrize("notebook", list(FIGURES))
@@ -94,3 +95,12 @@ def test_tables_have_the_paper_layout(executed):
     for ratio, part in mechanism.groupby("ratio"):  # the two conditions split the unconditioned prefixes
         by = part.set_index("condition")["n"]
         assert by["error in prefix"] + by["error not yet in prefix"] == by["all"]
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.py")))
+def test_every_numbered_notebook_opens_with_the_committed_results(notebook):
+    cells = jupytext.read(NOTEBOOKS / notebook).cells
+    first_code = next(i for i, cell in enumerate(cells) if cell.cell_type == "code")
+    assert f'nb.show_committed("{notebook[:-len(".py")]}")' in cells[first_code].source, notebook
+    assert "parameters" in cells[first_code + 1].metadata.get("tags", []), "the opener comes before the parameters"
+    assert cells[first_code - 1].cell_type == "markdown" and "committed results" in cells[first_code - 1].source
