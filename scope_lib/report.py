@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from scope_lib import verdict
-from scope_lib.plotting import mean_ci
+from scope_lib.plotting import display_name, mean_ci
 
 # --- tables ------------------------------------------------------------------------------
 
@@ -68,7 +68,7 @@ def method_tables(summary: pd.DataFrame, order: list[str], sets: list[str],
     avg_table = wide_table(summary, "avg@k", order, sets)
     pass_table = wide_table(summary, "pass@k", order, sets)
     relative = relative_change(summary, "avg@k", reference).reindex(order)
-    avg_table[f"Δ vs {reference.upper()} (avg, %)"] = [f"{v:+.1f}" for v in relative]
+    avg_table[f"Δ vs {display_name(reference)} (average, relative %)"] = [f"{v:+.1f}" for v in relative]
     return avg_table, pass_table
 
 

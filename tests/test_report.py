@@ -138,8 +138,8 @@ def test_method_tables_add_the_relative_change_versus_the_reference():
     avg_table, pass_table = report.method_tables(summary, ["opd", "scope"], ["a", "b", "average"])
     mean = {v: df[(df.variant == v) & (df.eval_set == "average")]["avg@k"].mean() for v in ("opd", "scope")}
     expected = 100 * (mean["scope"] - mean["opd"]) / mean["opd"]
-    assert avg_table.loc["scope", "Δ vs OPD (avg, %)"] == f"{expected:+.1f}"
-    assert avg_table.loc["opd", "Δ vs OPD (avg, %)"] == "+0.0"
+    assert avg_table.loc["scope", "Δ vs OPD (average, relative %)"] == f"{expected:+.1f}"
+    assert avg_table.loc["opd", "Δ vs OPD (average, relative %)"] == "+0.0"
     assert list(pass_table.columns) == ["a", "b", "average"]
 
 
