@@ -4,16 +4,16 @@ Starts the server the lab job of scope_lib/bootstrap.py starts (its own argument
 free port, a token and temporary HOME, Jupyter and settings folders, so nothing of the user's
 is read or written), then in headless Chromium:
 
-- opens a copy of notebook 10 with `SMOKE = True` and `INTERACTIVE = True` added to its
-  parameters cell, runs every cell on a live kernel (the smoke run it trains goes to a
-  temporary run registry, $SCOPE_RUNS_DIR), moves the ipywidgets step slider and checks that
-  the plot is redrawn (another PNG);
+- opens notebook 10, types `SMOKE = True`, `INTERACTIVE = True` and a temporary FIGURES_DIR
+  at the end of its parameters cell, runs every cell on a live kernel (the smoke run it trains
+  goes to a temporary run registry, $SCOPE_RUNS_DIR), moves the ipywidgets step slider and
+  checks that the plot is redrawn (another PNG); the edit is never saved (autosave is off for
+  the temporary user), and the notebook's files are checked unchanged afterwards;
 - opens the results page figures/README.md and checks that it renders (Markdown Preview) and
   that every image on it loads.
 
-The copy lives in a fresh folder under notebooks/executed/ (git-ignored, where smoke runs
-write) and is removed afterwards; the Lab root is read from the running server, so the test
-holds whether the bootstrap serves notebooks/ or the repository root.
+The Lab root is read from the running server, so the test holds whether the bootstrap serves
+notebooks/ or the repository root.
 
 Skipped, with the reason, where Playwright or Chromium is missing (.ci/run installs Debian's
 chromium when it runs as root; Playwright comes with the `dev` extra in pyproject.toml).
@@ -44,15 +44,14 @@ from scope_lib.bootstrap import JOBS
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "10_dpaw_weights_by_step.ipynb"
 RESULTS_PAGE = ROOT / "figures" / "README.md"
-SCRATCH = ROOT / "notebooks" / "executed"  # git-ignored (.gitignore)
-# Lines appended to the copy's parameters cell: the smoke world, the slider, outputs kept out of
+# Lines typed at the end of the parameters cell: the smoke world, the slider, outputs kept out of
 # the repository's figures/ (FIGURES_DIR is filled in per run).
 PARAMETERS = 'SMOKE = True\nINTERACTIVE = True\nFIGURES_DIR = {figures!r}\n'
 CHROMIUM_ARGS = [  # the closed network refuses Chromium's background connections; don't try them
     "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
-# Settings of the temporary Lab user: no autosave (the copy stays as written), no news or
+# Settings of the temporary Lab user: no autosave (the edited notebook is never saved), no news or
 # update pop-ups, every cell kept in the page (windowing would drop off-screen cells), the
 # notebook's kernel started without asking.
 LAB_SETTINGS = {
@@ -61,6 +60,7 @@ LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none", "autoStartDefaultKernel": True},
 }
 SERVER_START_S = 120
+PAGE_WAIT_S = 120
 RUN_ALL_S = 240
 REDRAW_S = 60
 
@@ -74,7 +74,7 @@ def chromium_executable() -> str | None:
     """$SCOPE_CHROMIUM, or Debian's chromium on PATH."""
     given = os.environ.get("SCOPE_CHROMIUM")
     if given:
-        return given
+        return given if os.access(given, os.X_OK) else None
     for name in ("chromium", "chromium-browser"):
         found = shutil.which(name)
         if found:
@@ -107,10 +107,22 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 class Lab:
-    """A running server: its address, token and root folder (as the server reports it)."""
+    """A running server: its address, token, root folder (as the server reports it) and the
+    temporary home holding its log."""
 
-    def __init__(self, base: str, token: str, root: Path):
-        self.base, self.token, self.root = base, token, root
+    def __init__(self, base: str, token: str, root: Path, home: Path):
+        self.base, self.token, self.root, self.home = base, token, root, home
+
+    @contextlib.contextmanager
+    def evidence(self, page, name: str):
+        """On a failure inside, a screenshot of `page` and the server's log are named in the error."""
+        try:
+            yield
+        except Exception as error:
+            shot = self.home / f"{name}.png"
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(shot))
+            raise AssertionError(f"{error}\n(screenshot: {shot}; server log: {self.home / 'server.log'})") from error
 
     def relative(self, path: Path) -> str | None:
         """`path` as the server names it (relative to its root, '/'-separated); None outside the root."""
@@ -126,6 +138,8 @@ class Lab:
 @pytest.fixture(scope="module")
 def chromium_path():
     path = chromium_executable()
+    if path is None and os.environ.get("SCOPE_CHROMIUM"):
+        pytest.skip(f"SCOPE_CHROMIUM={os.environ['SCOPE_CHROMIUM']} is not an executable")
     if path is None:
         pytest.skip("no Chromium: install Debian's `chromium` (apt-get install chromium; .ci/run does as root) "
                     "or point SCOPE_CHROMIUM at one")
@@ -154,7 +168,9 @@ def start_lab(home: Path):
     }
     port, token = _free_port(), secrets.token_hex(16)
     command = [sys.executable, *JOBS["lab"], f"--port={port}", f"--IdentityProvider.token={token}",
-               "--ServerApp.port_retries=0", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+               "--ServerApp.port_retries=0", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               # Lab checkpoints a file it opens: into `home`, not .ipynb_checkpoints/ beside the file
+               f"--FileCheckpoints.checkpoint_dir={home / 'checkpoints'}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # as the bootstrap's main() adds for root
     log = home / "server.log"
@@ -174,7 +190,7 @@ def start_lab(home: Path):
                 time.sleep(0.3)
         # the root the server serves, from its own runtime record (jpserver-<pid>.json)
         record = json.loads(next(runtime.glob("jpserver-*.json")).read_text())
-        yield Lab(base, token, Path(record["root_dir"]).resolve())
+        yield Lab(base, token, Path(record["root_dir"]).resolve(), home)
     finally:
         _stop(server)
 
@@ -198,34 +214,36 @@ def browser(lab, chromium_path):
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(PAGE_WAIT_S * 1000)  # a loaded 2-core machine loads Lab slowly
     try:
         yield context.new_page()
     finally:
         context.close()
 
 
-def smoke_copy(folder: Path) -> Path:
-    """A copy of notebook 10 in `folder` with the smoke, slider and figures-folder lines added
-    to its parameters cell, no outputs and no jupytext pairing (nothing writes a .py beside it)."""
-    notebook = json.loads(NOTEBOOK.read_text())
-    cells = [c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(cells) == 1, f"{NOTEBOOK.name}: expected one cell tagged 'parameters', found {len(cells)}"
-    source = "".join(cells[0]["source"])
-    cells[0]["source"] = source.rstrip("\n") + "\n" + PARAMETERS.format(figures=str(folder / "figures"))
-    for cell in notebook["cells"]:
-        if cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = [], None
-    notebook["metadata"].pop("jupytext", None)
-    copy = folder / NOTEBOOK.name
-    copy.write_text(json.dumps(notebook, indent=1))
-    return copy
+def parameters_cell_index() -> int:
+    """Index of notebook 10's cell tagged 'parameters' among its cells."""
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    tagged = [i for i, cell in enumerate(cells) if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{NOTEBOOK.name}: expected one cell tagged 'parameters', found {len(tagged)}"
+    return tagged[0]
+
+
+def add_parameter_lines(page, text: str) -> None:
+    """Type `text` at the end of the notebook's parameters cell, as a user edits it in Lab."""
+    cell = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(parameters_cell_index())
+    assert "INTERACTIVE" in cell.inner_text(), f"cell {parameters_cell_index()} is not the parameters cell"
+    cell.locator(".cm-content").click()  # edit mode
+    page.keyboard.press("Control+End")
+    page.keyboard.insert_text("\n" + text.rstrip("\n"))  # no key events: no auto-indent or bracket closing
+    page.keyboard.press("Escape")  # command mode
 
 
 # Per code cell: its prompt ("[3]:", "[*]:", "[ ]:"), and the text of any error or stderr output.
 CELL_STATE_JS = """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-CodeCell')].map(cell => ({
     prompt: (cell.querySelector('.jp-InputPrompt') || {}).textContent || '',
     errors: [...cell.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]')]
-        .map(e => e.textContent).filter(t => /Traceback|Error/.test(t)),
+        .map(e => e.textContent).filter(t => /Traceback \\(most recent call last\\)|^\\w*Error: /m.test(t)),
 }))"""
 
 
@@ -236,7 +254,7 @@ KERNEL_IDLE_JS = """() => [...document.querySelectorAll('.jp-StatusBar-Widget')]
 def run_all_cells(page) -> None:
     """Once the status bar shows the notebook's kernel idle, Run > Run All Cells from the menu
     bar; wait until every code cell has an execution number."""
-    page.wait_for_function(KERNEL_IDLE_JS, timeout=SERVER_START_S * 1000)
+    page.wait_for_function(KERNEL_IDLE_JS)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
     deadline = time.monotonic() + RUN_ALL_S
@@ -264,58 +282,66 @@ def widget_plot_src(widget) -> str:
     return image.evaluate("img => img.complete && img.naturalWidth > 0 ? img.src : ''")
 
 
-@pytest.mark.timeout(SERVER_START_S + RUN_ALL_S + 2 * REDRAW_S + 60)
-def test_notebook_10_slider_redraws_the_plot(lab, page):
-    folder = SCRATCH / f"browser-test-{secrets.token_hex(4)}"
-    folder.mkdir(parents=True)
+@pytest.mark.timeout(SERVER_START_S + 2 * PAGE_WAIT_S + RUN_ALL_S + 2 * REDRAW_S)
+def test_notebook_10_slider_redraws_the_plot(lab, page, tmp_path):
+    path = lab.relative(NOTEBOOK)
+    assert path is not None, f"{NOTEBOOK.relative_to(ROOT)} is outside the Lab root {lab.root}"
+    pair = [NOTEBOOK, NOTEBOOK.with_suffix(".py")]
+    committed = {file: file.read_bytes() for file in pair}
     try:
-        path = lab.relative(smoke_copy(folder))
-        assert path is not None, f"{folder} is outside the Lab root {lab.root}"
-        page.goto(lab.url(path))
-        page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for(timeout=SERVER_START_S * 1000)
-        run_all_cells(page)
+        with lab.evidence(page, "notebook_10"):
+            page.goto(lab.url(path), wait_until="commit")  # then wait for the cells, not for every asset
+            page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for()
+            add_parameter_lines(page, PARAMETERS.format(figures=str(tmp_path / "figures")))
+            run_all_cells(page)
 
-        widget = page.locator(".widget-interact").first
-        widget.wait_for(timeout=REDRAW_S * 1000)
-        readout = widget.locator(".widget-readout").first
-        before_step, before = readout.inner_text(), widget_plot_src(widget)
-        assert before.startswith("data:image/png"), f"no plot in the slider's output: {before[:80]!r}"
+            widget = page.locator(".widget-interact").first
+            widget.wait_for(timeout=REDRAW_S * 1000)
+            readout = widget.locator(".widget-readout").first
+            before_step, before = readout.inner_text(), widget_plot_src(widget)
+            assert before.startswith("data:image/png"), f"no plot in the slider's output: {before[:80]!r}"
 
-        handle = widget.locator(".noUi-handle").first
-        handle.focus()
-        handle.press("End")  # the slider's last step (the smoke run records two)
-        deadline = time.monotonic() + REDRAW_S
-        while (after := widget_plot_src(widget)) in ("", before) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        after_step = readout.inner_text()
-        assert after_step != before_step, f"the slider did not move: step {before_step!r} before and after"
-        assert after.startswith("data:image/png") and after != before, (
-            f"moving the slider from step {before_step} to {after_step} did not redraw the plot")
+            handle = widget.locator(".noUi-handle").first
+            handle.focus()
+            handle.press("End")  # the slider's last step (the smoke run records two)
+            deadline = time.monotonic() + REDRAW_S
+            while (after := widget_plot_src(widget)) in ("", before) and time.monotonic() < deadline:
+                time.sleep(0.3)
+            after_step = readout.inner_text()
+            assert after_step != before_step, f"the slider did not move: step {before_step!r} before and after"
+            assert after.startswith("data:image/png") and after != before, (
+                f"moving the slider from step {before_step} to {after_step} did not redraw the plot")
+            assert list((tmp_path / "figures").glob("nb10_weights_by_step.png")), "the run wrote no figure to FIGURES_DIR"
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        page.context.close()  # the edit is never saved: autosave is off (LAB_SETTINGS)
+        changed = [file for file, data in committed.items() if file.read_bytes() != data]
+        for file in changed:  # put the notebook back before failing
+            file.write_bytes(committed[file])
+    assert not changed, f"the test's edit was saved to {[str(f.relative_to(ROOT)) for f in changed]} (restored)"
 
 
-@pytest.mark.timeout(SERVER_START_S + 120)
+@pytest.mark.timeout(SERVER_START_S + 3 * PAGE_WAIT_S)
 def test_results_page_renders_with_every_image(lab, page):
     path = lab.relative(RESULTS_PAGE)
     if path is None:
         pytest.skip(f"the bootstrap's Lab serves {lab.root}, which does not hold {RESULTS_PAGE.relative_to(ROOT)}")
     expected = len(re.findall(r"!\[[^\]]*\]\([^)]+\)|<img\b", RESULTS_PAGE.read_text()))
     assert expected > 0, f"{RESULTS_PAGE} embeds no image"
-    page.goto(lab.url(path))
-    rendered = page.locator(".jp-MainAreaWidget .jp-RenderedMarkdown").first
-    try:
-        rendered.wait_for(timeout=SERVER_START_S * 1000)
-    except sync_api.TimeoutError:
-        opened = page.locator(".jp-MainAreaWidget").evaluate_all("ws => ws.map(w => w.className)")
-        raise AssertionError(f"{path} did not open rendered (Markdown Preview); open widgets: {opened}") from None
-    images = rendered.locator("img")
-    deadline = time.monotonic() + 60
-    while images.count() < expected and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert images.count() == expected, f"{path}: {images.count()} images rendered, {expected} in the file"
-    for index in range(expected):  # in view one by one, so none waits on lazy loading
-        images.nth(index).scroll_into_view_if_needed()
-    page.wait_for_function("imgs => imgs.every(img => img.complete)", arg=images.element_handles(), timeout=60_000)
-    broken = images.evaluate_all("imgs => imgs.filter(img => !(img.naturalWidth > 0)).map(img => img.src)")
-    assert not broken, f"{path}: {len(broken)} of {expected} images did not load: {broken}"
+    with lab.evidence(page, "results_page"):
+        page.goto(lab.url(path), wait_until="commit")
+        rendered = page.locator(".jp-MainAreaWidget .jp-RenderedMarkdown").first
+        try:
+            rendered.wait_for()
+        except sync_api.TimeoutError:
+            opened = page.locator(".jp-MainAreaWidget").evaluate_all("ws => ws.map(w => w.className)")
+            raise AssertionError(f"{path} did not open rendered (Markdown Preview); open widgets: {opened}") from None
+        images = rendered.locator("img")
+        deadline = time.monotonic() + 60
+        while images.count() < expected and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert images.count() == expected, f"{path}: {images.count()} images rendered, {expected} in the file"
+        for index in range(expected):  # in view one by one, so none waits on lazy loading
+            images.nth(index).scroll_into_view_if_needed()
+        page.wait_for_function("imgs => imgs.every(img => img.complete)", arg=images.element_handles(), timeout=60_000)
+        broken = images.evaluate_all("imgs => imgs.filter(img => !(img.naturalWidth > 0)).map(img => img.src)")
+        assert not broken, f"{path}: {len(broken)} of {expected} images did not load: {broken}"
