@@ -134,7 +134,8 @@ class Lab:
             return None
 
     def url(self, path: str) -> str:
-        return f"{self.base}/lab/tree/{urllib.request.quote(path)}?token={self.token}"
+        # reset: a fresh workspace, so a page does not reopen what an earlier page of the test had open
+        return f"{self.base}/lab/tree/{urllib.request.quote(path)}?reset&token={self.token}"
 
 
 @pytest.fixture(scope="module")
