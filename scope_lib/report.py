@@ -515,7 +515,7 @@ def build_results_page(figures_dir: str = "figures", *, header: str = "") -> Pat
 
     folder = resolve_figures_dir(figures_dir)
     parts = ["# Results at `tiny` scale", "",
-             "The chain world (`tiny`) for every section but Table 2, which runs on the code world (`tiny_code`).", "",
+             "The route world (`tiny`, shipped in `worlds/tiny_routes/`) for every section but Table 2, which runs on the code world (`tiny_code`, `worlds/tiny_code/`).", "",
              "Every figure and table below was produced by the numbered notebooks (`python3 -m scope_lib.bootstrap "
              "notebooks`); each verdict line judges one claim of the paper on this run's own numbers, with the "
              "paper's effect size beside ours.", "", verdict.RULE_TEXT, ""]
