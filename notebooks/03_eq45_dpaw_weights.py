@@ -223,35 +223,12 @@ else:
 # another regime, which is why notebook 08 measures SCOPE against `tau_student`.
 
 # %%
-import pandas as pd
-
-from scope_lib.dpaw_study import STUDENT_PATH, TEACHER_PATH, ess_by_tau
-import seaborn as sns
-from scope_lib.preconditions import eq4_regime_table
-
-own_ess = ess_by_tau(weight_table)
-regime = pd.concat([pd.DataFrame([
-    {"model": f"this notebook's run, {ctx.scale_label}", "path": path, "ess_frac@tau=1": float(own_ess.loc[tau_ref, column]),
-     "source": "this notebook's rollouts", "note": f"{num_prompts} groups of G = {group_size}, tau = {tau_ref:g}"}
-    for path, column in (("student (Eq. 4)", STUDENT_PATH), ("teacher (Eq. 5)", TEACHER_PATH))]),
-    eq4_regime_table()], ignore_index=True)
+regime = dpaw_study.regime_table(weight_table, tau_ref, f"this notebook's run, {ctx.scale_label}",
+                                 f"{num_prompts} groups of G = {group_size}")
 ctx.save_table(regime, "eq4_regime")
-shown = regime.dropna(subset=["ess_frac@tau=1"]).iloc[::-1]
-fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(shown) + 1.2), layout="constrained")
-colors = dict(zip(shown["path"].unique(), sns.color_palette("colorblind", shown["path"].nunique())))
-ax.scatter(shown["ess_frac@tau=1"], range(len(shown)), c=[colors[p] for p in shown["path"]], s=60, zorder=3)
-ax.set_yticks(range(len(shown)), [f"{m} · {p}" for m, p in zip(shown["model"], shown["path"])])
-ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-ax.set_xlabel("ESS fraction of the DPAW weights at tau = 1 (1 = uniform)")
-ax.set_title("The Eq. 4 regime: how concentrated the weights are")
-ctx.savefig(fig, "eq4_regime", caption="Each point: the mean ESS fraction over groups with at least two rollouts on "
-            "the path, at tau = 1, from the record named in `eq4_regime.md`; the paper's value is implied by its "
-            "Table 6 (one incorrect rollout per NLL quartile), an order of magnitude, not a measurement.")
+ctx.savefig(dpaw_study.regime_figure(regime), "eq4_regime", caption=dpaw_study.REGIME_CAPTION)
 plt.show()
-ctx.show_claims("eq4_regime", [
-    "**The Eq. 4 regime** (ESS fraction at tau = 1; 1 = uniform weights): " + "; ".join(
-        f"{row.model}, {row.path}: " + ("not recorded" if row._3 != row._3 else f"{row._3:.4f}")
-        for row in regime.itertuples()) + "."]);
+ctx.show_claims("eq4_regime", dpaw_study.regime_lines(regime));
 
 # %% [markdown]
 # ## Checks (saved for the results page, `figures/README.md`)

@@ -48,8 +48,8 @@ DIRECTION_CAPTION = ("Left: each group's hardest correct rollout (highest PPL_S)
 
 __all__ = [
     "DIRECTION_CAPTION", "DIRECTION_LABELS", "PATHS", "WEIGHTS_CAPTION", "RELEASED", "STUDENT", "STUDENT_PATH", "TEACHER", "TEACHER_PATH", "DirectionShares",
-    "ScoredGroups", "check_lines", "concordance", "concordance_table", "direction_figure", "direction_shares",
-    "ess_by_tau", "group_view", "most_concentrated_groups", "sharpens", "relative_ppl", "rollout_table", "sample_scored_groups", "weight_column",
+    "REGIME_CAPTION", "ScoredGroups", "check_lines", "concordance", "concordance_table", "direction_figure", "direction_shares",
+    "ess_by_tau", "group_view", "most_concentrated_groups", "sharpens", "relative_ppl", "regime_figure", "regime_lines", "regime_table", "rollout_table", "sample_scored_groups", "weight_column",
     "weight_distributions_figure", "weight_stats_table",
 ]
 
@@ -429,3 +429,47 @@ def direction_figure(rollouts: pd.DataFrame, tau: float, title: str, *, highligh
     legend_outside(right)
     fig.tight_layout()
     return fig, summary
+
+
+REGIME_CAPTION = ("Each point: the mean ESS fraction over groups with at least two rollouts on the path, at tau = 1, "
+                  "from the record named in `eq4_regime.md`; the paper's value is implied by its Table 6 (one "
+                  "incorrect rollout per NLL quartile), an order of magnitude, not a measurement.")
+
+
+def regime_table(weight_table: pd.DataFrame, tau: float, label: str, note: str, records_root=None) -> pd.DataFrame:
+    """This run's ESS fraction at `tau` on both paths (from `weight_stats_table`), then the committed
+    records of `scope_lib.preconditions.eq4_regime_table` (the Eq. 4 regime side by side)."""
+    from scope_lib.preconditions import eq4_regime_table
+
+    ess = ess_by_tau(weight_table)
+    if tau not in ess.index:
+        raise ValueError(f"tau: {tau!r} is not among the weight table's temperatures {list(ess.index)}")
+    own = pd.DataFrame([{"model": label, "path": path, "ess_frac@tau=1": float(ess.loc[tau, column]),
+                         "source": "this notebook's rollouts", "note": note}
+                        for path, column in (("student (Eq. 4)", STUDENT_PATH), ("teacher (Eq. 5)", TEACHER_PATH))])
+    return pd.concat([own, eq4_regime_table(records_root)], ignore_index=True)
+
+
+def regime_lines(regime: pd.DataFrame) -> list[str]:
+    """The results-page line of the Eq. 4 regime (a measurement, not a verdict)."""
+    values = regime["ess_frac@tau=1"].astype(float)
+    return ["**The Eq. 4 regime** (ESS fraction at tau = 1; 1 = uniform weights): " + "; ".join(
+        f"{model}, {path}: " + ("not recorded" if value != value else f"{value:.4f}")
+        for model, path, value in zip(regime["model"], regime["path"], values)) + "."]
+
+
+def regime_figure(regime: pd.DataFrame):
+    """One point per measured row of `regime_table` on the ESS axis, coloured by path."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    shown = regime.dropna(subset=["ess_frac@tau=1"]).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(shown) + 1.2), layout="constrained")
+    paths = list(dict.fromkeys(shown["path"]))
+    colors = dict(zip(paths, sns.color_palette("colorblind", len(paths))))
+    ax.scatter(shown["ess_frac@tau=1"], range(len(shown)), c=[colors[p] for p in shown["path"]], s=60, zorder=3)
+    ax.set_yticks(range(len(shown)), [f"{m} · {p}" for m, p in zip(shown["model"], shown["path"])])
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("ESS fraction of the DPAW weights at tau = 1 (1 = uniform)")
+    ax.set_title("The Eq. 4 regime: how concentrated the weights are")
+    return fig

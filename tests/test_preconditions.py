@@ -171,3 +171,23 @@ def test_eq4_regime_table_reads_each_record_and_marks_a_missing_one(tmp_path):
     # the paper's implied value by hand: softmax of -NLL over the four Table 6 quartiles
     w = np.exp(-np.array([0.305, 0.448, 0.536, 0.688]))
     assert abs(paper_teacher_path_ess() - w.sum() ** 2 / (4 * (w ** 2).sum())) < 1e-12
+
+
+def test_regime_table_puts_this_runs_ess_beside_the_records(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from scope_lib.dpaw_study import STUDENT_PATH, TEACHER_PATH, regime_lines, regime_table
+
+    rng = np.random.default_rng()
+    values = {(tau, path): float(rng.uniform(0.5, 1.0)) for tau in (0.5, 1.0) for path in (STUDENT_PATH, TEACHER_PATH)}
+    weight_table = pd.DataFrame({"ess_frac": list(values.values())},
+                                index=pd.MultiIndex.from_tuples(list(values), names=["tau", "path"]))
+    table = regime_table(weight_table, 1.0, "this run", "note", records_root=tmp_path)  # no records there
+    assert table["ess_frac@tau=1"].iloc[0] == values[(1.0, STUDENT_PATH)]
+    assert table["ess_frac@tau=1"].iloc[1] == values[(1.0, TEACHER_PATH)]
+    assert table["source"].iloc[2:-1].str.endswith("(missing)").all()
+    line = regime_lines(table)[0]
+    assert f"{values[(1.0, STUDENT_PATH)]:.4f}" in line and "not recorded" in line
+    with pytest.raises(ValueError, match="tau"):
+        regime_table(weight_table, 2.0, "this run", "note", records_root=tmp_path)
