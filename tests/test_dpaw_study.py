@@ -224,12 +224,12 @@ def test_weight_distributions_figure_has_one_ecdf_per_tau(rng):
     table = dpaw_study.rollout_table(random_scored(rng, n_groups=20), TAUS)
     fig = dpaw_study.weight_distributions_figure(table, TAUS, "test")
     for col, on_correct in enumerate((True, False)):
-        ecdfs = [line for line in fig.axes[col].get_lines() if line.get_label().startswith("tau")]
+        ecdfs = [line for line in fig.axes[col].get_lines() if line.get_label().startswith("τ")]
         n = int(((table["correct"] == on_correct) & (table["path_size"] >= 2)).sum())
         if n:
-            assert [line.get_label() for line in ecdfs] == [f"tau = {t:g}" for t in TAUS]
+            assert [line.get_label() for line in ecdfs] == [f"τ = {t:g}" for t in TAUS]
             assert all(line.get_ydata()[-1] == pytest.approx(1.0) for line in ecdfs)
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"tau = {t:g}" for t in TAUS]
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:len(TAUS)] == [f"τ = {t:g}" for t in TAUS]
     plt.close(fig)
 
 
