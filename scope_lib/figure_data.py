@@ -96,7 +96,7 @@ def step_times(histories: Mapping[tuple[str, int], list[dict]], timers: Sequence
 BENCH_VARIANTS = ("GRPO", "SCOPE (synchronous)", "SCOPE (overlapped)", "OPD (G=1)")  # the bench's rows, in order
 BENCH_WORKER = "teacher_worker"  # the overlapped scoring worker's busy seconds (beside the step, not a part of it)
 BENCH_DPAW = "dpaw"  # the DPAW weight computation (Eq. 4-5) alone, timed after the synchronous SCOPE step
-# Issue 13's speed targets: the overlapped SCOPE step at most 1.05x GRPO's; the weights under 1% of a SCOPE step.
+# The step-time speed targets (Table 8): the overlapped SCOPE step at most 1.05x GRPO's; the weights under 1% of a SCOPE step.
 SPEED_TARGETS = {"overlapped_step_ratio": 1.05, "dpaw_share": 0.01}
 
 
@@ -122,7 +122,7 @@ def _target_line(label: str, value: float, target: float, met: bool | None, show
 
 
 def speed_targets(record: Mapping) -> list[dict]:
-    """Issue 13's two speed targets judged on a bench record's medians (never on typed numbers).
+    """The two step-time speed targets (Table 8) judged on a bench record's medians (never on typed numbers).
 
     One dict per target: name, value, target, met (True, False, or None where the record lacks
     the numbers), verdict ("1.073x: target at most 1.05x missed") and text, e.g. "SCOPE overlapped / GRPO step = 1.073x: target at most 1.05x

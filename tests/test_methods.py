@@ -1,5 +1,5 @@
 """Methods as objects (scope_lib/methods.py) and the refactor's no-change check: the smoke
-histories and final weights recorded before it (tests/fixtures/issue13_reference.json)."""
+histories and final weights recorded before it (tests/fixtures/smoke_reference.json)."""
 
 import json
 import platform
@@ -89,7 +89,7 @@ def test_refactor_leaves_the_smoke_histories_and_weights_unchanged(tmp_path, mon
     sys.path.insert(0, str(ROOT / "tests" / "helpers"))
     import reference_histories
 
-    reference = json.loads((ROOT / "tests" / "fixtures" / "issue13_reference.json").read_text())
+    reference = json.loads((ROOT / "tests" / "fixtures" / "smoke_reference.json").read_text())
     meta = reference.pop("_meta")
     # bit for bit only on the kind of CPU that recorded the reference (float kernels differ in the
     # last bits between CPUs: AVX-512 and AMX against AVX2)
