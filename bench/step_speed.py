@@ -42,7 +42,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from scope_lib.evaluate import evaluate
     from scope_lib.experiments import experiment_config
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.rollout import Sampling, generate_rollouts
     from scope_lib.trainer import Timer, Trainer
 
     cfg = experiment_config("tiny", "scope", 0, output_dir="/tmp/scope-bench", progress=False, checkpoint_every=0)
@@ -54,8 +54,9 @@ def main() -> None:
     rows = []
 
     def decode(use_generate):
-        return lambda: generate_rollouts(world.student, world.tokenizer, prompts, num_samples=8, temperature=1.0,
-                                         max_new_tokens=64, seed=1, use_generate=use_generate)
+        return lambda: generate_rollouts(world.student, world.tokenizer, prompts, num_samples=8,
+                                         sampling=Sampling(temperature=1.0, max_new_tokens=64), seed=1,
+                                         use_generate=use_generate)
 
     rows.append(("rollout decoding (128 x <= 64 tokens)",) + _pair(decode(True), decode(False), args.repeats))
 
@@ -85,8 +86,9 @@ def main() -> None:
             original = evaluate_module.generate_rollouts
             evaluate_module.generate_rollouts = lambda *a, **k: original(*a, use_generate=use_generate, **k)
             try:
-                evaluate(world.student, world.tokenizer, world.eval_sets, k=16, format_prompt=world.format_prompt,
-                         temperature=0.6, max_new_tokens=64, progress=False)
+                evaluate(world.student, world.tokenizer, world.eval_sets, k=16,
+                         sampling=Sampling(temperature=0.6, max_new_tokens=64), format_prompt=world.format_prompt,
+                         progress=False)
             finally:
                 evaluate_module.generate_rollouts = original
         return run

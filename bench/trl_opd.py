@@ -227,12 +227,12 @@ def reverse_kl_to_teacher(student, teacher, tokenizer, prompts: list[str], *, sa
     and sequence counts, and each completion's text and prompt index (`texts`, `group`, to grade).
     """
     from scope_lib.logprobs import full_reverse_kl, position_ids_from_mask
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.rollout import Sampling, generate_rollouts
 
     was_training = student.training
     student.eval()
-    batch = generate_rollouts(student, tokenizer, prompts, num_samples=samples, temperature=temperature,
-                              max_new_tokens=max_new_tokens, seed=seed)
+    batch = generate_rollouts(student, tokenizer, prompts, num_samples=samples,
+                              sampling=Sampling(temperature=temperature, max_new_tokens=max_new_tokens), seed=seed)
     ids, att = batch.input_ids, batch.attention_mask
     pos = position_ids_from_mask(att)
     kl = full_reverse_kl(student(input_ids=ids, attention_mask=att, position_ids=pos).logits,

@@ -77,7 +77,7 @@ def load_model(name: str):
 def bench_model(name: str, args) -> dict:
     import torch
 
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.rollout import Sampling, generate_rollouts
     from scope_lib.vllm_engine import VLLMEngine, save_plain_model
 
     model, tokenizer, format_prompt, problems = load_model(name)
@@ -88,12 +88,14 @@ def bench_model(name: str, args) -> dict:
     start = time.perf_counter()
     engine = VLLMEngine(folder, tokenizer, dtype="float32", seed=0, enforce_eager=True)
     engine_start_s = time.perf_counter() - start
+    sampling = dict(temperature=1.0, max_new_tokens=args.max_new_tokens, batch_size=256)
     common = dict(num_samples=args.samples, temperature=1.0, max_new_tokens=args.max_new_tokens)
     ways = {
         "vllm": lambda seed: engine.generate(prompts, seed=seed, **common),
-        "hf_loop": lambda seed: generate_rollouts(model, tokenizer, prompts, seed=seed, batch_size=256, **common),
-        "hf_generate": lambda seed: generate_rollouts(model, tokenizer, prompts, seed=seed, batch_size=256,
-                                                      use_generate=True, **common),
+        "hf_loop": lambda seed: generate_rollouts(model, tokenizer, prompts, num_samples=args.samples,
+                                                  sampling=Sampling(**sampling), seed=seed),
+        "hf_generate": lambda seed: generate_rollouts(model, tokenizer, prompts, num_samples=args.samples,
+                                                      sampling=Sampling(**sampling), seed=seed, use_generate=True),
     }
     ways["vllm"](seed=999)  # warm-up (first-call allocations), not timed
     runs = {way: [] for way in ways}

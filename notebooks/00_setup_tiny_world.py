@@ -55,6 +55,7 @@ from scope_lib import nb
 from scope_lib.evaluate import evaluate
 from scope_lib.experiments import experiment_config
 from scope_lib.plotting import display_name, legend_outside, markdown_table, method_palette
+from scope_lib.rollout import Sampling
 from scope_lib.world import load_world
 
 ctx = nb.setup("00_setup_tiny_world", globals())
@@ -75,9 +76,8 @@ print(world.format_prompt(example) + (example.solution or ""))
 
 # %%
 e = cfg.eval
-results = {name: evaluate(model, world.tokenizer, world.eval_sets, k=e.k, format_prompt=world.format_prompt,
-                          temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, max_new_tokens=e.max_new_tokens,
-                          batch_size=e.batch_size, seed=e.seed, progress=False)
+results = {name: evaluate(model, world.tokenizer, world.eval_sets, k=e.k, sampling=Sampling.from_config(e),
+                          format_prompt=world.format_prompt, seed=e.seed, progress=False)
            for name, model in (("teacher", world.teacher), ("student", world.student))}
 rows = []
 for name, result in results.items():

@@ -72,6 +72,7 @@ from scope_lib import nb, recovery, report
 from scope_lib import recovery_study as rs
 from scope_lib.experiments import experiment_config
 from scope_lib.recovery_study import pct, points
+from scope_lib.rollout import Sampling
 from scope_lib.world import load_world
 
 ctx = nb.setup("02_fig1b_error_recovery", globals())
@@ -101,8 +102,7 @@ started = time.perf_counter()
 study = recovery.recovery_study(
     world.student, world.teacher, world.tokenizer, world.train_problems[:num_problems], world.format_prompt,
     samples_per_problem=samples_per_problem, ratios=RATIOS, completions_per_prefix=completions_per_prefix,
-    temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, top_k=cfg.eval.top_k,
-    max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size, seed=SEED, diagnose=diagnose,
+    sampling=Sampling.from_config(cfg.eval), seed=SEED, diagnose=diagnose,
 )
 rates, cases = study.rates, study.cases
 display(Markdown(

@@ -75,10 +75,10 @@ CODE_SMOKE_WORLD = CodeWorldConfig(
 def pass_rate(model, tokenizer, problems, *, batch_size: int = 256) -> float:
     """Fraction of `problems` whose greedy program passes all its hidden tests in the sandbox."""
     from scope_lib import grading
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.rollout import Sampling, generate_rollouts
 
     batch = generate_rollouts(model, tokenizer, [code_task.format_prompt(p) for p in problems], num_samples=1,
-                              temperature=0.0, max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size)
+                              sampling=Sampling(temperature=0.0, max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size))
     verdicts = grading.grade("code", list(batch.texts), list(problems), code=grading.CodeGrading(extract="raw"))
     return sum(verdicts) / len(problems)
 

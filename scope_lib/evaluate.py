@@ -15,7 +15,10 @@ import numpy as np
 
 from scope_lib import grading, metrics
 from scope_lib.problem import Problem
-from scope_lib.rollout import generate_rollouts
+from scope_lib.rollout import Sampling, generate_rollouts
+
+# Table 4's temperature at the tiny scale's completion budget; a config's own: Sampling.from_config(cfg.eval)
+EVAL_SAMPLING = Sampling(temperature=0.6, max_new_tokens=96)
 
 
 @dataclass
@@ -47,12 +50,11 @@ class EvalResult:
         return metrics.pass_at_k_curve(self.counts(name), self.k, ks)
 
 
-def evaluate(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, format_prompt=None,
-             temperature: float = 0.6, top_p: float = 1.0, top_k: int = 0, max_new_tokens: int = 96,
-             repetition_penalty: float = 1.0, batch_size: int = 256, seed: int = 0, progress: bool = True,
-             keep_texts: bool = False, verifier: str | None = None,
-             code: grading.CodeGrading | None = None) -> EvalResult:
-    """Sample k responses per problem of every eval set and grade them against the gold answers.
+def evaluate(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, sampling: Sampling = EVAL_SAMPLING,
+             format_prompt=None, seed: int = 0, progress: bool = True, keep_texts: bool = False,
+             verifier: str | None = None, code: grading.CodeGrading | None = None) -> EvalResult:
+    """Sample k responses per problem of every eval set as `sampling` says and grade them against
+    the gold answers.
 
     `format_prompt` maps a Problem to the prompt text (default: the tiny task's format).
     The same seed gives the same samples, so two models are compared on equal terms.
@@ -76,13 +78,13 @@ def evaluate(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, f
         if not problems:
             raise ValueError(f"eval_sets[{name!r}]: expected at least one problem")
         batch = generate_rollouts(model, tokenizer, [format_prompt(p) for p in problems], num_samples=k,
-                                  temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-                                  repetition_penalty=repetition_penalty, batch_size=batch_size, seed=seed + index)
+                                  sampling=sampling, seed=seed + index)
         graded = [problems[int(g)] for g in batch.group]
         grades = np.array(grading.grade(kinds[name], batch.texts, graded, code=code), dtype=bool)
         correct[name] = grades.reshape(len(problems), k)  # rows of a prompt are adjacent
         if keep_texts:
             texts[name] = [batch.texts[i * k: (i + 1) * k] for i in range(len(problems))]
-    settings = dict(k=k, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-                    repetition_penalty=repetition_penalty, seed=seed, verifiers=kinds)
+    settings = dict(k=k, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+                    max_new_tokens=sampling.max_new_tokens, repetition_penalty=sampling.repetition_penalty, seed=seed,
+                    verifiers=kinds)
     return EvalResult(k=k, correct=correct, texts=texts, settings=settings)

@@ -39,6 +39,7 @@ import torch
 
 from scope_lib import rollout, verify
 from scope_lib.problem import Problem
+from scope_lib.rollout import Sampling  # how rollouts are sampled; re-exported here
 from scope_lib.teacher import LocalTeacher, Teacher
 from scope_lib.weights import sequence_logp
 
@@ -48,30 +49,6 @@ StepTimer = Callable[[str], AbstractContextManager]  # name -> context that time
 
 __all__ = ["Grader", "OverlappedScorer", "RowSelector", "Sampling", "ScoredBatch", "all_rows", "grade_answers",
            "incorrect_rows", "score_rollouts"]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How rollouts are sampled (`rollout.generate_rollouts`' settings); temperature 0 is greedy."""
-
-    temperature: float
-    max_new_tokens: int
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    batch_size: int = 256  # sequences decoded together (one generation batch)
-
-    @classmethod
-    def from_config(cls, rollout_cfg) -> Sampling:
-        """The training rollouts' settings of a config's `rollout` section (`config.RolloutConfig`)."""
-        return cls(temperature=rollout_cfg.temperature, max_new_tokens=rollout_cfg.max_new_tokens,
-                   top_p=rollout_cfg.top_p, top_k=rollout_cfg.top_k,
-                   repetition_penalty=rollout_cfg.repetition_penalty, batch_size=rollout_cfg.batch_size)
-
-    def kwargs(self) -> dict:
-        return dict(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                    max_new_tokens=self.max_new_tokens, repetition_penalty=self.repetition_penalty,
-                    batch_size=self.batch_size)
 
 
 def grade_answers(texts: list[str], problems: list[Problem]) -> list[bool]:
@@ -138,7 +115,7 @@ def _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, 
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"group_size: expected a positive int of rollouts per problem, got {group_size!r}")
     if not isinstance(sampling, Sampling):
-        raise ValueError(f"sampling: expected a pipeline.Sampling, got {type(sampling).__name__}")
+        raise ValueError(f"sampling: expected a rollout.Sampling, got {type(sampling).__name__}")
     if teacher is None and (teacher_rows is not None or exact or overlap):
         given = [name for name, value in (("teacher_rows", teacher_rows is not None), ("exact", exact),
                                           ("overlap", overlap)) if value]
@@ -184,8 +161,8 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
     overlap_reward: grade each generation batch on that worker too, before its teacher scoring
         (same result; with a teacher, its scoring is then overlapped as well).
     score_student: also score every row under `student` itself (`student_logp`, in-process).
-    generate: a sampler with `generate_rollouts`' keywords taking the prompts (e.g.
-        `VLLMEngine.generate`); default `rollout.generate_rollouts` on `student`.
+    generate: a sampler taking the prompts, `num_samples`, `seed` and the settings as keywords
+        (`sampling.kwargs()`; e.g. `VLLMEngine.generate`); default `rollout.generate_rollouts` on `student`.
     timer: name -> context manager, entered as "generation", "reward" and "teacher_scoring"
         (the trainer's Timer, Table 8).
     """
@@ -202,7 +179,7 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
         with timer("generation"), torch.no_grad():
             if generate is None:
                 rollouts = rollout.generate_rollouts(student, tokenizer, prompts, num_samples=group_size,
-                                                     seed=seed, **sampling.kwargs())
+                                                     sampling=sampling, seed=seed)
             else:
                 rollouts = generate(prompts, num_samples=group_size, seed=seed, **sampling.kwargs())
         with timer("reward"):
@@ -378,8 +355,8 @@ def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list
     row_parts: list[torch.Tensor] = []
     pad = tokenizer.pad_token_id
     width_p = max(len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"])
-    batches = rollout.generation_batches(student, tokenizer, prompts, num_samples=group_size, seed=seed,
-                                         on_rows_done=rows_done if grade_on_worker else None, **sampling.kwargs())
+    batches = rollout.generation_batches(student, tokenizer, prompts, num_samples=group_size, sampling=sampling,
+                                         seed=seed, on_rows_done=rows_done if grade_on_worker else None)
     try:
         while True:
             with timer("generation"), torch.no_grad():

@@ -42,7 +42,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from scope_lib import rollout  # rollout.generate_rollouts looked up at call time (tests script it)
 from scope_lib.problem import Problem
+from scope_lib.rollout import Sampling
+
+# The training rollouts' settings at the tiny scale (temperature 1.0), the student path's default
+STUDENT_PATH_SAMPLING = Sampling(temperature=1.0, max_new_tokens=96)
 
 TARGETS = {  # name -> (comparison, threshold)
     "student_ess_frac": ("<=", 0.95),
@@ -125,15 +130,13 @@ def student_path_stats(table: pd.DataFrame, *, ignore: tuple[str, ...] = ("other
 
 @torch.no_grad()
 def measure_student_path(student, tokenizer, problems: Sequence[Problem], format_prompt: Callable[[Problem], str],
-                         route_of: Callable[[Problem, str], str], *, group_size: int = 8, temperature: float = 1.0,
-                         max_new_tokens: int = 96, tau: float = 1.0, seed: int = 0, batch_size: int = 256,
-                         grade=None):
-    """Sample `group_size` base-student rollouts per problem (the training rollouts' settings),
+                         route_of: Callable[[Problem, str], str], *, group_size: int = 8,
+                         sampling: Sampling = STUDENT_PATH_SAMPLING, tau: float = 1.0, seed: int = 0, grade=None):
+    """Sample `group_size` base-student rollouts per problem as `sampling` says (the training rollouts' settings),
     grade them (`grade(texts, problems)`, default the math verifier), score them under the
     student (`pipeline.score_rollouts`), and return (table, stats)."""
-    from scope_lib.pipeline import Sampling, grade_answers, score_rollouts
+    from scope_lib.pipeline import grade_answers, score_rollouts
 
-    sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
     scored = score_rollouts(student, tokenizer, problems, format_prompt=format_prompt, group_size=group_size,
                             sampling=sampling, seed=seed, score_student=True,  # the student's own pi_old
                             grade=grade or grade_answers)
@@ -234,7 +237,6 @@ def second_pass_rate(model, tokenizer, problems: Sequence[Problem], *, max_new_t
     re-derives after every first pass, so a student that cannot write a second pass cannot learn
     the teacher's text: distilling it would teach a format the student only garbles."""
     from scope_lib import routes
-    from scope_lib.rollout import generate_rollouts
     from scope_lib.verify import extract_boxed
 
     prefixes = []
@@ -243,8 +245,8 @@ def second_pass_rate(model, tokenizer, problems: Sequence[Problem], *, max_new_t
         route = "subfirst" if problem.meta["kind"] == "subfirst_only" else "inorder"
         lines = routes.solution_text(problem.meta["start"], steps, route).split("\n")[:-1]  # unboxed
         prefixes.append(routes.format_prompt(problem) + "\n".join(lines) + "\nStart with ")
-    batch = generate_rollouts(model, tokenizer, prefixes, num_samples=1, temperature=0.0,
-                              max_new_tokens=max_new_tokens, batch_size=batch_size)
+    batch = rollout.generate_rollouts(model, tokenizer, prefixes, num_samples=1,
+                              sampling=Sampling(temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size))
     restated = [t.startswith(f"{p.meta['start']}.\n") for p, t in zip(problems, batch.texts)]
     right = [extract_boxed(t) == p.answer for p, t in zip(problems, batch.texts)]
     return {"second_pass_restated": float(np.mean(restated)), "second_pass_correct": float(np.mean(right)),
@@ -287,7 +289,8 @@ def measure_world(model_name: str = "tiny_routes", *, path_problems: int = 256, 
     torch.set_num_threads(1)  # tiny models: one thread generates faster than two on 2 cores
     pool = task.train_pool(seed=seed)
     table, stats = measure_student_path(world.student, world.tokenizer, pool[:path_problems], task.format_prompt,
-                                        task.route_of, seed=seed, max_new_tokens=max_new_tokens)
+                                        task.route_of, seed=seed,
+                                        sampling=Sampling(temperature=1.0, max_new_tokens=max_new_tokens))
     for tau in FIG6_TAUS:
         stats[f"student_ess_frac@tau={tau:g}"] = ess_at_tau(table, tau)
     try:
@@ -299,8 +302,9 @@ def measure_world(model_name: str = "tiny_routes", *, path_problems: int = 256, 
         stats[f"student_ess_frac@tau_student={row['tau_student']:g}"] = row["ess"]
     study = recovery.recovery_study(world.student, world.teacher, world.tokenizer, pool[:recovery_problems],
                                     task.format_prompt, samples_per_problem=4, completions_per_prefix=4, seed=seed,
-                                    diagnose=task.first_error, progress=progress, max_new_tokens=max_new_tokens,
-                                    temperature=0.6, student_temperature=1.0)
+                                    diagnose=task.first_error, progress=progress,
+                                    sampling=Sampling(temperature=0.6, max_new_tokens=max_new_tokens),
+                                    student_sampling=Sampling(temperature=1.0, max_new_tokens=max_new_tokens))
     stats.update(recovery_stats(study.rates))
     stats["teacher_ess_frac"] = teacher_path_ess(study)
     stats["student_accuracy_T1"] = float(table["correct"].mean())
@@ -319,7 +323,6 @@ def teacher_fix_rate(teacher, tokenizer, problems: Sequence[Problem], *, deltas=
     """How often the teacher, given a prefix whose only line is a slipped first line exactly like
     its slip-then-fix traces (route task), writes the `fix:` line and ends correct (greedy)."""
     from scope_lib import routes
-    from scope_lib.rollout import generate_rollouts
 
     cases = []
     for problem in problems:
@@ -330,8 +333,8 @@ def teacher_fix_rate(teacher, tokenizer, problems: Sequence[Problem], *, deltas=
             if first + delta >= 0:
                 line = routes.solution_text(problem.meta["start"], steps, route, slip=(0, delta)).split("\n")[0]
                 cases.append((problem, line + "\n"))
-    batch = generate_rollouts(teacher, tokenizer, [routes.format_prompt(p) + line for p, line in cases], num_samples=1,
-                              temperature=0.0, max_new_tokens=96)
+    batch = rollout.generate_rollouts(teacher, tokenizer, [routes.format_prompt(p) + line for p, line in cases], num_samples=1,
+                              sampling=Sampling(temperature=0.0, max_new_tokens=96))
     fixed = [t.startswith(routes.FIX_MARK) for t in batch.texts]
     right = [routes.first_error(p, line + t) is None for (p, line), t in zip(cases, batch.texts)]
     return {"teacher_fix_rate": float(np.mean(fixed)), "teacher_fix_correct": float(np.mean(right)),
@@ -412,8 +415,9 @@ def measure_lm_regime(*, benchmark: str = "gsm8k", problems: int = 50, group_siz
     model, tokenizer = load_smol(dtype=torch.float32)
     chosen = load_benchmark(benchmark, benchmarks_dir, limit=problems)
     table, stats = measure_student_path(model.eval(), tokenizer, chosen, lambda p: format_chat_prompt(tokenizer, p.question),
-                                        lambda p, t: "text", group_size=group_size, temperature=temperature,
-                                        max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size)
+                                        lambda p, t: "text", group_size=group_size, seed=seed,
+                                        sampling=Sampling(temperature=temperature, max_new_tokens=max_new_tokens,
+                                                          batch_size=batch_size))
     stats["accuracy"] = float(table["correct"].mean())
     stats["all_answers_ess_frac@tau=1"] = ess_at_tau(table.assign(correct=True), 1.0)
     stats["all_answers_log_ppl_spread"] = float(table.groupby("group")["log_ppl"].std(ddof=0).mean())

@@ -35,11 +35,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from scope_lib import rollout  # rollout.generate_rollouts looked up at call time (tests script it)
 from scope_lib.problem import Problem
+from scope_lib.rollout import Sampling
 # Re-exported: the Tables 9-12 "Error type" column is diagnosed by the task that owns the format.
 from scope_lib.tasks import CHAIN_ERROR_KINDS, ChainError, first_chain_error
 
 DEFAULT_RATIOS = (0.2, 0.4, 0.6, 0.8)  # Fig. 1b / Table 7
+RECOVERY_SAMPLING = Sampling(temperature=0.6, max_new_tokens=96)  # Table 4's temperature; a config's: Sampling.from_config(cfg.eval)
 BUCKET_NAMES = ("Q1", "Q2", "Q3", "Q4")  # Q1 = lowest teacher PPL
 BUCKET_LABELS = ("Q1 (lowest PPL)", "Q2", "Q3", "Q4 (highest PPL)")
 
@@ -351,25 +354,21 @@ def recovery_study(
     format_prompt: Callable[[Problem], str],
     *,
     samples_per_problem: int,
-    ratios: Sequence[float] = DEFAULT_RATIOS,
     completions_per_prefix: int,
-    temperature: float = 0.6,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    max_new_tokens: int = 96,
-    batch_size: int = 256,
+    sampling: Sampling = RECOVERY_SAMPLING,
+    student_sampling: Sampling | None = None,
+    ratios: Sequence[float] = DEFAULT_RATIOS,
     seed: int = 0,
     progress: bool = True,
     diagnose: Callable[[Problem, str], object | None] = first_chain_error,
-    student_temperature: float | None = None,
 ) -> RecoveryStudy:
     """Run the error-recovery experiment of Appendix C.1 (see the module docstring).
 
     student, teacher: causal LMs sharing `tokenizer`; the teacher both scores the incorrect
-    rollouts (PPL) and completes their prefixes. `batch_size`: sequences per generate call.
-    `temperature` samples both the student's rollouts and the teacher's completions, unless
-    `student_temperature` is given for the rollouts (the world's preconditions sample them at the
-    training rollouts' temperature).
+    rollouts (PPL) and completes their prefixes. `sampling` (a `rollout.Sampling`; its
+    `batch_size` is the sequences per generate call) samples both the student's rollouts and the
+    teacher's completions, unless `student_sampling` is given for the rollouts (the world's
+    preconditions sample them at the training rollouts' temperature).
     `diagnose(problem, text)`: the task's first-error diagnosis, an object with `line` (0-based
     index of the first wrong line) and `kind`, or None (the chain task's `first_chain_error`
     by default; `scope_lib.routes.first_route_error` for the route world).
@@ -385,26 +384,27 @@ def recovery_study(
     """
     from tqdm.auto import tqdm
 
-    from scope_lib.pipeline import Sampling, incorrect_rows, score_rollouts
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.pipeline import incorrect_rows, score_rollouts
     from scope_lib.teacher import LocalTeacher
     from scope_lib.verify import extract_boxed, grade_batch
 
+    student_sampling = sampling if student_sampling is None else student_sampling
+    for name, value in (("sampling", sampling), ("student_sampling", student_sampling)):
+        if not isinstance(value, Sampling):
+            raise ValueError(f"{name}: expected a rollout.Sampling, got {type(value).__name__}")
+    batch_size = sampling.batch_size
     _check_positive(samples_per_problem=samples_per_problem, completions_per_prefix=completions_per_prefix,
-                    batch_size=batch_size, max_new_tokens=max_new_tokens)
+                    batch_size=batch_size, max_new_tokens=sampling.max_new_tokens)
     if not problems:
         raise ValueError("problems: expected at least one problem")
     ratios = [_check_ratio(r) for r in ratios]
     if not ratios:
         raise ValueError("ratios: expected at least one truncation ratio")
-    sampling = dict(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size)
 
     # --- 1-2. student rollouts, graded; the incorrect ones scored by the teacher over the
     # response tokens only (Eq. 23), through the project's rollout pipeline
-    student_sampling = {**sampling, "temperature": temperature if student_temperature is None else student_temperature}
     scored = score_rollouts(student, tokenizer, problems, format_prompt=format_prompt,
-                            group_size=samples_per_problem, sampling=Sampling(**student_sampling), seed=seed,
+                            group_size=samples_per_problem, sampling=student_sampling, seed=seed,
                             teacher=LocalTeacher(teacher), teacher_rows=incorrect_rows)
     rollouts, prompts = scored.rollouts, scored.prompts
     problem_of = rollouts.group.tolist()
@@ -451,8 +451,8 @@ def recovery_study(
     completions: list[str] = []
     chunks = range(0, len(job_texts), per_call)
     for chunk_index, start in enumerate(tqdm(chunks, desc="teacher completions", disable=not progress)):
-        batch = generate_rollouts(teacher, tokenizer, job_texts[start: start + per_call],
-                                  num_samples=completions_per_prefix, seed=seed + 1 + chunk_index, **sampling)
+        batch = rollout.generate_rollouts(teacher, tokenizer, job_texts[start: start + per_call],
+                                  num_samples=completions_per_prefix, sampling=sampling, seed=seed + 1 + chunk_index)
         completions.extend(batch.texts)  # rows of one prompt are adjacent
     job_index = np.repeat(np.arange(len(job_texts)), completions_per_prefix)
     grades = grade_batch([job_prefixes[j] + c for j, c in zip(job_index, completions)],
@@ -482,7 +482,9 @@ def recovery_study(
         "error_type": [str(e) if e else None for e in errors],
     })
     settings = dict(samples_per_problem=samples_per_problem, ratios=list(ratios),
-                    completions_per_prefix=completions_per_prefix, seed=seed, num_problems=len(problems), **sampling,
-                    student_temperature=student_sampling["temperature"])
+                    completions_per_prefix=completions_per_prefix, seed=seed, num_problems=len(problems),
+                    temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+                    max_new_tokens=sampling.max_new_tokens, batch_size=batch_size,
+                    student_temperature=student_sampling.temperature)
     return RecoveryStudy(rates=rates, cases=cases, num_rollouts=len(rollouts), num_incorrect=len(wrong),
                          num_teacher_prompts=len(job_texts), settings=settings)

@@ -6,7 +6,9 @@ the longest prompt) followed by the right-padded response (width R, the longest 
 generated tokens, including the EOS when one was generated; tokens after EOS are padding.
 Rows of one prompt are adjacent: row `i` belongs to prompt `group[i]`.
 
-Sampling is seeded per generate call from `seed` inside `torch.random.fork_rng`, so a call
+`Sampling` holds how text is sampled (temperature, top-p, top-k, completion budget, repetition
+penalty, generation batch size); every caller that generates text passes one. Sampling is
+seeded per generate call from `seed` inside `torch.random.fork_rng`, so a call
 is reproducible and leaves the caller's global RNG untouched.
 
 Decoding runs the project's own loop (`_decode`) over the model's KV cache: it drops rows
@@ -23,6 +25,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How text is sampled (`generate_rollouts`, `evaluate.evaluate`, `pipeline.score_rollouts`,
+    `recovery.recovery_study`); temperature 0 is greedy."""
+
+    temperature: float
+    max_new_tokens: int
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    batch_size: int = 256  # sequences decoded together (one generation batch)
+
+    @classmethod
+    def from_config(cls, section) -> Sampling:
+        """The settings of a config section that has them: `rollout` (`config.RolloutConfig`, the
+        training rollouts) or `eval` (`config.EvalConfig`)."""
+        return cls(temperature=section.temperature, max_new_tokens=section.max_new_tokens,
+                   top_p=section.top_p, top_k=section.top_k,
+                   repetition_penalty=section.repetition_penalty, batch_size=section.batch_size)
+
+    def kwargs(self) -> dict:
+        """The settings as keywords (a sampler with `generate_rollouts`' old keywords, e.g.
+        `VLLMEngine.generate`)."""
+        return dict(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                    max_new_tokens=self.max_new_tokens, repetition_penalty=self.repetition_penalty,
+                    batch_size=self.batch_size)
 
 
 @dataclass
@@ -168,19 +198,16 @@ def _cut_at_eos(row: list[int], eos_id: int) -> list[int]:
 
 
 @torch.no_grad()
-def generate_rollouts(model, tokenizer, prompts: list[str], *, num_samples: int, temperature: float,
-                      top_p: float = 1.0, top_k: int = 0, max_new_tokens: int, repetition_penalty: float = 1.0,
-                      batch_size: int = 256, seed: int = 0, use_generate: bool = False) -> RolloutBatch:
-    """Sample `num_samples` responses per prompt; temperature 0 means greedy decoding.
+def generate_rollouts(model, tokenizer, prompts: list[str], *, num_samples: int, sampling: Sampling, seed: int = 0,
+                      use_generate: bool = False) -> RolloutBatch:
+    """Sample `num_samples` responses per prompt as `sampling` says; temperature 0 means greedy.
 
-    `batch_size` is the number of sequences decoded together. Responses stop at EOS or
-    after `max_new_tokens` (then they have no EOS). `use_generate` decodes with
+    `sampling.batch_size` is the number of sequences decoded together. Responses stop at EOS or
+    after `sampling.max_new_tokens` (then they have no EOS). `use_generate` decodes with
     `model.generate` instead of the project's loop (a repetition penalty always does).
     Returns a RolloutBatch on the CPU.
     """
-    batches = generation_batches(model, tokenizer, prompts, num_samples=num_samples, temperature=temperature,
-                                 top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-                                 repetition_penalty=repetition_penalty, batch_size=batch_size, seed=seed,
+    batches = generation_batches(model, tokenizer, prompts, num_samples=num_samples, sampling=sampling, seed=seed,
                                  use_generate=use_generate)
     while True:
         try:
@@ -190,19 +217,22 @@ def generate_rollouts(model, tokenizer, prompts: list[str], *, num_samples: int,
 
 
 @torch.no_grad()
-def generation_batches(model, tokenizer, prompts: list[str], *, num_samples: int, temperature: float,
-                       top_p: float = 1.0, top_k: int = 0, max_new_tokens: int, repetition_penalty: float = 1.0,
-                       batch_size: int = 256, seed: int = 0, use_generate: bool = False,
+def generation_batches(model, tokenizer, prompts: list[str], *, num_samples: int, sampling: Sampling, seed: int = 0,
+                       use_generate: bool = False,
                        on_rows_done: Callable[[int, list[int], list[list[int]]], None] | None = None):
     """`generate_rollouts`, one generation batch at a time (the trainer's overlapped scoring).
 
-    Yields ``(start, prompt_token_lists, responses)`` per batch of `batch_size` rows as soon as
-    it is decoded (rows ``start .. start + len(responses)``), then returns (StopIteration.value)
+    Yields ``(start, prompt_token_lists, responses)`` per batch of `sampling.batch_size` rows as
+    soon as it is decoded (rows ``start .. start + len(responses)``), then returns (StopIteration.value)
     the RolloutBatch of all rows. Each batch is seeded from `seed` and its first row, so the
     result does not depend on how the batches are consumed. `on_rows_done(start, rows, tokens)`,
     when given, receives rows of a batch (their indices in it, and their response tokens) as soon
     as they are final, before the batch is yielded (all at once under `model.generate`).
     """
+    if not isinstance(sampling, Sampling):
+        raise ValueError(f"sampling: expected a rollout.Sampling, got {type(sampling).__name__}")
+    temperature, top_p, top_k = sampling.temperature, sampling.top_p, sampling.top_k
+    max_new_tokens, repetition_penalty, batch_size = sampling.max_new_tokens, sampling.repetition_penalty, sampling.batch_size
     if num_samples < 1:
         raise ValueError(f"num_samples: expected >= 1, got {num_samples}")
     if temperature < 0:
@@ -217,10 +247,10 @@ def generation_batches(model, tokenizer, prompts: list[str], *, num_samples: int
     encoded = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
     rows = [(g, encoded[g]) for g in range(len(prompts)) for _ in range(num_samples)]
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    sampling = dict(do_sample=temperature > 0, max_new_tokens=max_new_tokens, eos_token_id=eos,
-                    pad_token_id=pad, repetition_penalty=repetition_penalty)
+    generate_kw = dict(do_sample=temperature > 0, max_new_tokens=max_new_tokens, eos_token_id=eos,
+                       pad_token_id=pad, repetition_penalty=repetition_penalty)
     if temperature > 0:
-        sampling.update(temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else None)
+        generate_kw.update(temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else None)
     was_training = model.training
     model.eval()
     responses: list[list[int]] = []
@@ -241,7 +271,7 @@ def generation_batches(model, tokenizer, prompts: list[str], *, num_samples: int
                 new = _decode(model, ids, mask, max_new_tokens=max_new_tokens, temperature=temperature,
                               top_p=top_p, top_k=top_k, eos_id=eos, on_rows_done=done, rows_out=new_rows)
             else:
-                out = model.generate(input_ids=ids, attention_mask=mask, **sampling)
+                out = model.generate(input_ids=ids, attention_mask=mask, **generate_kw)
                 new = [_cut_at_eos(r, eos) for r in out[:, width:].tolist()]
                 if on_rows_done is not None:
                     on_rows_done(start, list(range(len(new))), new)

@@ -160,22 +160,22 @@ ROUTE_SMOKE_WORLD = RouteWorldConfig(
 @torch.no_grad()
 def greedy_accuracy(model, tokenizer, problems, *, max_new_tokens: int = 96, batch_size: int = 256) -> float:
     """Fraction of `problems` whose greedy solution ends in the right `\\boxed{}` answer."""
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.rollout import Sampling, generate_rollouts
     from scope_lib.verify import extract_boxed
 
     batch = generate_rollouts(model, tokenizer, [routes.format_prompt(p) for p in problems], num_samples=1,
-                              temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size)
+                              sampling=Sampling(temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size))
     return sum(extract_boxed(t) == p.answer for t, p in zip(batch.texts, problems)) / len(problems)
 
 
 @torch.no_grad()
 def repair_rate(model, tokenizer, cases: list[tuple], *, max_new_tokens: int = 96) -> float:
     """Fraction of `(problem, flawed prefix)` cases the model completes greedily to the right answer."""
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.rollout import Sampling, generate_rollouts
     from scope_lib.verify import extract_boxed
 
     batch = generate_rollouts(model, tokenizer, [routes.format_prompt(p) + prefix for p, prefix in cases],
-                              num_samples=1, temperature=0.0, max_new_tokens=max_new_tokens, batch_size=256)
+                              num_samples=1, sampling=Sampling(temperature=0.0, max_new_tokens=max_new_tokens))
     return sum(extract_boxed(t) == p.answer for (p, _), t in zip(cases, batch.texts)) / len(cases)
 
 

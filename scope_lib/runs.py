@@ -34,6 +34,7 @@ import yaml
 from scope_lib import grading, integrity
 from scope_lib.config import TrainConfig, without_neutral_additions
 from scope_lib.evaluate import EvalResult, evaluate
+from scope_lib.rollout import Sampling
 from scope_lib.world import World, load_world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -403,10 +404,8 @@ def evaluate_model(run: Run | None, cfg: TrainConfig, *, world: World | None = N
     else:
         model = load_final_model(run.path)
     e = cfg.eval
-    result = evaluate(model.eval(), world.tokenizer, world.eval_sets, k=e.k, format_prompt=world.format_prompt,
-                      temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, max_new_tokens=e.max_new_tokens,
-                      repetition_penalty=e.repetition_penalty, batch_size=e.batch_size, seed=e.seed,
-                      progress=cfg.progress, keep_texts=keep_texts,
+    result = evaluate(model.eval(), world.tokenizer, world.eval_sets, k=e.k, sampling=Sampling.from_config(e),
+                      format_prompt=world.format_prompt, seed=e.seed, progress=cfg.progress, keep_texts=keep_texts,
                       code=grading.CodeGrading.from_config(cfg.reward))  # each set's verifier from its problems
     path.parent.mkdir(parents=True, exist_ok=True)
     _save_eval(result, path)

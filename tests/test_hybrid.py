@@ -232,7 +232,7 @@ def test_hybrid_learns_on_the_smoke_world(tmp_path):
     import dataclasses
 
     from scope_lib.logprobs import full_reverse_kl, position_ids_from_mask
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.rollout import Sampling, generate_rollouts
     from scope_lib.tasks import eval_sets, format_prompt
     from scope_lib.trainer import train
     from scope_lib.world import load_world
@@ -244,8 +244,8 @@ def test_hybrid_learns_on_the_smoke_world(tmp_path):
         "optim.prompts_per_step": 4, "optim.mini_batch_prompts": 4})
     world = load_world(cfg)
     prompts = [format_prompt(p) for p in eval_sets(8, seed=0)["chain3"]]
-    held_out = generate_rollouts(world.teacher, world.tokenizer, prompts, num_samples=2, temperature=1.0,
-                                 max_new_tokens=16, seed=123)
+    held_out = generate_rollouts(world.teacher, world.tokenizer, prompts, num_samples=2,
+                                 sampling=Sampling(temperature=1.0, max_new_tokens=16), seed=123)
 
     @torch.no_grad()
     def mean_kl(student):

@@ -37,7 +37,7 @@ def test_rollouts_are_generate_rollouts_and_rewards_the_verifiers(world, problem
     scored = score_rollouts(world.student, world.tokenizer, problems, format_prompt=tasks.format_prompt, group_size=3,
                             sampling=SAMPLING, seed=7)
     prompts = [tasks.format_prompt(p) for p in problems]
-    direct = rollout.generate_rollouts(world.student, world.tokenizer, prompts, num_samples=3, seed=7, **SAMPLING.kwargs())
+    direct = rollout.generate_rollouts(world.student, world.tokenizer, prompts, num_samples=3, sampling=SAMPLING, seed=7)
     assert scored.prompts == prompts and scored.problems == problems and len(scored) == 9
     for key in ("input_ids", "attention_mask", "response_mask", "group"):
         assert torch.equal(getattr(scored.rollouts, key), getattr(direct, key)), key
@@ -116,7 +116,10 @@ def test_a_given_generate_replaces_the_decoder(world, problems):
 
     def generate(prompts, **kwargs):  # e.g. VLLMEngine.generate
         calls.append(kwargs)
-        return rollout.generate_rollouts(world.student, world.tokenizer, prompts, **kwargs)
+        return rollout.generate_rollouts(world.student, world.tokenizer, prompts, num_samples=kwargs["num_samples"],
+                                         sampling=rollout.Sampling(**{k: v for k, v in kwargs.items()
+                                                                      if k not in ("num_samples", "seed")}),
+                                         seed=kwargs["seed"])
 
     scored = run(world, problems, generate=generate)
     assert calls == [dict(num_samples=3, seed=7, **SAMPLING.kwargs())]

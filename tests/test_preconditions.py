@@ -9,6 +9,7 @@ import torch
 
 from scope_lib import preconditions as pre
 from scope_lib import routes
+from scope_lib.rollout import Sampling
 
 
 def test_group_ess_frac_against_hand_values():
@@ -79,7 +80,8 @@ def test_measure_student_path_on_a_toy_world():
     torch.manual_seed(0)
     problems = routes.validation_set(6)
     table, stats = pre.measure_student_path(world.student, world.tokenizer, problems, routes.format_prompt,
-                                            routes.route_of, group_size=4, max_new_tokens=24)
+                                            routes.route_of, group_size=4,
+                                            sampling=Sampling(temperature=1.0, max_new_tokens=24))
     assert len(table) == 24 and set(table["group"]) == set(range(6))
     assert table.loc[~table["correct"], "weight"].eq(0).all()
     # weights of each group's correct rows sum to 1 (sum normalisation)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from scope_lib import models, recovery, recovery_study, report, rollout, tasks
 from scope_lib.problem import Problem
+from scope_lib.rollout import Sampling
 from scope_lib.recovery import (
     bootstrap_mean_ci,
     bucket_stats,
@@ -362,11 +363,37 @@ def test_study_with_scripted_generations(smoke_world, monkeypatch):
     assert (rates.groupby("rollout")["bucket"].first().to_numpy() == cases["bucket"].to_numpy()).all()
 
 
+def test_student_rollouts_and_teacher_completions_take_their_own_sampling(smoke_world, monkeypatch):
+    scripted, seen = _scripted_generate(smoke_world.student), []
+
+    def generate(model, tokenizer, prompts, *, sampling, **kwargs):
+        seen.append(("student" if model is smoke_world.student else "teacher", sampling))
+        return scripted(model, tokenizer, prompts, sampling=sampling, **kwargs)
+
+    monkeypatch.setattr(rollout, "generate_rollouts", generate)
+    completions = Sampling(temperature=0.6, max_new_tokens=20, top_k=3, batch_size=64)
+    rollouts = Sampling(temperature=1.0, max_new_tokens=20)
+    study = recovery.recovery_study(
+        smoke_world.student, smoke_world.teacher, smoke_world.tokenizer, PROBLEMS, tasks.format_prompt,
+        samples_per_problem=2, completions_per_prefix=COMPLETIONS, sampling=completions, student_sampling=rollouts,
+        progress=False,
+    )
+    assert seen[0] == ("student", rollouts) and seen[1:] and set(seen[1:]) == {("teacher", completions)}
+    assert {key: study.settings[key] for key in ("temperature", "top_k", "max_new_tokens", "batch_size",
+                                                 "student_temperature")} == {
+        "temperature": 0.6, "top_k": 3, "max_new_tokens": 20, "batch_size": 64, "student_temperature": 1.0}
+    with pytest.raises(ValueError, match="student_sampling: expected a rollout.Sampling"):
+        recovery.recovery_study(smoke_world.student, smoke_world.teacher, smoke_world.tokenizer, PROBLEMS,
+                                tasks.format_prompt, samples_per_problem=1, completions_per_prefix=1,
+                                student_sampling=1.0)
+
+
 def test_study_end_to_end_on_the_smoke_world(smoke_world):
     problems = tasks.train_pool(12, seed=1)
     study = recovery.recovery_study(
         smoke_world.student, smoke_world.teacher, smoke_world.tokenizer, problems, tasks.format_prompt,
-        samples_per_problem=2, completions_per_prefix=2, max_new_tokens=16, seed=0, progress=False,
+        samples_per_problem=2, completions_per_prefix=2, sampling=Sampling(temperature=0.6, max_new_tokens=16), seed=0,
+        progress=False,
     )
     rates = study.rates
     assert study.num_incorrect >= 4 and len(rates) == study.num_incorrect * 4
@@ -379,7 +406,8 @@ def test_study_end_to_end_on_the_smoke_world(smoke_world):
     # the same settings give the same study
     again = recovery.recovery_study(
         smoke_world.student, smoke_world.teacher, smoke_world.tokenizer, problems, tasks.format_prompt,
-        samples_per_problem=2, completions_per_prefix=2, max_new_tokens=16, seed=0, progress=False,
+        samples_per_problem=2, completions_per_prefix=2, sampling=Sampling(temperature=0.6, max_new_tokens=16), seed=0,
+        progress=False,
     )
     pd.testing.assert_frame_equal(rates, again.rates)
 

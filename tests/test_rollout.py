@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from scope_lib import models, tasks
-from scope_lib.rollout import encode_pairs, generate_rollouts
+from scope_lib.rollout import Sampling, encode_pairs, generate_rollouts
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,8 @@ def _prompts(n):
 def test_layout_masks_and_groups(world):
     tok = world.tokenizer
     prompts = _prompts(3)
-    batch = generate_rollouts(world.student, tok, prompts, num_samples=2, temperature=1.0,
-                              max_new_tokens=12, batch_size=4, seed=0)
+    batch = generate_rollouts(world.student, tok, prompts, num_samples=2,
+                              sampling=Sampling(temperature=1.0, max_new_tokens=12, batch_size=4), seed=0)
     width = batch.prompt_width
     assert batch.group.tolist() == [0, 0, 1, 1, 2, 2]
     assert batch.input_ids.shape[1] == width + int(batch.response_lengths.max())
@@ -42,14 +42,16 @@ def test_layout_masks_and_groups(world):
 
 def test_seeded_and_padding_invariant_greedy(world):
     prompts = _prompts(4)
-    kw = dict(num_samples=1, max_new_tokens=10, seed=3)
-    a = generate_rollouts(world.teacher, world.tokenizer, prompts, temperature=1.0, batch_size=4, **kw)
-    b = generate_rollouts(world.teacher, world.tokenizer, prompts, temperature=1.0, batch_size=4, **kw)
+    kw = dict(num_samples=1, seed=3)
+    sampled = Sampling(temperature=1.0, max_new_tokens=10, batch_size=4)
+    a = generate_rollouts(world.teacher, world.tokenizer, prompts, sampling=sampled, **kw)
+    b = generate_rollouts(world.teacher, world.tokenizer, prompts, sampling=sampled, **kw)
     assert torch.equal(a.input_ids, b.input_ids)
     # Greedy decoding of a left-padded batch equals decoding each prompt alone.
-    batched = generate_rollouts(world.teacher, world.tokenizer, prompts, temperature=0.0, batch_size=4, **kw)
+    greedy = Sampling(temperature=0.0, max_new_tokens=10, batch_size=4)
+    batched = generate_rollouts(world.teacher, world.tokenizer, prompts, sampling=greedy, **kw)
     for i, p in enumerate(prompts):
-        alone = generate_rollouts(world.teacher, world.tokenizer, [p], temperature=0.0, batch_size=1, **kw)
+        alone = generate_rollouts(world.teacher, world.tokenizer, [p], sampling=Sampling(0.0, 10, batch_size=1), **kw)
         assert alone.texts[0] == batched.texts[i]
 
 
@@ -64,9 +66,12 @@ def test_encode_pairs_layout(world):
 
 def test_bad_arguments(world):
     with pytest.raises(ValueError, match="num_samples"):
-        generate_rollouts(world.student, world.tokenizer, ["x"], num_samples=0, temperature=1.0, max_new_tokens=2)
+        generate_rollouts(world.student, world.tokenizer, ["x"], num_samples=0, sampling=Sampling(1.0, 2))
     with pytest.raises(ValueError, match="temperature"):
-        generate_rollouts(world.student, world.tokenizer, ["x"], num_samples=1, temperature=-1.0, max_new_tokens=2)
+        generate_rollouts(world.student, world.tokenizer, ["x"], num_samples=1, sampling=Sampling(-1.0, 2))
+    with pytest.raises(ValueError, match="sampling: expected a rollout.Sampling, got dict"):
+        generate_rollouts(world.student, world.tokenizer, ["x"], num_samples=1,
+                          sampling={"temperature": 1.0, "max_new_tokens": 2})
 
 
 def test_scoring_the_layout_reproduces_greedy_choices(world):
@@ -74,8 +79,8 @@ def test_scoring_the_layout_reproduces_greedy_choices(world):
     # exactly the tokens that greedy generation produced: generation and scoring agree on layout.
     from scope_lib.logprobs import position_ids_from_mask
 
-    batch = generate_rollouts(world.teacher, world.tokenizer, _prompts(5), num_samples=1, temperature=0.0,
-                              max_new_tokens=8, batch_size=5, seed=0)
+    batch = generate_rollouts(world.teacher, world.tokenizer, _prompts(5), num_samples=1,
+                              sampling=Sampling(temperature=0.0, max_new_tokens=8, batch_size=5), seed=0)
     with torch.no_grad():
         logits = world.teacher(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                                position_ids=position_ids_from_mask(batch.attention_mask)).logits

@@ -121,11 +121,11 @@ def test_project_decoding_loop_equals_generate_on_the_real_model(loaded):
     # The rollout loop (rows leave the batch and the KV cache at EOS) on a real pretrained model
     # with a real tokenizer: greedy outputs of left-padded prompts of different lengths must
     # equal transformers' generate.
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.rollout import Sampling, generate_rollouts
 
     model, tokenizer = loaded
     prompts = [format_chat_prompt(tokenizer, q) for q in ("What is 2 + 3?", "Name a prime number larger than ten, briefly.")]
-    kw = dict(num_samples=1, temperature=0.0, max_new_tokens=6, seed=0)
+    kw = dict(num_samples=1, sampling=Sampling(temperature=0.0, max_new_tokens=6), seed=0)
     ours = generate_rollouts(model, tokenizer, prompts, **kw)
     reference = generate_rollouts(model, tokenizer, prompts, use_generate=True, **kw)
     assert ours.texts == reference.texts and torch.equal(ours.input_ids, reference.input_ids)
@@ -216,7 +216,7 @@ def test_smollm2_on_a_humaneval_slice_through_the_sandbox(loaded):
     model, tokenizer = loaded
     problems = load_code_benchmark("humaneval", limit=4)
     start = time.perf_counter()
-    found = humaneval_slice(4, 2, max_new_tokens=160, model=model, tokenizer=tokenizer, workers=2)
+    found = humaneval_slice(4, 2, sampling=Sampling(temperature=0.6, max_new_tokens=160, batch_size=64), model=model, tokenizer=tokenizer, workers=2)
     print(f"\nSmolLM2-135M, HumanEval[:4], k=2: {found.summary()} in {time.perf_counter() - start:.0f} s")
     print("\n".join(found.lines()))
     _check_slice(found, problems, 2)

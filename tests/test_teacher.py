@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scope_lib.models import SMOKE_WORLD, build_tiny_world
-from scope_lib.rollout import generate_rollouts
+from scope_lib.rollout import Sampling, generate_rollouts
 from scope_lib.teacher import LocalTeacher, ServerTeacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,8 @@ def server():
 def test_server_scores_equal_local_scores(server):
     world = build_tiny_world(SMOKE_WORLD, progress=False)
     rollouts = generate_rollouts(world.student, world.tokenizer, ["Start with 3. Add 4.", "Start with 12."],
-                                 num_samples=3, temperature=1.0, max_new_tokens=12, seed=int(torch.randint(1 << 20, ())))
+                                 num_samples=3, sampling=Sampling(temperature=1.0, max_new_tokens=12),
+                                 seed=int(torch.randint(1 << 20, ())))
     local = LocalTeacher(world.teacher).score(rollouts.input_ids, rollouts.attention_mask)
     remote = ServerTeacher(server, "tiny_smoke", request_batch_size=4).score(rollouts.input_ids, rollouts.attention_mask)
     mask = rollouts.response_mask.bool()

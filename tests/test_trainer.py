@@ -196,7 +196,7 @@ def test_two_processes_update_like_one(tmp_path, method):
 def test_distillation_moves_the_student_towards_the_teacher(tmp_path, method):
     """It learns: on held-out rollouts, the exact reverse KL to the teacher falls after training."""
     from scope_lib.logprobs import full_reverse_kl, position_ids_from_mask
-    from scope_lib.rollout import generate_rollouts
+    from scope_lib.rollout import Sampling, generate_rollouts
     from scope_lib.tasks import eval_sets, format_prompt
     from scope_lib.world import load_world
 
@@ -205,8 +205,8 @@ def test_distillation_moves_the_student_towards_the_teacher(tmp_path, method):
         "optim.mini_batch_prompts": 8, "rollout.group_size": 4 if method == "scope" else 1})
     world = load_world(cfg)
     prompts = [format_prompt(p) for p in eval_sets(8, seed=0)["chain3"]]
-    held_out = generate_rollouts(world.teacher, world.tokenizer, prompts, num_samples=2, temperature=1.0,
-                                 max_new_tokens=16, seed=123)
+    held_out = generate_rollouts(world.teacher, world.tokenizer, prompts, num_samples=2,
+                                 sampling=Sampling(temperature=1.0, max_new_tokens=16), seed=123)
 
     @torch.no_grad()
     def mean_kl(student):

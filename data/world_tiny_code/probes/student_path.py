@@ -18,6 +18,7 @@ import torch
 
 from scope_lib import code_task, grading
 from scope_lib.preconditions import measure_student_path
+from scope_lib.rollout import Sampling
 from scope_lib.world import _tiny_world
 
 torch.set_num_threads(1)
@@ -31,7 +32,7 @@ def route_of(problem, text):
 
 
 table, stats = measure_student_path(world.student, world.tokenizer, problems, code_task.format_prompt, route_of,
-                                    max_new_tokens=72, grade=lambda texts, probs: grading.grade("code", texts, probs,
+                                    sampling=Sampling(temperature=1.0, max_new_tokens=72), grade=lambda texts, probs: grading.grade("code", texts, probs,
                                                                                                 code=code))
 right = table[table.correct]
 distinct = right.groupby("group")["text"].nunique()
