@@ -26,7 +26,7 @@ Conventions (shared by the whole project):
 
 Where the code departs from the paper (each one an explicit option, docs/DESIGN.md §3):
 
-- ``opd_loss(clip_eps=...)`` / ``scope_loss(incorrect_path="clipped_ppo")``: the authors' released
+- ``opd_loss(clip_eps=...)`` / ``scope_loss(clip_eps=...)`` (``scope.incorrect_path: clipped_ppo``): the authors' released
   verl fork feeds ``A_t = -(old_logp - teacher_logp) * w_T`` as the advantage of a PPO clipped
   surrogate. Because ``w_T >= 0`` factors out of the clipped max, weighting the advantage equals
   weighting the per-sequence clipped loss, which is what we do. verl averages tokens over the
@@ -50,7 +50,7 @@ from scope_lib.logprobs import (  # full_reverse_kl and its floor are re-exporte
     TEACHER_LOGP_FLOOR, _check_temperature, full_reverse_kl, position_ids_from_mask, token_logprobs,
     token_logprobs_from_logits,
 )
-from scope_lib.weights import sequence_logp, student_weights, teacher_weights, weight_stats
+from scope_lib.weights import DPAW, sequence_logp, weight_stats
 
 IncorrectPath = Literal["paper", "clipped_ppo"]
 INCORRECT_PATHS = ("paper", "clipped_ppo")
@@ -238,38 +238,20 @@ def dpaw_weights(
     mask: torch.Tensor,
     correct: torch.Tensor,
     group: torch.Tensor,
-    *,
-    tau: float = 1.0,
-    student_direction: str = "paper",
-    teacher_direction: str = "paper",
-    normalize: str = "sum",
-    student_seq_logp: torch.Tensor | None = None,
-    teacher_seq_logp: torch.Tensor | None = None,
-    tau_student: float | None = None,
+    dpaw: DPAW = DPAW(),
 ) -> DPAWWeights:
-    """The Eq. 4 / Eq. 5 weights :func:`scope_loss` uses when it is not given ``path_weights``.
+    """The Eq. 4 / Eq. 5 weights of a batch under the settings ``dpaw``, and the scores behind them.
 
     old_logp, teacher_logp, mask: (B, T); teacher_logp is read on incorrect rows only. correct:
-    (B,) bool. group: (B,) int prompt ids. Scores are ``sequence_logp`` of the detached log-probs
-    (or the given (B,) ``student_seq_logp`` / ``teacher_seq_logp``). A caller that wants to keep
-    the weights the loss used (the trainer's per-step records) computes them here once and passes
-    ``(w.student, w.teacher)`` to :func:`scope_loss` as ``path_weights``.
-
-    ``tau`` is Eq. 5's temperature, and Eq. 4's unless ``tau_student`` (``scope.tau_student``)
-    gives the student path its own; None (the default) keeps one temperature for both paths.
+    (B,) bool. group: (B,) int prompt ids. Scores are ``sequence_logp`` of the detached
+    log-probs. The trainer computes them once per micro-batch, hands them to :func:`scope_loss`
+    and keeps them in the step's weight record.
     """
     on = mask != 0
-    if student_seq_logp is None:
-        student_seq_logp = sequence_logp(old_logp.detach(), on)
-    if teacher_seq_logp is None:
-        teacher_seq_logp = sequence_logp(teacher_logp.detach(), on & ~correct[:, None])
-    student_seq_logp, teacher_seq_logp = student_seq_logp.detach(), teacher_seq_logp.detach()
-    return DPAWWeights(
-        student_weights(student_seq_logp, correct, group, tau if tau_student is None else tau_student,
-                        student_direction, normalize),
-        teacher_weights(teacher_seq_logp, correct, group, tau, teacher_direction, normalize),
-        student_seq_logp, teacher_seq_logp,
-    )
+    student_seq_logp = sequence_logp(old_logp.detach(), on).detach()
+    teacher_seq_logp = sequence_logp(teacher_logp.detach(), on & ~correct[:, None]).detach()
+    return DPAWWeights(dpaw.student(student_seq_logp, correct, group), dpaw.teacher(teacher_seq_logp, correct, group),
+                       student_seq_logp, teacher_seq_logp)
 
 
 def scope_loss(
@@ -280,78 +262,56 @@ def scope_loss(
     correct: torch.Tensor,
     group: torch.Tensor,
     *,
-    tau: float = 1.0,
-    student_direction: str = "paper",
-    teacher_direction: str = "paper",
-    normalize: str = "sum",
-    incorrect_path: IncorrectPath = "paper",
-    clip_eps: float = 0.2,
-    student_seq_logp: torch.Tensor | None = None,
-    teacher_seq_logp: torch.Tensor | None = None,
-    path_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
-    n_prompts: int | None = None,
+    weights: DPAW | DPAWWeights = DPAW(),
+    clip_eps: float | None = None,
     opd_row_loss: torch.Tensor | None = None,
     n_global: int | None = None,
-    tau_student: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 6: ``L = E_x [ sum_{i in Omega_c} w_S_i L_MLE_i + sum_{i in Omega_w} w_T_i L_OPD_i ]``.
 
     logp, old_logp, mask: (B, T). teacher_logp: (B, T), read only on incorrect rows (correct rows
     may hold anything, NaN included). correct: (B,) bool reward. group: (B,) int prompt ids.
-    Student weights (Eq. 4) come from ``pi_old``'s sequence score ``sequence_logp(old_logp, mask)``,
-    teacher weights (Eq. 5) from ``sequence_logp(teacher_logp, mask)``; both detached, and
-    overridable with precomputed (B,) ``student_seq_logp`` / ``teacher_seq_logp``.
     ``E_x`` is the sum over rows divided by the number of distinct prompts in the batch.
 
-    Micro-batching: weights are a softmax over a prompt's whole group, so a micro-batch that holds
-    part of a group must not recompute them. Compute ``(w_student, w_teacher)`` once on the full
-    batch (:func:`scope_lib.weights.student_weights` / ``teacher_weights``), pass the micro-batch's
-    rows as ``path_weights`` and the full batch's prompt count as ``n_prompts``; the micro-batch
-    losses then sum to the full-batch loss (and gradients).
+    ``weights``: the Eq. 4-5 weights (:func:`dpaw_weights`, a :class:`DPAWWeights`), or the
+    :class:`scope_lib.weights.DPAW` settings to compute them with from ``pi_old``'s sequence score
+    ``sequence_logp(old_logp, mask)`` (Eq. 4) and ``sequence_logp(teacher_logp, mask)`` (Eq. 5),
+    both detached. Ablations (docs/DESIGN.md §2.10, Fig. 5-6) are settings of that object.
 
-    ``opd_row_loss``: optional (B,) per-row incorrect-path loss that replaces ``L_OPD_i`` (e.g.
-    :func:`exact_kl_row_loss`, the exact small-vocabulary option). Read on incorrect rows only; it
-    must be finite there.
+    Micro-batching: weights are a softmax over a prompt's whole group, so a micro-batch must
+    hold whole groups, or be given the rows of weights computed on the full batch; with
+    ``n_global`` (the global batch's prompt count) the loss is this batch's share of the global
+    batch's loss (:func:`normalise`), so the micro-batch losses sum to the full-batch loss.
 
-    ``n_global``: the global batch's prompt count; the loss is then this batch's share of it
-    (:func:`normalise`).
-
-    Ablations (docs/DESIGN.md §2.10, Fig. 5-6): no DPAW = both directions "ones" (weight 1 per
-    rollout, as the released code; "uniform" keeps the per-group normalisation); no student / no
-    teacher weight = that direction "ones"; reversed = "reversed"; ``normalize="mean"``
-    (released code); ``tau`` (both paths) and ``tau_student`` (Eq. 4 alone; None: ``tau``, see
-    :func:`dpaw_weights`). ``incorrect_path="clipped_ppo"`` uses the released code's clipped
-    OPD (``clip_eps``) on the incorrect path; ``"paper"`` uses Eq. 3 and ignores ``clip_eps``.
+    ``clip_eps``: None is Eq. 3 on the incorrect path; a number, the released code's clipped
+    OPD (``scope.incorrect_path: clipped_ppo``). ``opd_row_loss``: optional (B,) per-row
+    incorrect-path loss that replaces ``L_OPD_i`` (:func:`exact_kl_row_loss`, the exact
+    small-vocabulary option); read on incorrect rows only, it must be finite there.
 
     Returns (scalar loss, stats) with python floats: ``mle_loss`` / ``opd_loss`` (weighted means
     over each path), ``n_correct``, ``n_incorrect``, ``n_prompts``, ``student_w_*`` /
     ``teacher_w_*`` (:func:`scope_lib.weights.weight_stats`), ``clip_frac`` (fraction of
-    incorrect-path tokens clipped; 0 for "paper") and ``opd_adv_mean`` (mean token advantage on
-    the incorrect path).
+    incorrect-path tokens clipped; 0 without ``clip_eps``) and ``opd_adv_mean`` (mean token
+    advantage on the incorrect path).
     """
     _check_token_tensors(logp=logp, old_logp=old_logp, teacher_logp=teacher_logp, mask=mask)
-    if incorrect_path not in INCORRECT_PATHS:
-        raise ValueError(f"incorrect_path must be one of {INCORRECT_PATHS}, got {incorrect_path!r}")
     if correct.dim() != 1 or correct.shape[0] != logp.shape[0]:
         raise ValueError(f"correct must be 1-D of length {logp.shape[0]}, got shape {tuple(correct.shape)}")
     if correct.dtype != torch.bool:
         raise ValueError(f"correct must be a bool tensor, got {correct.dtype}")
-    clip = clip_eps if incorrect_path == "clipped_ppo" else None
+    clip = clip_eps  # None: Eq. 3
     _check_clip(clip)
     on = mask != 0
     wrong_tokens = on & ~correct[:, None]  # (B, T) the only place teacher_logp is read
 
     # Eq. 4 / Eq. 5 weights from detached sequence scores.
-    if path_weights is not None:
-        w_student, w_teacher = (w.detach() for w in path_weights)
-        if w_student.shape != correct.shape or w_teacher.shape != correct.shape:
-            raise ValueError(f"path_weights must be two ({correct.shape[0]},) tensors (student, teacher)")
-    else:
-        dpaw = dpaw_weights(old_logp, teacher_logp, mask, correct, group, tau=tau, student_direction=student_direction,
-                            teacher_direction=teacher_direction, normalize=normalize,
-                            student_seq_logp=student_seq_logp, teacher_seq_logp=teacher_seq_logp,
-                            tau_student=tau_student)
-        w_student, w_teacher = dpaw.student, dpaw.teacher
+    if isinstance(weights, DPAW):
+        weights = dpaw_weights(old_logp, teacher_logp, mask, correct, group, weights)
+    if not isinstance(weights, DPAWWeights):
+        raise ValueError(f"weights must be a DPAW or a DPAWWeights, got {type(weights).__name__}")
+    w_student, w_teacher = weights.student.detach(), weights.teacher.detach()
+    if w_student.shape != correct.shape or w_teacher.shape != correct.shape:
+        raise ValueError(f"weights must hold two ({correct.shape[0]},) tensors (student, teacher)")
     w_student = w_student.to(logp.dtype if logp.is_floating_point() else torch.float32)
     w_teacher = w_teacher.to(w_student.dtype)
 
@@ -367,10 +327,7 @@ def scope_loss(
         l_opd = torch.where(~correct, opd_row_loss, torch.zeros_like(opd_row_loss)).to(l_mle.dtype)
 
     per_row = torch.where(correct, w_student * l_mle, w_teacher * l_opd)  # Eq. 6 summand
-    if n_prompts is None:
-        n_prompts = normaliser_count(group, "prompts")
-    elif not isinstance(n_prompts, int) or n_prompts < 1:
-        raise ValueError(f"n_prompts must be a positive int or None, got {n_prompts!r}")
+    n_prompts = normaliser_count(group, "prompts")
     loss = normalise(per_row, n_prompts, n_global)  # Eq. 6's E_x
 
     def path_mean(w: torch.Tensor, values: torch.Tensor, rows: torch.Tensor) -> float:
@@ -433,8 +390,6 @@ def grpo_loss(
     *,
     clip_eps: float = 0.2,
     beta: float = 1e-4,
-    adv_eps: float = 1e-6,
-    std_normalize: bool = True,
     n_global: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO baseline (Table 3: G=8, clip 0.2, KL coefficient 1e-4), scalar loss and stats.
@@ -453,7 +408,7 @@ def grpo_loss(
     if rewards.shape != (logp.shape[0],):
         raise ValueError(f"rewards must have shape ({logp.shape[0]},), got {tuple(rewards.shape)}")
     on = mask != 0
-    advantage = group_advantages(rewards, group, eps=adv_eps, std_normalize=std_normalize).to(logp.dtype)
+    advantage = group_advantages(rewards, group).to(logp.dtype)
     pg, kl, was_clipped = _clipped_pg_and_k3(logp, old_logp, ref_logp, advantage[:, None].expand_as(logp), on,
                                              clip_eps=clip_eps, beta=beta)
     loss = normalise(pg + beta * kl, normaliser_count(group, "rows"), n_global)
@@ -501,8 +456,6 @@ def hybrid_loss(
     teacher_row_loss: torch.Tensor | None = None,
     clip_eps: float = 0.2,
     beta: float = 1e-4,
-    adv_eps: float = 1e-6,
-    std_normalize: bool = True,
     n_global: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """KDRL-style hybrid baseline: GRPO whose per-token advantage adds the teacher term, scalar loss and stats.
@@ -545,7 +498,7 @@ def hybrid_loss(
     if opd_form not in INCORRECT_PATHS:
         raise ValueError(f"opd_form must be one of {INCORRECT_PATHS}, got {opd_form!r}")
     on = mask != 0
-    advantage = group_advantages(rewards, group, eps=adv_eps, std_normalize=std_normalize).to(logp.dtype)
+    advantage = group_advantages(rewards, group).to(logp.dtype)
     token_advantage = advantage[:, None].expand_as(logp)
     teacher_stats: dict[str, float] = {}
     teacher_rows = None

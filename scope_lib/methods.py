@@ -4,27 +4,39 @@ the KDRL-style hybrid (GRPO's advantage plus OPD's teacher term, docs/DESIGN.md 
 Each method declares what the trainer's one loop needs to know about it:
 
 - ``needs_teacher``: whether the run loads (or connects to) the teacher;
-- ``samples_rollouts``: False for KD, which trains offline on the teacher's verified solutions;
+- :meth:`Method.start` and :meth:`Method.batch`: where a step's batch comes from: on-policy
+  rollouts (``Trainer.collect``: generate, grade, score with the teacher, pi_old's pass) for
+  every method but KD, which trains offline on the teacher's verified solutions (its corpus,
+  built once by :meth:`KD.start`);
 - :meth:`Method.teacher_rows`: which rollouts the teacher scores (SCOPE: the incorrect ones;
   OPD, hybrid: all; GRPO, KD: none);
+- ``old_logp_from_update``: whether pi_old is read off the update's own forward pass;
 - ``unit``: its normaliser, handed to :func:`scope_lib.losses.normaliser_count` (Eq. 6's ``E_x``
   over prompts for SCOPE, the mean over rows for the baselines);
 - :meth:`Method.loss`: its loss on one micro-batch, a function of :mod:`scope_lib.losses` (every
-  loss, the exact-KL row loss included, lives there), scaled to its share of the global batch.
+  loss, the exact-KL row loss included, lives there), scaled to its share of the global batch;
+- :meth:`Method.row_record`: the per-rollout values of the step's weight record (None for KD).
 
 The trainer (scope_lib/trainer.py) builds one with :func:`make_method` and never branches on
-``cfg.method`` itself.
+``cfg.method`` or on where a method's data comes from.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 import torch
 
-from scope_lib import losses
+from scope_lib import losses, storage
 from scope_lib.config import TrainConfig
+from scope_lib.pipeline import Sampling, score_rollouts
+from scope_lib.rollout import encode_pairs
+from scope_lib.weights import DPAW, sequence_logp
+
+ROW_RECORD_KEYS = ("student_log_ppl", "teacher_log_ppl", "student_weight", "teacher_weight")
 
 
 @dataclass
@@ -76,9 +88,50 @@ class Method:
         """Whether the loss reads a frozen reference policy's log-probs (GRPO's KL term)."""
         return False
 
+    @property
+    def old_logp_from_update(self) -> bool:
+        """pi_old read, detached, off the update's own forward pass instead of a separate one:
+        with one update per rollout batch and ``optim.old_logp_pass: when_needed``."""
+        o = self.cfg.optim
+        return o.old_logp_pass == "when_needed" and o.mini_batch_prompts >= o.prompts_per_step
+
+    def start(self, run) -> None:
+        """Prepare the method's data before the first step (nothing to prepare for rollouts).
+
+        ``run`` is the trainer (scope_lib/trainer.py ``Trainer``): its world, student, run
+        directory, data order and processes."""
+
+    def batch(self, run, step: int, timer) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """This process's batch for `step` and its logged statistics: on-policy rollouts."""
+        return run.collect(step, timer)
+
     def teacher_rows(self, correct: torch.Tensor) -> torch.Tensor:
         """(k,) long indices of the rollouts the teacher scores, given the (B,) bool rewards."""
         return torch.zeros(0, dtype=torch.long)
+
+    def row_record(self, micro: dict[str, torch.Tensor], result: LossResult) -> dict[str, torch.Tensor] | None:
+        """A micro-batch's per-row values for the step's weight record: (b,) float32 CPU tensors.
+
+        Log-PPLs are ``-sequence_logp`` (docs/DESIGN.md §2.5): pi_old's on every row, the teacher's
+        on the rows it scored (NaN elsewhere). The weights are the ones the SCOPE loss used
+        (``result.dpaw``), on their own path only (NaN off it), and NaN for methods without weights.
+        """
+        on = micro["response_mask"] != 0
+        correct, dpaw = micro["correct"], result.dpaw
+        nan = torch.full(correct.shape, float("nan"), device=correct.device)
+        if dpaw is not None:
+            student_s = dpaw.student_seq_logp.float()
+            teacher_s = torch.where(~correct, dpaw.teacher_seq_logp.float(), nan)
+            w_student = torch.where(correct, dpaw.student.float(), nan)
+            w_teacher = torch.where(~correct, dpaw.teacher.float(), nan)
+        else:
+            student_s = sequence_logp(micro["old_logp"].detach(), on)
+            teacher, teacher_s = micro.get("teacher_logp"), nan
+            if teacher is not None:  # unscored rows hold NaN tokens
+                teacher_s = torch.where((torch.isfinite(teacher) & on).any(1), sequence_logp(teacher, on), nan)
+            w_student = w_teacher = nan
+        values = (-student_s, -teacher_s, w_student, w_teacher)
+        return {key: value.detach().float().cpu() for key, value in zip(ROW_RECORD_KEYS, values)}
 
     def normaliser(self, group: torch.Tensor) -> int:
         """The count the batch's loss is divided by (Eq. 6's prompts, or rows): see :func:`losses.normalise`."""
@@ -99,24 +152,22 @@ class Scope(Method):
     needs_teacher = True
     unit = "prompts"
 
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
+        self.dpaw = DPAW.from_config(cfg.scope)  # tau, tau_student, the two directions, normalisation
+
     def teacher_rows(self, correct: torch.Tensor) -> torch.Tensor:
         return (~correct).nonzero().squeeze(-1)
 
     def loss(self, batch: MicroBatch, n_global: int) -> LossResult:
-        s, rows, mask = self.cfg.scope, batch.rows, batch.mask
+        rows, mask = batch.rows, batch.mask
         exact_rows = losses.exact_kl_row_loss(batch.logits, batch.teacher_logits(), mask) if self.exact_kl else None
         # Eq. 4-5 weights computed once: the loss uses exactly these, and the step's record keeps them.
         # The micro-batch holds whole groups (the trainer checks), so its softmax sees each group entire.
-        dpaw = losses.dpaw_weights(rows["old_logp"], rows["teacher_logp"], mask, rows["correct"], rows["group"],
-                                   tau=s.tau, tau_student=s.tau_student, student_direction=s.student_direction,
-                                   teacher_direction=s.teacher_direction, normalize=s.normalize)
-        loss, stats = losses.scope_loss(
-            batch.logp, rows["old_logp"], rows["teacher_logp"], mask, rows["correct"], rows["group"],
-            tau=s.tau, tau_student=s.tau_student, student_direction=s.student_direction,
-            teacher_direction=s.teacher_direction,
-            normalize=s.normalize, incorrect_path=s.incorrect_path, clip_eps=s.clip_eps, opd_row_loss=exact_rows,
-            path_weights=(dpaw.student, dpaw.teacher), n_global=n_global,
-        )
+        dpaw = losses.dpaw_weights(rows["old_logp"], rows["teacher_logp"], mask, rows["correct"], rows["group"], self.dpaw)
+        loss, stats = losses.scope_loss(batch.logp, rows["old_logp"], rows["teacher_logp"], mask, rows["correct"],
+                                        rows["group"], weights=dpaw, clip_eps=self._incorrect_path_clip(),
+                                        opd_row_loss=exact_rows, n_global=n_global)
         return LossResult(loss, stats, dpaw)
 
 
@@ -193,6 +244,55 @@ class KD(Method):
     name = "kd"
     needs_teacher = True
     samples_rollouts = False
+    old_logp_from_update = False  # no pi_old: the loss reads only the student's log-probs
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
+        if cfg.teacher.backend != "local":
+            raise ValueError("method 'kd' generates its corpus with the in-process teacher: set teacher.backend 'local'")
+        self.corpus: list[tuple[str, str]] | None = None
+
+    def start(self, run) -> None:
+        """The offline data: verified teacher solutions for the training pool, cached in the run dir."""
+        path = run.run_dir / "kd_corpus.jsonl"
+        if path.exists():
+            try:
+                self.corpus = [tuple(json.loads(line)) for line in path.read_text().splitlines()]
+                return
+            except ValueError as error:  # cut short by a kill under older code: it is rebuilt the same
+                warnings.warn(f"{path} does not parse ({error}); building the KD corpus again", RuntimeWarning)
+        cfg, problems = self.cfg, run.world.train_problems
+        needed = min(len(problems), cfg.steps * cfg.optim.prompts_per_step)
+        chosen = [problems[i] for i in run.order[:needed]]
+        sampling = Sampling(temperature=cfg.kd.temperature, max_new_tokens=cfg.rollout.max_new_tokens,
+                            top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k, batch_size=cfg.rollout.batch_size)
+        # the teacher is the policy here: its rollouts, graded, no teacher scoring
+        scored = score_rollouts(run.world.teacher.to(run.device), run.tokenizer, chosen,
+                                format_prompt=run.world.format_prompt, grade=run.grade,
+                                group_size=cfg.kd.samples_per_prompt, sampling=sampling, seed=cfg.seed + 10_000)
+        batch, prompts = scored.rollouts, scored.prompts
+        corpus = [(prompts[int(g)], text) for g, text, good in zip(batch.group, batch.texts, scored.correct.tolist())
+                  if good or not cfg.kd.only_correct]
+        if not corpus:
+            raise RuntimeError(
+                f"KD corpus is empty: the teacher solved none of {len(chosen)} training prompts "
+                f"(x{cfg.kd.samples_per_prompt} samples); set kd.only_correct: false to keep unverified solutions"
+            )
+        if run.procs.is_main:
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            storage.write_atomic(path, "".join(json.dumps(pair) + "\n" for pair in corpus))
+        self.corpus = corpus
+
+    def batch(self, run, step: int, timer) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """The corpus walked in order, one pair per "group"; nothing is logged for it."""
+        per_step, n = self.cfg.optim.prompts_per_step, len(self.corpus)
+        pairs = run.procs.share([self.corpus[(step * per_step + i) % n] for i in range(per_step)])
+        batch = encode_pairs(run.tokenizer, pairs)
+        batch["group"] = torch.arange(len(pairs)) + run.procs.group_offset(step)  # one row per "group"
+        return batch, {}
+
+    def row_record(self, micro: dict[str, torch.Tensor], result: LossResult) -> None:
+        return None  # no rollouts, no weight record
 
     def loss(self, batch: MicroBatch, n_global: int) -> LossResult:
         return LossResult(losses.sft_loss(batch.logp, batch.mask, n_global=n_global), {})

@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 
-
 from scope_lib.config import load_config, parse_override, require_rollout_engine
 
 
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from scope_lib.trainer import train
+    from scope_lib.trainer import train  # start-up cost: torch and the models load after the arguments check
 
     try:
         result = train(cfg)

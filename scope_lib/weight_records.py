@@ -35,6 +35,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
+
+from scope_lib.weights import DPAW
 
 RECORDS_DIR = "weight_records"
 ROLLOUT_ID_STRIDE = 1_000_000  # rollout_id = step * stride + row: fewer rollouts than this per step
@@ -323,17 +326,13 @@ def eq45_weights(records: pd.DataFrame, *, tau: float, student_direction: str, t
     per step); columns student_weight, teacher_weight, NaN off each path, aligned with `records`.
     Equal to the recorded weights up to the float32 rounding of the log-PPLs. `tau_student`:
     the run's `scope.tau_student` (Eq. 4's own temperature; None: `tau`)."""
-    import torch
-
-    from scope_lib.weights import student_weights, teacher_weights
-
+    dpaw = DPAW(tau=tau, tau_student=tau_student, student_direction=student_direction,
+                teacher_direction=teacher_direction, normalize=normalize)
     group = torch.tensor(records["step"].to_numpy(np.int64) * ROLLOUT_ID_STRIDE + records["group"].to_numpy(np.int64))
     correct = torch.tensor(records["correct"].to_numpy(bool))
     s_student = -torch.as_tensor(records["student_log_ppl"].to_numpy(np.float64))
     s_teacher = -torch.as_tensor(records["teacher_log_ppl"].to_numpy(np.float64))
-    w_student = student_weights(s_student, correct, group, tau if tau_student is None else tau_student,
-                                student_direction, normalize).numpy()
-    w_teacher = teacher_weights(s_teacher, correct, group, tau, teacher_direction, normalize).numpy()
+    w_student, w_teacher = dpaw.student(s_student, correct, group).numpy(), dpaw.teacher(s_teacher, correct, group).numpy()
     on = correct.numpy()
     return pd.DataFrame({"student_weight": np.where(on, w_student, np.nan), "teacher_weight": np.where(~on, w_teacher, np.nan)},
                         index=records.index)

@@ -29,6 +29,7 @@ groups: group ids are arbitrary int64 prompt ids (non-contiguous, unsorted).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
@@ -40,6 +41,7 @@ NORMALIZATIONS = ("sum", "mean")
 
 __all__ = [
     "DIRECTIONS",
+    "DPAW",
     "NORMALIZATIONS",
     "sequence_logp",
     "student_ess_frac",
@@ -213,6 +215,52 @@ def teacher_weights(
     # Eq. 5: rollouts the teacher finds likely (low PPL_T) are the recoverable ones -> larger weight.
     sign = _SIGN[direction]
     return _grouped_path_softmax(seq_logp, ~correct, group, sign, float(tau), normalize)
+
+
+@dataclass(frozen=True)
+class DPAW:
+    """The DPAW settings, one object shared by weights, losses and methods (config: ``scope.*``).
+
+    ``tau``: Eq. 5's softmax temperature, and Eq. 4's unless ``tau_student`` gives the student
+    path its own (None: one temperature for both paths). ``student_direction`` (Eq. 4) and
+    ``teacher_direction`` (Eq. 5): "paper", "reversed", "uniform" or "ones" (module docstring).
+    ``normalize``: each group's path sums to 1 ("sum", the paper) or averages 1 ("mean").
+    The defaults are the paper's. Invalid settings are a ValueError when the object is built.
+    """
+
+    tau: float = 1.0
+    tau_student: float | None = None
+    student_direction: Direction = "paper"
+    teacher_direction: Direction = "paper"
+    normalize: Normalize = "sum"
+
+    def __post_init__(self):
+        for tau in (self.tau, self.tau_student if self.tau_student is not None else self.tau):
+            if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
+                raise ValueError(f"tau must be a positive finite number, got {tau!r}")
+        for direction in (self.student_direction, self.teacher_direction):
+            if direction not in DIRECTIONS:
+                raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+
+    @classmethod
+    def from_config(cls, scope) -> "DPAW":
+        """The settings of a config's ``scope`` section (any object with these fields)."""
+        return cls(**{f.name: getattr(scope, f.name) for f in fields(cls)})
+
+    @property
+    def student_tau(self) -> float:
+        """Eq. 4's temperature: ``tau_student``, or ``tau`` when it is None."""
+        return self.tau if self.tau_student is None else self.tau_student
+
+    def student(self, seq_logp: torch.Tensor, correct: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """Eq. 4 with these settings (:func:`student_weights`)."""
+        return student_weights(seq_logp, correct, group, self.student_tau, self.student_direction, self.normalize)
+
+    def teacher(self, seq_logp: torch.Tensor, correct: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """Eq. 5 with these settings (:func:`teacher_weights`)."""
+        return teacher_weights(seq_logp, correct, group, self.tau, self.teacher_direction, self.normalize)
 
 
 def weight_stats(weights: torch.Tensor, path_mask: torch.Tensor, group: torch.Tensor) -> dict[str, float]:

@@ -106,7 +106,7 @@ def test_overlapped_training_logs_the_worker_time(tmp_path, monkeypatch):
     from scope_lib.config import load_config
     from scope_lib.trainer import train
 
-    monkeypatch.setattr(trainer_module, "grade_batch", lambda texts, golds: [i % 3 == 0 for i in range(len(texts))])
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(lambda texts, problems: [i % 3 == 0 for i in range(len(texts))]))
     smoke = {"model.student": "tiny_smoke", "model.teacher": "tiny_smoke", "progress": False, "steps": 1,
              "optim.prompts_per_step": 4, "optim.mini_batch_prompts": 4, "optim.micro_batch_size": 8,
              "rollout.group_size": 4, "rollout.max_new_tokens": 16, "checkpoint_every": 0, "rollout.batch_size": 4}

@@ -51,8 +51,7 @@ def _losses(logp, old_logp, teacher_logp, mask):
         "opd_baseline_clipped": losses.opd_baseline_loss(logp, old_logp, teacher_logp, mask, clip_eps=0.2)[0],
         "sft": losses.sft_loss(logp, mask),
         "scope": losses.scope_loss(logp, old_logp, teacher_logp, mask, correct, group)[0],
-        "scope_clipped": losses.scope_loss(logp, old_logp, teacher_logp, mask, correct, group,
-                                           incorrect_path="clipped_ppo")[0],
+        "scope_clipped": losses.scope_loss(logp, old_logp, teacher_logp, mask, correct, group, clip_eps=0.2)[0],
         "mle_rows": losses.mle_loss(logp, old_logp, mask).sum(),
         "opd_rows": losses.opd_loss(logp, old_logp, teacher_logp, mask).sum(),
     }

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from scope_lib.logprobs import full_reverse_kl, token_logprobs, token_logprobs_from_logits
 from scope_lib.losses import (
+    DPAWWeights,
     group_advantages,
     grpo_loss,
     mle_loss,
@@ -20,6 +21,7 @@ from scope_lib.losses import (
     scope_loss,
     sft_loss,
 )
+from scope_lib.weights import DPAW
 
 
 @pytest.fixture
@@ -247,8 +249,9 @@ def test_scope_loss_matches_hand_eq6(gen, s_dir, t_dir, normalize, incorrect_pat
     tau = float(torch.empty(1).uniform_(0.4, 2.5, generator=gen))
     clip_eps = float(torch.empty(1).uniform_(0.05, 0.3, generator=gen))
     loss, stats = scope_loss(
-        logp, old, teacher, mask, correct, group, tau=tau, student_direction=s_dir, teacher_direction=t_dir,
-        normalize=normalize, incorrect_path=incorrect_path, clip_eps=clip_eps,
+        logp, old, teacher, mask, correct, group,
+        weights=DPAW(tau=tau, student_direction=s_dir, teacher_direction=t_dir, normalize=normalize),
+        clip_eps=clip_eps if incorrect_path == "clipped_ppo" else None,
     )
     lp64, = as64(logp)
     want = hand_scope(lp64, old.double(), teacher.double(), mask, correct, group, tau, s_dir, t_dir, normalize,
@@ -266,11 +269,15 @@ def test_scope_loss_matches_hand_eq6(gen, s_dir, t_dir, normalize, incorrect_pat
         assert key in stats
 
 
-def test_scope_precomputed_scores_are_used(gen):
+def test_scope_given_weights_are_used(gen):
+    from scope_lib.weights import student_weights, teacher_weights
+
     logp, old, teacher, mask, correct, group = random_rollouts(gen)
     scores_s = torch.randn(len(correct), generator=gen)
     scores_t = torch.randn(len(correct), generator=gen)
-    loss, _ = scope_loss(logp, old, teacher, mask, correct, group, student_seq_logp=scores_s, teacher_seq_logp=scores_t)
+    given = DPAWWeights(student_weights(scores_s, correct, group), teacher_weights(scores_t, correct, group),
+                        scores_s, scores_t)
+    loss, _ = scope_loss(logp, old, teacher, mask, correct, group, weights=given)
     l_mle, l_opd = mle_loss(logp, old, mask), opd_loss(logp, old, teacher, mask)
     w_s = hand_path_weights(scores_s.tolist(), correct.tolist(), group, 1.0, -1.0, "sum")
     w_t = hand_path_weights(scores_t.tolist(), (~correct).tolist(), group, 1.0, 1.0, "sum")
@@ -282,8 +289,8 @@ def test_scope_micro_batches_with_full_batch_weights_sum_to_full_loss(gen):
     from scope_lib.weights import student_weights, teacher_weights, sequence_logp
 
     logp, old, teacher, mask, correct, group = random_rollouts(gen, n_rows=randint(gen, 4, 10))
-    kwargs = dict(tau=0.7, normalize="mean", incorrect_path="clipped_ppo")
-    full, _ = scope_loss(logp, old, teacher, mask, correct, group, **kwargs)
+    kwargs = dict(clip_eps=0.2)
+    full, _ = scope_loss(logp, old, teacher, mask, correct, group, weights=DPAW(tau=0.7, normalize="mean"), **kwargs)
     (g_full,) = torch.autograd.grad(full, logp)
     w_s = student_weights(sequence_logp(old, mask), correct, group, 0.7, normalize="mean")
     w_t = teacher_weights(sequence_logp(teacher, mask), correct, group, 0.7, normalize="mean")
@@ -292,7 +299,8 @@ def test_scope_micro_batches_with_full_batch_weights_sum_to_full_loss(gen):
     total = 0
     for rows in (slice(0, cut), slice(cut, None)):
         part, _ = scope_loss(logp[rows], old[rows], teacher[rows], mask[rows], correct[rows], group[rows],
-                             path_weights=(w_s[rows], w_t[rows]), n_prompts=n_prompts, **kwargs)
+                             weights=DPAWWeights(w_s[rows], w_t[rows], w_s[rows], w_t[rows]), n_global=n_prompts,
+                             **kwargs)
         total = total + part
     (g_parts,) = torch.autograd.grad(total, logp)
     torch.testing.assert_close(total, full)
@@ -319,7 +327,8 @@ def test_scope_ignores_teacher_on_correct_rows_and_padding(gen, incorrect_path):
     logp, old, teacher, mask, correct, group = random_rollouts(gen)
     correct[0], correct[-1] = True, False  # both paths present, with tokens
     mask[0, 1] = mask[-1, 1] = True
-    loss, _ = scope_loss(logp, old, teacher, mask, correct, group, incorrect_path=incorrect_path)
+    clip_eps = 0.2 if incorrect_path == "clipped_ppo" else None
+    loss, _ = scope_loss(logp, old, teacher, mask, correct, group, clip_eps=clip_eps)
     (grad,) = torch.autograd.grad(loss, logp)
     junk = torch.tensor([float("nan"), float("inf"), -float("inf")])
     noisy_teacher = teacher.clone()
@@ -329,7 +338,7 @@ def test_scope_ignores_teacher_on_correct_rows_and_padding(gen, incorrect_path):
     noisy_teacher[~mask] = junk[pick[~mask]]
     noisy_old[~mask] = junk[pick[~mask]]
     noisy_logp = torch.where(mask, logp.detach(), junk[pick]).requires_grad_(True)
-    loss2, stats2 = scope_loss(noisy_logp, noisy_old, noisy_teacher, mask, correct, group, incorrect_path=incorrect_path)
+    loss2, stats2 = scope_loss(noisy_logp, noisy_old, noisy_teacher, mask, correct, group, clip_eps=clip_eps)
     (grad2,) = torch.autograd.grad(loss2, noisy_logp)
     assert torch.isfinite(loss2) and torch.isfinite(grad2).all()
     torch.testing.assert_close(loss2, loss)
@@ -339,16 +348,18 @@ def test_scope_ignores_teacher_on_correct_rows_and_padding(gen, incorrect_path):
 
 def test_scope_errors(gen):
     logp, old, teacher, mask, correct, group = random_rollouts(gen)
-    with pytest.raises(ValueError, match="incorrect_path"):
-        scope_loss(logp, old, teacher, mask, correct, group, incorrect_path="ppo")
+    with pytest.raises(ValueError, match="clip_eps"):
+        scope_loss(logp, old, teacher, mask, correct, group, clip_eps=1.5)
+    with pytest.raises(ValueError, match="weights"):
+        scope_loss(logp, old, teacher, mask, correct, group, weights=(correct.float(), (~correct).float()))
     with pytest.raises(ValueError, match="correct"):
         scope_loss(logp, old, teacher, mask, correct.long(), group)
     with pytest.raises(ValueError, match="teacher_logp"):
         scope_loss(logp, old, teacher[:, :-1], mask, correct, group)
     with pytest.raises(ValueError, match="tau"):
-        scope_loss(logp, old, teacher, mask, correct, group, tau=0)
+        scope_loss(logp, old, teacher, mask, correct, group, weights=DPAW(tau=0))
     with pytest.raises(ValueError, match="direction"):
-        scope_loss(logp, old, teacher, mask, correct, group, teacher_direction="up")
+        scope_loss(logp, old, teacher, mask, correct, group, weights=DPAW(teacher_direction="up"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,11 +381,10 @@ def test_grpo_loss_matches_hand(gen, std_normalize):
     logp, old, ref, mask, correct, group = random_rollouts(gen)
     rewards = correct.float() + torch.rand(len(correct), generator=gen) * 0.1
     clip_eps, beta = 0.2, float(torch.empty(1).uniform_(0.01, 1.0, generator=gen))
-    loss, stats = grpo_loss(logp, old, ref, rewards, group, mask, clip_eps=clip_eps, beta=beta,
-                            std_normalize=std_normalize)
-    adv = hand_group_advantages(rewards, group, 1e-6, std_normalize)
-    torch.testing.assert_close(group_advantages(rewards, group, std_normalize=std_normalize).double(), adv,
-                               rtol=1e-5, atol=1e-5)
+    loss, stats = grpo_loss(logp, old, ref, rewards, group, mask, clip_eps=clip_eps, beta=beta)
+    torch.testing.assert_close(group_advantages(rewards, group, std_normalize=std_normalize).double(),
+                               hand_group_advantages(rewards, group, 1e-6, std_normalize), rtol=1e-5, atol=1e-5)
+    adv = hand_group_advantages(rewards, group, 1e-6, True)  # the loss: GRPO's std-normalised advantage
     lp64, = as64(logp)
     rows = []
     for i, toks in enumerate(hand_rows(mask)):
@@ -496,8 +506,9 @@ def test_property_losses_finite(seed, scale, s_dir, t_dir, normalize, incorrect_
         logp.mul_(scale)
         old = logp.detach() + torch.randn(old.shape, generator=gen) * scale
         teacher = teacher * scale
-    loss, stats = scope_loss(logp, old, teacher, mask, correct, group, tau=tau, student_direction=s_dir,
-                             teacher_direction=t_dir, normalize=normalize, incorrect_path=incorrect_path)
+    loss, stats = scope_loss(logp, old, teacher, mask, correct, group,
+                             weights=DPAW(tau=tau, student_direction=s_dir, teacher_direction=t_dir, normalize=normalize),
+                             clip_eps=0.2 if incorrect_path == "clipped_ppo" else None)
     (grad,) = torch.autograd.grad(loss, logp)
     assert torch.isfinite(loss) and torch.isfinite(grad).all()
     rewards = correct.float()

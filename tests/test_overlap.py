@@ -15,7 +15,7 @@ SMOKE = {
 }
 
 
-def _grader(texts, golds):  # per rollout (a real verifier grades each on its own), both paths on both SCOPE paths
+def _grader(texts, problems):  # per rollout (a real verifier grades each on its own), both paths on both SCOPE paths
     return [sum(map(ord, t)) % 3 == 0 for t in texts]
 
 
@@ -33,7 +33,7 @@ def test_overlapped_scoring_equals_the_synchronous_path(tmp_path, monkeypatch, o
     import scope_lib.trainer as trainer_module
     from scope_lib.trainer import Timer, Trainer
 
-    monkeypatch.setattr(trainer_module, "grade_batch", _grader)
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(_grader))
     sync = Trainer(_config(tmp_path, "sync", overrides))
     over = Trainer(_config(tmp_path, "over", {**overrides, "teacher.overlap": True}))
     assert over.cfg.fingerprint() == sync.cfg.fingerprint()  # the same run: overlap changes when, not what
@@ -100,7 +100,7 @@ def test_a_failing_teacher_fails_the_step_and_leaves_no_worker(tmp_path, monkeyp
     import scope_lib.trainer as trainer_module
     from scope_lib.trainer import Timer, Trainer
 
-    monkeypatch.setattr(trainer_module, "grade_batch", _grader)
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(_grader))
     trainer = Trainer(_config(tmp_path, "fail", {"method": "opd", "rollout.group_size": 1, "teacher.overlap": True}))
 
     def broken(*args, **kwargs):

@@ -17,7 +17,7 @@ SMOKE = {
 }
 
 
-def _grader(texts, golds):  # per rollout, as a real verifier grades
+def _grader(texts, problems):  # per rollout, as a real verifier grades
     return [sum(map(ord, t)) % 3 == 0 for t in texts]
 
 
@@ -62,7 +62,7 @@ def test_overlapped_grading_equals_the_synchronous_path(tmp_path, monkeypatch, o
     import scope_lib.trainer as trainer_module
     from scope_lib.trainer import Trainer
 
-    monkeypatch.setattr(trainer_module, "grade_batch", _grader)
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(_grader))
     config = lambda name, extra: load_config("tiny", overrides={  # noqa: E731
         **SMOKE, **overrides, **extra, "output_dir": str(tmp_path / name)})
     sync = Trainer(config("sync", {}))

@@ -11,7 +11,7 @@ from scope_lib import losses
 from scope_lib.config import ConfigError, load_config
 from scope_lib.experiments import experiment_config, variant_overrides
 from scope_lib.methods import MicroBatch, make_method
-from scope_lib.weights import student_ess_frac, student_weights, tau_student_for_ess, teacher_weights
+from scope_lib.weights import DPAW, student_ess_frac, student_weights, tau_student_for_ess, teacher_weights
 
 
 def _batch(seed, dtype=torch.float64):
@@ -48,7 +48,7 @@ def test_tau_student_sets_eq4_alone_against_a_float64_hand_computation():
     ok, grp = correct.numpy(), group.numpy()
     w_s = _hand_softmax(-np.array(s_student), ok, grp, tau_student)  # Eq. 4: PPL_S^(1/tau_student)
     w_t = _hand_softmax(np.array(s_teacher), ~ok, grp, tau)  # Eq. 5 at tau
-    dpaw = losses.dpaw_weights(old, teacher, mask, correct, group, tau=tau, tau_student=tau_student)
+    dpaw = losses.dpaw_weights(old, teacher, mask, correct, group, DPAW(tau=tau, tau_student=tau_student))
     np.testing.assert_allclose(dpaw.student.numpy(), w_s, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(dpaw.teacher.numpy(), w_t, rtol=1e-12, atol=1e-15)
     # Eq. 6 by hand: per prompt, sum of w_S * L_MLE over correct rows and w_T * L_OPD over incorrect ones
@@ -60,19 +60,19 @@ def test_tau_student_sets_eq4_alone_against_a_float64_hand_computation():
             total += w_s[i] * -rho.mean()
         else:
             total += w_t[i] * -(rho * (t[i][on[i]] - lp[i][on[i]])).mean()
-    loss, stats = losses.scope_loss(logp, old, teacher, mask, correct, group, tau=tau, tau_student=tau_student)
+    loss, stats = losses.scope_loss(logp, old, teacher, mask, correct, group, weights=DPAW(tau=tau, tau_student=tau_student))
     assert float(loss.detach()) == pytest.approx(total / 3, rel=1e-12)
     # the teacher path is the one-temperature loss's, the student path is not
-    one = losses.dpaw_weights(old, teacher, mask, correct, group, tau=tau)
+    one = losses.dpaw_weights(old, teacher, mask, correct, group, DPAW(tau=tau))
     assert torch.equal(one.teacher, dpaw.teacher) and not torch.allclose(one.student, dpaw.student)
 
 
 def test_tau_student_none_is_the_one_temperature_behaviour_exactly():
     logp, old, teacher, mask, correct, group = _batch(1, torch.float32)
     for tau in (0.5, 1.0, 2.0):
-        a = losses.dpaw_weights(old, teacher, mask, correct, group, tau=tau)
-        b = losses.dpaw_weights(old, teacher, mask, correct, group, tau=tau, tau_student=None)
-        c = losses.dpaw_weights(old, teacher, mask, correct, group, tau=tau, tau_student=tau)
+        a = losses.dpaw_weights(old, teacher, mask, correct, group, DPAW(tau=tau))
+        b = losses.dpaw_weights(old, teacher, mask, correct, group, DPAW(tau=tau, tau_student=None))
+        c = losses.dpaw_weights(old, teacher, mask, correct, group, DPAW(tau=tau, tau_student=tau))
         s = losses.sequence_logp(old, mask)
         assert torch.equal(a.student, student_weights(s, correct, group, tau))  # what Eq. 4 always computed
         assert all(torch.equal(x, y) and torch.equal(x, z) for x, y, z in zip(a, b, c))

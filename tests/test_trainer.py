@@ -44,7 +44,7 @@ def test_every_method_runs_logs_and_changes_the_student(tmp_path, monkeypatch, o
     # puts rollouts on both SCOPE paths and gives GRPO non-zero advantages.
     import scope_lib.trainer as trainer_module
 
-    monkeypatch.setattr(trainer_module, "grade_batch", lambda texts, golds: [i % 3 == 0 for i in range(len(texts))])
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(lambda texts, problems: [i % 3 == 0 for i in range(len(texts))]))
     cfg = smoke_config(tmp_path, **overrides)
     result = train(cfg)
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -85,12 +85,12 @@ def test_old_logp_from_the_update_pass_equals_a_separate_pass(tmp_path, monkeypa
     import scope_lib.trainer as trainer_module
     from scope_lib.trainer import Timer, Trainer
 
-    monkeypatch.setattr(trainer_module, "grade_batch", lambda texts, golds: [i % 3 == 0 for i in range(len(texts))])
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(lambda texts, problems: [i % 3 == 0 for i in range(len(texts))]))
     seed = int(torch.randint(0, 1000, ()))
     common = {**overrides, "optim.mini_batch_prompts": 4, "optim.lr": 1e-2, "seed": seed}
     separate = Trainer(smoke_config(tmp_path / "a", **common, **{"optim.old_logp_pass": "always"}))
     fused = Trainer(smoke_config(tmp_path / "b", **common, **{"optim.old_logp_pass": "when_needed"}))
-    assert fused.old_logp_from_update and not separate.old_logp_from_update
+    assert fused.method.old_logp_from_update and not separate.method.old_logp_from_update
     batch, stats = separate.collect(0, Timer())
     for trainer in (separate, fused):  # compare gradients: Adam's first step amplifies rounding where g ~ 0
         trainer.optimizer.step = lambda: None
@@ -111,7 +111,7 @@ def test_exact_kl_from_the_collected_teacher_pass_equals_a_fresh_teacher_pass(tm
     import scope_lib.trainer as trainer_module
     from scope_lib.trainer import Timer, Trainer
 
-    monkeypatch.setattr(trainer_module, "grade_batch", lambda texts, golds: [i % 3 == 0 for i in range(len(texts))])
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(lambda texts, problems: [i % 3 == 0 for i in range(len(texts))]))
     common = {"method": "scope", "scope.kl_estimator": "exact", "optim.lr": 1e-2, "seed": int(torch.randint(0, 1000, ()))}
     kept, fresh = Trainer(smoke_config(tmp_path / "a", **common)), Trainer(smoke_config(tmp_path / "b", **common))
     batch, _ = kept.collect(0, Timer())
@@ -250,7 +250,7 @@ def test_trainer_rewards_come_from_the_configured_verifier():
     wrong = "```python\nprint(3)\n```"  # right on the first case only
     code_trainer = SimpleNamespace(cfg=load_config("paper_code"))
     assert code_trainer.cfg.reward.verifier == "code"
-    assert trainer_module.Trainer._grade(code_trainer, [good, wrong, "no program"], [add, add, add]) == [True, False, False]
+    assert trainer_module.Trainer.grade(code_trainer, [good, wrong, "no program"], [add, add, add]) == [True, False, False]
     math_trainer = SimpleNamespace(cfg=load_config("tiny"))
     sums = [Problem(id="m/0", question="1+2?", answer="3", source="tiny"), Problem(id="m/1", question="2+2?", answer="4", source="tiny")]
-    assert trainer_module.Trainer._grade(math_trainer, ["\\boxed{3}", "\\boxed{5}"], sums) == [True, False]
+    assert trainer_module.Trainer.grade(math_trainer, ["\\boxed{3}", "\\boxed{5}"], sums) == [True, False]

@@ -34,7 +34,7 @@ def captured(monkeypatch):
     """Fixed rewards on both paths; records the texts graded and what scope_loss was given."""
     seen = {"texts": [], "loss_calls": []}
 
-    def grade(texts, golds):
+    def grade(texts, problems):
         seen["texts"].extend(texts)
         return [i % 3 == 0 for i in range(len(texts))]
 
@@ -42,12 +42,13 @@ def captured(monkeypatch):
 
     def scope_loss(*args, **kwargs):
         correct, group = args[4], args[5]
-        weights = kwargs.get("path_weights")
+        weights = kwargs.get("weights")
+        given = isinstance(weights, losses_module.DPAWWeights)  # computed weights, not settings to compute them with
         seen["loss_calls"].append({"correct": correct.cpu().clone(), "group": group.cpu().clone(),
-                                   "weights": None if weights is None else tuple(w.detach().cpu().clone() for w in weights)})
+                                   "weights": tuple(w.detach().cpu().clone() for w in weights[:2]) if given else None})
         return real_scope_loss(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "grade_batch", grade)
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(grade))
     monkeypatch.setattr(losses_module, "scope_loss", scope_loss)
     return seen
 
@@ -69,7 +70,7 @@ def test_records_hold_the_weights_the_loss_used(tmp_path, captured, overrides):
     assert records["step"].tolist() == [s for s in range(1, cfg.steps + 1) for _ in range(rows_per_step)]
     assert records["row"].tolist() == list(range(rows_per_step)) * cfg.steps
 
-    # The loss was given its weights (path_weights), and the records are those very numbers.
+    # The loss was given its weights (`weights`, a DPAWWeights), and the records are those very numbers.
     calls = captured["loss_calls"]
     assert all(call["weights"] is not None for call in calls)
     correct = torch.cat([c["correct"] for c in calls]).numpy()

@@ -9,6 +9,7 @@ import sys
 import torch
 
 from scope_lib.config import load_config
+from scope_lib.distributed import Processes
 from scope_lib.trainer import Trainer, Timer
 
 torch.set_num_threads(1)
@@ -20,15 +21,16 @@ cfg = load_config("tiny", overrides={
 })
 trainer = Trainer(cfg)
 # The same global batch on every process: collect() on all prompts as if one process ran it.
-rank, world = trainer.rank, trainer.world_size
-trainer.rank, trainer.world_size = 0, 1
+procs = trainer.procs
+trainer.procs = Processes()  # rank 0 of 1
 batch, _ = trainer.collect(0, Timer())
 # Make both paths non-empty so SCOPE's two weights are exercised on a weak smoke model.
 batch["correct"] = torch.arange(len(batch["correct"])) % 3 == 0
 if method == "scope":
     wrong = ~batch["correct"]
     batch["teacher_logp"][wrong] = trainer.teacher.score(batch["input_ids"][wrong], batch["attention_mask"][wrong])
-trainer.rank, trainer.world_size = rank, world
+trainer.procs = procs
+rank, world = procs.rank, procs.size
 groups = list(dict.fromkeys(batch["group"].tolist()))
 share = len(groups) // world
 mine = set(groups[rank * share:(rank + 1) * share])

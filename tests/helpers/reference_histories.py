@@ -49,13 +49,13 @@ def run_case(overrides: dict, out_dir: Path) -> dict:
     import scope_lib.trainer as trainer_module
     from scope_lib.config import load_config
 
-    graded = trainer_module.grade_batch
-    trainer_module.grade_batch = lambda texts, golds: [i % 3 == 0 for i in range(len(texts))]
+    graded = trainer_module.Trainer.grade
+    trainer_module.Trainer.grade = lambda self, texts, problems: [i % 3 == 0 for i in range(len(texts))]
     try:
         cfg = load_config("tiny_chain", overrides={**SMOKE, **overrides, "output_dir": str(out_dir)})
         result = trainer_module.train(cfg)
     finally:
-        trainer_module.grade_batch = graded
+        trainer_module.Trainer.grade = graded
     history = [{k: v for k, v in row.items() if not k.startswith("time/")} for row in result.history]
     digest = hashlib.sha256()
     for name, value in sorted(result.model.state_dict().items()):
