@@ -62,6 +62,7 @@ def measure(*, steps: int, gen_batch: int, world_name: str, extra: dict | None =
     from scope_lib import losses
     from scope_lib.config import load_config
     from scope_lib.trainer import Timer, Trainer, _micro_batches
+    from scope_lib.weights import DPAW
     from scope_lib.world import load_world
 
     common = {"model.student": world_name, "model.teacher": world_name, "progress": False,
@@ -94,9 +95,7 @@ def measure(*, steps: int, gen_batch: int, world_name: str, extra: dict | None =
                     s = trainer.cfg.scope
                     for rows in _micro_batches(batch["group"], trainer.cfg.optim.micro_batch_size):
                         losses.dpaw_weights(old_logp[rows], batch["teacher_logp"][rows], batch["response_mask"][rows].float(),
-                                            batch["correct"][rows], batch["group"][rows], tau=s.tau,
-                                            student_direction=s.student_direction, teacher_direction=s.teacher_direction,
-                                            normalize=s.normalize)
+                                            batch["correct"][rows], batch["group"][rows], DPAW.from_config(s))
                     timer.seconds["dpaw"] = time.perf_counter() - start
             if step > 0:
                 times[name].append(dict(timer.seconds))

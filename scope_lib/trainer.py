@@ -97,11 +97,12 @@ def _seed_everything(seed: int) -> None:
 class Timer:
     """Wall-clock seconds per named component of one step (the paper's Table 8).
 
-    `extra`: seconds measured elsewhere (the overlap workers'), logged after TIMERS."""
+    `workers`: log name -> key of `seconds` measured on the pipeline's worker thread (beside the
+    step, not a part of it), logged after TIMERS."""
 
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
-        self.extra: dict[str, float] = {}
+        self.workers: dict[str, str] = {}
 
     @contextmanager
     def __call__(self, name: str):
@@ -211,6 +212,30 @@ def _rollout_stats(batch: dict[str, torch.Tensor], teacher_rows: torch.Tensor) -
     stats.update({"accuracy": float(correct.float().mean()), "response_length": float(mask.sum(1).mean()),
                   "n_correct": float(correct.sum()), "n_incorrect": float((~correct).sum())})
     return stats
+
+
+def _record_part(batch: dict[str, torch.Tensor], row_records: dict[str, torch.Tensor], texts: list[str],
+                 questions: list[str]) -> dict:
+    """One process's rows of a step's weight record (scope_lib/weight_records.py `add_step`)."""
+    return {"group": batch["group"].cpu().numpy(), "correct": batch["correct"].cpu().numpy(),
+            "length": batch["response_mask"].sum(1).cpu().numpy(),
+            **{key: value.numpy() for key, value in row_records.items()}, "texts": texts, "questions": questions}
+
+
+def _log_scalars(tensorboard, record: dict) -> None:
+    """A step's finite numbers to TensorBoard (when the writer exists)."""
+    if tensorboard is not None:
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                tensorboard.add_scalar(key, value, record["step"])
+
+
+def _reference_logp(student, reference, input_ids, attention_mask, temperature: float) -> torch.Tensor:
+    """GRPO's KL reference: the frozen copy of the initial student, or (LoRA) the base model."""
+    if reference is not None:
+        return logprobs.token_logprobs(reference, input_ids, attention_mask, temperature=temperature)
+    with student.disable_adapter():  # LoRA: the base model is the reference policy
+        return logprobs.token_logprobs(student, input_ids, attention_mask, temperature=temperature)
 
 
 def _tensorboard_writer(run_dir: Path, first_step: int):
@@ -390,17 +415,21 @@ class Trainer:
         self.rollout_texts: tuple[list[str], list[str]] | None = None  # (responses, questions) of the last collect()
         self.row_records: dict[str, torch.Tensor] | None = None  # per-row values of the last update()
         self.engine = _make_engine(cfg, self.student, self.tokenizer, self.procs.rank) if cfg.rollout.engine == "vllm" else None
-        # The pipeline's worker thread (not beside vLLM): `teacher.overlap` scores each finished
-        # generation batch while the next is generated, `reward.overlap` grades it.
+        # The pipeline's worker thread (not beside vLLM) scores (`teacher.overlap`) or grades each generation batch.
         self.overlap = cfg.teacher.overlap and self.method.needs_teacher and self.engine is None
         self.overlap_reward = cfg.reward.overlap and self.engine is None
 
     def grade(self, texts: list[str], problems: list) -> list[bool]:
-        """The binary reward of each text against its problem, by `reward.verifier` (math answers or
-        programs in the sandbox), through the one dispatcher `scope_lib.grading`."""
+        """Each text's binary reward by `reward.verifier`, through the one dispatcher (scope_lib/grading.py)."""
         return grading.grade_config(self.cfg, list(texts), list(problems))
 
     # --- one step: collect (rollouts -> rewards -> teacher scores -> pi_old), then update
+
+    def _step_problems(self, step: int) -> list:
+        """This process's share of the prompts of `step`: the seeded order, walked in order."""
+        per_step = self.cfg.optim.prompts_per_step
+        ids = [self.order[(step * per_step + i) % len(self.order)] for i in range(per_step)]
+        return [self.world.train_problems[i] for i in self.procs.share(ids)]
 
     def collect(self, step: int, timer: Timer) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Rollouts, rewards, teacher scores and pi_old's log-probs for this process's prompts.
@@ -409,9 +438,7 @@ class Trainer:
         on come from the one rollout pipeline (`pipeline.score_rollouts`); with `teacher.overlap`
         the teacher scores each finished generation batch while the next one is generated.
         """
-        cfg, step_size = self.cfg, self.cfg.optim.prompts_per_step
-        ids = [self.order[(step * step_size + i) % len(self.order)] for i in range(step_size)]
-        problems = [self.world.train_problems[i] for i in self.procs.share(ids)]  # this process's prompts
+        cfg, problems = self.cfg, self._step_problems(step)
         teacher = self.teacher if self.method.needs_teacher else None
         self.student.eval()
         try:
@@ -425,10 +452,13 @@ class Trainer:
             )
         finally:
             self.student.train()
-        if self.overlap or (self.overlap_reward and self.method.needs_teacher):
-            timer.extra[WORKER_TIMER] = scored.teacher_busy_s
+        if self.overlap or self.overlap_reward:
+            timer.seconds["teacher_scoring_worker"] += scored.teacher_busy_s
+            if self.overlap or self.method.needs_teacher:
+                timer.workers[WORKER_TIMER] = "teacher_scoring_worker"
         if self.overlap_reward:  # the worker's grading time, likewise
-            timer.extra["reward_worker"] = scored.reward_busy_s
+            timer.seconds["reward_worker"] += scored.reward_busy_s
+            timer.workers["reward_worker"] = "reward_worker"
         rollouts = scored.rollouts
         self.rollout_texts = (list(rollouts.texts), [p.question for p in scored.row_problems])
         batch = {"input_ids": rollouts.input_ids, "attention_mask": rollouts.attention_mask,
@@ -520,18 +550,11 @@ class Trainer:
         batch = MicroBatch(
             micro, logits, logp,
             teacher_logits=lambda: micro["teacher_logits"] if "teacher_logits" in micro else self.teacher.logits(ids, att),
-            reference_logp=lambda: self._reference_logp(ids, att),
+            reference_logp=lambda: (_reference_logp(self.student, self.reference, ids, att, self.logp_temperature)
+                                    if self.method.needs_reference else None),
         )
         result = self.method.loss(batch, n_global)
         return result.loss, {**result.stats, **sums}, self.method.row_record(micro, result)
-
-    def _reference_logp(self, input_ids, attention_mask) -> torch.Tensor | None:
-        if not self.method.needs_reference:
-            return None
-        if self.reference is not None:
-            return logprobs.token_logprobs(self.reference, input_ids, attention_mask, temperature=self.logp_temperature)
-        with self.student.disable_adapter():  # LoRA: the base model is the reference policy
-            return logprobs.token_logprobs(self.student, input_ids, attention_mask, temperature=self.logp_temperature)
 
     # --- the loop
 
@@ -567,14 +590,11 @@ class Trainer:
             self.step += 1
             self._record_weights(batch)
             record = {"step": self.step, **stats, **{f"time/{k}": timer.seconds.get(k, 0.0) for k in TIMERS},
-                      **{f"time/{k}": v for k, v in timer.extra.items()}}
+                      **{f"time/{name}": timer.seconds.get(key, 0.0) for name, key in timer.workers.items()}}
             self.history.append(record)
             if self.procs.is_main:  # the whole file is replaced, never appended to: no torn line
                 storage.write_history(self.run_dir / "metrics.jsonl", self.history)
-                if tensorboard is not None:
-                    for key, value in record.items():
-                        if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                            tensorboard.add_scalar(key, value, self.step)
+                _log_scalars(tensorboard, record)
             bar.update(1)
             bar.set_postfix({k: f"{record[k]:.3g}" for k in ("accuracy", "entropy", "kl_to_teacher", "grad_norm") if k in record})
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
@@ -594,11 +614,8 @@ class Trainer:
             return  # offline data (KD): no rollouts to record
         if self.row_records is None:
             raise RuntimeError(f"step {self.step}: update() did not record every rollout of the batch collect() returned")
-        texts, questions = self.rollout_texts
-        part = {"group": batch["group"].cpu().numpy(), "correct": batch["correct"].cpu().numpy(),
-                "length": batch["response_mask"].sum(1).cpu().numpy(),
-                **{key: value.numpy() for key, value in self.row_records.items()}, "texts": texts, "questions": questions}
-        part = self.procs.gather_rows(part, list_keys=("texts", "questions"))
+        part = self.procs.gather_rows(_record_part(batch, self.row_records, *self.rollout_texts),
+                                      list_keys=("texts", "questions"))
         if self.weight_recorder is not None:
             self.weight_recorder.add_step(self.step, **part)
 

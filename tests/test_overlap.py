@@ -41,7 +41,7 @@ def test_overlapped_scoring_equals_the_synchronous_path(tmp_path, monkeypatch, o
         timer = Timer()
         a, stats_a = sync.collect(step, Timer())
         b, stats_b = over.collect(step, timer)
-        assert timer.seconds["teacher_scoring_worker"] > 0
+        assert timer.seconds["teacher_scoring_worker"] > 0 and timer.workers == {"teacher_worker": "teacher_scoring_worker"}
         assert a.keys() == b.keys()
         for key in ("input_ids", "attention_mask", "response_mask", "group", "correct", "old_logp"):
             if key in a:

@@ -284,3 +284,23 @@ def test_ones_direction_gives_weight_one_on_the_path_whatever_the_normalisation(
         rows = (group == g) & correct
         if rows.any():
             assert torch.allclose(wu[rows], torch.full((int(rows.sum()),), 1.0 / int(rows.sum()), dtype=torch.float64))
+
+
+def test_dpaw_settings_object_computes_the_functions_weights_and_refuses_bad_settings():
+    from scope_lib.config import load_config
+    from scope_lib.weights import DPAW
+
+    gen = torch.Generator().manual_seed(3)
+    seq = torch.randn(12, generator=gen, dtype=torch.float64)
+    correct = torch.rand(12, generator=gen) < 0.5
+    group = torch.tensor([4] * 6 + [1] * 6)
+    cfg = load_config("tiny", overrides={"scope.tau": 0.7, "scope.tau_student": 0.2, "scope.normalize": "mean",
+                                         "scope.student_direction": "reversed"})
+    dpaw = DPAW.from_config(cfg.scope)
+    assert dpaw == DPAW(tau=0.7, tau_student=0.2, student_direction="reversed", teacher_direction="paper", normalize="mean")
+    assert torch.equal(dpaw.student(seq, correct, group), student_weights(seq, correct, group, 0.2, "reversed", "mean"))
+    assert torch.equal(dpaw.teacher(seq, correct, group), teacher_weights(seq, correct, group, 0.7, "paper", "mean"))
+    assert DPAW(tau=0.7).student_tau == 0.7  # tau_student None: Eq. 4 at tau
+    for bad in ({"tau": 0}, {"tau_student": -1.0}, {"student_direction": "up"}, {"normalize": "max"}):
+        with pytest.raises(ValueError):
+            DPAW(**bad)
