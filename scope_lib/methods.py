@@ -32,8 +32,8 @@ import torch
 
 from scope_lib import losses, storage
 from scope_lib.config import TrainConfig
-from scope_lib.pipeline import Sampling, score_rollouts
-from scope_lib.rollout import encode_pairs
+from scope_lib.pipeline import score_rollouts
+from scope_lib.rollout import Sampling, encode_pairs
 from scope_lib.weights import DPAW, sequence_logp
 
 ROW_RECORD_KEYS = ("student_log_ppl", "teacher_log_ppl", "student_weight", "teacher_weight")

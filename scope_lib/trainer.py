@@ -72,8 +72,9 @@ from scope_lib.config import (ConfigError, TrainConfig, logprob_temperatures, re
                               without_neutral_additions)
 from scope_lib.distributed import Processes
 from scope_lib.methods import ROW_RECORD_KEYS, MicroBatch, make_method
-from scope_lib.pipeline import Sampling, score_rollouts
+from scope_lib.pipeline import score_rollouts
 from scope_lib.progress import bar as progress_bar
+from scope_lib.rollout import Sampling
 from scope_lib.storage import RunDirError
 from scope_lib.teacher import LocalTeacher, ServerTeacher
 from scope_lib.weights import sequence_logp
