@@ -63,7 +63,7 @@ def measure(*, steps: int, gen_batch: int, world_name: str, extra: dict | None =
     from scope_lib.config import load_config
     from scope_lib.trainer import Timer, Trainer, _micro_batches
     from scope_lib.weights import DPAW
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     common = {"model.student": world_name, "model.teacher": world_name, "progress": False,
               "checkpoint_every": 0, "rollout.batch_size": gen_batch, "steps": steps, **(extra or {})}
@@ -74,13 +74,14 @@ def measure(*, steps: int, gen_batch: int, world_name: str, extra: dict | None =
         {"method": "opd", "rollout.group_size": 1},
     ]))
     base = load_config("tiny", overrides={**common, "output_dir": "/tmp/table8-bench/world"})
-    world = load_world(base)
+    world = load_world(WorldSpec.from_config(base))
     n_student = sum(p.numel() for p in world.student.parameters())
     n_teacher = sum(p.numel() for p in world.teacher.parameters())
     trainers = {}
     for name, overrides in variants.items():
         cfg = load_config("tiny", overrides={**common, **overrides, "output_dir": f"/tmp/table8-bench/{len(trainers)}"})
-        trainers[name] = Trainer(cfg, world=load_world(cfg))  # each its own copy of the student
+        # each its own copy of the student
+        trainers[name] = Trainer(cfg, world=load_world(WorldSpec.from_config(cfg), train_seed=cfg.seed))
     times: dict[str, list[dict[str, float]]] = {name: [] for name in trainers}
     for step in range(steps):
         for name, trainer in trainers.items():

@@ -330,10 +330,10 @@ def run_side(kind: str, cfg, steps: int, tmp: str) -> dict:
     from transformers import TrainerCallback
 
     from scope_lib.trainer import Timer, Trainer
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     project = Trainer(cfg)  # its own student and teacher, loaded from the built tiny world
-    world = load_world(cfg)  # fresh copies of the same student and teacher for TRL
+    world = load_world(WorldSpec.from_config(cfg), train_seed=cfg.seed)  # fresh copies of the same student and teacher for TRL
     tokenizer = world.tokenizer
     prompts = step_prompts(project, steps)
     per_step = cfg.optim.prompts_per_step
@@ -402,12 +402,12 @@ def run_side(kind: str, cfg, steps: int, tmp: str) -> dict:
 
 def run_seed(seed: int, args) -> dict:
     """The untrained student's KL, then each TRL trainer beside a fresh project trainer: one seed's record."""
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     load_start = os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="trl-opd-bench-")
     cfg = project_config(seed, args.steps, str(Path(tmp) / "project"))
-    base = load_world(cfg)
+    base = load_world(WorldSpec.from_config(cfg), train_seed=cfg.seed)
     eval_problems = heldout_problems(base, args.kl_prompts)
     eval_prompts = [base.format_prompt(p) for p in eval_problems]
     kl_seed = seed + 777

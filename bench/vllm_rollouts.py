@@ -58,12 +58,12 @@ def load_model(name: str):
     import copy
 
     from scope_lib.config import load_config
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     if name == "routes":
         cfg = load_config("tiny", overrides={"model.student": "tiny_routes", "model.teacher": "tiny_routes",
                                              "progress": False})
-        world = load_world(cfg)
+        world = load_world(WorldSpec.from_config(cfg))
         return copy.deepcopy(world.teacher).float().eval(), world.tokenizer, world.format_prompt, world.train_problems
     if name == "smol":
         from scope_lib.smol import format_chat_prompt, load_smol

@@ -56,13 +56,13 @@ from scope_lib.evaluate import evaluate
 from scope_lib.experiments import experiment_config
 from scope_lib.plotting import display_name, legend_outside, markdown_table, method_palette
 from scope_lib.rollout import Sampling
-from scope_lib.world import load_world
+from scope_lib.world import WorldSpec, load_world
 
 ctx = nb.setup("00_setup_tiny_world", globals())
 eval_k = 4 if SMOKE else EVAL_K
 cfg = experiment_config(SCALE, "scope", 0, smoke=SMOKE, **{"eval.k": eval_k})
 start = time.time()
-world = load_world(cfg)
+world = load_world(WorldSpec.from_config(cfg))
 print(f"{world.description}: loaded in {time.time() - start:.1f} s"
       + (" (every file matched worlds/tiny_routes/MANIFEST.sha256)" if cfg.model.student == "tiny_routes" else ""))
 sizes = {name: sum(p.numel() for p in model.parameters()) for name, model in (("teacher", world.teacher), ("student", world.student))}

@@ -73,7 +73,7 @@ from scope_lib import recovery_study as rs
 from scope_lib.experiments import experiment_config
 from scope_lib.recovery_study import pct, points
 from scope_lib.rollout import Sampling
-from scope_lib.world import load_world
+from scope_lib.world import WorldSpec, load_world
 
 ctx = nb.setup("02_fig1b_error_recovery", globals())
 # Derived values (papermill does not recompute them, so they live here, not above).
@@ -92,7 +92,7 @@ PAPER_TABLE6, PAPER_TABLE7 = rs.paper_table6(), rs.paper_table7()  # the paper's
 # or `scope_lib.tasks`); off the tiny scale no prefix is split.
 
 # %%
-world = load_world(cfg)
+world = load_world(WorldSpec.from_config(cfg), train_seed=SEED)  # SEED also draws the training pool
 if world.teacher is None:
     raise ValueError("this notebook needs the teacher in process (teacher.backend: local)")
 world.student.to(ctx.device)

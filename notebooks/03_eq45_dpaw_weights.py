@@ -62,7 +62,7 @@ from IPython.display import Markdown, display
 from scope_lib import dpaw_study, nb
 from scope_lib.dpaw_study import STUDENT, weight_column
 from scope_lib.experiments import experiment_config
-from scope_lib.world import load_world
+from scope_lib.world import WorldSpec, load_world
 
 ctx = nb.setup("03_eq45_dpaw_weights", globals())
 # Derived values (papermill does not recompute them, so they live here, not above).
@@ -80,7 +80,7 @@ cfg = experiment_config(SCALE, "scope", SEED, smoke=SMOKE)
 # `scope_lib.dpaw_study.sample_scored_groups` and `rollout_table`.
 
 # %%
-world = load_world(cfg)
+world = load_world(WorldSpec.from_config(cfg), train_seed=SEED)  # SEED also draws the training pool
 world.student.to(ctx.device)
 world.teacher.to(ctx.device)
 problems = world.train_problems[:num_prompts]

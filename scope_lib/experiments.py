@@ -185,12 +185,13 @@ def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool =
 
     from scope_lib.progress import WorkerBars, wait_drawing, worker_initializer
     from scope_lib.runs import evaluate_model, evaluation_path, get_run
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     jobs = ([("base", seeds[0])] if include_base else []) + [(v, s) for v in variants for s in seeds]
     configs = {job: experiment_config(scale, "scope" if job[0] == "base" else job[0], job[1], smoke=smoke, **overrides)
                for job in jobs}
-    world = load_world(configs[jobs[0]], need_teacher=False)  # build the world once, before any worker needs it
+    # Build the world once, before any worker needs it: every job's config names the same one (no seed in it).
+    world = load_world(WorldSpec.from_config(configs[jobs[0]]), need_teacher=False, progress=configs[jobs[0]].progress)
     missing = [job for job in jobs if not evaluation_path(configs[job], world.eval_sets, base=job[0] == "base").exists()]
     workers = default_workers() if workers is None else workers
     if workers > 1 and len(missing) > 1:

@@ -36,7 +36,7 @@ from scope_lib.storage import (  # noqa: F401  (RunDirError, claim_run_dir: re-e
     RunDirError, claim_run_dir, load_final_model, read_history, write_atomic,
 )
 from scope_lib.trainer import check_done, check_run_dir, config_differences, train  # noqa: F401
-from scope_lib.world import World, load_world
+from scope_lib.world import World, WorldSpec, load_world
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,7 +170,7 @@ def evaluate_model(run: Run | None, cfg: TrainConfig, *, world: World | None = N
 
     The eval settings come from `cfg.eval` and the problems from `cfg.data`.
     """
-    world = world or load_world(cfg, need_teacher=False)
+    world = world or load_world(WorldSpec.from_config(cfg), need_teacher=False, progress=cfg.progress)
     path = evaluation_path(run.cfg if run else cfg, world.eval_sets, base=run is None,
                            root=run.path.parent if run else root)
     if path.exists():

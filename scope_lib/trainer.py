@@ -78,7 +78,7 @@ from scope_lib.rollout import Sampling
 from scope_lib.storage import RunDirError
 from scope_lib.teacher import LocalTeacher, ServerTeacher
 from scope_lib.weights import sequence_logp
-from scope_lib.world import World, load_world
+from scope_lib.world import World, WorldSpec, load_world
 
 TIMERS = ("generation", "reward", "teacher_scoring", "old_logprob", "actor_update", "step")  # Table 8 names
 # With `teacher.overlap`: the scoring worker's busy seconds, logged as `time/teacher_worker`. Not in
@@ -390,7 +390,8 @@ class Trainer:
         # The temperatures log-probs divide logits by (config: rollout/teacher.logprob_temperature):
         # the student's (pi_theta, pi_old, the reference, entropies) and the teacher's.
         self.logp_temperature, self.teacher_temperature = logprob_temperatures(cfg)
-        self.world = world or load_world(cfg, need_teacher=self.method.needs_teacher)
+        self.world = world or load_world(WorldSpec.from_config(cfg), need_teacher=self.method.needs_teacher,
+                                         train_seed=cfg.seed, progress=cfg.progress)
         self.tokenizer = self.world.tokenizer
         self.student = _prepare_student(self.world.student, cfg.model).to(self.device)
         self.teacher = (_make_teacher(cfg, self.world, self.device, self.teacher_temperature)

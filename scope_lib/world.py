@@ -1,7 +1,10 @@
 """What a run trains in: student, teacher, tokenizer, training prompts and eval sets, by scale.
 
-`load_world(cfg)` turns the config's model and data names into objects, so the trainer, the
-evaluator and the notebooks share one code path across the three scales (docs/DESIGN.md §6):
+`load_world(spec)` turns a `WorldSpec` (model and data names only: `WorldSpec.from_config(cfg)`
+reads them from a config) into objects, so the trainer, the evaluator and the notebooks share one
+code path across the three scales (docs/DESIGN.md §6). No method, optimiser or seed is part of a
+spec: the one thing a run's seed changes here, the draw of the tiny worlds' training pool
+(`data.train: tiny`), is `load_world`'s own `train_seed`, which only the trainer passes.
 
 - `tiny` / `tiny_smoke`: the project's own tiny teacher and student (`scope_lib.models`) on
   the synthetic task (`scope_lib.tasks`); offline, CPU.
@@ -19,7 +22,7 @@ in a ```python block) instead of the \\boxed{} instruction.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -34,6 +37,30 @@ TINY_NAMES = ("tiny", "tiny_smoke", "tiny_routes", "tiny_routes_smoke", "tiny_co
 ROUTE_NAMES = ("tiny_routes", "tiny_routes_smoke")
 CODE_NAMES = TINY_CODE_NAMES
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "worlds"
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Which world to load: the models and the data, as a config's `model`, `data`,
+    `reward.verifier` and `teacher.backend` name them (`from_config`), and nothing else."""
+
+    student: str = "tiny"  # a tiny world's name, "smol", or a Hugging Face path or repo id
+    teacher: str = "tiny"  # same forms; a tiny world's teacher is its student's name
+    dtype: str = "float32"  # of a language model's weights
+    verifier: str = "math"  # "code": programs, code eval sets and code prompts
+    local_teacher: bool = True  # the teacher is loaded in process (teacher.backend "local"), not served
+    train: str = "tiny"  # training prompts: "tiny", a .jsonl file, a hub dataset id (code: TACO)
+    eval_sets: tuple[str, ...] = field(default=("tiny",))
+    eval_problems_per_set: int = 100  # 0: every problem
+    benchmarks_dir: str | None = None  # benchmark folders (scope_lib.benchmarks); None: env, else the hub
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> WorldSpec:
+        """The world a config names (`model`, `data`, `reward.verifier`, `teacher.backend`)."""
+        return cls(student=cfg.model.student, teacher=cfg.model.teacher, dtype=cfg.model.dtype,
+                   verifier=cfg.reward.verifier, local_teacher=cfg.teacher.backend == "local", train=cfg.data.train,
+                   eval_sets=tuple(cfg.data.eval_sets), eval_problems_per_set=cfg.data.eval_problems_per_set,
+                   benchmarks_dir=cfg.data.benchmarks_dir)
 
 
 @dataclass
@@ -181,11 +208,19 @@ def _load_code_train(train: str) -> list[Problem]:
     return problems
 
 
-def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
-    """Load the student, teacher, tokenizer and data the config names."""
-    student_name, teacher_name = cfg.model.student, cfg.model.teacher
+def load_world(spec: WorldSpec, *, need_teacher: bool = True, train_seed: int = 0, progress: bool = True) -> World:
+    """Load the student, teacher, tokenizer and data `spec` names.
+
+    need_teacher: False leaves a language-model teacher unloaded (evaluation needs none).
+    train_seed: draws the tiny worlds' training pool (`data.train: tiny`; the trainer passes the
+        run's seed); no other data depends on it.
+    progress: show the build of a tiny world that is not cached yet.
+    """
+    if not isinstance(spec, WorldSpec):
+        raise ValueError(f"spec: expected a world.WorldSpec (WorldSpec.from_config(cfg)), got {type(spec).__name__}")
+    student_name, teacher_name = spec.student, spec.teacher
     teacher = None
-    code = cfg.reward.verifier == "code"
+    code = spec.verifier == "code"
     if code and student_name in TINY_NAMES and student_name not in CODE_NAMES:
         raise ValueError(f"reward.verifier: 'code' needs a model that writes Python (a language model or "
                          f"{' / '.join(CODE_NAMES)}); model.student {student_name!r} is a tiny world whose task is "
@@ -195,7 +230,7 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
     if student_name in TINY_NAMES:
         if teacher_name != student_name:
             raise ValueError(f"model.teacher must equal model.student ({student_name!r}) for the tiny world, got {teacher_name!r}")
-        tiny = _tiny_world(student_name, cfg.progress)
+        tiny = _tiny_world(student_name, progress)
         student, teacher, tokenizer = tiny.student, tiny.teacher, tiny.tokenizer
         description = f"{student_name} world {tiny.config.key()}"
     else:
@@ -203,7 +238,7 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
 
         from scope_lib.teacher import check_same_vocabulary
 
-        dtype = _DTYPES[cfg.model.dtype]
+        dtype = _DTYPES[spec.dtype]
         if student_name == "smol":
             from scope_lib.smol import load_smol
 
@@ -211,7 +246,7 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
         else:
             tokenizer = AutoTokenizer.from_pretrained(student_name)
             student = AutoModelForCausalLM.from_pretrained(student_name, dtype=dtype)
-        if need_teacher and cfg.teacher.backend == "local":
+        if need_teacher and spec.local_teacher:
             if teacher_name == "smol":
                 from scope_lib.smol import load_smol
 
@@ -224,21 +259,21 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
 
     # --- data ("tiny" data is the task of the tiny world the student belongs to)
     tasks = tiny_task(student_name)
-    if code and not (student_name in CODE_NAMES and cfg.data.train == "tiny"):
-        train_problems = _load_code_train(cfg.data.train)
-    elif cfg.data.train == "tiny":
-        train_problems = tasks.train_pool(seed=cfg.seed)
-    elif Path(cfg.data.train).suffix == ".jsonl":
-        train_problems = _load_jsonl_problems(Path(cfg.data.train))
-    elif "/" in cfg.data.train and not Path(cfg.data.train).exists():
-        train_problems = _load_hub_problems(cfg.data.train)
+    if code and not (student_name in CODE_NAMES and spec.train == "tiny"):
+        train_problems = _load_code_train(spec.train)
+    elif spec.train == "tiny":
+        train_problems = tasks.train_pool(seed=train_seed)
+    elif Path(spec.train).suffix == ".jsonl":
+        train_problems = _load_jsonl_problems(Path(spec.train))
+    elif "/" in spec.train and not Path(spec.train).exists():
+        train_problems = _load_hub_problems(spec.train)
     else:
-        raise ValueError(f"data.train: expected 'tiny', a .jsonl file with question/answer rows or a hub dataset id, got {cfg.data.train!r}")
+        raise ValueError(f"data.train: expected 'tiny', a .jsonl file with question/answer rows or a hub dataset id, got {spec.train!r}")
     from scope_lib.code_benchmarks import CODE_BENCHMARKS  # names only: no hub, no models
 
     eval_sets: dict[str, list[Problem]] = {}
-    per_set = cfg.data.eval_problems_per_set
-    for name in cfg.data.eval_sets:
+    per_set = spec.eval_problems_per_set
+    for name in spec.eval_sets:
         if name == "tiny":
             eval_sets.update(tasks.eval_sets(per_set or 100))
         elif name == "tiny_validation":  # training-side problems held out for choosing learning rates
@@ -252,7 +287,7 @@ def load_world(cfg: TrainConfig, *, need_teacher: bool = True) -> World:
         else:
             from scope_lib.benchmarks import load_benchmark
 
-            eval_sets[name] = load_benchmark(name, cfg.data.benchmarks_dir, limit=per_set or None)
+            eval_sets[name] = load_benchmark(name, spec.benchmarks_dir, limit=per_set or None)
 
     if student_name in TINY_NAMES:
         format_prompt = tasks.format_prompt

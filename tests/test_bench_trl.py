@@ -88,12 +88,12 @@ def test_both_sides_share_prompts_lengths_and_optimiser_and_trl_steps(bench, tmp
     """Read back from the objects: same prompts, batch, lengths, sampling, optimiser, schedule; one TRL step is finite."""
     from scope_lib.experiments import experiment_config
     from scope_lib.trainer import Trainer
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     cfg = experiment_config("tiny", "opd", 0, smoke=True, steps=3, output_dir=str(tmp_path / "p"), progress=False,
                             checkpoint_every=0)
     project = Trainer(cfg)
-    world = load_world(cfg)
+    world = load_world(WorldSpec.from_config(cfg))
     prompts = bench.step_prompts(project, 3)
     _, build = bench.TRL_SIDES[kind]
     trl, optimizer = build(world.student, world.teacher, world.tokenizer, prompts, cfg, 3, str(tmp_path / "t"))

@@ -167,11 +167,11 @@ def test_distillation_on_the_shipped_code_world_raises_the_greedy_pass_rate(tmp_
     from scope_lib.code_world import pass_rate
     from scope_lib.experiments import experiment_config
     from scope_lib.trainer import train
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     cfg = experiment_config("tiny_code", "kd", 0, output_dir=str(tmp_path / "run"), progress=False)
     assert cfg.kd.only_correct
-    world = load_world(cfg)
+    world = load_world(WorldSpec.from_config(cfg))
     validation = code_task.validation_set(200, seed=1)
     before = pass_rate(world.student, world.tokenizer, validation)
     after = pass_rate(train(cfg, world).model, world.tokenizer, validation)

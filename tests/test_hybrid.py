@@ -235,14 +235,14 @@ def test_hybrid_learns_on_the_smoke_world(tmp_path):
     from scope_lib.rollout import Sampling, generate_rollouts
     from scope_lib.tasks import eval_sets, format_prompt
     from scope_lib.trainer import train
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     cfg = load_config("tiny", overrides={
         "model.student": "tiny_smoke", "model.teacher": "tiny_smoke", "progress": False, "checkpoint_every": 0,
         "output_dir": str(tmp_path / "run"), "method": "hybrid", "steps": 3, "rollout.max_new_tokens": 16,
         "rollout.group_size": 4, "optim.micro_batch_size": 16, "optim.lr": 1e-2, "optim.warmup_steps": 0,
         "optim.prompts_per_step": 4, "optim.mini_batch_prompts": 4})
-    world = load_world(cfg)
+    world = load_world(WorldSpec.from_config(cfg))
     prompts = [format_prompt(p) for p in eval_sets(8, seed=0)["chain3"]]
     held_out = generate_rollouts(world.teacher, world.tokenizer, prompts, num_samples=2,
                                  sampling=Sampling(temperature=1.0, max_new_tokens=16), seed=123)

@@ -133,11 +133,11 @@ def test_advantage_and_perplexities_at_0_6_match_a_float64_hand_computation(tmp_
 def test_the_teacher_temperature_is_applied_alike_in_process_and_through_the_server(tmp_path):
     from scope_lib.teacher import LocalTeacher, ServerTeacher
     from scope_lib.teacher_server import serve
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
     import threading
 
     cfg = load_config("tiny", overrides={"model.student": "tiny_smoke", "model.teacher": "tiny_smoke"})
-    world = load_world(cfg, need_teacher=True)
+    world = load_world(WorldSpec.from_config(cfg), need_teacher=True)
     g = torch.Generator().manual_seed(int(torch.randint(1 << 30, ())))
     vocab = world.teacher.config.vocab_size
     ids = torch.randint(3, vocab, (3, 9), generator=g)

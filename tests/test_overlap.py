@@ -67,9 +67,9 @@ def test_overlapped_scoring_equals_the_synchronous_path(tmp_path, monkeypatch, o
 
 def test_generation_batches_equal_generate_rollouts():
     from scope_lib.rollout import Sampling, generate_rollouts, generation_batches
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
-    world = load_world(load_config("tiny", overrides={"model.student": "tiny_smoke", "model.teacher": "tiny_smoke"}))
+    world = load_world(WorldSpec(student="tiny_smoke", teacher="tiny_smoke"))
     prompts = [world.format_prompt(p) for p in world.train_problems[:5]]
     kwargs = dict(num_samples=3, sampling=Sampling(temperature=1.0, max_new_tokens=12, batch_size=4), seed=11)
     whole = generate_rollouts(world.student, world.tokenizer, prompts, **kwargs)

@@ -66,9 +66,9 @@ def test_every_method_runs_logs_and_changes_the_student(tmp_path, monkeypatch, o
     from transformers import AutoModelForCausalLM
 
     reloaded = AutoModelForCausalLM.from_pretrained(final)  # LoRA merged: loads without peft
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
-    base = load_world(cfg).student
+    base = load_world(WorldSpec.from_config(cfg)).student
     changed = any(not torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), base.state_dict().values()))
     assert changed, "training did not change the student's weights"
 
@@ -185,7 +185,9 @@ def test_two_processes_update_like_one(tmp_path, method):
                          cwd=ROOT, env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
     w1, w2 = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
-    base = __import__("scope_lib.world", fromlist=["load_world"]).load_world(smoke_config(tmp_path)).student.state_dict()
+    from scope_lib.world import WorldSpec, load_world
+
+    base = load_world(WorldSpec.from_config(smoke_config(tmp_path))).student.state_dict()
     moved = max(float((w1[k] - base[k]).abs().max()) for k in w1)
     assert moved > 1e-6, "the update did not move the weights"
     for k in w1:
@@ -198,12 +200,12 @@ def test_distillation_moves_the_student_towards_the_teacher(tmp_path, method):
     from scope_lib.logprobs import full_reverse_kl, position_ids_from_mask
     from scope_lib.rollout import Sampling, generate_rollouts
     from scope_lib.tasks import eval_sets, format_prompt
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     cfg = smoke_config(tmp_path, method=method, steps=12, **{
         "scope.kl_estimator": "exact", "optim.lr": 3e-3, "optim.warmup_steps": 2, "optim.prompts_per_step": 8,
         "optim.mini_batch_prompts": 8, "rollout.group_size": 4 if method == "scope" else 1})
-    world = load_world(cfg)
+    world = load_world(WorldSpec.from_config(cfg))
     prompts = [format_prompt(p) for p in eval_sets(8, seed=0)["chain3"]]
     held_out = generate_rollouts(world.teacher, world.tokenizer, prompts, num_samples=2,
                                  sampling=Sampling(temperature=1.0, max_new_tokens=16), seed=123)
@@ -217,7 +219,7 @@ def test_distillation_moves_the_student_towards_the_teacher(tmp_path, method):
         return float((kl * mask).sum() / mask.sum())
 
     before = mean_kl(world.student)
-    trained = train(cfg, world=load_world(cfg)).model  # a fresh copy of the student is trained
+    trained = train(cfg, world=load_world(WorldSpec.from_config(cfg), train_seed=cfg.seed)).model  # a fresh copy of the student is trained
     after = mean_kl(trained)
     print(f"KL to teacher {before:.4f} -> {after:.4f}")
     assert after < 0.8 * before, f"KL to teacher {before:.4f} -> {after:.4f}"

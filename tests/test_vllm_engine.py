@@ -34,11 +34,11 @@ TOL = 1e-4  # float32 log-probs, vLLM's CPU kernels against transformers (measur
 @pytest.fixture(scope="module")
 def routes_world():
     from scope_lib.config import load_config
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     cfg = load_config("tiny", overrides={"model.student": "tiny_routes", "model.teacher": "tiny_routes",
                                          "progress": False})
-    return cfg, load_world(cfg)
+    return cfg, load_world(WorldSpec.from_config(cfg))
 
 
 def _student_like_teacher(world):
@@ -194,12 +194,12 @@ def _assert_plain_folder(folder):
 def test_vllm_init_of_the_tiny_worlds_is_plain_and_reloads(name, tmp_path):
     from scope_lib.config import load_config
     from scope_lib.vllm_engine import save_plain_model
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
     overrides = {"model.student": name, "model.teacher": name, "progress": False}
     if name == "tiny_code":
         overrides["reward.verifier"] = "code"
-    world = load_world(load_config("tiny", overrides=overrides))
+    world = load_world(WorldSpec.from_config(load_config("tiny", overrides=overrides)))
     for role, model in (("student", world.student), ("teacher", world.teacher)):
         folder = save_plain_model(model, world.tokenizer, tmp_path / role)
         _assert_plain_folder(folder)

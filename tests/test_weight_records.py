@@ -149,9 +149,9 @@ def test_log_ppl_columns_match_a_float64_hand_computation(tmp_path, captured, mo
     first = micro_batches[0]
     from scope_lib.logprobs import position_ids_from_mask
     from scope_lib.weights import sequence_logp
-    from scope_lib.world import load_world
+    from scope_lib.world import WorldSpec, load_world
 
-    world = load_world(cfg)
+    world = load_world(WorldSpec.from_config(cfg))
     ids, att, mask = first["input_ids"], first["attention_mask"], first["response_mask"]
     for row, model, column in ((0, world.student, "student_log_ppl"),
                                (int((~first["correct"]).nonzero()[0]), world.teacher, "teacher_log_ppl")):

@@ -12,7 +12,7 @@ from scope_lib import smol
 from scope_lib.code_verify import CodeTests, is_correct
 from scope_lib.config import load_config
 from scope_lib.grading import HUMANEVAL_INSTRUCTION, PROGRAM_INSTRUCTION
-from scope_lib.world import _load_code_train, _load_hub_problems, _load_jsonl_problems, load_world
+from scope_lib.world import WorldSpec, _load_code_train, _load_hub_problems, _load_jsonl_problems, load_world
 
 
 def test_jsonl_problems_and_malformed_line(tmp_path):
@@ -120,7 +120,7 @@ def test_code_world_loads_taco_code_sets_and_code_prompts(tmp_path, monkeypatch,
     monkeypatch.setenv("SCOPE_CODE_DATA_DIR", str(tmp_path))
     cfg = load_config("smol", overrides={"reward.verifier": "code", "data.train": "BAAI/TACO",
                                          "data.eval_sets": ["humaneval", "codeforces"], "data.eval_problems_per_set": 3})
-    world = load_world(cfg, need_teacher=False)
+    world = load_world(WorldSpec.from_config(cfg), need_teacher=False)
     assert [p.question for p in world.train_problems] == ["Double n.", "Negate n."]
     assert list(world.eval_sets) == ["humaneval", "codeforces"]
     humaneval, codeforces = world.eval_sets["humaneval"], world.eval_sets["codeforces"]
@@ -135,7 +135,7 @@ def test_code_world_loads_taco_code_sets_and_code_prompts(tmp_path, monkeypatch,
 
 def test_math_world_prompts_are_unchanged(fake_smol):
     cfg = load_config("smol", overrides={"data.eval_sets": []})
-    world = load_world(cfg, need_teacher=False)
+    world = load_world(WorldSpec.from_config(cfg), need_teacher=False)
     prompt = world.format_prompt(world.train_problems[0])
     assert smol.BOXED_INSTRUCTION in prompt and "```python" not in prompt
 
@@ -149,4 +149,29 @@ def test_code_verifier_refuses_a_tiny_student_before_building_it(monkeypatch, tm
     monkeypatch.setattr(world_module, "_tiny_world", lambda *a: pytest.fail("the tiny world was built"))
     cfg = load_config("tiny", overrides={"reward.verifier": "code", "data.train": "taco.jsonl", "data.eval_sets": []})
     with pytest.raises(ValueError, match=r"reward\.verifier: 'code' needs a model that writes Python.*'tiny_routes' is a tiny world"):
-        load_world(cfg)
+        load_world(WorldSpec.from_config(cfg))
+
+
+def test_world_spec_holds_model_and_data_only(monkeypatch, tmp_path):
+    import scope_lib.world as world_module
+    from scope_lib import routes
+
+    base = load_config("tiny", overrides={"data.eval_sets": ["tiny_validation"], "data.eval_problems_per_set": 3})
+    other = load_config("tiny", overrides={"data.eval_sets": ["tiny_validation"], "data.eval_problems_per_set": 3,
+                                           "seed": 7, "method": "grpo", "optim.lr": 1e-3, "steps": 5})
+    spec = WorldSpec.from_config(base)
+    assert spec == WorldSpec.from_config(other)  # seed, method and optimiser are not part of it
+    assert (spec.student, spec.train, spec.eval_sets, spec.eval_problems_per_set, spec.local_teacher) == (
+        base.model.student, "tiny", ("tiny_validation",), 3, True)
+    assert WorldSpec.from_config(load_config("tiny", overrides={"teacher.backend": "vllm_server", "scope.kl_estimator": "sampled"})).local_teacher is False
+    with pytest.raises(ValueError, match=r"spec: expected a world\.WorldSpec .*got TrainConfig"):
+        load_world(base)
+    # the one seeded draw, the tiny training pool, takes load_world's train_seed
+    monkeypatch.setattr(world_module, "_tiny_world", lambda name, progress: types.SimpleNamespace(
+        student=None, teacher=None, tokenizer=None, config=types.SimpleNamespace(key=lambda: "stub")))
+    first, again = load_world(spec), load_world(spec, train_seed=0)
+    seeded = load_world(spec, train_seed=7)
+    assert [p.question for p in first.train_problems] == [p.question for p in again.train_problems]
+    assert [p.question for p in seeded.train_problems] == [p.question for p in routes.train_pool(seed=7)]
+    assert [p.question for p in seeded.train_problems] != [p.question for p in first.train_problems]
+    assert [p.question for p in seeded.eval_sets["validation"]] == [p.question for p in first.eval_sets["validation"]]
