@@ -149,7 +149,7 @@ def train_student(world, args, seed: int, pool, log=print):
     return student, {"train_seconds": round(time.time() - start, 1), "steps_done": len(history), "history": history}
 
 
-def load_world(args):
+def gate_world(args):
     """The gate's world: the project's chain-task tiny world (`world._tiny_world`: `tiny_smoke`
     with --smoke, else `tiny`), or the calibration runs' student and teacher folders."""
     if args.smoke or (args.student_path is None and args.teacher_path is None):
@@ -173,7 +173,7 @@ def _avg(result) -> dict[str, float]:
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    world = load_world(args)
+    world = gate_world(args)
     pool = tasks.train_pool()
     eval_sets = tasks.eval_sets(args.eval_per_set)
     ev = dict(k=args.eval_k, sampling=Sampling(temperature=0.6, max_new_tokens=args.max_new_tokens), seed=args.eval_seed,
