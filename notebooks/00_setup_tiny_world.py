@@ -37,9 +37,9 @@ from scope_lib import nb
 nb.show_committed("00_setup_tiny_world")
 
 # %% tags=["parameters"]
-SCALE = "tiny"
-SMOKE = False
-EVAL_K = 16
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
+EVAL_K = 16  # smoke: 4
 FIGURES_DIR = "figures"
 
 # %%
@@ -59,8 +59,7 @@ from scope_lib.rollout import Sampling
 from scope_lib.world import WorldSpec, load_world
 
 ctx = nb.setup("00_setup_tiny_world", globals())
-eval_k = 4 if SMOKE else EVAL_K
-cfg = experiment_config(SCALE, "scope", 0, smoke=SMOKE, **{"eval.k": eval_k})
+cfg = experiment_config(SCALE, "scope", 0, **{"eval.k": EVAL_K})
 start = time.time()
 world = load_world(WorldSpec.from_config(cfg))
 print(f"{world.description}: loaded in {time.time() - start:.1f} s"
@@ -134,7 +133,7 @@ if any(kinds.values()):
     ctx.save_table(kind_table, "nb00_accuracy_by_kind")
     display(Markdown(f"**Avg@{e.k} by problem kind**\n\n" + markdown_table(kind_table.rename(columns=display_name))))
 record = Path(scope_lib.__file__).resolve().parents[1] / "data" / f"world_{cfg.model.student}" / "preconditions.md"
-if record.exists() and not SMOKE:
+if record.exists():  # the smoke world has none
     display(Markdown(record.read_text()))
 
 # %%

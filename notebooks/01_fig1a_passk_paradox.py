@@ -35,10 +35,10 @@ from scope_lib import nb
 nb.show_committed("01_fig1a_passk_paradox")
 
 # %% tags=["parameters"]
-SCALE = "tiny"
-SMOKE = False
-SEEDS = [0, 1, 2, 3, 4]
-EVAL_K = 16
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
+SEEDS = [0, 1, 2, 3, 4]  # smoke: [0]
+EVAL_K = 16  # smoke: 4
 FIGURES_DIR = "figures"
 
 # %%
@@ -50,9 +50,7 @@ from scope_lib.experiments import run_grid
 from scope_lib.plotting import band, display_name, k_axis, legend_outside, method_color
 
 ctx = nb.setup("01_fig1a_passk_paradox", globals())
-seeds = SEEDS[:1] if SMOKE else SEEDS
-eval_k = 4 if SMOKE else EVAL_K
-df, results = run_grid(SCALE, ["opd"], seeds, smoke=SMOKE, **{"eval.k": eval_k})
+df, results = run_grid(SCALE, ["opd"], SEEDS, **{"eval.k": EVAL_K})
 # the base student's evaluation does not depend on the training seed: one entry serves every seed
 curves = {"base": report.pass_curves(results, "base"), "opd": report.pass_curves(results, "opd")}
 
@@ -70,19 +68,19 @@ for name, curve in curves.items():
 shown = k_axis(ax, curves["opd"].k)
 ax.set(xlabel="k (samples per problem)", ylabel="Pass@k (%)", title="Pass@k, mean over eval sets")
 ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 100))  # a rate stays in [0, 100]
-gains, per_seed = report.base_gains(results, "opd", seeds, shown)
+gains, per_seed = report.base_gains(results, "opd", SEEDS, shown)
 sns.stripplot(per_seed.assign(points=100 * per_seed.gain), x="k", y="points", ax=ax_gain, color=method_color("opd"),
               alpha=0.5, jitter=0.1)
 ax_gain.errorbar(range(len(gains)), 100 * gains["mean"], yerr=[100 * (gains["mean"] - gains.low), 100 * (gains.high - gains["mean"])],
                  fmt="D", color="black", capsize=4)
 ax_gain.axhline(0, color="black", lw=0.8)
 ax_gain.set(xlabel="k", ylabel="OPD − base (points)", title="Gain of OPD over the base student")
-fig.suptitle(f"Fig. 1a, the Pass@k paradox ({ctx.scale_label}, {len(seeds)} seed(s))")
+fig.suptitle(f"Fig. 1a, the Pass@k paradox ({ctx.scale_label}, {len(SEEDS)} seed(s))")
 handles, labels = ax.get_legend_handles_labels()
 handles += [plt.Line2D([], [], color=method_color("opd"), alpha=0.5, marker="o", linestyle="none"),
             plt.Line2D([], [], color="black", marker="D", linestyle="none")]
 legend_outside(fig, handles, labels + ["OPD − base, one seed", "mean, 95% interval"])
-ctx.savefig(fig, "fig1a_passk_paradox", caption=f"Left: mean over {len(seeds)} seed(s); OPD band: 95% t interval over "
+ctx.savefig(fig, "fig1a_passk_paradox", caption=f"Left: mean over {len(SEEDS)} seed(s); OPD band: 95% t interval over "
             "seeds; base band: 95% bootstrap over eval problems. Right: dots are seeds, diamonds and bars the mean "
             "and the 95% seed x problem bootstrap interval of the verdict lines.")
 table = curves["base"][["k"]].assign(base=curves["base"]["pass@k"], opd=curves["opd"]["pass@k"])
@@ -91,11 +89,11 @@ ctx.save_table(table.assign(gain=table.opd - table.base), "fig1a_passk_paradox")
 # %%
 gain_1, gain_k = 100 * float(table.opd.iloc[0] - table.base.iloc[0]), 100 * float(table.opd.iloc[-1] - table.base.iloc[-1])
 ctx.show_claims("fig1a_passk_paradox", [
-    f"Scale `{ctx.scale_label}`, {len(seeds)} seed(s), k up to {eval_k}: OPD changes Pass@1 by "
-    f"{gain_1:+.1f} points and Pass@{eval_k} by {gain_k:+.1f} points relative to the base student (means over seeds "
+    f"Scale `{ctx.scale_label}`, {len(SEEDS)} seed(s), k up to {EVAL_K}: OPD changes Pass@1 by "
+    f"{gain_1:+.1f} points and Pass@{EVAL_K} by {gain_k:+.1f} points relative to the base student (means over seeds "
     f"and eval sets). The paradox needs both lines below reproduced.",
-    report.compare_to_base("OPD − base student Pass@1", results, "opd", seeds, "greater",
+    report.compare_to_base("OPD − base student Pass@1", results, "opd", SEEDS, "greater",
                            "rises (Fig. 1a is AIME24: Avg@32 29.4 → 40.2 in Table 1, +10.8 points)", k=1),
-    report.compare_to_base(f"OPD − base student Pass@{eval_k} (the largest k)", results, "opd", seeds, "less",
-                           "-1.5 points (AIME24 Pass@32 76.5 → 75.0, Fig. 1a)", k=eval_k),
+    report.compare_to_base(f"OPD − base student Pass@{EVAL_K} (the largest k)", results, "opd", SEEDS, "less",
+                           "-1.5 points (AIME24 Pass@32 76.5 → 75.0, Fig. 1a)", k=EVAL_K),
 ]);

@@ -51,14 +51,15 @@ from scope_lib import nb
 nb.show_committed("02_fig1b_error_recovery")
 
 # %% tags=["parameters"]
-SCALE = "tiny"  # "tiny" (CPU, minutes), "smol", or "paper" (expects GPUs and the HF hub)
-SMOKE = False  # True: a seconds-sized run on the smoke world (the tests use it)
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"; "tiny" (CPU, minutes), "smol", or "paper" (expects GPUs and the HF hub)
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
 SEED = 0  # student sampling, teacher completions and bootstrap
-NUM_PROBLEMS = 512  # training problems sampled (paper: 2,000 from DeepMath)
-SAMPLES_PER_PROBLEM = 4  # student rollouts per problem (paper: 4)
-COMPLETIONS_PER_PREFIX = 4  # teacher completions per truncated prefix
+NUM_PROBLEMS = 512  # smoke: 12; training problems sampled (paper: 2,000 from DeepMath)
+SAMPLES_PER_PROBLEM = 4  # smoke: 2; student rollouts per problem (paper: 4)
+COMPLETIONS_PER_PREFIX = 4  # smoke: 2; teacher completions per truncated prefix
 RATIOS = [0.2, 0.4, 0.6, 0.8]  # truncation ratios (Fig. 1b, Table 7)
 NUM_CASES = 4  # case studies shown (Tables 9-12)
+N_BOOT = 2000  # smoke: 200; bootstrap resamples for the 95 % intervals
 FIGURES_DIR = "figures"  # relative to the repository root
 
 # %%
@@ -77,11 +78,7 @@ from scope_lib.world import WorldSpec, load_world
 
 ctx = nb.setup("02_fig1b_error_recovery", globals())
 # Derived values (papermill does not recompute them, so they live here, not above).
-num_problems = 12 if SMOKE else NUM_PROBLEMS
-samples_per_problem = 2 if SMOKE else SAMPLES_PER_PROBLEM
-completions_per_prefix = 2 if SMOKE else COMPLETIONS_PER_PREFIX
-n_boot = 200 if SMOKE else 2000  # bootstrap resamples for the 95 % intervals
-cfg = experiment_config(SCALE, "scope", SEED, smoke=SMOKE)
+cfg = experiment_config(SCALE, "scope", SEED)
 PAPER_TABLE6, PAPER_TABLE7 = rs.paper_table6(), rs.paper_table7()  # the paper's numbers (Appendix C.1)
 
 # %% [markdown]
@@ -100,16 +97,16 @@ world.teacher.to(ctx.device)
 diagnose, task_text = rs.task_diagnosis(world.task)
 started = time.perf_counter()
 study = recovery.recovery_study(
-    world.student, world.teacher, world.tokenizer, world.train_problems[:num_problems], world.format_prompt,
-    samples_per_problem=samples_per_problem, ratios=RATIOS, completions_per_prefix=completions_per_prefix,
+    world.student, world.teacher, world.tokenizer, world.train_problems[:NUM_PROBLEMS], world.format_prompt,
+    samples_per_problem=SAMPLES_PER_PROBLEM, ratios=RATIOS, completions_per_prefix=COMPLETIONS_PER_PREFIX,
     sampling=Sampling.from_config(cfg.eval), seed=SEED, diagnose=diagnose,
 )
 rates, cases = study.rates, study.cases
 display(Markdown(
-    f"**{world.description}** ({task_text}) — {num_problems} problems × {samples_per_problem} samples = "
+    f"**{world.description}** ({task_text}) — {NUM_PROBLEMS} problems × {SAMPLES_PER_PROBLEM} samples = "
     f"{study.num_rollouts} student rollouts, accuracy {pct(study.student_accuracy)}; "
     f"{study.num_incorrect} incorrect rollouts studied; {study.num_teacher_prompts} distinct prefixes × "
-    f"{completions_per_prefix} teacher completions; {time.perf_counter() - started:.0f} s on {ctx.device}."
+    f"{COMPLETIONS_PER_PREFIX} teacher completions; {time.perf_counter() - started:.0f} s on {ctx.device}."
 ))
 
 # %% [markdown]
@@ -136,7 +133,7 @@ display(Markdown(
 # ## Table 7: recovery rate (%) per truncation ratio and bucket
 
 # %%
-table7, gaps = rs.table7_with_gaps(rates, n_boot=n_boot, seed=SEED)
+table7, gaps = rs.table7_with_gaps(rates, n_boot=N_BOOT, seed=SEED)
 ctx.save_table(table7, "table7_recovery_rates", floatfmt=".1f")
 display(table7, Markdown("The paper's Table 7 (%):"), PAPER_TABLE7)
 gap = gaps["gap"]
@@ -157,8 +154,8 @@ display(Markdown(
 # from the per-rollout rates.
 
 # %%
-curve = recovery.recovery_curve(rates, n_boot=n_boot, seed=SEED)
-fig = rs.fig1b_figure(rates, RATIOS, n_boot=n_boot, seed=SEED, scale_label=ctx.scale_label)
+curve = recovery.recovery_curve(rates, n_boot=N_BOOT, seed=SEED)
+fig = rs.fig1b_figure(rates, RATIOS, n_boot=N_BOOT, seed=SEED, scale_label=ctx.scale_label)
 ctx.savefig(fig, "fig1b_error_recovery", caption=rs.FIG1B_CAPTION)
 plt.show()
 rho = recovery.rank_correlation(rates)
@@ -180,7 +177,7 @@ display(Markdown(
 # over rollouts, next to the unconditioned numbers (`all`).
 
 # %%
-conditions = report.recovery_conditions(rates, n_boot=n_boot, seed=SEED)
+conditions = report.recovery_conditions(rates, n_boot=N_BOOT, seed=SEED)
 ctx.save_table(conditions, "nb02_recovery_mechanism", floatfmt=".3f")
 shown = conditions.assign(
     share=100 * conditions["share"],
@@ -188,7 +185,7 @@ shown = conditions.assign(
     gap=[f"{points(g)} [{points(lo)}, {points(hi)}]" for g, lo, hi in conditions[["gap", "gap_low", "gap_high"]].to_numpy()],
 ).pivot(index="ratio", columns="condition", values=["share", "recovery", "gap"])
 display(Markdown("Share of prefixes (%), recovery (%, 95 % CI) and Q1 − Q4 gap (points, 95 % CI) per condition:"), shown)
-fig = rs.mechanism_figure(rates, RATIOS, n_boot=n_boot, seed=SEED, scale_label=ctx.scale_label)
+fig = rs.mechanism_figure(rates, RATIOS, n_boot=N_BOOT, seed=SEED, scale_label=ctx.scale_label)
 if fig is not None:
     ctx.savefig(fig, "nb02_recovery_mechanism", caption=rs.MECHANISM_CAPTION)
     plt.show()
@@ -228,6 +225,6 @@ display(Markdown(text))
 
 # %%
 ctx.show_claims("fig1b_error_recovery", rs.verdict_lines(
-    rates, conditions, curve, rho, table6, RATIOS, n_boot=n_boot, seed=SEED,
-    intro=f"Scale `{ctx.scale_label}`: {study.num_incorrect} incorrect rollouts of {num_problems} problems, "
-          f"{completions_per_prefix} teacher completions per prefix. Task: {task_text}"));
+    rates, conditions, curve, rho, table6, RATIOS, n_boot=N_BOOT, seed=SEED,
+    intro=f"Scale `{ctx.scale_label}`: {study.num_incorrect} incorrect rollouts of {NUM_PROBLEMS} problems, "
+          f"{COMPLETIONS_PER_PREFIX} teacher completions per prefix. Task: {task_text}"));

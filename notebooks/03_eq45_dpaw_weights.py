@@ -45,11 +45,11 @@ from scope_lib import nb
 nb.show_committed("03_eq45_dpaw_weights")
 
 # %% tags=["parameters"]
-SCALE = "tiny"  # "tiny" (CPU, minutes), "smol", or "paper" (expects GPUs and the HF hub)
-SMOKE = False  # True: a seconds-sized run on the smoke world (the tests use it)
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"; "tiny" (CPU, minutes), "smol", or "paper" (expects GPUs and the HF hub)
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
 SEED = 0  # rollout sampling
-NUM_PROMPTS = 256  # training prompts, one group each
-GROUP_SIZE = 8  # G rollouts per prompt (Table 3)
+NUM_PROMPTS = 256  # smoke: 6; training prompts, one group each
+GROUP_SIZE = 8  # smoke: 4; G rollouts per prompt (Table 3)
 TAUS = [0.5, 1.0, 2.0]  # weight temperatures (Fig. 6)
 INTERACTIVE = False  # True: an ipywidgets slider over groups (needs a live Jupyter frontend)
 SHOW_GROUPS = 3  # groups printed in the static view (those with the most concentrated Eq. 4 weights)
@@ -66,11 +66,9 @@ from scope_lib.world import WorldSpec, load_world
 
 ctx = nb.setup("03_eq45_dpaw_weights", globals())
 # Derived values (papermill does not recompute them, so they live here, not above).
-num_prompts = 6 if SMOKE else NUM_PROMPTS
-group_size = min(GROUP_SIZE, 4) if SMOKE else GROUP_SIZE
 taus = [float(t) for t in TAUS]
 tau_ref = 1.0 if 1.0 in taus else taus[len(taus) // 2]  # the paper's default, for single-tau views
-cfg = experiment_config(SCALE, "scope", SEED, smoke=SMOKE)
+cfg = experiment_config(SCALE, "scope", SEED)
 
 # %% [markdown]
 # ## Rollouts, rewards, perplexities
@@ -83,9 +81,9 @@ cfg = experiment_config(SCALE, "scope", SEED, smoke=SMOKE)
 world = load_world(WorldSpec.from_config(cfg), train_seed=SEED)  # SEED also draws the training pool
 world.student.to(ctx.device)
 world.teacher.to(ctx.device)
-problems = world.train_problems[:num_prompts]
+problems = world.train_problems[:NUM_PROMPTS]
 scored = dpaw_study.sample_scored_groups(
-    world.student, world.teacher, world.tokenizer, problems, world.format_prompt, group_size=group_size,
+    world.student, world.teacher, world.tokenizer, problems, world.format_prompt, group_size=GROUP_SIZE,
     temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
     max_new_tokens=cfg.rollout.max_new_tokens, batch_size=cfg.rollout.batch_size, seed=SEED,
 )
@@ -93,7 +91,7 @@ rollouts = dpaw_study.rollout_table(scored, taus)
 per_group = rollouts.groupby("group")["correct"].agg(["sum", "size"])
 mixed = int(((per_group["sum"] > 0) & (per_group["sum"] < per_group["size"])).sum())
 display(Markdown(
-    f"**{world.description}** — {num_prompts} prompts × G = {group_size}: {len(rollouts)} rollouts, "
+    f"**{world.description}** — {NUM_PROMPTS} prompts × G = {GROUP_SIZE}: {len(rollouts)} rollouts, "
     f"accuracy {rollouts['correct'].mean():.1%}. {mixed} groups have both paths; "
     f"{int((per_group['sum'] >= 2).sum())} have ≥ 2 correct rollouts (where Eq. 4 can differ from uniform) and "
     f"{int((per_group['size'] - per_group['sum'] >= 2).sum())} have ≥ 2 incorrect ones (Eq. 5)."
@@ -139,7 +137,7 @@ display(Markdown(
 # Eq. 4/5 predict `w · n ≈ (relative PPL)^(±1/tau)` (dashed).
 
 # %%
-title = f"DPAW weights on base-student rollouts ({ctx.scale_label}, G = {group_size})"
+title = f"DPAW weights on base-student rollouts ({ctx.scale_label}, G = {GROUP_SIZE})"
 fig = dpaw_study.weight_distributions_figure(rollouts, taus, title)
 ctx.savefig(fig, "eq45_dpaw_weights", caption=dpaw_study.WEIGHTS_CAPTION)
 plt.show()
@@ -224,7 +222,7 @@ else:
 
 # %%
 regime = dpaw_study.regime_table(weight_table, tau_ref, f"this notebook's run, {ctx.scale_label}",
-                                 f"{num_prompts} groups of G = {group_size}")
+                                 f"{NUM_PROMPTS} groups of G = {GROUP_SIZE}")
 ctx.save_table(regime, "eq4_regime")
 ctx.savefig(dpaw_study.regime_figure(regime), "eq4_regime", caption=dpaw_study.REGIME_CAPTION)
 plt.show()
@@ -235,4 +233,4 @@ ctx.show_claims("eq4_regime", dpaw_study.regime_lines(regime));
 
 # %%
 ctx.show_claims("eq45_dpaw_weights", dpaw_study.check_lines(weight_table, conc, shares, tau_ref, intro=(
-    f"Scale `{ctx.scale_label}`: {len(rollouts)} base-student rollouts, {num_prompts} groups of G = {group_size}.")));
+    f"Scale `{ctx.scale_label}`: {len(rollouts)} base-student rollouts, {NUM_PROMPTS} groups of G = {GROUP_SIZE}.")));

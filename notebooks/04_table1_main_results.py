@@ -38,12 +38,12 @@ from scope_lib import nb
 nb.show_committed("04_table1_main_results")
 
 # %% tags=["parameters"]
-SCALE = "tiny"
-SMOKE = False
-SEEDS = [0, 1, 2, 3, 4]
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
+SEEDS = [0, 1, 2, 3, 4]  # smoke: [0, 1]
 METHODS = ["grpo", "kd", "opd", "opd_g8", "hybrid", "scope"]
 PAIR_SEEDS = []  # more seeds for OPD and SCOPE only: the SCOPE − OPD comparison's power
-EVAL_K = 16
+EVAL_K = 16  # smoke: 4
 FIGURES_DIR = "figures"
 
 # %%
@@ -55,13 +55,11 @@ from scope_lib.experiments import run_grid
 from scope_lib.plotting import display_name, markdown_table, per_seed_panels
 
 ctx = nb.setup("04_table1_main_results", globals())
-seeds = SEEDS[:2] if SMOKE else SEEDS  # two smoke seeds: the paired interval is computed, not skipped
-eval_k = 4 if SMOKE else EVAL_K
-df, results = run_grid(SCALE, METHODS, seeds, smoke=SMOKE, **{"eval.k": eval_k})
-pair_seeds = [] if SMOKE else [s for s in PAIR_SEEDS if s not in seeds]
+df, results = run_grid(SCALE, METHODS, SEEDS, **{"eval.k": EVAL_K})
+pair_seeds = [s for s in PAIR_SEEDS if s not in SEEDS]
 if pair_seeds:  # SCOPE and OPD only: the comparison the power target is about
     pair_df, pair_results = run_grid(SCALE, [v for v in ("opd", "scope") if v in METHODS], pair_seeds,
-                                     include_base=False, **{"eval.k": eval_k})
+                                     include_base=False, **{"eval.k": EVAL_K})
     df = pd.concat([df, pair_df], ignore_index=True)
     results.update(pair_results)
 summary = report.seed_summary(df)
@@ -77,9 +75,9 @@ ctx.save_table(avg_table, "table1_main_results_avg")
 ctx.save_table(pass_table, "table1_main_results_pass")
 ctx.save_table(summary, "table1_main_results_long")
 seed_counts = df[df.variant != "base"].groupby("variant")["seed"].nunique().to_dict()
-display(Markdown(f"**Avg@{eval_k}** (%, mean ± 95% CI over seeds: "
+display(Markdown(f"**Avg@{EVAL_K}** (%, mean ± 95% CI over seeds: "
                  + ", ".join(f"{display_name(v)} {n}" for v, n in seed_counts.items()) + ")\n\n" + markdown_table(avg_table)))
-display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + markdown_table(pass_table)))
+display(Markdown(f"**Pass@{EVAL_K}** (%)\n\n" + markdown_table(pass_table)))
 
 # %% [markdown]
 # ## The same numbers per seed
@@ -87,8 +85,8 @@ display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + markdown_table(pass_table)))
 # interval of the table and of the verdict rule); the base student, evaluated once, is the dashed line.
 
 # %%
-fig = per_seed_panels(df, METHODS, eval_k, f"Table 1 per seed ({ctx.scale_label}, {len(seeds)} seed(s), k = {eval_k})")
-ctx.savefig(fig, "table1_main_results", caption=f"Dots: the {len(seeds)} seed(s); diamonds and bars: mean and 95% t "
+fig = per_seed_panels(df, METHODS, EVAL_K, f"Table 1 per seed ({ctx.scale_label}, {len(SEEDS)} seed(s), k = {EVAL_K})")
+ctx.savefig(fig, "table1_main_results", caption=f"Dots: the {len(SEEDS)} seed(s); diamonds and bars: mean and 95% t "
             "interval over seeds (as the table and the verdict lines); dashed: the base student (one evaluation).");
 
 # %% [markdown]
@@ -99,9 +97,9 @@ ctx.savefig(fig, "table1_main_results", caption=f"Dots: the {len(seeds)} seed(s)
 # %%
 avg = {v: report.per_seed(df, v, "avg@k") for v in METHODS}
 top = {v: report.per_seed(df, v, "pass@k") for v in METHODS}
-A, P = f"Avg@{eval_k}", f"Pass@{eval_k}"
+A, P = f"Avg@{EVAL_K}", f"Pass@{EVAL_K}"
 OPD_NOTE = {"opd": "OPD (G = 1, as in the paper)", "opd_g8": "OPD (G = 8, as many rollouts as SCOPE)"}
-lines = [f"Scale `{ctx.scale_label}`, {len(seeds)} seed(s), k = {eval_k}; "
+lines = [f"Scale `{ctx.scale_label}`, {len(SEEDS)} seed(s), k = {EVAL_K}; "
          f"summary quantity: the mean over the eval sets of each seed's {A} or {P}."]
 for opd in [v for v in ("opd", "opd_g8") if v in METHODS]:
     paper = "+5.54% relative (Avg@32 55.2 vs 52.3; +6.21% with Qwen3)" if opd == "opd" else \
@@ -119,12 +117,12 @@ if "hybrid" in METHODS:  # the RL-KD hybrid the paper cites (§5.2) but never ru
         lines.append(report.compare(f"SCOPE − {display_name('hybrid')} {metric}", values["scope"], values["hybrid"],
                                     "greater", "not in the paper (it cites KDRL-style hybrids, §5.2, without running one)",
                                     relative=True))
-lines.append(report.compare_to_base(f"SCOPE − base student {P}", results, "scope", seeds, "greater",
-                                    "+1.9 points (73.1 → 75.0; Qwen3 +9.4)", k=eval_k))
+lines.append(report.compare_to_base(f"SCOPE − base student {P}", results, "scope", SEEDS, "greater",
+                                    "+1.9 points (73.1 → 75.0; Qwen3 +9.4)", k=EVAL_K))
 for baseline, paper in (("grpo", "-2.0 points (73.1 → 71.1; Qwen3 +1.2)"), ("kd", "-1.1 points (73.1 → 72.0; Qwen3 -2.4)")):
     if baseline in METHODS:
-        lines.append(report.compare_to_base(f"{display_name(baseline)} − base student {P}", results, baseline, seeds, "less",
-                                            paper, k=eval_k))
+        lines.append(report.compare_to_base(f"{display_name(baseline)} − base student {P}", results, baseline, SEEDS, "less",
+                                            paper, k=EVAL_K))
 
 # The power reached: the SCOPE − OPD Avg@k difference in points, for the top of the results page.
 power = report.save_power(verdict.paired_difference(avg["scope"], avg["opd"]), metric=A,

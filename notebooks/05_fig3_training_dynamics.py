@@ -35,11 +35,11 @@ from scope_lib import nb
 nb.show_committed("05_fig3_training_dynamics")
 
 # %% tags=["parameters"]
-SCALE = "tiny"
-SMOKE = False
-SEEDS = [0, 1, 2, 3, 4]
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
+SEEDS = [0, 1, 2, 3, 4]  # smoke: [0]
 METHODS = ["grpo", "opd", "hybrid", "scope"]
-SMOOTH = 5
+SMOOTH = 5  # smoke: 1
 FIGURES_DIR = "figures"
 
 # %%
@@ -52,9 +52,7 @@ from scope_lib.experiments import run_histories
 from scope_lib.plotting import band, display_name, legend_outside, method_color
 
 ctx = nb.setup("05_fig3_training_dynamics", globals())
-seeds = SEEDS[:1] if SMOKE else SEEDS
-smooth = 1 if SMOKE else SMOOTH
-histories = run_histories(SCALE, METHODS, seeds, smoke=SMOKE)
+histories = run_histories(SCALE, METHODS, SEEDS)
 
 # %% [markdown]
 # ## Generates and saves Figure 3
@@ -68,7 +66,7 @@ inf = float("inf")
 panels = [("entropy", "token entropy (nats)", 1, inf), ("accuracy", "rollout accuracy (%)", 100, 100.0),
           ("response_length", "response length (tokens)", 1, inf)]
 fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.5))
-curves = {metric: report.step_curves(histories, metric, smooth=smooth) for metric, *_ in panels}
+curves = {metric: report.step_curves(histories, metric, smooth=SMOOTH) for metric, *_ in panels}
 for ax, (metric, label, factor, highest) in zip(axes, panels):
     for variant in METHODS:
         part = curves[metric][curves[metric].variant == variant]
@@ -77,9 +75,9 @@ for ax, (metric, label, factor, highest) in zip(axes, panels):
     ax.set(xlabel="training step", ylabel=label)
     ax.set_ylim(0, 102 if highest == 100.0 else None)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-fig.suptitle(f"Fig. 3: training dynamics ({ctx.scale_label}, {len(seeds)} seed(s), moving average over {smooth} step(s))")
+fig.suptitle(f"Fig. 3: training dynamics ({ctx.scale_label}, {len(SEEDS)} seed(s), moving average over {SMOOTH} step(s))")
 legend_outside(fig, title="mean over seeds;\nband: 95% t interval", alignment="left")
-ctx.savefig(fig, "fig3_training_dynamics", caption=f"Mean over {len(seeds)} seed(s) of each seed's {smooth}-step "
+ctx.savefig(fig, "fig3_training_dynamics", caption=f"Mean over {len(SEEDS)} seed(s) of each seed's {SMOOTH}-step "
             "moving average; band: 95% t interval over seeds (as the verdict lines), clipped to the metric's range.")
 ctx.save_table(pd.concat([c.rename(columns={m: "value"}).assign(metric=m) for m, c in curves.items()], ignore_index=True),
                "fig3_training_dynamics");
@@ -89,7 +87,7 @@ entropy_change = {v: report.history_change(histories, v, "entropy") for v in MET
 mean_accuracy = {v: report.history_mean(histories, v, "accuracy") for v in METHODS}
 mean_over_seeds = {name: {v: sum(d.values()) / len(d) for v, d in values.items()}
                    for name, values in (("entropy", entropy_change), ("accuracy", mean_accuracy))}
-lines = [f"Scale `{ctx.scale_label}`, {len(seeds)} seed(s): entropy change from the first to the "
+lines = [f"Scale `{ctx.scale_label}`, {len(SEEDS)} seed(s): entropy change from the first to the "
          "last fifth of training " + ", ".join(f"{display_name(v)} {e:+.3f}" for v, e in mean_over_seeds["entropy"].items())
          + " nats; mean rollout accuracy over training " + ", ".join(f"{display_name(v)} {100 * a:.1f}%" for v, a in mean_over_seeds["accuracy"].items())
          + " (means over seeds)."]

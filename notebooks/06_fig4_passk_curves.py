@@ -36,11 +36,11 @@ from scope_lib import nb
 nb.show_committed("06_fig4_passk_curves")
 
 # %% tags=["parameters"]
-SCALE = "tiny"
-SMOKE = False
-SEEDS = [0, 1, 2, 3, 4]
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
+SEEDS = [0, 1, 2, 3, 4]  # smoke: [0]
 METHODS = ["grpo", "kd", "opd", "opd_g8", "hybrid", "scope"]
-EVAL_K = 16
+EVAL_K = 16  # smoke: 4
 FIGURES_DIR = "figures"
 
 # %%
@@ -53,9 +53,7 @@ from scope_lib.experiments import run_grid
 from scope_lib.plotting import display_name, k_axis, method_palette, t_interval_within
 
 ctx = nb.setup("06_fig4_passk_curves", globals())
-seeds = SEEDS[:1] if SMOKE else SEEDS
-eval_k = 4 if SMOKE else EVAL_K
-df, results = run_grid(SCALE, METHODS, seeds, smoke=SMOKE, **{"eval.k": eval_k})
+df, results = run_grid(SCALE, METHODS, SEEDS, **{"eval.k": EVAL_K})
 sets = [s for s in df.eval_set.unique() if s != "average"]
 curves = pd.concat([report.pass_curves(results, v, s).assign(variant=v, eval_set=s or "average")
                     for s in sets + [None] for v in ["base"] + METHODS], ignore_index=True)
@@ -90,7 +88,7 @@ for row, variants in zip(axes, rows):
             for i, (_, one_seed) in enumerate(mine.groupby("seed") if variant in own_row else []):
                 ax.plot(one_seed.k, one_seed.pct, lw=0.7, alpha=0.5, color=palette[display_name(variant)],
                         label=f"{display_name(variant)}, one seed" if i == 0 else "_one seed")
-        k_axis(ax, range(1, eval_k + 1))
+        k_axis(ax, range(1, EVAL_K + 1))
         ax.set(title=eval_set if variants == rows[0] else f"{eval_set}: {', '.join(map(display_name, own_row))}",
                ylabel="Pass@k (%)" if ax is row[0] else "", xlabel="k")
     handles, labels = row[0].get_legend_handles_labels()
@@ -99,7 +97,7 @@ for row, variants in zip(axes, rows):
     row[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.04, 1.0), frameon=False, alignment="left",
                    title="mean over seeds;\n" + ("bands (SCOPE, OPD):\n95% t interval" if variants == rows[0] else
                                                  "thin lines: one seed each"))
-fig.suptitle(f"Fig. 4: Pass@k against k ({ctx.scale_label}, {len(seeds)} seed(s))")
+fig.suptitle(f"Fig. 4: Pass@k against k ({ctx.scale_label}, {len(SEEDS)} seed(s))")
 ctx.savefig(fig, "fig4_passk_curves", caption="Pass@k against k per eval set, mean over seeds; bands (SCOPE and OPD only): "
             "the 95% t interval over seeds, clipped to 0-100; dashed: the base student, evaluated once; GRPO in its own "
             "row with its seeds as thin lines.");
@@ -111,20 +109,20 @@ ctx.savefig(fig, "fig4_passk_curves", caption="Pass@k against k per eval set, me
 
 # %%
 PAPER_PASS32 = {"grpo": "71.1", "kd": "72.0", "opd": "73.1", "opd_g8": "73.1 for OPD at G = 1"}  # no G = 8 OPD there
-k_half = max(1, eval_k // 2)
+k_half = max(1, EVAL_K // 2)
 area = {v: report.pass_area(results, v) for v in METHODS}
-gain = {v: report.pass_gain(results, v, k_half, eval_k) for v in METHODS}
+gain = {v: report.pass_gain(results, v, k_half, EVAL_K) for v in METHODS}
 avg = curves[curves.eval_set == "average"].pivot(index="k", columns="variant", values="pass@k")
-lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s): mean Pass@k over k = 1..{eval_k} "
+lines = [f"Scale `{ctx.scale_label}`, {len(SEEDS)} seed(s): mean Pass@k over k = 1..{EVAL_K} "
          + ", ".join(f"{display_name(v)} {100 * avg[v].mean():.1f}%" for v in ["base"] + METHODS)
-         + f"; gain from k = {k_half} to {eval_k} " + ", ".join(f"{display_name(v)} {100 * (avg[v].iloc[-1] - avg[v].loc[k_half]):+.1f}"
+         + f"; gain from k = {k_half} to {EVAL_K} " + ", ".join(f"{display_name(v)} {100 * (avg[v].iloc[-1] - avg[v].loc[k_half]):+.1f}"
                                                          for v in ["base"] + METHODS) + " points (means over seeds)."]
 for baseline in [v for v in METHODS if v != "scope"]:
-    lines.append(report.compare(f"SCOPE − {display_name(baseline)} mean Pass@k over k = 1..{eval_k}", area["scope"], area[baseline],
+    lines.append(report.compare(f"SCOPE − {display_name(baseline)} mean Pass@k over k = 1..{EVAL_K}", area["scope"], area[baseline],
                                 "greater", f"SCOPE above at every k (Fig. 4; Table 1 Pass@32 75.0 vs "
                                            f"{PAPER_PASS32.get(baseline, 'n/a')})"))
 for baseline in [v for v in METHODS if v in ("grpo", "opd", "opd_g8")]:
-    lines.append(report.compare(f"SCOPE − {display_name(baseline)} gain Pass@{eval_k} − Pass@{k_half}", gain["scope"], gain[baseline],
+    lines.append(report.compare(f"SCOPE − {display_name(baseline)} gain Pass@{EVAL_K} − Pass@{k_half}", gain["scope"], gain[baseline],
                                 "greater", "SCOPE keeps rising up to k = 32, GRPO and OPD plateau (Fig. 4; no number "
                                            "in the text)"))
 ctx.show_claims("fig4_passk_curves", lines);

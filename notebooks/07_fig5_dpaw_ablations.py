@@ -49,10 +49,10 @@ from scope_lib import nb
 nb.show_committed("07_fig5_dpaw_ablations")
 
 # %% tags=["parameters"]
-SCALE = "tiny"
-SMOKE = False
-SEEDS = [0, 1, 2, 3, 4]
-EVAL_K = 16
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
+SEEDS = [0, 1, 2, 3, 4]  # smoke: [0]
+EVAL_K = 16  # smoke: 4
 FIGURES_DIR = "figures"
 
 # %%
@@ -63,10 +63,8 @@ from scope_lib.experiments import ABLATIONS, run_grid
 from scope_lib.plotting import display_name, method_color, metric_label, point_interval, variant_ticks
 
 ctx = nb.setup("07_fig5_dpaw_ablations", globals())
-seeds = SEEDS[:1] if SMOKE else SEEDS
-eval_k = 4 if SMOKE else EVAL_K
 variants = ["scope", *ABLATIONS]
-df, results = run_grid(SCALE, variants, seeds, smoke=SMOKE, include_base=False, **{"eval.k": eval_k})
+df, results = run_grid(SCALE, variants, SEEDS, include_base=False, **{"eval.k": EVAL_K})
 summary = report.seed_summary(df)
 ctx.save_table(summary, "fig5_dpaw_ablations");
 
@@ -82,10 +80,10 @@ for ax, metric in zip(axes, ["avg@k", "pass@k"]):
     point_interval(ax, seed_rows, x="variant", y=metric, hue="variant", order=variants, scale=100, clip=(0, 100))
     ax.axhline(100 * seed_rows.loc[seed_rows.variant == "scope", metric].mean(), color=method_color("scope"), ls=":", lw=1)
     variant_ticks(ax, variants)
-    name = metric_label(metric, eval_k)
+    name = metric_label(metric, EVAL_K)
     ax.set(xlabel="", ylabel=f"{name} (%)", title=f"{name}, mean over the eval sets")
-fig.suptitle(f"Fig. 5: DPAW ablations ({ctx.scale_label}, {len(seeds)} seed(s))")
-ctx.savefig(fig, "fig5_dpaw_ablations", caption=f"Avg@{eval_k} and Pass@{eval_k}, mean over the eval sets, per DPAW "
+fig.suptitle(f"Fig. 5: DPAW ablations ({ctx.scale_label}, {len(SEEDS)} seed(s))")
+ctx.savefig(fig, "fig5_dpaw_ablations", caption=f"Avg@{EVAL_K} and Pass@{EVAL_K}, mean over the eval sets, per DPAW "
             "ablation: dots are single seeds, diamonds and bars the mean over seeds and its 95% t interval; dotted: "
             "SCOPE's mean.");
 
@@ -107,8 +105,8 @@ PAPER = {  # ablation: (Avg@k effect, Pass@k effect)
 missing = set(ABLATIONS) - set(PAPER)
 assert not missing, f"experiments.ABLATIONS has ablations this notebook does not describe: {sorted(missing)}"
 per_seed = {(v, m): report.per_seed(df, v, m) for v in variants for m in ("avg@k", "pass@k")}
-names = {"avg@k": f"Avg@{eval_k}", "pass@k": f"Pass@{eval_k}"}
-lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s), k = {eval_k}; summary quantity: each "
+names = {"avg@k": f"Avg@{EVAL_K}", "pass@k": f"Pass@{EVAL_K}"}
+lines = [f"Scale `{ctx.scale_label}`, {len(SEEDS)} seed(s), k = {EVAL_K}; summary quantity: each "
          "seed's Avg@k and Pass@k at the largest k, mean over the eval sets."]
 for ablation in ABLATIONS:
     for metric, paper in zip(("avg@k", "pass@k"), PAPER[ablation]):

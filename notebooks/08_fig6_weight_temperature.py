@@ -41,12 +41,12 @@ from scope_lib import nb
 nb.show_committed("08_fig6_weight_temperature")
 
 # %% tags=["parameters"]
-SCALE = "tiny"
-SMOKE = False
-SEEDS = [0, 1, 2, 3, 4]
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
+SEEDS = [0, 1, 2, 3, 4]  # smoke: [0]
 TAUS = [0.5, 1.0, 2.0]
 TAU_STUDENTS = []  # empty: the values of the world's preconditions record (ESS 0.95, 0.85, 0.70)
-EVAL_K = 16
+EVAL_K = 16  # smoke: 4
 FIGURES_DIR = "figures"
 
 # %%
@@ -58,14 +58,12 @@ from scope_lib.experiments import run_grid, run_histories
 from scope_lib.plotting import display_name, legend_outside, metric_label, point_interval, t_interval_within
 
 ctx = nb.setup("08_fig6_weight_temperature", globals())
-seeds = SEEDS[:1] if SMOKE else SEEDS
-eval_k = 4 if SMOKE else EVAL_K
 variants = ["scope" if tau == 1.0 else f"scope_tau{tau}" for tau in TAUS]  # tau=1 is the default run
-df, results = run_grid(SCALE, variants, seeds, smoke=SMOKE, include_base=False, **{"eval.k": eval_k})
+df, results = run_grid(SCALE, variants, SEEDS, include_base=False, **{"eval.k": EVAL_K})
 summary = report.seed_summary(df)
 avg = summary[summary.eval_set == "average"].set_index("variant").loc[variants]
 ctx.save_table(summary.assign(tau=summary.variant.map(dict(zip(variants, TAUS)))), "fig6_weight_temperature")
-histories = run_histories(SCALE, variants, seeds, smoke=SMOKE)
+histories = run_histories(SCALE, variants, SEEDS)
 ess = report.step_curves(histories, "teacher_w_ess_frac")
 
 # %% [markdown]
@@ -83,13 +81,13 @@ fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for ax, metric in zip(axes[:2], ["avg@k", "pass@k"]):
     point_interval(ax, seed_rows, x="tau", y=metric, hue="tau", order=list(palette), palette=palette, scale=100,
                    clip=(0, 100))
-    name = metric_label(metric, eval_k)
+    name = metric_label(metric, EVAL_K)
     ax.set(xlabel="weight temperature τ", ylabel=f"{name} (%)", title=f"{name}, mean over the eval sets")
 ess_rows = figure_data.history_long(histories, "teacher_w_ess_frac").assign(tau=lambda d: d.variant.map(tau_label))
 sns.lineplot(ess_rows, x="step", y="teacher_w_ess_frac", hue="tau", hue_order=list(palette), palette=palette,
              errorbar=t_interval_within(0, 1), ax=axes[2])
 axes[2].set(xlabel="training step", ylabel="ESS fraction (1 = uniform)", title="Teacher weights (Eq. 5): ESS fraction")
-fig.suptitle(f"Fig. 6: weight temperature ({ctx.scale_label}, {len(seeds)} seed(s))")
+fig.suptitle(f"Fig. 6: weight temperature ({ctx.scale_label}, {len(SEEDS)} seed(s))")
 legend_outside(fig, title="τ")
 ctx.savefig(fig, "fig6_weight_temperature", caption="Avg@k and Pass@k at the largest k (mean over the eval sets) "
             "per weight temperature tau, each seed and the mean over seeds with its 95% t interval; the teacher "
@@ -97,8 +95,8 @@ ctx.savefig(fig, "fig6_weight_temperature", caption="Avg@k and Pass@k at the lar
 
 # %%
 mean_ess = {tau: float(ess[ess.variant == v]["teacher_w_ess_frac"].mean()) for tau, v in zip(TAUS, variants)}
-names = {"avg@k": f"Avg@{eval_k}", "pass@k": f"Pass@{eval_k}"}
-lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s): Avg@{eval_k} by tau "
+names = {"avg@k": f"Avg@{EVAL_K}", "pass@k": f"Pass@{EVAL_K}"}
+lines = [f"Scale `{ctx.scale_label}`, {len(SEEDS)} seed(s): Avg@{EVAL_K} by tau "
          + ", ".join(f"{t}: {100 * avg.loc[v, 'avg@k']:.1f}" for t, v in zip(TAUS, variants))
          + " (means over seeds); summary quantity: each seed's Avg@k and Pass@k at the largest k, mean over the eval sets."]
 if 1.0 in TAUS:
@@ -133,7 +131,7 @@ import pandas as pd
 from scope_lib import verdict
 from scope_lib.experiments import experiment_config
 
-model = experiment_config(SCALE, "scope", seeds[0], smoke=SMOKE).model.student
+model = experiment_config(SCALE, "scope", SEEDS[0]).model.student
 record_path = Path(nb.__file__).resolve().parents[1] / "data" / f"world_{model}" / "preconditions.json"
 record = json.loads(record_path.read_text()) if record_path.exists() else {}
 targets = [0.95, 0.85, 0.7]
@@ -146,7 +144,7 @@ else:  # a world without a record (the smoke world): one sharper value, to run t
 ess_of = {f"scope_tau_student{t:g}": record.get(f"student_ess_frac@tau_student={t:g}", np.nan) for t in tau_students}
 ess_of["scope"] = record.get("student_ess_frac@tau=1", np.nan)
 sweep = ["scope"] + [f"scope_tau_student{t:g}" for t in tau_students]
-sweep_df, _ = run_grid(SCALE, sweep + ["no_dpaw"], seeds, smoke=SMOKE, include_base=False, **{"eval.k": eval_k})
+sweep_df, _ = run_grid(SCALE, sweep + ["no_dpaw"], SEEDS, include_base=False, **{"eval.k": EVAL_K})
 rows = []
 for variant in sweep:
     for metric in ("avg@k", "pass@k"):
@@ -174,13 +172,13 @@ for ax, metric in zip(axes, [names["avg@k"], names["pass@k"]]):
     ax.set(xlabel="student-path ESS on the base student (1 = uniform weights)", ylabel=f"{metric} effect (points)",
            title=f"{metric}: SCOPE − {display_name('no_dpaw')}")
 handles, labels = axes[0].get_legend_handles_labels()
-fig.suptitle(f"DPAW's correct-path strength ({ctx.scale_label}, {len(seeds)} seed(s), Eq. 5 at τ = 1)")
+fig.suptitle(f"DPAW's correct-path strength ({ctx.scale_label}, {len(SEEDS)} seed(s), Eq. 5 at τ = 1)")
 legend_outside(fig, handles, labels)  # after the suptitle: its tight layout then leaves the title room
 ctx.savefig(fig, "fig6b_tau_student_sweep", caption="Effect of SCOPE over w/o DPAW (every weight 1) against the "
             "student-path effective sample size that each tau_student gives on the base student's rollouts (measured "
             "before training); bars: 95% t interval over paired seeds; dashed: the paper's tau = 1.")
 
-sweep_lines = [f"Scale `{SCALE}`{' (smoke)' if SMOKE else ''}, {len(seeds)} seed(s): SCOPE with Eq. 4's temperature "
+sweep_lines = [f"Scale `{ctx.scale_label}`, {len(SEEDS)} seed(s): SCOPE with Eq. 4's temperature "
                f"tau_student in {[1.0] + tau_students} (Eq. 5 at tau = 1) against w/o DPAW; student-path ESS on the base "
                "student: " + ", ".join(f"{ess_of[v]:.3f} at {v.removeprefix('scope_tau_student') if v != 'scope' else 'tau 1'}"
                                         for v in sweep) + "."]

@@ -44,9 +44,9 @@ from scope_lib import nb
 nb.show_committed("09_table8_step_time")
 
 # %% tags=["parameters"]
-SCALE = "tiny"
-SMOKE = False
-SEEDS = [0, 1, 2, 3, 4]
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
+SEEDS = [0, 1, 2, 3, 4]  # smoke: [0]
 METHODS = ["grpo", "opd", "scope"]
 FIGURES_DIR = "figures"
 BENCH_RECORD = "data/bench_table8/table8_bench.json"  # bench/table8_speed.py's record, relative to the repository
@@ -62,8 +62,7 @@ from scope_lib.plotting import display_name, legend_outside, markdown_table
 from scope_lib.trainer import TIMERS
 
 ctx = nb.setup("09_table8_step_time", globals())
-seeds = SEEDS[:1] if SMOKE else SEEDS
-histories = run_histories(SCALE, METHODS, seeds, smoke=SMOKE)
+histories = run_histories(SCALE, METHODS, SEEDS)
 steps = figure_data.step_times(histories, TIMERS)
 
 # %% [markdown]
@@ -73,7 +72,7 @@ steps = figure_data.step_times(histories, TIMERS)
 table = steps.groupby("variant")[list(TIMERS) + ["rollouts"]].mean().loc[METHODS]
 table["other"] = table["step"] - table[[t for t in TIMERS if t != "step"]].sum(axis=1)
 ctx.save_table(table.round(4).rename(index=display_name), "table8_step_time")
-display(Markdown(f"Seconds per step ({SCALE}{', smoke' if SMOKE else ''}, {len(seeds)} seed(s), {len(steps)} steps in all)\n\n"
+display(Markdown(f"Seconds per step ({ctx.scale_label}, {len(SEEDS)} seed(s), {len(steps)} steps in all)\n\n"
                  + markdown_table(table.rename(index=display_name))))
 
 fig, ax = plt.subplots(figsize=(8.5, 3.2))
@@ -88,7 +87,7 @@ ctx.savefig(fig, "table8_step_time", caption="Seconds per training step by compo
 
 # %%
 share = table["teacher_scoring"] / table["step"]
-optim = experiment_config(SCALE, "scope", seeds[0], smoke=SMOKE).optim
+optim = experiment_config(SCALE, "scope", SEEDS[0]).optim
 # the trainer's rule: pi_old from the update's own pass only with one update per rollout batch
 from_update = optim.old_logp_pass == "when_needed" and optim.mini_batch_prompts >= optim.prompts_per_step
 seconds = {(v, timer): report.history_mean(histories, v, f"time/{timer}") for v in METHODS for timer in TIMERS}

@@ -41,8 +41,8 @@ from scope_lib import nb
 nb.show_committed("10_dpaw_weights_by_step")
 
 # %% tags=["parameters"]
-SCALE = "tiny"
-SMOKE = False
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
 METHOD = "scope"  # scope, a DPAW ablation (no_dpaw, ...) or scope_tau<value>: the variants with weights
 SEED = 0
 STEPS = None  # steps of the static panel, e.g. [1, 20, 40]; None: first, middle and last
@@ -65,7 +65,7 @@ from scope_lib.plotting import display_name
 from scope_lib.runs import get_run
 
 ctx = nb.setup("10_dpaw_weights_by_step", globals())
-run = get_run(experiment_config(SCALE, METHOD, SEED, smoke=SMOKE))
+run = get_run(experiment_config(SCALE, METHOD, SEED))
 records = wr.read_weight_records(run.path)
 long = wr.path_rows(records)
 if long.empty:

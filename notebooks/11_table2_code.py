@@ -43,11 +43,11 @@ from scope_lib import nb
 nb.show_committed("11_table2_code")
 
 # %% tags=["parameters"]
-SCALE = "tiny_code"
-SMOKE = False
-SEEDS = [0, 1, 2, 3, 4]
+SCALE = "tiny_code"  # smoke: "tiny_code_smoke"
+SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
+SEEDS = [0, 1, 2, 3, 4]  # smoke: [0, 1]
 METHODS = ["grpo", "kd", "opd", "opd_g8", "hybrid", "scope"]
-EVAL_K = 8
+EVAL_K = 8  # smoke: 4
 FIGURES_DIR = "figures"
 
 # %%
@@ -58,12 +58,10 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from scope_lib import nb, report, verdict
-from scope_lib.experiments import run_grid
+from scope_lib.experiments import experiment_config, run_grid
 from scope_lib.plotting import display_name, markdown_table, per_seed_panels
 
 ctx = nb.setup("11_table2_code", globals())
-seeds = SEEDS[:2] if SMOKE else SEEDS  # two smoke seeds: the paired interval is computed, not skipped
-eval_k = 4 if SMOKE else EVAL_K
 
 # %% [markdown]
 # ## The world
@@ -71,8 +69,8 @@ eval_k = 4 if SMOKE else EVAL_K
 # greedy pass rate per eval set (hidden tests in the sandbox).
 
 # %%
-build_path = nb.REPO_ROOT / "worlds" / "tiny_code" / "build.json"
-if not SMOKE and build_path.exists():
+build_path = nb.REPO_ROOT / "worlds" / experiment_config(SCALE, "scope", SEEDS[0]).model.student / "build.json"
+if build_path.exists():
     record = json.loads(build_path.read_text())
     rows = []
     for name in ("teacher", "student"):
@@ -83,14 +81,14 @@ if not SMOKE and build_path.exists():
     world_table = pd.DataFrame(rows).set_index("model")
     display(Markdown(markdown_table(world_table, floatfmt=".3g")))
 else:
-    print("smoke world: built in seconds, its models solve nothing (no build record to show)")
+    print(f"{build_path.parent.name}: no build record to show (the smoke world is built in seconds and solves nothing)")
 
 # %% [markdown]
 # ## Training and evaluation
 # Runs land in the run registry and are reused on a rerun; an interrupted grid resumes.
 
 # %%
-df, results = run_grid(SCALE, METHODS, seeds, smoke=SMOKE, **{"eval.k": eval_k})
+df, results = run_grid(SCALE, METHODS, SEEDS, **{"eval.k": EVAL_K})
 summary = report.seed_summary(df)
 sets = [s for s in df.eval_set.unique() if s != "average"] + ["average"]
 order = ["base"] + METHODS
@@ -103,8 +101,8 @@ avg_table, pass_table = (t.rename(index=display_name) for t in report.method_tab
 ctx.save_table(avg_table, "table2_code_avg")
 ctx.save_table(pass_table, "table2_code_pass")
 ctx.save_table(summary, "table2_code_long")
-display(Markdown(f"**Avg@{eval_k}** (%, mean ± 95% CI over {len(seeds)} seed(s))\n\n" + markdown_table(avg_table)))
-display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + markdown_table(pass_table)))
+display(Markdown(f"**Avg@{EVAL_K}** (%, mean ± 95% CI over {len(SEEDS)} seed(s))\n\n" + markdown_table(avg_table)))
+display(Markdown(f"**Pass@{EVAL_K}** (%)\n\n" + markdown_table(pass_table)))
 
 # %% [markdown]
 # ## The same numbers per seed
@@ -112,8 +110,8 @@ display(Markdown(f"**Pass@{eval_k}** (%)\n\n" + markdown_table(pass_table)))
 # base student, evaluated once, is the dashed line.
 
 # %%
-fig = per_seed_panels(df, METHODS, eval_k, f"Table 2 per seed ({ctx.scale_label}, {len(seeds)} seed(s), k = {eval_k})")
-ctx.savefig(fig, "table2_code", caption=f"Code world: dots are the {len(seeds)} seed(s); diamonds and bars the mean "
+fig = per_seed_panels(df, METHODS, EVAL_K, f"Table 2 per seed ({ctx.scale_label}, {len(SEEDS)} seed(s), k = {EVAL_K})")
+ctx.savefig(fig, "table2_code", caption=f"Code world: dots are the {len(SEEDS)} seed(s); diamonds and bars the mean "
             "and 95% t interval over seeds; dashed: the base student (one evaluation). Every sample was judged by "
             "its problem's hidden tests in the sandbox.");
 
@@ -140,9 +138,9 @@ for variant in METHODS:  # bands for SCOPE and OPD only, so they do not hide eac
     sns.lineplot(curve_avg[curve_avg.variant == variant], x="k", y="pct", color=palette[display_name(variant)], marker="o",
                  ms=3, mew=0, errorbar=t_interval_within(0, 100) if variant in ("opd", "scope") else None,
                  label=display_name(variant), ax=ax)
-k_axis(ax, range(1, eval_k + 1))
+k_axis(ax, range(1, EVAL_K + 1))
 ax.set(xlabel="k", ylabel="Pass@k (%), mean over the eval sets")
-fig.suptitle(f"Code world: Pass@k against k ({ctx.scale_label}, {len(seeds)} seed(s))")
+fig.suptitle(f"Code world: Pass@k against k ({ctx.scale_label}, {len(SEEDS)} seed(s))")
 legend_outside(fig, title="mean over seeds;\nbands (SCOPE, OPD):\n95% t interval", alignment="left")
 ctx.savefig(fig, "table2_code_passk", caption="Pass@k against k on the code world, mean over the eval sets and over "
             "seeds; bands (SCOPE and OPD only): the 95% t interval over seeds; dashed: the base student, one evaluation.");
@@ -156,9 +154,9 @@ ctx.savefig(fig, "table2_code_passk", caption="Pass@k against k on the code worl
 # %%
 avg = {v: report.per_seed(df, v, "avg@k") for v in METHODS}
 top = {v: report.per_seed(df, v, "pass@k") for v in METHODS}
-A, P = f"Avg@{eval_k}", f"Pass@{eval_k}"
+A, P = f"Avg@{EVAL_K}", f"Pass@{EVAL_K}"
 OPD_NOTE = {"opd": "OPD (G = 1, as in the paper)", "opd_g8": "OPD (G = 8, as many rollouts as SCOPE)"}
-lines = [f"Scale `{ctx.scale_label}` (code world, hidden tests in the sandbox), {len(seeds)} seed(s), k = {eval_k}; "
+lines = [f"Scale `{ctx.scale_label}` (code world, hidden tests in the sandbox), {len(SEEDS)} seed(s), k = {EVAL_K}; "
          f"summary quantity: the mean over the eval sets of each seed's {A} or {P}."]
 for opd in [v for v in ("opd", "opd_g8") if v in METHODS]:
     against = "" if opd == "opd" else " (against the paper's OPD at G = 1; the paper has no rollout-matched OPD)"

@@ -23,6 +23,10 @@ SCALES = {"tiny": "tiny", "tiny_chain": "tiny_chain", "tiny_code": "tiny_code", 
           "paper": "paper_distill_1p5b", "paper_qwen3": "paper_qwen3_1p7b", "paper_code": "paper_code"}
 # The smoke world of each tiny scale (seconds to build; the tests' notebook runs)
 SMOKE_WORLDS = {"tiny": "tiny_routes_smoke", "tiny_chain": "tiny_smoke", "tiny_code": "tiny_code_smoke"}
+# Each smoke world is also a scale of its own, named after the world: `experiment_config("tiny_routes_smoke", ...)`
+# is `experiment_config("tiny", ..., smoke=True)`, the same config and run. A notebook's smoke value
+# of SCALE names one, so its code passes SCALE on and never asks whether it is a smoke run.
+SMOKE_SCALES = {world: scale for scale, world in SMOKE_WORLDS.items()}
 
 METHODS = ("grpo", "kd", "opd", "scope", "hybrid")
 # OPD matched in rollouts: G = 8 per prompt like SCOPE and GRPO (the paper's OPD uses G = 1).
@@ -127,9 +131,12 @@ _warned_paper: list[str] = []  # say once per process that paper scale needs GPU
 
 
 def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = False, **overrides: Any) -> TrainConfig:
-    """The config of one run of the paper's experiments at `scale` (`tiny`, `smol`, `paper`)."""
+    """The config of one run of the paper's experiments at `scale` (`tiny`, `smol`, `paper`, or a
+    smoke world of `SMOKE_SCALES`: its tiny scale with `smoke=True`)."""
+    if scale in SMOKE_SCALES:
+        scale, smoke = SMOKE_SCALES[scale], True
     if scale not in SCALES:
-        raise ValueError(f"scale {scale!r}: expected one of {list(SCALES)}")
+        raise ValueError(f"scale {scale!r}: expected one of {list(SCALES) + list(SMOKE_SCALES)}")
     if scale.startswith("paper") and not _warned_paper:
         print(f"scale {scale!r}: expects GPUs, vLLM (pip install -e .[vllm]), a teacher vLLM server and the Hugging Face hub")
         _warned_paper.append(scale)

@@ -17,12 +17,15 @@ jupytext autosaves into the `.py`, makes a variant, never a new default:
   (for regenerating the committed figures under new defaults on purpose);
 - FIGURES_DIR set to anything but its default: that folder, as given;
 - SMOKE with the default FIGURES_DIR: `notebooks/executed/figures` (where the batch runner
-  puts smoke output), never `figures/`, then the rules above.
+  puts smoke output), never `figures/`, then the rules above, with the smoke values as the
+  defaults.
 
-A parameter that papermill injected (`papermill ... -p NAME value`) but the parameters cell
-does not declare is refused here, naming it (papermill itself only warns). A smoke run
-(SMOKE=True) trains into the registry `notebooks/executed/runs` ($SCOPE_RUNS_DIR, unless
-already set), never the shared `runs/`.
+A smoke run (SMOKE=True) takes each parameter's smoke value (its `# smoke: <literal>` comment
+in the parameters cell, `scope_lib.nb_params`) for every parameter still at its default, and
+trains into the registry `notebooks/executed/runs` ($SCOPE_RUNS_DIR, unless already set),
+never the shared `runs/`. A parameter that papermill injected (`papermill ... -p NAME value`)
+but the parameters cell does not declare is refused here, naming it (papermill itself only
+warns). Reading the parameters cell and its committed defaults is `scope_lib.nb_params`'.
 
 The returned `Context` writes every artefact through `ctx.savefig`, `ctx.save_table` and
 `ctx.show_claims`, which also record the parameters beside it (`<name>.params.json`) and
@@ -38,18 +41,17 @@ and how long a first run took in the latest committed run record
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
 import re
-import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scope_lib import plotting
+from scope_lib import nb_params, plotting, report
+from scope_lib.nb_params import RECORD_SUFFIX, VARIANTS_FOLDER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -60,101 +62,8 @@ RUNS_DIR_ENV = "SCOPE_RUNS_DIR"
 BATCH_ENV = "SCOPE_NOTEBOOK_BATCH"
 COMMITTED_FIGURES_DIR = REPO_ROOT / "figures"
 RUN_RECORDS_DIR = REPO_ROOT / "data"
-# The first line of the cell papermill injects after the parameters cell (papermill's Python translator).
-INJECTED_HEADER = "# Parameters"
 WRITE_FIGURES_ENV = "SCOPE_WRITE_FIGURES"
-VARIANTS_FOLDER = "variants"
-NOT_COMPARED = ("SMOKE", "FIGURES_DIR")  # neither changes what a figure shows, only its size or place
 MAX_SLUG_LENGTH = 80
-RECORD_SUFFIX = ".params.json"
-
-
-def notebook_defaults(notebook: str, notebooks_dir: str | os.PathLike = DEFAULT_NOTEBOOKS_DIR) -> dict[str, Any]:
-    """{name: default value} of the parameters cell of `<notebooks_dir>/<notebook>.py` in the
-    working tree, in order."""
-    from scope_lib.run_notebooks import declared_parameters
-
-    path = Path(notebooks_dir) / f"{notebook}.py"
-    if not path.exists():
-        raise ValueError(f"notebook: {notebook!r} has no paired file {path}")
-    return {name: info["value"] for name, info in declared_parameters(path).items()}
-
-
-def _git(folder: Path, *args: str) -> str | None:
-    """Output of `git -C folder args...`, or None where git is missing or the command fails."""
-    try:
-        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def committed_text(path: str | os.PathLike) -> str | None:
-    """The text of `path` as git's HEAD holds it; None outside a git work tree, without a HEAD
-    commit, or for a file HEAD does not hold (new or untracked)."""
-    path = Path(path).resolve()
-    top = _git(path.parent, "rev-parse", "--show-toplevel")
-    if not top:
-        return None
-    relative = path.relative_to(Path(top.strip()).resolve()).as_posix()
-    return _git(path.parent, "show", f"HEAD:{relative}")
-
-
-def committed_defaults(notebook: str, notebooks_dir: str | os.PathLike = DEFAULT_NOTEBOOKS_DIR) -> tuple[dict[str, Any], str]:
-    """({name: default value}, where from) of the notebook's parameters: the working tree's
-    parameters cell names them (that is what the kernel ran), and each takes its value from
-    the parameters cell of `<notebooks_dir>/<notebook>.py` at git's HEAD. Without git, or for
-    a file HEAD does not hold, the working tree's values; a parameter HEAD does not declare
-    yet keeps its working-tree value. "where from" is "HEAD" or "working tree"."""
-    from scope_lib.run_notebooks import parameters_of_text
-
-    working = notebook_defaults(notebook, notebooks_dir)
-    text = committed_text(Path(notebooks_dir) / f"{notebook}.py")
-    if text is None:
-        return working, "working tree"
-    committed = {name: info["value"] for name, info in parameters_of_text(text, f"{notebook}.py (HEAD)").items()}
-    return {name: committed.get(name, value) for name, value in working.items()}, "HEAD"
-
-
-def injected_parameters(namespace: Mapping[str, Any]) -> list[str]:
-    """Names assigned by the last cell papermill injected into this kernel (`# Parameters`
-    first, then one `NAME = value` per `-p`), read from IPython's input history (`In`) in
-    `namespace`; [] when there is none (Lab, a plain script)."""
-    history = namespace.get("In") or namespace.get("_ih") or []
-    for source in reversed(list(history)):
-        if isinstance(source, str) and source.lstrip().startswith(INJECTED_HEADER + "\n"):
-            try:
-                tree = ast.parse(source)
-            except SyntaxError:
-                return []
-            return [target.id for node in tree.body if isinstance(node, ast.Assign)
-                    for target in node.targets if isinstance(target, ast.Name)]
-    return []
-
-
-def check_injected(notebook: str, namespace: Mapping[str, Any], declared: Iterable[str]) -> None:
-    """ValueError naming each parameter papermill injected that the notebook does not declare."""
-    declared = list(declared)
-    unknown = [name for name in injected_parameters(namespace) if name not in declared]
-    if unknown:
-        raise ValueError(f"parameters: {', '.join(unknown)} not declared by notebook {notebook}'s parameters cell; "
-                         f"it declares: {', '.join(declared) or '(none)'} (papermill only warns about an unknown "
-                         "parameter, and the run would silently use the defaults)")
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, at any depth, so `(0, 1)` and `[0, 1]` compare equal."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    return value
-
-
-def changed_parameters(values: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters whose value differs from the default, SMOKE and FIGURES_DIR aside, in
-    the order of `defaults`. A tuple equals the list with the same items."""
-    return {name: values[name] for name in defaults if name not in NOT_COMPARED and _plain(values[name]) != _plain(defaults[name])}
 
 
 def _value_text(value: Any) -> str:
@@ -214,14 +123,6 @@ def output_folder(figures_dir: str | os.PathLike, default_figures_dir: str | os.
         why, f"non-default {described}; {WRITE_FIGURES_ENV}=1 writes to {_shown(base)} instead"]))
 
 
-def parameters_text(record: Mapping[str, Any]) -> str:
-    """One line naming the parameters of an artefact's record (FIGURES_DIR left out)."""
-    shown = ", ".join(f"{name}={value!r}" for name, value in record["parameters"].items() if name != "FIGURES_DIR")
-    changed = record.get("non_default") or {}
-    tail = "non-default: " + ", ".join(f"{n}={v!r}" for n, v in changed.items()) if changed else "notebook defaults"
-    return f"parameters: {shown} ({tail})"
-
-
 @dataclass
 class Context:
     """What a notebook's set-up decided: parameter values, the output folder and the device."""
@@ -257,8 +158,6 @@ class Context:
     def update_results_page(self) -> Path:
         """Rebuild `<figures_dir>/README.md` from the artefacts there now (a variant folder's
         page says it is one), so the page never lags its figures, however the notebook ran."""
-        from scope_lib import report
-
         return report.build_results_page(str(self.figures_dir))
 
     def savefig(self, fig, name: str, *, caption: str = "") -> tuple[Path, Path]:
@@ -275,8 +174,6 @@ class Context:
 
     def show_claims(self, name: str, lines: list[str]) -> str:
         """`report.show_claims` into this run's folder, with its parameters recorded."""
-        from scope_lib import report
-
         text = report.show_claims(name, lines, figures_dir=str(self.figures_dir))
         self.record(name)
         return text
@@ -304,17 +201,23 @@ def setup(notebook: str, params: Mapping[str, Any], *, notebooks_dir: str | os.P
     """The shared set-up of notebook `notebook` (its file stem) with parameter values read from
     `params` (the notebook's `globals()`); prints where its outputs go and why.
 
-    Defaults are `committed_defaults` (git's HEAD). ValueError when papermill injected a
-    parameter the notebook does not declare, or a declared one is missing from `params`."""
-    defaults, source = committed_defaults(notebook, notebooks_dir)
-    check_injected(notebook, params, defaults)
-    missing = [name for name in defaults if name not in params]
+    Defaults are `committed_defaults` (git's HEAD). With SMOKE set, each parameter still at its
+    default takes its smoke value (`nb_params.apply_smoke`: written into `params` when it is the
+    kernel's globals, so the cells below run at smoke sizes), and the smoke values are the
+    defaults a variant is told from. ValueError when papermill injected a parameter the
+    notebook does not declare, or a declared one is missing from `params`."""
+    committed, source = nb_params.committed_defaults(notebook, notebooks_dir)
+    nb_params.check_injected(notebook, params, committed)
+    missing = [name for name in committed if name not in params]
     if missing:
         raise ValueError(f"params: {', '.join(missing)} of notebook {notebook}'s parameters cell not given")
-    values = {name: params[name] for name in defaults}
-    changed = changed_parameters(values, defaults)
-    smoke = bool(values.get("SMOKE", False))
-    folder, reason = output_folder(values.get("FIGURES_DIR", "figures"), defaults.get("FIGURES_DIR", "figures"),
+    smoke = bool(params.get(nb_params.SMOKE_PARAMETER, False))
+    smoke_table = nb_params.smoke_values(nb_params.declared_parameters(Path(notebooks_dir) / f"{notebook}.py"))
+    if smoke and isinstance(params, MutableMapping):
+        nb_params.apply_smoke(params, committed, smoke_table, keep=nb_params.injected_parameters(params))
+    values = {name: params[name] for name in committed}
+    changed = nb_params.changed_parameters(values, nb_params.run_defaults(committed, smoke_table, smoke))
+    folder, reason = output_folder(values.get("FIGURES_DIR", "figures"), committed.get("FIGURES_DIR", "figures"),
                                    changed, smoke_dir=SMOKE_FIGURES_DIR if smoke else None,
                                    force=write_figures_forced(environ))
     if changed and source == "HEAD":
@@ -323,7 +226,10 @@ def setup(notebook: str, params: Mapping[str, Any], *, notebooks_dir: str | os.P
     plotting.use_style()
     import torch
 
+    from scope_lib.experiments import SMOKE_SCALES
+
     scale = str(values.get("SCALE", ""))
+    scale = SMOKE_SCALES.get(scale, scale)  # a smoke world's scale is labelled by the scale it stands in for
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and scale in ("tiny", "tiny_code"):
         # The tiny models are too small to gain from a second thread; on a shared 2-core machine one
@@ -334,7 +240,7 @@ def setup(notebook: str, params: Mapping[str, Any], *, notebooks_dir: str | os.P
     print(f"outputs: {_shown(folder)} ({reason})")
     if smoke and os.environ.get(RUNS_DIR_ENV):
         print(f"runs: {_shown(Path(os.environ[RUNS_DIR_ENV]))} (smoke run: not the shared registry)")
-    return Context(notebook=notebook, params=values, defaults=defaults, non_default=changed, figures_dir=folder,
+    return Context(notebook=notebook, params=values, defaults=committed, non_default=changed, figures_dir=folder,
                    reason=reason, scale_label=f"{scale} (smoke world)" if smoke else scale, device=device)
 
 
@@ -443,7 +349,7 @@ def show_committed(notebook_stem: str, *, figures_dir: str | os.PathLike | None 
         record = json.loads((folder / f"{name}{RECORD_SUFFIX}").read_text())
         if image.exists():
             display(Image(filename=str(image)))
-            caption = " ".join(filter(None, [record.get("caption", "").strip(), parameters_text(record) + "."]))
+            caption = " ".join(filter(None, [record.get("caption", "").strip(), nb_params.parameters_text(record) + "."]))
             display(Markdown(f"*{caption}*"))
             shown += 1
         if claims.exists():

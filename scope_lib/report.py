@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scope_lib import verdict
-from scope_lib.plotting import display_name, mean_ci
+from scope_lib import nb_params, verdict
+from scope_lib.plotting import display_name, mean_ci, resolve_figures_dir
 
 # --- tables ------------------------------------------------------------------------------
 
@@ -386,8 +386,6 @@ def save_power(difference: verdict.Difference, *, metric: str, reference_mean: f
     """Record the SCOPE − OPD difference (fractions) whose half-width says what the run can
     resolve: seeds, mean, interval and half-width in points, and the paper's relative effect
     converted to points at this run's OPD level (`reference_mean`). Returns the record."""
-    from scope_lib.plotting import resolve_figures_dir
-
     def points(value: float) -> float | None:
         return round(100 * value, 4) if math.isfinite(value) else None
 
@@ -461,8 +459,6 @@ def show_claims(name: str, lines: list[str], figures_dir: str = "figures") -> st
     """Display the notebook's verdict lines and save them as `<name>.claims.md` for the results page."""
     from IPython.display import Markdown, display
 
-    from scope_lib.plotting import resolve_figures_dir
-
     text = "\n".join(lines)
     folder = resolve_figures_dir(figures_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -492,14 +488,12 @@ def artefact_caption(folder: Path, name: str, *, with_caption: bool = True) -> s
     """The italic caption line of artefact `name`: its recorded caption (unless not
     `with_caption`) and the parameters it came from (`<name>.params.json`, written by
     `scope_lib.nb.Context`); "" with no record."""
-    from scope_lib import nb
-
-    path = folder / f"{name}{nb.RECORD_SUFFIX}"
+    path = folder / f"{name}{nb_params.RECORD_SUFFIX}"
     if not path.exists():
         return ""
     record = json.loads(path.read_text())
     caption = record.get("caption", "").strip() if with_caption else ""
-    return "*" + " ".join(filter(None, [caption, nb.parameters_text(record) + "."])) + "*"
+    return "*" + " ".join(filter(None, [caption, nb_params.parameters_text(record) + "."])) + "*"
 
 
 def build_results_page(figures_dir: str = "figures", *, header: str = "") -> Path:
@@ -510,16 +504,13 @@ def build_results_page(figures_dir: str = "figures", *, header: str = "") -> Pat
     Only artefacts whose files exist are listed, so the page shows what the last run made. A
     folder inside `variants/` says at the top that it holds a parameter variant.
     """
-    from scope_lib.nb import VARIANTS_FOLDER
-    from scope_lib.plotting import resolve_figures_dir
-
     folder = resolve_figures_dir(figures_dir)
     parts = ["# Results at `tiny` scale", "",
              "The route world (`tiny`, shipped in `worlds/tiny_routes/`) for every section but Table 2, which runs on the code world (`tiny_code`, `worlds/tiny_code/`).", "",
              "Every figure and table below was produced by the numbered notebooks (`python3 -m scope_lib.bootstrap "
              "notebooks`); each verdict line judges one claim of the paper on this run's own numbers, with the "
              "paper's effect size beside ours.", "", verdict.RULE_TEXT, ""]
-    if folder.parent.name == VARIANTS_FOLDER:
+    if folder.parent.name == nb_params.VARIANTS_FOLDER:
         parts += [f"**Parameter variant `{folder.name}`**: the notebooks below ran with parameters off their "
                   "defaults (each figure names them); the results at the notebooks' defaults are the ones "
                   "in the `figures/` folder above this one.", ""]

@@ -14,9 +14,10 @@ Where it goes beyond plain `papermill`:
   runs: papermill only warns about an undeclared parameter, so a typo would silently run the
   defaults. A notebook without exactly one parameters cell, or whose parameters cell
   assigns anything but literals, is an error too.
-- `--smoke` is `-p SMOKE True`; every notebook declares `SMOKE = False` among its parameters
-  and derives its small sizes from it in the next cell (papermill does not recompute
-  derived values, so they cannot live in the parameters cell).
+- `--smoke` injects, into each notebook, SMOKE=True and the smoke value of every parameter
+  that has one (its `# smoke: <literal>` comment in the parameters cell,
+  `scope_lib.nb_params.smoke_parameters`); a parameter given with `-p` wins over its smoke
+  value. Every notebook declares `SMOKE = False`; its code never branches on it.
 - A smoke run never writes toy numbers where the real ones live: its figures go to
   `<out>/figures` (FIGURES_DIR; the committed `figures/` is refused) and its runs to the
   registry `<out>/runs` ($SCOPE_RUNS_DIR of the kernel), not the shared `runs/`.
@@ -30,7 +31,7 @@ Where it goes beyond plain `papermill`:
   cells (a reviewer edited the text form) the pair is synced first, so the edit is what
   runs. Pairs are compared by content, not modification time, and `--list` reads the `.py`
   without syncing, so neither a fresh clone nor a read-only command rewrites a tracked file.
-- Defaults are the committed ones (`scope_lib.nb.committed_defaults`: the parameters cell at
+- Defaults are the committed ones (`scope_lib.nb_params.committed_defaults`: the parameters cell at
   git's HEAD), as in the notebooks' own set-up, so the runner's variant folder and the
   notebook's agree.
 - The kernel is the interpreter running this module (the project's venv), not whatever
@@ -43,7 +44,6 @@ Where it goes beyond plain `papermill`:
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
@@ -53,11 +53,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from scope_lib import nb
+from scope_lib.nb_params import (FIGURES_PARAMETER, SMOKE_PARAMETER, changed_parameters, check_parameters,
+                                 committed_defaults, declared_parameters, parse_parameter_value, run_defaults,
+                                 smoke_parameters, smoke_values)
+from scope_lib.plotting import resolve_figures_dir
+from scope_lib.report import build_results_page
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[A-Za-z0-9_\-]+$")  # NN_<artefact>_<slug>
-SMOKE_PARAMETER = "SMOKE"
-FIGURES_PARAMETER = "FIGURES_DIR"  # where a notebook writes its artefacts (relative to the repository root)
 COMMITTED_FIGURES_DIR = REPO_ROOT / "figures"  # the committed results: never written by a smoke run
 BATCH_ENV = "SCOPE_NOTEBOOK_BATCH"  # set for the kernels of a batch run (scope_lib.nb.BATCH_ENV)
 # A kernelspec we install into the venv (sys.prefix/share/jupyter) when the default
@@ -135,14 +140,14 @@ def select_notebooks(notebooks: Sequence[Path], names: Iterable[str | int] | Non
         key = key[: -len(".py")] if key.endswith(".py") else key
         key = Path(key).name
         if key.isdigit():
-            matches = [nb for nb in notebooks if int(nb.stem[:2]) == int(key)]
+            matches = [path for path in notebooks if int(path.stem[:2]) == int(key)]
         else:
-            matches = [nb for nb in notebooks if nb.stem == key]
+            matches = [path for path in notebooks if path.stem == key]
         if not matches:
-            available = ", ".join(nb.stem for nb in notebooks) or "(none)"
+            available = ", ".join(path.stem for path in notebooks) or "(none)"
             raise ValueError(f"names: no notebook matches {name!r}; available: {available}")
         chosen.update(matches)
-    return [nb for nb in notebooks if nb in chosen]
+    return [path for path in notebooks if path in chosen]
 
 
 def _cell_contents(cells) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -179,98 +184,6 @@ def sync_pair(notebook: Path, *, force: bool = False) -> bool:
 
     jupytext.cli.jupytext(["--sync", "--quiet", str(paired_py)])
     return True
-
-
-# --- parameters ------------------------------------------------------------------------
-
-
-def parse_parameter_value(text: str) -> Any:
-    """A CLI value as a Python literal when it is one (`3`, `0.5`, `True`, `[0, 1]`,
-    `"tiny"`), else the raw string, so `-p SCALE tiny` needs no quoting."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def declared_parameters(notebook: Path) -> dict[str, dict]:
-    """Parameters of the notebook's single `parameters`-tagged cell, in order:
-    name -> {"default": source text, "value": the literal}. `notebook` is the `.ipynb` or
-    its jupytext `.py` pair. ValueError when the cell is missing or repeated, or assigns
-    something other than a literal (papermill cannot recompute derived values, so they
-    belong in the next cell)."""
-    notebook = Path(notebook)
-    if notebook.suffix == ".py":
-        import jupytext
-
-        nb = jupytext.read(str(notebook))
-    else:
-        import nbformat
-
-        nb = nbformat.read(str(notebook), as_version=4)
-    return _parameters_of_cells(nb.cells, notebook.name)
-
-
-def parameters_of_text(text: str, name: str) -> dict[str, dict]:
-    """`declared_parameters` of a jupytext `py:percent` text (e.g. `git show HEAD:<file>.py`);
-    `name` names it in errors."""
-    import jupytext
-
-    return _parameters_of_cells(jupytext.reads(text, fmt="py:percent").cells, name)
-
-
-def _parameters_of_cells(cells, name: str) -> dict[str, dict]:
-    cells = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        problem = "has no cell" if not cells else f"has {len(cells)} cells"
-        raise ValueError(
-            f"notebook {name} {problem} tagged 'parameters'; it needs exactly one, "
-            "holding its literal parameters"
-        )
-    source = cells[0].source
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as err:
-        raise ValueError(f"notebook {name}: parameters cell does not parse: {err}") from err
-    declared: dict[str, dict] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target, value = node.target, node.value
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            continue  # a bare string used as a comment
-        else:
-            raise ValueError(
-                f"notebook {name}: parameters cell line {node.lineno} is not a "
-                "single `NAME = literal` assignment"
-            )
-        if not isinstance(target, ast.Name):
-            raise ValueError(
-                f"notebook {name}: parameters cell line {node.lineno} assigns to "
-                "something other than a plain name"
-            )
-        text = ast.get_source_segment(source, value)
-        try:
-            literal = ast.literal_eval(value)
-        except ValueError:
-            raise ValueError(
-                f"notebook {name}: parameter {target.id} = {text} is not a literal; "
-                "compute derived values in the cell after the parameters cell"
-            ) from None
-        declared[target.id] = {"default": text, "value": literal}
-    return declared
-
-
-def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
-    """ValueError naming each parameter the notebook does not declare."""
-    declared = declared_parameters(notebook)
-    unknown = sorted(set(parameters) - set(declared))
-    if unknown:
-        raise ValueError(
-            f"parameters: {', '.join(unknown)} not declared by notebook {notebook.name}; "
-            f"it declares: {', '.join(declared) or '(none)'}"
-        )
 
 
 # --- kernel ----------------------------------------------------------------------------
@@ -331,8 +244,8 @@ def _source_cell_index(executed_index: int, notebook: Path, injected: bool) -> i
         return executed_index
     import nbformat
 
-    nb = nbformat.read(str(notebook), as_version=4)
-    tags = [cell.get("metadata", {}).get("tags", []) for cell in nb.cells]
+    source = nbformat.read(str(notebook), as_version=4)
+    tags = [cell.get("metadata", {}).get("tags", []) for cell in source.cells]
     if any("injected-parameters" in t for t in tags):
         return executed_index  # papermill replaces an existing injected cell in place
     parameters_index = next(i for i, t in enumerate(tags) if "parameters" in t)
@@ -415,7 +328,8 @@ def run_notebooks(
 
     Every notebook's parameters are validated before the first one runs, so a typo fails
     fast (ValueError) instead of after an hour of notebooks. `parameters` go to every
-    selected notebook; `smoke=True` adds SMOKE=True. Executed copies go to `out_dir`
+    selected notebook; `smoke=True` adds SMOKE=True and each notebook's smoke values under
+    them (`nb_params.smoke_parameters`). Executed copies go to `out_dir`
     (default `<notebooks_dir>/executed`) and a summary to `<out_dir>/run_summary.json`.
     A smoke run writes its figures to `<out_dir>/figures` (unless FIGURES_DIR is given; the
     committed `figures/` is refused) and trains into the registry `<out_dir>/runs`; with a
@@ -427,7 +341,6 @@ def run_notebooks(
     out_dir = Path(out_dir) if out_dir is not None else notebooks_dir / "executed"
     parameters = dict(parameters or {})
     if smoke:
-        parameters[SMOKE_PARAMETER] = True
         figures = figures_dir_of_run(parameters, smoke, out_dir)
         if figures.resolve() == COMMITTED_FIGURES_DIR.resolve():
             if FIGURES_PARAMETER in parameters:
@@ -450,12 +363,8 @@ def run_notebooks(
     per_notebook: dict[Path, dict[str, Any]] = {}
     destinations: dict[Path, Path] = {}
     for notebook in selected:
-        if smoke and SMOKE_PARAMETER not in declared_parameters(notebook):
-            raise ValueError(
-                f"smoke: notebook {notebook.name} declares no {SMOKE_PARAMETER} parameter"
-            )
         check_parameters(notebook, parameters)
-        per_notebook[notebook] = dict(parameters)
+        per_notebook[notebook] = smoke_parameters(notebook, parameters) if smoke else dict(parameters)
         destination = figures_destination(notebook, parameters, smoke, out_dir)
         if destination is not None:
             destinations[notebook] = destination
@@ -482,7 +391,7 @@ def run_notebooks(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = saved
-    write_summary(results, out_dir, parameters)
+    write_summary(results, out_dir, {**parameters, SMOKE_PARAMETER: True} if smoke else parameters)
     return results
 
 
@@ -518,8 +427,6 @@ def smoke_destinations(out_dir: Path | str) -> tuple[Path, Path]:
 
 def figures_dir_of_run(parameters: dict[str, Any], smoke: bool, out_dir: Path | str) -> Path:
     """The folder the notebooks of a run write their artefacts to (and the results page to)."""
-    from scope_lib.plotting import resolve_figures_dir
-
     if FIGURES_PARAMETER in parameters:
         return resolve_figures_dir(parameters[FIGURES_PARAMETER])
     return smoke_destinations(out_dir)[0] if smoke else resolve_figures_dir("figures")
@@ -527,8 +434,6 @@ def figures_dir_of_run(parameters: dict[str, Any], smoke: bool, out_dir: Path | 
 
 def resolve_default_figures(notebook: Path) -> Path:
     """The folder of the notebook's default FIGURES_DIR."""
-    from scope_lib.plotting import resolve_figures_dir
-
     return resolve_figures_dir(declared_parameters(notebook)[FIGURES_PARAMETER]["value"])
 
 
@@ -536,19 +441,20 @@ def figures_destination(notebook: Path, parameters: dict[str, Any], smoke: bool,
     """Where the notebook writes its artefacts when run with `parameters`, by the rules of
     `scope_lib.nb` (a parameter off its committed default, given here or edited into the
     notebook and not committed, sends them to a `variants/<slug>` folder; a smoke run writes
-    under `<out_dir>/figures`); None for a notebook without FIGURES_DIR."""
-    from scope_lib import nb
-
+    under `<out_dir>/figures`, its smoke values as the defaults); None for a notebook without
+    FIGURES_DIR."""
     declared = declared_parameters(notebook)
     if FIGURES_PARAMETER not in declared:
         return None
-    # What the kernel will run: the notebook's own values (the working tree), then the given ones;
-    # compared with the committed defaults (git HEAD), as nb.setup compares them.
-    values = {**{name: info["value"] for name, info in declared.items()}, **parameters}
+    # What the kernel will run: the notebook's own values (the working tree), then the given ones
+    # (a smoke run's smoke values under them); compared with the committed defaults (git HEAD),
+    # or a smoke run's smoke values, as nb.setup compares them.
+    smoke_table = smoke_values(declared)
+    values = {**{name: info["value"] for name, info in declared.items()}, **(smoke_table if smoke else {}), **parameters}
     paired_py = notebook.with_suffix(".py")
-    defaults = nb.committed_defaults(notebook.stem, notebook.parent)[0] if paired_py.exists() else \
+    defaults = committed_defaults(notebook.stem, notebook.parent)[0] if paired_py.exists() else \
         {name: info["value"] for name, info in declared.items()}
-    changed = nb.changed_parameters(values, defaults)
+    changed = changed_parameters(values, run_defaults(defaults, smoke_table, smoke))
     folder, _ = nb.output_folder(parameters.get(FIGURES_PARAMETER, defaults[FIGURES_PARAMETER]),
                                  defaults[FIGURES_PARAMETER], changed,
                                  smoke_dir=smoke_destinations(out_dir)[0] if smoke else None,
@@ -590,7 +496,7 @@ def _parser() -> argparse.ArgumentParser:
         help="parameter for every selected notebook; VALUE is a Python literal or a string",
     )
     flags = [
-        ("--smoke", "pass SMOKE=True (tiny sizes, one seed)"),
+        ("--smoke", "pass SMOKE=True and each parameter's smoke value (the smoke world, seconds)"),
         ("--keep-going", "run the remaining notebooks after a failure"),
         ("--no-progress", "hide papermill's per-cell progress bar"),
         ("--list", "list the notebooks and their parameters, run nothing"),
@@ -621,7 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for notebook in notebooks:  # read only: the .py where there is one, no sync
                 paired_py = notebook.with_suffix(".py")
                 declared = declared_parameters(paired_py if paired_py.exists() else notebook)
-                listing = ", ".join(f"{name}={info['default']}" for name, info in declared.items())
+                listing = ", ".join(f"{name}={info['default']}" + (f" (smoke: {info['smoke']!r})" if "smoke" in info else "")
+                                    for name, info in declared.items())
                 print(f"{notebook.name}: {listing}")
             return 0
         results = run_notebooks(
@@ -645,8 +552,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if Path(args.notebooks_dir).resolve() == DEFAULT_NOTEBOOKS_DIR.resolve():
         # One results page per folder written to (a variant folder gets its own; figures/README.md
         # is rebuilt only by a run that wrote to figures/), embedding whatever artefacts exist now.
-        from scope_lib.report import build_results_page
-
         for folder in dict.fromkeys(r.figures_dir for r in results if r.ok and r.figures_dir):
             print(f"results page: {build_results_page(folder)}")
     return 1 if failures else 0

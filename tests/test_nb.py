@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scope_lib import nb, plotting, report  # noqa: E402
+from scope_lib import nb, nb_params, plotting, report  # noqa: E402
 
 NOTEBOOK = '''# ---
 # jupyter:
@@ -61,22 +61,22 @@ def values(smooth, **changes):
 
 def test_defaults_are_read_from_the_notebooks_parameters_cell(notebooks):
     folder, smooth = notebooks
-    assert nb.notebook_defaults("99_test_notebook", folder) == values(smooth)
+    assert nb_params.notebook_defaults("99_test_notebook", folder) == values(smooth)
     with pytest.raises(ValueError, match="'98_missing' has no paired file"):
-        nb.notebook_defaults("98_missing", folder)
+        nb_params.notebook_defaults("98_missing", folder)
 
 
 def test_the_committed_notebooks_defaults_are_their_parameters_cells():
-    defaults = nb.notebook_defaults("05_fig3_training_dynamics")
+    defaults = nb_params.notebook_defaults("05_fig3_training_dynamics")
     assert defaults["FIGURES_DIR"] == "figures" and defaults["SMOKE"] is False
     assert isinstance(defaults["SEEDS"], list) and isinstance(defaults["SMOOTH"], int)
 
 
 def test_changed_parameters_leave_out_smoke_and_figures_dir():
     defaults = values(5)
-    assert nb.changed_parameters(values(5, SMOKE=True, FIGURES_DIR="/tmp/x"), defaults) == {}
-    assert nb.changed_parameters(values(5, SEEDS=(0, 1, 2)), defaults) == {}  # a tuple equals its list
-    assert nb.changed_parameters(values(3, SEEDS=[0, 1]), defaults) == {"SEEDS": [0, 1], "SMOOTH": 3}
+    assert nb_params.changed_parameters(values(5, SMOKE=True, FIGURES_DIR="/tmp/x"), defaults) == {}
+    assert nb_params.changed_parameters(values(5, SEEDS=(0, 1, 2)), defaults) == {}  # a tuple equals its list
+    assert nb_params.changed_parameters(values(3, SEEDS=[0, 1]), defaults) == {"SEEDS": [0, 1], "SMOOTH": 3}
 
 
 def test_variant_slug_names_the_changed_parameters():
@@ -168,7 +168,7 @@ def test_context_writes_artefacts_with_their_parameters_for_the_results_page(not
              environ={}).save_table(pd.DataFrame({"a": [2.0]}), "fig3_training_dynamics")
     record = json.loads((figures / "fig3_training_dynamics.params.json").read_text())
     assert "caption" not in record and record["non_default"] == {}
-    assert nb.parameters_text(record).endswith(f"SMOOTH={smooth} (notebook defaults)")
+    assert nb_params.parameters_text(record).endswith(f"SMOOTH={smooth} (notebook defaults)")
 
 
 # --- defaults from git's HEAD, papermill's injected parameters, the smoke registry ---------------
@@ -191,8 +191,8 @@ def test_defaults_come_from_the_committed_parameters_cell_not_the_working_tree(t
     _git(repo, "commit", "-qm", "notebook")
     edited = NOTEBOOK.format(smooth=smooth + 1).replace('FIGURES_DIR = "figures"', 'FIGURES_DIR = "figures"\nNEW = 1')
     (folder / "99_test_notebook.py").write_text(edited)
-    assert nb.notebook_defaults("99_test_notebook", folder)["SMOOTH"] == smooth + 1  # the working tree ...
-    defaults, source = nb.committed_defaults("99_test_notebook", folder)
+    assert nb_params.notebook_defaults("99_test_notebook", folder)["SMOOTH"] == smooth + 1  # the working tree ...
+    defaults, source = nb_params.committed_defaults("99_test_notebook", folder)
     assert source == "HEAD" and defaults == {**values(smooth), "NEW": 1}  # ... HEAD's, a new one at its own
     ctx = nb.setup("99_test_notebook", {**values(smooth + 1), "NEW": 1}, notebooks_dir=folder, environ={})
     assert ctx.non_default == {"SMOOTH": smooth + 1}
@@ -200,13 +200,13 @@ def test_defaults_come_from_the_committed_parameters_cell_not_the_working_tree(t
     assert "defaults: the parameters cell at git HEAD" in capsys.readouterr().out
     # committed, the edit is the default; a file HEAD does not hold falls back to the working tree
     _git(repo, "commit", "-qam", "new default")
-    assert nb.committed_defaults("99_test_notebook", folder) == ({**values(smooth + 1), "NEW": 1}, "HEAD")
+    assert nb_params.committed_defaults("99_test_notebook", folder) == ({**values(smooth + 1), "NEW": 1}, "HEAD")
     (folder / "98_untracked.py").write_text(NOTEBOOK.format(smooth=smooth))
-    assert nb.committed_defaults("98_untracked", folder) == (values(smooth), "working tree")
+    assert nb_params.committed_defaults("98_untracked", folder) == (values(smooth), "working tree")
 
 
 def test_the_repositorys_notebooks_defaults_are_read_from_head():
-    defaults, source = nb.committed_defaults("10_dpaw_weights_by_step")
+    defaults, source = nb_params.committed_defaults("10_dpaw_weights_by_step")
     assert source == "HEAD" and defaults["INTERACTIVE"] is False and defaults["TOP_GROUPS"] == 3
 
 
@@ -218,9 +218,9 @@ def test_variant_folder_reads_like_the_parameter():
 def test_a_papermill_parameter_the_notebook_does_not_declare_is_refused(notebooks):
     folder, smooth = notebooks
     injected = "# Parameters\nSMOOTH = 3\nNOPE_PARAM = 1\n"
-    assert nb.injected_parameters({"In": ["", "SCALE = 'tiny'", injected, "x = 1"]}) == ["SMOOTH", "NOPE_PARAM"]
-    assert nb.injected_parameters({"In": ["", "# Parameters are set above", "x = 1"]}) == []
-    assert nb.injected_parameters({}) == []
+    assert nb_params.injected_parameters({"In": ["", "SCALE = 'tiny'", injected, "x = 1"]}) == ["SMOOTH", "NOPE_PARAM"]
+    assert nb_params.injected_parameters({"In": ["", "# Parameters are set above", "x = 1"]}) == []
+    assert nb_params.injected_parameters({}) == []
     with pytest.raises(ValueError, match=r"NOPE_PARAM not declared by notebook 99_test_notebook's parameters cell"):
         nb.setup("99_test_notebook", {**values(smooth), "NOPE_PARAM": 1, "In": ["", injected]},
                  notebooks_dir=folder, environ={})
@@ -388,3 +388,70 @@ def test_plain_papermill_variant_writes_its_folder_and_results_page(papermill_no
     assert (variant / "fig3_training_dynamics.csv").exists() and not (figures / "fig3_training_dynamics.csv").exists()
     page = (variant / "README.md").read_text()
     assert f"**Parameter variant `SMOOTH={smooth}`**" in page and re.search(rf"^\|\s+{smooth} \|$", page, re.M)
+
+
+# --- smoke values beside the parameters -------------------------------------------------------
+
+SMOKE_CELL = '''# %% tags=["parameters"]
+SCALE = "tiny"  # smoke: "tiny_routes_smoke"
+SMOKE = False
+SEEDS = [0, 1, 2]  # smoke: [{seed}]; a note after the value
+LABEL = "a;b"  # smoke: "c;d"
+SMOOTH = 5
+FIGURES_DIR = "figures"
+
+# %%
+print(SCALE)
+'''
+
+
+def test_smoke_values_are_read_from_the_comment_beside_each_parameter(tmp_path):
+    seed = int(np.random.default_rng(7).integers(3, 100))
+    path = tmp_path / "99_smoke.py"
+    path.write_text(SMOKE_CELL.format(seed=seed))
+    declared = nb_params.declared_parameters(path)
+    assert nb_params.smoke_values(declared) == {"SCALE": "tiny_routes_smoke", "SEEDS": [seed], "LABEL": "c;d"}
+    assert declared["SEEDS"]["value"] == [0, 1, 2] and "smoke" not in declared["SMOOTH"]
+    # what the runner injects: the smoke values, SMOKE, then an explicit parameter over its smoke value
+    assert nb_params.smoke_parameters(path, {"SEEDS": [9]}) == {"SCALE": "tiny_routes_smoke", "SEEDS": [9],
+                                                                "LABEL": "c;d", "SMOKE": True}
+
+
+@pytest.mark.parametrize("line", ["SEEDS = [0]  # smoke: [0", "SMOKE = False  # smoke: True"])
+def test_a_smoke_comment_without_a_literal_or_on_smoke_itself_is_refused(tmp_path, line):
+    path = tmp_path / "99_bad.py"
+    path.write_text(f'# %% tags=["parameters"]\n{line}\n')
+    with pytest.raises(ValueError, match="smoke"):
+        nb_params.declared_parameters(path)
+
+
+def test_setup_of_a_smoke_run_takes_the_smoke_values_left_at_their_defaults(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    seed = int(np.random.default_rng(11).integers(3, 100))
+    (folder / "99_smoke.py").write_text(SMOKE_CELL.format(seed=seed))
+    # SMOKE typed in Lab: every parameter at its default takes its smoke value, in the kernel's namespace too
+    namespace = {"SCALE": "tiny", "SMOKE": True, "SEEDS": [0, 1, 2], "LABEL": "a;b", "SMOOTH": 5, "FIGURES_DIR": "figures"}
+    ctx = nb.setup("99_smoke", namespace, notebooks_dir=folder, environ={})
+    assert namespace["SEEDS"] == [seed] and namespace["SCALE"] == "tiny_routes_smoke" and namespace["LABEL"] == "c;d"
+    assert ctx.params["SEEDS"] == [seed] and ctx.non_default == {} and ctx.figures_dir == nb.SMOKE_FIGURES_DIR
+    assert ctx.scale_label == "tiny (smoke world)"  # the smoke world's scale is labelled by the one it stands in for
+    # a value changed by hand, or injected by papermill, wins over its smoke value and makes a variant
+    namespace = {"SCALE": "tiny", "SMOKE": True, "SEEDS": [1], "LABEL": "a;b", "SMOOTH": 5, "FIGURES_DIR": "figures",
+                 "In": ["", "# Parameters\nSMOKE = True\nLABEL = \"a;b\"\n"]}
+    ctx = nb.setup("99_smoke", namespace, notebooks_dir=folder, environ={})
+    assert namespace["SEEDS"] == [1] and namespace["LABEL"] == "a;b" and namespace["SCALE"] == "tiny_routes_smoke"
+    assert ctx.non_default == {"SEEDS": [1], "LABEL": "a;b"}
+    assert ctx.figures_dir == nb.SMOKE_FIGURES_DIR / "variants" / nb.variant_slug(ctx.non_default)
+    # not a smoke run: the smoke values are not looked at
+    namespace = {"SCALE": "tiny", "SMOKE": False, "SEEDS": [0, 1, 2], "LABEL": "a;b", "SMOOTH": 5, "FIGURES_DIR": "figures"}
+    assert nb.setup("99_smoke", namespace, notebooks_dir=folder, environ={}).non_default == {}
+    assert namespace["SEEDS"] == [0, 1, 2]
+
+
+def test_smoke_scales_are_the_smoke_config_of_their_scale():
+    from scope_lib.experiments import SMOKE_SCALES, experiment_config
+
+    assert SMOKE_SCALES == {"tiny_routes_smoke": "tiny", "tiny_smoke": "tiny_chain", "tiny_code_smoke": "tiny_code"}
+    for smoke_scale, scale in SMOKE_SCALES.items():
+        assert experiment_config(smoke_scale, "opd", 3) == experiment_config(scale, "opd", 3, smoke=True)

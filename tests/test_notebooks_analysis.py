@@ -42,6 +42,30 @@ def test_notebook_is_thin_and_its_pair_agrees(notebook):
     assert setup and f'nb.setup("{notebook[:-len(".ipynb")]}", globals())' in setup[0]  # the shared set-up
 
 
+def smoke_mentions(notebook) -> list[str]:
+    """Code lines (comments aside) that name SMOKE, other than the parameters cell's declaration."""
+    return [line for cell in notebook.cells if cell.cell_type == "code" for line in cell.source.splitlines()
+            if "SMOKE" in line.split("#")[0] and not ("parameters" in cell.metadata.get("tags", [])
+                                                      and line.startswith("SMOKE = False"))]
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.py")))
+def test_notebook_code_never_branches_on_smoke(notebook):
+    """A smoke run is the parameters' smoke values (`# smoke: ...` beside each), injected by the
+    runner or nb.setup; SMOKE itself is only declared, so the runner can say "this is a smoke run"."""
+    paired = jupytext.read(NOTEBOOKS / notebook)
+    assert smoke_mentions(paired) == [], f"{notebook} branches on SMOKE"
+    parameters = next(c for c in paired.cells if "parameters" in c.metadata.get("tags", []))
+    assert "SMOKE = False" in parameters.source and "# smoke: " in parameters.source
+
+
+def test_the_smoke_mention_count_sees_a_branch():
+    notebook = jupytext.reads('# %% tags=["parameters"]\nSMOKE = False\nN = 3  # smoke: 1\n\n'
+                              '# %%\nn = 1 if SMOKE else N\nrun(smoke=SMOKE)  # SMOKE in a comment is fine\n',
+                              fmt="py:percent")
+    assert smoke_mentions(notebook) == ["n = 1 if SMOKE else N", "run(smoke=SMOKE)  # SMOKE in a comment is fine"]
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     out = tmp_path_factory.mktemp("analysis_notebooks")
