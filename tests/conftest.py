@@ -38,3 +38,14 @@ def pytest_collection_modifyitems(config, items):
 # Tiny worlds built by tests are cached inside the repository (git-ignored), never in $HOME,
 # and subprocesses started by tests inherit the same cache.
 os.environ.setdefault("SCOPE_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "scope"))
+
+
+@pytest.fixture(scope="session")
+def notebook_smoke(tmp_path_factory):
+    """The numbered notebooks' smoke runs, each executed at most once per session (tests/helpers/notebook_smoke.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+    from notebook_smoke import NotebookSmoke
+
+    return NotebookSmoke(tmp_path_factory.mktemp("notebook_smoke"))

@@ -7,14 +7,17 @@ import importlib.util
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from scope_lib import figure_data
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+from notebook_smoke import NOTEBOOK_RECORD, made_up_record  # noqa: E402
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "table8_speed.py"
-COMPONENTS = ["generation", "reward", "teacher_scoring", "old_logprob", "actor_update"]
 
 
 @pytest.fixture(scope="module")
@@ -25,28 +28,8 @@ def bench():
     return module
 
 
-def _steps(step, generation, scoring=0.0, worker=None, dpaw=None, n=3):
-    """n counted steps of one variant whose median step is `step` (the others 10% off either way)."""
-    out = []
-    for factor in [1.0, 0.9, 1.1][:n]:
-        t = {"step": step * factor, "generation": generation, "reward": 0.001, "teacher_scoring": scoring,
-             "old_logprob": 0.0, "actor_update": 0.5}
-        if worker is not None:
-            t["teacher_scoring_worker"] = worker
-        if dpaw is not None:
-            t["dpaw"] = dpaw
-        out.append(t)
-    return out
-
-
-def _record(bench, *, overlapped_step, dpaw, load=(0.1, 0.1, 0.1), cores=16):
-    times = {"GRPO": _steps(1.0, 0.5), "SCOPE (synchronous)": _steps(1.2, 0.5, 0.2, dpaw=dpaw),
-             "SCOPE (overlapped)": _steps(overlapped_step, 0.6, 0.03, worker=0.25), "OPD (G=1)": _steps(0.2, 0.1, 0.05)}
-    return bench.build_record(times, components=COMPONENTS, parameters={"teacher": 1_090_000, "student": 330_000},
-                              world="tiny_routes", steps=4, gen_batch=32, threads=1, torch_version="2.x",
-                              cpu="Test CPU", cores=cores, load_start=load, load_end=load, date="2026-01-01T00:00:00",
-                              command="python bench/table8_speed.py --steps 4 --out x",
-                              setting={"prompts_per_step": 16, "group_size": 8, "max_new_tokens": 64})
+def _record(bench, **kwargs):
+    return made_up_record(bench, **kwargs)
 
 
 def test_missed_targets_are_reported_missed_with_what_limits_them(bench, tmp_path):
@@ -122,24 +105,15 @@ def test_overlapped_training_logs_the_worker_time(tmp_path, monkeypatch):
     assert trainer_module.WORKER_TIMER not in trainer_module.TIMERS  # it runs beside the step, not as a part of it
 
 
-@pytest.mark.parametrize("with_record", [True, False], ids=["record", "no-record"])
-def test_notebook_09_reads_the_bench_record(bench, tmp_path, monkeypatch, with_record):
-    from scope_lib.run_notebooks import run_notebooks
-
-    monkeypatch.setenv("SCOPE_RUNS_DIR", str(tmp_path / "runs"))  # never the repository's run registry
-    record_path = tmp_path / "bench" / bench.RECORD_NAME
-    if with_record:
-        bench.write_outputs(_record(bench, overlapped_step=1.07, dpaw=0.0006), record_path.parent)
-    figures = tmp_path / "figures"
-    results = run_notebooks(["09"], smoke=True, parameters={"FIGURES_DIR": str(figures), "BENCH_RECORD": str(record_path)},
-                            out_dir=tmp_path / "executed", progress_bar=False)
-    assert all(r.ok for r in results), [r.describe_failure() for r in results]
+def test_notebook_09_reads_the_bench_record(notebook_smoke):
+    """The session's smoke run of notebook 09 (tests/helpers/notebook_smoke.py) reads a made-up record:
+    overlapped SCOPE at 1.07x GRPO's step (target missed), DPAW 0.06% of the step (met)."""
+    assert NOTEBOOK_RECORD == {"overlapped_step": 1.07, "dpaw": 0.0006}  # the numbers asserted below
+    result = notebook_smoke.results(["09"])["09"]
+    assert result.ok, result.describe_failure()
+    figures = notebook_smoke.figures
     claims = (figures / "table8_bench_overlap.claims.md").read_text()
     labels = re.findall(r"^- \*\*(.+?)\*\* — ", claims, flags=re.MULTILINE)
-    if not with_record:
-        assert labels == ["check not run"] and "bench/table8_speed.py" in claims, claims
-        assert not (figures / "table8_bench_overlap.png").exists()
-        return
     assert labels == ["check failed", "check passed"], claims
     assert "1.070x: target at most 1.05x missed" in claims and "0.050%: target under 1% met" in claims
     assert "Test CPU (16 cores)" in claims and "load average 0.10" in claims and "2026-01-01" in claims
@@ -147,3 +121,19 @@ def test_notebook_09_reads_the_bench_record(bench, tmp_path, monkeypatch, with_r
     for name in ("table8_bench_overlap.png", "table8_bench_overlap.pdf", "table8_bench_step_time.md"):
         assert (figures / name).stat().st_size > 0, name
     assert json.loads((figures / "table8_bench_overlap.params.json").read_text()).get("caption")
+
+
+def test_notebook_09_without_a_bench_record_says_so(tmp_path, monkeypatch):
+    """The one second smoke run of notebook 09 in a session: its section for a missing record."""
+    from scope_lib.run_notebooks import run_notebooks
+
+    monkeypatch.setenv("SCOPE_RUNS_DIR", str(tmp_path / "runs"))  # never the repository's run registry
+    figures = tmp_path / "figures"
+    results = run_notebooks(["09"], smoke=True, parameters={"FIGURES_DIR": str(figures),
+                                                            "BENCH_RECORD": str(tmp_path / "missing.json")},
+                            out_dir=tmp_path / "executed", progress_bar=False)
+    assert all(r.ok for r in results), [r.describe_failure() for r in results]
+    claims = (figures / "table8_bench_overlap.claims.md").read_text()
+    labels = re.findall(r"^- \*\*(.+?)\*\* — ", claims, flags=re.MULTILINE)
+    assert labels == ["check not run"] and "bench/table8_speed.py" in claims, claims
+    assert not (figures / "table8_bench_overlap.png").exists()

@@ -2,21 +2,7 @@
 writes its figures (PNG + PDF) and tables (CSV + Markdown), changes no file git tracks (nor
 adds one it does not ignore), and prints no worker process's progress bars into its output."""
 
-import subprocess
-from pathlib import Path
-
 import nbformat
-
-from scope_lib.run_notebooks import run_notebooks
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def git_status() -> str | None:
-    """`git status --porcelain` of the repository (untracked files too); None outside a checkout."""
-    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
-    return done.stdout if done.returncode == 0 else None
 
 EXPECTED = {
     "00": ["nb00_calibration.png", "nb00_calibration.pdf", "nb00_calibration.csv", "nb00_calibration.md"],
@@ -33,15 +19,14 @@ EXPECTED = {
 }
 
 
-def test_training_notebooks_smoke(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCOPE_RUNS_DIR", str(tmp_path / "runs"))  # never touch the real registry
-    figures = tmp_path / "figures"
-    before = git_status()
-    results = run_notebooks(list(EXPECTED), smoke=True, parameters={"FIGURES_DIR": str(figures)},
-                            out_dir=tmp_path / "executed", progress_bar=False)
+def test_training_notebooks_smoke(notebook_smoke):
+    # The session's smoke runs (tests/helpers/notebook_smoke.py: its own registry and figures folder).
+    results = list(notebook_smoke.results(EXPECTED).values())
+    figures = notebook_smoke.figures
     failed = [r.describe_failure() for r in results if not r.ok]
     assert not failed, failed
-    assert git_status() == before, "the notebook runs changed or added files in the repository"
+    assert notebook_smoke.status_after == notebook_smoke.status_before, \
+        "the notebook runs changed or added files in the repository"
     for result in results:  # worker processes draw nothing; their progress is the kernel's widgets
         executed = nbformat.read(result.output_path, as_version=4)
         streams = "".join(output.get("text", "") for cell in executed.cells for output in cell.get("outputs", [])

@@ -10,7 +10,6 @@ import jupytext
 import pandas as pd
 import pytest
 
-from scope_lib.run_notebooks import run_notebooks
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 MAX_CODE_LINES = 120  # every notebook stays at or under about 120 lines of code
@@ -67,13 +66,9 @@ def test_the_smoke_mention_count_sees_a_branch():
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    out = tmp_path_factory.mktemp("analysis_notebooks")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SCOPE_RUNS_DIR", str(out / "runs"))  # never the repository's run registry
-        results = run_notebooks(["02", "03"], smoke=True, parameters={"FIGURES_DIR": str(out / "figures")},
-                                out_dir=out / "executed", progress_bar=False)
-    return out, results
+def executed(notebook_smoke):
+    """The session's smoke runs of 02 and 03 (tests/helpers/notebook_smoke.py)."""
+    return notebook_smoke.root, list(notebook_smoke.results(["02", "03"]).values())
 
 
 def test_both_notebooks_run(executed):
