@@ -54,16 +54,17 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from scope_lib import figure_data, nb, report
-from scope_lib.experiments import run_grid, run_histories
+from scope_lib.experiments import family_variant, named_variant, run_grid, run_histories
 from scope_lib.plotting import display_name, legend_outside, metric_label, point_interval, t_interval_within
 
 ctx = nb.setup("08_fig6_weight_temperature", globals())
-variants = ["scope" if tau == 1.0 else f"scope_tau{tau}" for tau in TAUS]  # tau=1 is the default run
-df, results = run_grid(SCALE, variants, SEEDS, include_base=False, **{"eval.k": EVAL_K})
+runs = [named_variant("scope") if tau == 1.0 else family_variant("scope_tau", tau) for tau in TAUS]  # tau=1: the default run
+variants = [run.name for run in runs]
+df, results = run_grid(SCALE, runs, SEEDS, include_base=False, **{"eval.k": EVAL_K})
 summary = report.seed_summary(df)
 avg = summary[summary.eval_set == "average"].set_index("variant").loc[variants]
 ctx.save_table(summary.assign(tau=summary.variant.map(dict(zip(variants, TAUS)))), "fig6_weight_temperature")
-histories = run_histories(SCALE, variants, SEEDS)
+histories = run_histories(SCALE, runs, SEEDS)
 ess = report.step_curves(histories, "teacher_w_ess_frac")
 
 # %% [markdown]
@@ -141,15 +142,17 @@ elif all(f"tau_student@ess={t:g}" in record for t in targets):
     tau_students = [record[f"tau_student@ess={t:g}"] for t in targets]
 else:  # a world without a record (the smoke world): one sharper value, to run the code path
     tau_students = [0.1]
-ess_of = {f"scope_tau_student{t:g}": record.get(f"student_ess_frac@tau_student={t:g}", np.nan) for t in tau_students}
+sweep_runs = [(1.0, named_variant("scope"))] + [(t, family_variant("scope_tau_student", t)) for t in tau_students]
+tau_of = {run.name: float(t) for t, run in sweep_runs}  # Eq. 4's temperature of each run (1: the paper's SCOPE)
+ess_of = {run.name: record.get(f"student_ess_frac@tau_student={t:g}", np.nan) for t, run in sweep_runs[1:]}
 ess_of["scope"] = record.get("student_ess_frac@tau=1", np.nan)
-sweep = ["scope"] + [f"scope_tau_student{t:g}" for t in tau_students]
-sweep_df, _ = run_grid(SCALE, sweep + ["no_dpaw"], SEEDS, include_base=False, **{"eval.k": EVAL_K})
+sweep = [run.name for _, run in sweep_runs]
+sweep_df, _ = run_grid(SCALE, [run for _, run in sweep_runs] + ["no_dpaw"], SEEDS, include_base=False, **{"eval.k": EVAL_K})
 rows = []
 for variant in sweep:
     for metric in ("avg@k", "pass@k"):
         d = verdict.paired_difference(report.per_seed(sweep_df, variant, metric), report.per_seed(sweep_df, "no_dpaw", metric))
-        rows.append({"variant": variant, "tau_student": 1.0 if variant == "scope" else float(variant.removeprefix("scope_tau_student")),
+        rows.append({"variant": variant, "tau_student": tau_of[variant],
                      "student_ess": ess_of[variant], "metric": names[metric], "effect_points": 100 * d.mean,
                      "low": 100 * d.low, "high": 100 * d.high, "seeds": d.n})
 effects = pd.DataFrame(rows)
@@ -180,10 +183,10 @@ ctx.savefig(fig, "fig6b_tau_student_sweep", caption="Effect of SCOPE over w/o DP
 
 sweep_lines = [f"Scale `{ctx.scale_label}`, {len(SEEDS)} seed(s): SCOPE with Eq. 4's temperature "
                f"tau_student in {[1.0] + tau_students} (Eq. 5 at tau = 1) against w/o DPAW; student-path ESS on the base "
-               "student: " + ", ".join(f"{ess_of[v]:.3f} at {v.removeprefix('scope_tau_student') if v != 'scope' else 'tau 1'}"
+               "student: " + ", ".join(f"{ess_of[v]:.3f} at {f'{tau_of[v]:g}' if v != 'scope' else 'tau 1'}"
                                         for v in sweep) + "."]
 for variant in sweep:
-    label = "tau = 1" if variant == "scope" else f"tau_student = {variant.removeprefix('scope_tau_student')}"
+    label = "tau = 1" if variant == "scope" else f"tau_student = {tau_of[variant]:g}"
     for metric in ("avg@k", "pass@k"):
         sweep_lines.append(report.compare(f"SCOPE ({label}) − w/o DPAW {names[metric]}", report.per_seed(sweep_df, variant, metric),
                                           report.per_seed(sweep_df, "no_dpaw", metric), "greater",

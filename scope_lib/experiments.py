@@ -4,17 +4,20 @@
 "OPD", "no teacher weight" or "tau = 2" mean, so notebooks 04-09 ask for the same run and
 the registry (`scope_lib.runs`) trains it once.
 
-Variants: the methods of Table 1 (`grpo`, `kd`, `opd`, `scope`) and the KDRL-style baseline
-`hybrid` (GRPO's advantage plus the teacher term, docs/DESIGN.md §2.9), `opd_g8` (OPD with as
-many rollouts per step as SCOPE), the DPAW ablations of Fig. 5, and the numbered families of
-`FAMILIES`: `scope_tau<value>` for Fig. 6 (one temperature for both paths),
-`scope_tau_student<value>` (Eq. 4's own temperature, Eq. 5 keeping the preset's) and
-`hybrid_beta<value>` (the hybrid's teacher weight). The names figures and tables show for these
-keys are `scope_lib.plotting.display_name`.
+A variant is data (`Variant`): a name mapped to config overrides. Named ones: the methods of
+Table 1 (`grpo`, `kd`, `opd`, `scope`) and the KDRL-style baseline `hybrid` (GRPO's advantage plus
+the teacher term, docs/DESIGN.md §2.9), `opd_g8` (OPD with as many rollouts per step as SCOPE), the
+DPAW ablations of Fig. 5. Numbered families (`FAMILIES`), made from their value with
+`family_variant`: `scope_tau` for Fig. 6 (one temperature for both paths), `scope_tau_student`
+(Eq. 4's own temperature, Eq. 5 keeping the preset's) and `hybrid_beta` (the hybrid's teacher
+weight). A name typed by a user (`scope_tau0.5` as a notebook parameter) is read by
+`named_variant`. The names figures and tables show for these keys are
+`scope_lib.plotting.display_name`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from scope_lib.config import TrainConfig, load_config
@@ -46,14 +49,16 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "reversed_teacher_weight": {"scope.teacher_direction": "reversed"},
 }
 
-# Numbered variant families: `<prefix><value>` sets one key to the value on top of the base
-# overrides (`scope_tau0.5`, `scope_tau_student0.05`, `hybrid_beta0.3`). The longest matching
-# prefix wins, so `scope_tau_student...` is never read as `scope_tau` + "_student...".
+# Numbered variant families: a member sets one key to its value on top of the base overrides
+# (`family_variant("scope_tau", 0.5)`: SCOPE with scope.tau 0.5, named `scope_tau0.5`).
 FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
     "scope_tau": ("scope.tau", {"method": "scope"}),  # Fig. 6: Eq. 4 and Eq. 5 share tau
     "scope_tau_student": ("scope.tau_student", {"method": "scope"}),  # Eq. 4 alone; Eq. 5 keeps scope.tau
     "hybrid_beta": ("hybrid.beta", {"method": "hybrid"}),  # the hybrid's teacher weight
 }
+# How a member's name writes its value: as the committed tables name the runs (Fig. 6's taus as
+# Python prints them, `scope_tau2.0`; the sweep's tau_student values in `g` format).
+FAMILY_NAMES = {"scope_tau": "{family}{value}", "scope_tau_student": "{family}{value:g}", "hybrid_beta": "{family}{value:g}"}
 
 # Sizes that make every notebook finish in seconds on the smoke world (tests only).
 SMOKE_OVERRIDES: dict[str, Any] = {
@@ -64,39 +69,89 @@ SMOKE_OVERRIDES: dict[str, Any] = {
 }
 
 
-def variant_overrides(variant: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Variant:
+    """One run of the paper's experiments, as data: `name` labels it in tables, figures and
+    `run_grid`'s results, `overrides` are the config settings that make it on top of the scale's
+    preset (a tuple of (key, value) pairs, so a Variant is hashable and crosses to worker processes).
+    The run's registry key comes from the config alone, never from the name."""
+
+    name: str
+    overrides: tuple[tuple[str, Any], ...]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.overrides)
+
+    @property
+    def method(self) -> str:
+        return self.settings["method"]
+
+
+def _named_overrides(name: str) -> dict[str, Any] | None:
+    if name in METHODS:
+        overrides: dict[str, Any] = {"method": name}
+        if name == "opd":
+            overrides["rollout.group_size"] = 1  # Table 3
+        return overrides
+    if name == "opd_g8":  # the preset's group size (8 at tiny scale): as many rollouts as SCOPE
+        return {"method": "opd"}
+    if name in ABLATIONS:
+        return {"method": "scope", **ABLATIONS[name]}
+    return None
+
+
+def family_variant(family: str, value: float) -> Variant:
+    """The member of numbered family `family` (`FAMILIES`) at `value`: `family_variant("scope_tau", 0.5)`
+    is SCOPE with `scope.tau` 0.5, named `scope_tau0.5` (`FAMILY_NAMES` says how each family writes
+    its value, as the committed tables name the runs). The value goes into the overrides as given;
+    the name is only its label."""
+    if family not in FAMILIES:
+        raise ValueError(f"family {family!r}: expected one of {list(FAMILIES)}")
+    key, base = FAMILIES[family]
+    return Variant(FAMILY_NAMES[family].format(family=family, value=value), tuple({**base, key: value}.items()))
+
+
+def named_variant(name: str) -> Variant:
+    """The variant a typed name stands for: a method of Table 1, `opd_g8`, a DPAW ablation, or a
+    numbered family member written out (`scope_tau0.5`, as a notebook parameter or on a command line
+    names it; the text after the family's prefix read as the value). Code that has the value makes
+    the member with `family_variant` instead."""
+    overrides = _named_overrides(name)
+    if overrides is not None:
+        return Variant(name, tuple(overrides.items()))
+    for prefix in sorted(FAMILIES, key=len, reverse=True):
+        if name.startswith(prefix):
+            key, base = FAMILIES[prefix]
+            text = name.removeprefix(prefix)
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"variant {name!r}: expected a number after {prefix!r} (e.g. {prefix}0.5), "
+                                 f"got {text!r}") from None
+            return Variant(name, tuple({**base, key: value}.items()))
+    families = ", ".join(f"'{prefix}<value>'" for prefix in FAMILIES)
+    raise ValueError(f"variant {name!r}: expected one of {METHODS + EXTRA_VARIANTS + tuple(ABLATIONS)} or {families}")
+
+
+def as_variant(variant: str | Variant) -> Variant:
+    """`variant` itself, or the Variant a typed name stands for (`named_variant`)."""
+    return variant if isinstance(variant, Variant) else named_variant(variant)
+
+
+def variant_overrides(variant: str | Variant) -> dict[str, Any]:
     """Config overrides that turn the scale's preset into `variant`.
 
     OPD follows Table 3: one rollout per prompt on the same prompts per step as SCOPE, so it
     samples G times fewer rollouts than SCOPE and GRPO (the paper's protocol; a tiny-scale
     check with OPD given G times more prompts instead is recorded in data/tiny_preset_trials.md).
     """
-    if variant in METHODS:
-        overrides: dict[str, Any] = {"method": variant}
-        if variant == "opd":
-            overrides["rollout.group_size"] = 1  # Table 3
-        return overrides
-    if variant == "opd_g8":  # the preset's group size (8 at tiny scale): as many rollouts as SCOPE
-        return {"method": "opd"}
-    if variant in ABLATIONS:
-        return {"method": "scope", **ABLATIONS[variant]}
-    for prefix in sorted(FAMILIES, key=len, reverse=True):
-        if variant.startswith(prefix):
-            key, base = FAMILIES[prefix]
-            text = variant.removeprefix(prefix)
-            try:
-                value = float(text)
-            except ValueError:
-                raise ValueError(f"variant {variant!r}: expected a number after {prefix!r} (e.g. {prefix}0.5), "
-                                 f"got {text!r}") from None
-            return {**base, key: value}
-    families = ", ".join(f"'{prefix}<value>'" for prefix in FAMILIES)
-    raise ValueError(f"variant {variant!r}: expected one of {METHODS + EXTRA_VARIANTS + tuple(ABLATIONS)} or {families}")
+    return as_variant(variant).settings
 
 
-def variant_method(variant: str) -> str:
+def variant_method(variant: str | Variant) -> str:
     """The training method `variant` runs (`scope` for the ablations and tau families)."""
-    return variant_overrides(variant)["method"]
+    return as_variant(variant).method
 
 
 def _tuned_file(scale: str) -> dict[str, Any]:
@@ -108,16 +163,17 @@ def _tuned_file(scale: str) -> dict[str, Any]:
     return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
-def tuned_lr(scale: str, variant: str) -> dict[str, Any]:
+def tuned_lr(scale: str, variant: str | Variant) -> dict[str, Any]:
     """The learning rate chosen for `variant`'s method on the validation split (`configs/<scale>_lr.yaml`,
     written by `scope_lib.lr_selection`); ablations and the numbered families take their method's
     (SCOPE's for the tau ones, the hybrid's for `hybrid_beta<value>`). {} if none chosen."""
     chosen = _tuned_file(scale).get("lr", {})
-    key = variant if variant in chosen else variant_method(variant) if variant not in METHODS + EXTRA_VARIANTS else None
+    variant = as_variant(variant)
+    key = variant.name if variant.name in chosen else variant.method if variant.name not in METHODS + EXTRA_VARIANTS else None
     return {"optim.lr": float(chosen[key])} if key in chosen else {}
 
 
-def tuned_settings(scale: str, variant: str) -> dict[str, Any]:
+def tuned_settings(scale: str, variant: str | Variant) -> dict[str, Any]:
     """`tuned_lr`, and for a variant of method `hybrid` the teacher weight `hybrid.beta` chosen with
     it (`hybrid_beta` in `configs/<scale>_lr.yaml`); a `hybrid_beta<value>` variant's own value wins."""
     tuned = tuned_lr(scale, variant)
@@ -130,7 +186,8 @@ def tuned_settings(scale: str, variant: str) -> dict[str, Any]:
 _warned_paper: list[str] = []  # say once per process that paper scale needs GPUs and the hub
 
 
-def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = False, **overrides: Any) -> TrainConfig:
+def experiment_config(scale: str, variant: str | Variant, seed: int, *, smoke: bool = False,
+                      **overrides: Any) -> TrainConfig:
     """The config of one run of the paper's experiments at `scale` (`tiny`, `smol`, `paper`, or a
     smoke world of `SMOKE_SCALES`: its tiny scale with `smoke=True`)."""
     if scale in SMOKE_SCALES:
@@ -149,7 +206,7 @@ def experiment_config(scale: str, variant: str, seed: int, *, smoke: bool = Fals
     return load_config(SCALES[scale], overrides=merged)
 
 
-def _train_and_evaluate(scale: str, variant: str, seed: int, smoke: bool, overrides: dict[str, Any]) -> None:
+def _train_and_evaluate(scale: str, variant: Variant | str, seed: int, smoke: bool, overrides: dict[str, Any]) -> None:
     """Worker body: train (or load) one run and cache its evaluation; results go to the registry."""
     import torch
 
@@ -171,17 +228,18 @@ def default_workers() -> int:
     return int(os.environ.get("SCOPE_WORKERS", min(4, os.cpu_count() or 1)))
 
 
-def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool = False, include_base: bool = True,
+def run_grid(scale: str, variants: list[str | Variant], seeds: list[int], *, smoke: bool = False, include_base: bool = True,
              workers: int | None = None, **overrides: Any):
     """Train (or load) every variant x seed and evaluate it: one tidy row per run and eval set.
 
-    Columns: variant, seed, eval_set, avg@k, pass@k, k. The base student (untrained) appears
+    `variants`: Variants, or the names of named ones (`named_variant`). Columns: variant (its
+    name), seed, eval_set, avg@k, pass@k, k. The base student (untrained) appears
     once as variant "base" (its evaluation does not depend on a training seed). Runs missing
     from the registry are trained in `workers` parallel processes (one thread each); the
     results are then read back from the registry, so an interrupted grid resumes where it
     stopped. Progress: one overall bar, and one line per worker (its run's training steps, then
     its evaluation) drawn by this process (`scope_lib.progress`), so a notebook shows clean
-    lines rather than the workers' own bars. Returns (DataFrame, {(variant, seed): EvalResult}).
+    lines rather than the workers' own bars. Returns (DataFrame, {(variant name, seed): EvalResult}).
     """
     import multiprocessing
     import os
@@ -194,6 +252,7 @@ def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool =
     from scope_lib.runs import evaluate_model, evaluation_path, get_run
     from scope_lib.world import WorldSpec, load_world
 
+    variants = [as_variant(v) for v in variants]
     jobs = ([("base", seeds[0])] if include_base else []) + [(v, s) for v in variants for s in seeds]
     configs = {job: experiment_config(scale, "scope" if job[0] == "base" else job[0], job[1], smoke=smoke, **overrides)
                for job in jobs}
@@ -250,16 +309,19 @@ def run_grid(scale: str, variants: list[str], seeds: list[int], *, smoke: bool =
         variant, seed = job
         cfg = configs[job]
         result = evaluate_model(None if variant == "base" else get_run(cfg, world=None), cfg, world=world)
-        results[job] = result
+        name = variant if variant == "base" else variant.name
+        results[(name, seed)] = result
         for eval_set, row in result.summary().items():
-            rows.append({"variant": variant, "seed": seed, "eval_set": eval_set, "k": result.k,
+            rows.append({"variant": name, "seed": seed, "eval_set": eval_set, "k": result.k,
                          "avg@k": row[f"avg@{result.k}"], "pass@k": row[f"pass@{result.k}"]})
     return pd.DataFrame(rows), results
 
 
-def run_histories(scale: str, variants: list[str], seeds: list[int], *, smoke: bool = False,
+def run_histories(scale: str, variants: list[str | Variant], seeds: list[int], *, smoke: bool = False,
                   **overrides: Any) -> dict[tuple[str, int], list[dict]]:
-    """Per-step training metrics of every variant x seed (trained now if not in the registry)."""
+    """Per-step training metrics of every variant x seed, keyed by (variant name, seed) (trained now
+    if not in the registry)."""
     from scope_lib.runs import get_run
 
-    return {(v, s): get_run(experiment_config(scale, v, s, smoke=smoke, **overrides)).history for v in variants for s in seeds}
+    return {(as_variant(v).name, s): get_run(experiment_config(scale, v, s, smoke=smoke, **overrides)).history
+            for v in variants for s in seeds}
