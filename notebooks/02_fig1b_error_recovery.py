@@ -28,8 +28,9 @@
 # 2. recovery falls as more of the flawed trajectory is kept; even Q1 ends near 35 % at 0.8;
 # 3. the highest-PPL rollouts are degenerate (collapse, loops, false premises; Tables 9-12).
 #
-# The logic lives in `scope_lib.recovery` (the study) and `scope_lib.recovery_study` (tables,
-# figures, verdicts); this notebook runs them and shows the artefacts.
+# The logic lives in `scope_lib.recovery` (the study), `scope_lib.recovery_analysis` (tables,
+# figures) and `scope_lib.study_claims` (verdicts); the figures' captions in
+# `notebooks/captions/02_fig1b_error_recovery.md`. This notebook runs them and shows the artefacts.
 # At the `tiny` scale the student and teacher are the project's own small models on the
 # tiny task of the configured world (named below), so the numbers are about that world, not
 # about DeepSeek-R1-Distill-1.5B and Skywork-OR1-7B. On a tiny task every incorrect rollout
@@ -69,10 +70,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from scope_lib import nb, recovery, report
-from scope_lib import recovery_study as rs
+from scope_lib import nb, recovery, study_claims
+from scope_lib import recovery_analysis as rs
 from scope_lib.experiments import experiment_config
-from scope_lib.recovery_study import pct, points
+from scope_lib.recovery_analysis import pct, points
 from scope_lib.rollout import Sampling
 from scope_lib.world import WorldSpec, load_world
 
@@ -156,7 +157,7 @@ display(Markdown(
 # %%
 curve = recovery.recovery_curve(rates, n_boot=N_BOOT, seed=SEED)
 fig = rs.fig1b_figure(rates, RATIOS, n_boot=N_BOOT, seed=SEED, scale_label=ctx.scale_label)
-ctx.savefig(fig, "fig1b_error_recovery", caption=rs.FIG1B_CAPTION)
+ctx.savefig(fig, "fig1b_error_recovery", caption=ctx.caption("fig1b_error_recovery"))
 plt.show()
 rho = recovery.rank_correlation(rates)
 display(Markdown(
@@ -177,7 +178,7 @@ display(Markdown(
 # over rollouts, next to the unconditioned numbers (`all`).
 
 # %%
-conditions = report.recovery_conditions(rates, n_boot=N_BOOT, seed=SEED)
+conditions = rs.recovery_conditions(rates, n_boot=N_BOOT, seed=SEED)
 ctx.save_table(conditions, "nb02_recovery_mechanism", floatfmt=".3f")
 shown = conditions.assign(
     share=100 * conditions["share"],
@@ -187,9 +188,9 @@ shown = conditions.assign(
 display(Markdown("Share of prefixes (%), recovery (%, 95 % CI) and Q1 − Q4 gap (points, 95 % CI) per condition:"), shown)
 fig = rs.mechanism_figure(rates, RATIOS, n_boot=N_BOOT, seed=SEED, scale_label=ctx.scale_label)
 if fig is not None:
-    ctx.savefig(fig, "nb02_recovery_mechanism", caption=rs.MECHANISM_CAPTION)
+    ctx.savefig(fig, "nb02_recovery_mechanism", caption=ctx.caption("nb02_recovery_mechanism"))
     plt.show()
-    display(Markdown(rs.mechanism_text(conditions, cases, RATIOS)))
+    display(Markdown(study_claims.mechanism_text(conditions, cases, RATIOS)))
 else:
     print("this task gives no first-error diagnosis: only the unconditioned recovery is reported")
 
@@ -221,10 +222,10 @@ display(Markdown(text))
 # prefixes (the paper's claim) and over the prefixes that hold the first error (the teacher
 # must repair the mistake; the paper does not split). The fall with the ratio is judged on
 # recovery at the largest ratio minus at the smallest, paired per rollout
-# (`scope_lib.recovery_study.verdict_lines`).
+# (`scope_lib.study_claims.recovery_lines`).
 
 # %%
-ctx.show_claims("fig1b_error_recovery", rs.verdict_lines(
+ctx.show_claims("fig1b_error_recovery", study_claims.recovery_lines(
     rates, conditions, curve, rho, table6, RATIOS, n_boot=N_BOOT, seed=SEED,
     intro=f"Scale `{ctx.scale_label}`: {study.num_incorrect} incorrect rollouts of {NUM_PROBLEMS} problems, "
           f"{COMPLETIONS_PER_PREFIX} teacher completions per prefix. Task: {task_text}"));

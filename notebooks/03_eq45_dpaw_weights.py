@@ -28,7 +28,8 @@
 # batch SCOPE weights at its first step), grades them, scores the incorrect ones with the
 # teacher, and computes the weights with `scope_lib.weights` at several `tau`. It also puts the
 # paper's student direction next to the authors' released scripts, which use the reversed
-# sign `PPL_S^(-1/tau)`. The steps, tables, checks and figures live in `scope_lib.dpaw_study`;
+# sign `PPL_S^(-1/tau)`. The steps, tables and figures live in `scope_lib.dpaw_analysis`, the
+# checks in `scope_lib.study_claims`, the captions in `notebooks/captions/03_eq45_dpaw_weights.md`;
 # this notebook runs them and shows the artefacts.
 #
 # Nothing here is a claim of the paper's results: the verdict lines at the end are **checks**
@@ -59,8 +60,8 @@ FIGURES_DIR = "figures"  # relative to the repository root
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from scope_lib import dpaw_study, nb
-from scope_lib.dpaw_study import STUDENT, weight_column
+from scope_lib import dpaw_analysis, nb, study_claims
+from scope_lib.dpaw_analysis import STUDENT, weight_column
 from scope_lib.experiments import experiment_config
 from scope_lib.world import WorldSpec, load_world
 
@@ -75,19 +76,19 @@ cfg = experiment_config(SCALE, "scope", SEED)
 # Sampled with the training rollout settings of the config (`rollout.*`), as the trainer does;
 # `PPL_S` from the student's log-probs of its own rollouts, `PPL_T` from the teacher's, scored
 # only on the incorrect rows (the trainer scores nothing else for SCOPE). The steps are
-# `scope_lib.dpaw_study.sample_scored_groups` and `rollout_table`.
+# `scope_lib.dpaw_analysis.sample_scored_groups` and `rollout_table`.
 
 # %%
 world = load_world(WorldSpec.from_config(cfg), train_seed=SEED)  # SEED also draws the training pool
 world.student.to(ctx.device)
 world.teacher.to(ctx.device)
 problems = world.train_problems[:NUM_PROMPTS]
-scored = dpaw_study.sample_scored_groups(
+scored = dpaw_analysis.sample_scored_groups(
     world.student, world.teacher, world.tokenizer, problems, world.format_prompt, group_size=GROUP_SIZE,
     temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
     max_new_tokens=cfg.rollout.max_new_tokens, batch_size=cfg.rollout.batch_size, seed=SEED,
 )
-rollouts = dpaw_study.rollout_table(scored, taus)
+rollouts = dpaw_analysis.rollout_table(scored, taus)
 per_group = rollouts.groupby("group")["correct"].agg(["sum", "size"])
 mixed = int(((per_group["sum"] > 0) & (per_group["sum"] < per_group["size"])).sum())
 display(Markdown(
@@ -107,11 +108,11 @@ display(Markdown(
 # spread the softmax has to work with.
 
 # %%
-weight_table = dpaw_study.weight_stats_table(rollouts, taus)
+weight_table = dpaw_analysis.weight_stats_table(rollouts, taus)
 ctx.save_table(weight_table, "eq45_weight_stats")
 display(weight_table)
-ess, sharpening = dpaw_study.ess_by_tau(weight_table), dpaw_study.sharpens(weight_table)
-student_path, teacher_path = dpaw_study.STUDENT_PATH, dpaw_study.TEACHER_PATH
+ess, sharpening = dpaw_analysis.ess_by_tau(weight_table), dpaw_analysis.sharpens(weight_table)
+student_path, teacher_path = dpaw_analysis.STUDENT_PATH, dpaw_analysis.TEACHER_PATH
 display(Markdown(
     f"**Weight statistics** ({ctx.scale_label}). The ESS fraction of the student path (Eq. 4) is "
     + ", ".join(f"{v:.3f} at tau = {t:g}" for t, v in ess[student_path].items()) + "; of the teacher path (Eq. 5) "
@@ -138,10 +139,10 @@ display(Markdown(
 
 # %%
 title = f"DPAW weights on base-student rollouts ({ctx.scale_label}, G = {GROUP_SIZE})"
-fig = dpaw_study.weight_distributions_figure(rollouts, taus, title)
-ctx.savefig(fig, "eq45_dpaw_weights", caption=dpaw_study.WEIGHTS_CAPTION)
+fig = dpaw_analysis.weight_distributions_figure(rollouts, taus, title)
+ctx.savefig(fig, "eq45_dpaw_weights", caption=ctx.caption("eq45_dpaw_weights"))
 plt.show()
-conc = dpaw_study.concordance_table(rollouts, taus)
+conc = dpaw_analysis.concordance_table(rollouts, taus)
 display(conc)
 display(Markdown(
     f"**Eq. 4/5 weights** ({ctx.scale_label}). Of the within-group pairs of rollouts with different PPL, the student "
@@ -163,10 +164,10 @@ display(Markdown(
 
 # %%
 title = f"Eq. 4 student-guided weight, tau = {tau_ref:g}: paper vs released sign ({ctx.scale_label})"
-fig, direction = dpaw_study.direction_figure(rollouts, tau_ref, title)
-ctx.savefig(fig, "eq4_student_direction_paper_vs_released", caption=dpaw_study.DIRECTION_CAPTION)
+fig, direction = dpaw_analysis.direction_figure(rollouts, tau_ref, title)
+ctx.savefig(fig, "eq4_student_direction_paper_vs_released", caption=ctx.caption("eq4_student_direction_paper_vs_released"))
 plt.show()
-shares = dpaw_study.direction_shares(rollouts, tau_ref)
+shares = dpaw_analysis.direction_shares(rollouts, tau_ref)
 share_paper, share_released, share_uniform = shares.paper, shares.released, shares.uniform
 display(Markdown(
     f"**Paper vs released student direction** ({ctx.scale_label}, tau = {tau_ref:g}, {len(shares.hardest)} groups with "
@@ -194,7 +195,7 @@ display(Markdown(
 # %%
 def show_group(g: int) -> None:
     display(Markdown(f"**group {g}: {problems[g].question}** (gold {problems[g].answer})"),
-            dpaw_study.group_view(rollouts, g, tau_ref))
+            dpaw_analysis.group_view(rollouts, g, tau_ref))
 
 
 group_ids = sorted(rollouts["group"].unique())
@@ -205,7 +206,7 @@ if INTERACTIVE:
     display(widgets.interactive(lambda index: show_group(group_ids[index]), index=slider))
 else:
     on_student = rollouts[rollouts["correct"]]
-    shown = dpaw_study.most_concentrated_groups(on_student, weight_column(STUDENT, tau_ref), SHOW_GROUPS)
+    shown = dpaw_analysis.most_concentrated_groups(on_student, weight_column(STUDENT, tau_ref), SHOW_GROUPS)
     for g in shown or group_ids[:SHOW_GROUPS]:
         show_group(g)
 
@@ -221,16 +222,16 @@ else:
 # another regime, which is why notebook 08 measures SCOPE against `tau_student`.
 
 # %%
-regime = dpaw_study.regime_table(weight_table, tau_ref, f"this notebook's run, {ctx.scale_label}",
+regime = dpaw_analysis.regime_table(weight_table, tau_ref, f"this notebook's run, {ctx.scale_label}",
                                  f"{NUM_PROMPTS} groups of G = {GROUP_SIZE}")
 ctx.save_table(regime, "eq4_regime")
-ctx.savefig(dpaw_study.regime_figure(regime), "eq4_regime", caption=dpaw_study.REGIME_CAPTION)
+ctx.savefig(dpaw_analysis.regime_figure(regime), "eq4_regime", caption=ctx.caption("eq4_regime"))
 plt.show()
-ctx.show_claims("eq4_regime", dpaw_study.regime_lines(regime));
+ctx.show_claims("eq4_regime", study_claims.regime_lines(regime));
 
 # %% [markdown]
 # ## Checks (saved for the results page, `figures/README.md`)
 
 # %%
-ctx.show_claims("eq45_dpaw_weights", dpaw_study.check_lines(weight_table, conc, shares, tau_ref, intro=(
+ctx.show_claims("eq45_dpaw_weights", study_claims.dpaw_check_lines(weight_table, conc, shares, tau_ref, intro=(
     f"Scale `{ctx.scale_label}`: {len(rollouts)} base-student rollouts, {NUM_PROMPTS} groups of G = {GROUP_SIZE}.")));

@@ -61,6 +61,7 @@ RUNS_DIR_ENV = "SCOPE_RUNS_DIR"
 # Set by the batch runner (scope_lib.run_notebooks) for its kernels: show_committed shows nothing there.
 BATCH_ENV = "SCOPE_NOTEBOOK_BATCH"
 COMMITTED_FIGURES_DIR = REPO_ROOT / "figures"
+CAPTIONS_DIR = DEFAULT_NOTEBOOKS_DIR / "captions"  # <notebook>.md: the captions of its figures, beside it
 RUN_RECORDS_DIR = REPO_ROOT / "data"
 WRITE_FIGURES_ENV = "SCOPE_WRITE_FIGURES"
 MAX_SLUG_LENGTH = 80
@@ -123,6 +124,22 @@ def output_folder(figures_dir: str | os.PathLike, default_figures_dir: str | os.
         why, f"non-default {described}; {WRITE_FIGURES_ENV}=1 writes to {_shown(base)} instead"]))
 
 
+def captions(notebook: str, folder: str | os.PathLike = CAPTIONS_DIR) -> dict[str, str]:
+    """{artefact name: caption} of `<folder>/<notebook>.md`: each `## <name>` heading and the lines of
+    the section under it, joined by single spaces ({} when the notebook has no captions file)."""
+    path = Path(folder) / f"{notebook}.md"
+    if not path.exists():
+        return {}
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            current = sections.setdefault(line[3:].strip(), [])
+        elif current is not None and line.strip():
+            current.append(line.strip())
+    return {name: " ".join(lines) for name, lines in sections.items()}
+
+
 @dataclass
 class Context:
     """What a notebook's set-up decided: parameter values, the output folder and the device."""
@@ -140,6 +157,13 @@ class Context:
     @property
     def smoke(self) -> bool:
         return bool(self.params.get("SMOKE", False))
+
+    def caption(self, name: str) -> str:
+        """The caption of artefact `name` kept beside the notebook (`captions`); KeyError naming the file."""
+        found = captions(self.notebook)
+        if name not in found:
+            raise KeyError(f"no '## {name}' caption in {_shown(CAPTIONS_DIR / (self.notebook + '.md'))}")
+        return found[name]
 
     def record(self, name: str, **extra: Any) -> Path:
         """Write `<figures_dir>/<name>.params.json` (notebook, parameters, non-default ones and

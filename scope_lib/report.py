@@ -2,8 +2,7 @@
 
 Tables: `seed_summary` (mean and 95% CI over seeds of `experiments.run_grid` rows),
 `wide_table` (Table 1 layout), `relative_change` (Table 1's "relative gain vs OPD"),
-`pass_curves` (Fig. 4), `step_curves` (Fig. 3), `recovery_conditions` (Fig. 1b split by
-whether the kept prefix already holds the student's first error).
+`pass_curves` (Fig. 4), `step_curves` (Fig. 3).
 
 Verdicts: every claim of the paper goes through the one rule of `scope_lib.verdict`. A claim
 is judged on one summary quantity per seed, which the helpers here compute from the runs:
@@ -326,54 +325,6 @@ def check(name: str, passed: bool | None, detail: str = "") -> str:
     if passed is None:
         return f"- **check not run** — {name}" + (f": {detail}" if detail else "")
     return verdict.check_line(name, bool(passed), detail)
-
-
-# --- recovery split by where the first error sits (Fig. 1b) ------------------------------
-
-RECOVERY_CONDITIONS = ("all", "error in prefix", "error not yet in prefix")
-
-
-def recovery_conditions(rates: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Recovery per truncation ratio for all prefixes and split by `prefix_has_error`.
-
-    rates: `recovery.recovery_study(...).rates`. One row per (ratio, condition) with columns
-    n (prefixes), share (of the ratio's prefixes), recovery, low, high (bootstrap over
-    rollouts), and gap, gap_low, gap_high, the Q1 − Q4 recovery gap (`recovery.quartile_gap`,
-    buckets from the whole population) over n_q1 and n_q4 rollouts. The two split conditions appear only where the
-    task diagnoses the first error (`prefix_has_error` not None). Fractions in [0, 1].
-    """
-    from scope_lib import recovery
-
-    known = rates[rates["prefix_has_error"].notna()]
-    subsets = {"all": rates}
-    if not known.empty:
-        holds = known["prefix_has_error"].astype(bool)
-        subsets.update({"error in prefix": known[holds], "error not yet in prefix": known[~holds]})
-    rows = []
-    for condition, subset in subsets.items():
-        gaps = recovery.quartile_gap(subset, n_boot=n_boot, seed=seed).set_index("ratio") if not subset.empty else None
-        for ratio in sorted(rates["ratio"].unique()):
-            cell = subset.loc[subset["ratio"] == ratio, "recovery"]
-            mean, low, high = recovery.bootstrap_mean_ci(cell, n_boot=n_boot, seed=seed)
-            gap = gaps.loc[ratio] if gaps is not None and ratio in gaps.index else \
-                pd.Series({"gap": np.nan, "low": np.nan, "high": np.nan, "n_q1": 0, "n_q4": 0})
-            rows.append({"ratio": float(ratio), "condition": condition, "n": int(cell.size),
-                         "share": cell.size / int((rates["ratio"] == ratio).sum()), "recovery": mean, "low": low,
-                         "high": high, "gap": float(gap["gap"]), "gap_low": float(gap["low"]),
-                         "gap_high": float(gap["high"]), "n_q1": int(gap["n_q1"]), "n_q4": int(gap["n_q4"])})
-    return pd.DataFrame(rows)
-
-
-def recovery_drop(rates: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
-    """(mean, low, high, rollouts): recovery at the largest truncation ratio minus at the
-    smallest, paired per rollout (each incorrect rollout is truncated at every ratio), with
-    a bootstrap interval over rollouts."""
-    from scope_lib import recovery
-
-    table = rates.pivot_table(index="rollout", columns="ratio", values="recovery", aggfunc="mean")
-    drop = (table[table.columns.max()] - table[table.columns.min()]).dropna()
-    mean, low, high = recovery.bootstrap_mean_ci(drop, n_boot=n_boot, seed=seed)
-    return mean, low, high, int(drop.size)
 
 
 # --- the results page --------------------------------------------------------------------

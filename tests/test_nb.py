@@ -455,3 +455,16 @@ def test_smoke_scales_are_the_smoke_config_of_their_scale():
     assert SMOKE_SCALES == {"tiny_routes_smoke": "tiny", "tiny_smoke": "tiny_chain", "tiny_code_smoke": "tiny_code"}
     for smoke_scale, scale in SMOKE_SCALES.items():
         assert experiment_config(smoke_scale, "opd", 3) == experiment_config(scale, "opd", 3, smoke=True)
+
+
+def test_captions_are_read_from_the_file_beside_the_notebook(tmp_path):
+    word = f"w{np.random.default_rng(5).integers(1 << 30)}"
+    (tmp_path / "99_test_notebook.md").write_text(f"# Captions\n\nprose\n\n## fig_a\n\nFirst line,\n{word} second.\n\n## fig_b\nOne.\n")
+    assert nb.captions("99_test_notebook", tmp_path) == {"fig_a": f"First line, {word} second.", "fig_b": "One."}
+    assert nb.captions("98_none", tmp_path) == {}
+    # the repository's: the figures of notebooks 02 and 03 have theirs, and a missing one is named
+    ctx = nb.Context("03_eq45_dpaw_weights", {}, {}, {}, tmp_path, "", "tiny", "cpu")
+    assert ctx.caption("eq4_regime").startswith("Each point: the mean ESS fraction") and "  " not in ctx.caption("eq4_regime")
+    assert set(nb.captions("02_fig1b_error_recovery")) == {"fig1b_error_recovery", "nb02_recovery_mechanism"}
+    with pytest.raises(KeyError, match="no '## nope' caption in notebooks/captions/03_eq45_dpaw_weights.md"):
+        ctx.caption("nope")

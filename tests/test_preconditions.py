@@ -179,7 +179,8 @@ def test_regime_table_puts_this_runs_ess_beside_the_records(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from scope_lib.dpaw_study import STUDENT_PATH, TEACHER_PATH, regime_lines, regime_table
+    from scope_lib.dpaw_analysis import STUDENT_PATH, TEACHER_PATH, regime_table
+    from scope_lib.study_claims import regime_lines
 
     rng = np.random.default_rng()
     values = {(tau, path): float(rng.uniform(0.5, 1.0)) for tau in (0.5, 1.0) for path in (STUDENT_PATH, TEACHER_PATH)}

@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scope_lib import models, recovery, recovery_study, report, rollout, tasks
+from scope_lib import models, recovery, recovery_analysis, rollout, study_claims, tasks
 from scope_lib.problem import Problem
 from scope_lib.rollout import Sampling
 from scope_lib.recovery import (
@@ -423,7 +423,7 @@ def test_study_rejects_bad_arguments(smoke_world):
         recovery.recovery_study(*args, [], tasks.format_prompt, samples_per_problem=1, completions_per_prefix=1)
 
 
-# --- notebook 02's reporting (scope_lib.recovery_study) --------------------------------------
+# --- notebook 02's analysis and claims (scope_lib.recovery_analysis, scope_lib.study_claims) --------------------------------------
 
 
 def _error_bars(ax) -> list[tuple[float, float, float]]:
@@ -444,7 +444,7 @@ def test_fig1b_draws_the_intervals_of_recovery_curve(rng):
 
     rates = random_rates(rng, n_rollouts=48)
     seed = int(rng.integers(2**31))
-    fig = recovery_study.fig1b_figure(rates, [0.2, 0.4, 0.6, 0.8], n_boot=300, seed=seed, scale_label="test")
+    fig = recovery_analysis.fig1b_figure(rates, [0.2, 0.4, 0.6, 0.8], n_boot=300, seed=seed, scale_label="test")
     ax = fig.axes[0]
     drawn = sorted((round(low, 9), round(high, 9)) for _, low, high in _error_bars(ax))
     curve = recovery_curve(rates, n_boot=300, seed=seed)
@@ -465,18 +465,18 @@ def test_condition_rates_and_mechanism_figure(rng):
 
     rates = random_rates(rng, n_rollouts=40)
     rates["prefix_has_error"] = rng.random(len(rates)) < 0.5
-    long = recovery_study.condition_rates(rates)
+    long = recovery_analysis.condition_rates(rates)
     assert (long["condition"] == "all").sum() == len(rates)
     assert (long["condition"] == "error in prefix").sum() == rates["prefix_has_error"].sum()
     assert (long["condition"] == "error not yet in prefix").sum() == (~rates["prefix_has_error"]).sum()
     seed = int(rng.integers(2**31))
-    fig = recovery_study.mechanism_figure(rates, [0.2, 0.4, 0.6, 0.8], n_boot=200, seed=seed, scale_label="test")
-    conditions = report.recovery_conditions(rates, n_boot=200, seed=seed)
+    fig = recovery_analysis.mechanism_figure(rates, [0.2, 0.4, 0.6, 0.8], n_boot=200, seed=seed, scale_label="test")
+    conditions = recovery_analysis.recovery_conditions(rates, n_boot=200, seed=seed)
     drawn = sorted((round(low, 9), round(high, 9)) for _, low, high in _error_bars(fig.axes[0]))
     expected = sorted((round(100 * low, 9), round(100 * high, 9)) for low, high in zip(conditions["low"], conditions["high"]))
     np.testing.assert_allclose(np.array(drawn), np.array(expected), atol=1e-6)  # the table's intervals, from the rows
     plt.close(fig)
-    text = recovery_study.mechanism_text(conditions, pd.DataFrame({"bucket": [0, 0, 3], "error_line": [1, 2, 4]}),
+    text = study_claims.mechanism_text(conditions, pd.DataFrame({"bucket": [0, 0, 3], "error_line": [1, 2, 4]}),
                                          [0.2, 0.4, 0.6, 0.8])
     by = conditions.set_index(["condition", "ratio"])
     assert f"{100 * by.loc[('error in prefix', 0.8), 'recovery']:.1f} % at 0.8" in text
@@ -484,15 +484,15 @@ def test_condition_rates_and_mechanism_figure(rng):
     assert "line 1.50 on average in Q1 and line 4.00 in Q4" in text
     # without a diagnosis there is nothing to split
     undiagnosed = rates.assign(prefix_has_error=None)
-    assert set(recovery_study.condition_rates(undiagnosed)["condition"]) == {"all"}
-    assert recovery_study.mechanism_figure(undiagnosed, [0.2], n_boot=10, seed=0, scale_label="x") is None
+    assert set(recovery_analysis.condition_rates(undiagnosed)["condition"]) == {"all"}
+    assert recovery_analysis.mechanism_figure(undiagnosed, [0.2], n_boot=10, seed=0, scale_label="x") is None
     with pytest.raises(ValueError, match="error in prefix"):
-        recovery_study.mechanism_text(report.recovery_conditions(undiagnosed, n_boot=10), undiagnosed, [0.2])
+        study_claims.mechanism_text(recovery_analysis.recovery_conditions(undiagnosed, n_boot=10), undiagnosed, [0.2])
 
 
 def test_table7_with_gaps_formats_the_gap_interval(rng):
     rates = random_rates(rng)
-    table, gaps = recovery_study.table7_with_gaps(rates, n_boot=200, seed=3)
+    table, gaps = recovery_analysis.table7_with_gaps(rates, n_boot=200, seed=3)
     expected = quartile_gap(rates, n_boot=200, seed=3).set_index("ratio")
     pd.testing.assert_frame_equal(gaps, expected)
     for ratio, row in expected.iterrows():
@@ -500,28 +500,28 @@ def test_table7_with_gaps_formats_the_gap_interval(rng):
 
 
 def test_paper_tables_are_consistent():
-    table7 = recovery_study.paper_table7()
+    table7 = recovery_analysis.paper_table7()
     # the printed gap comes from unrounded rates: within rounding of Q1 - Q4
     assert (table7["Q1"] - table7["Q4"] - table7["Q1-Q4 gap"]).abs().max() <= 0.11
-    table6 = recovery_study.paper_table6()
+    table6 = recovery_analysis.paper_table6()
     assert (np.diff(table6["ppl_mean"].iloc[:4]) > 0).all() and list(table6.index)[-1] == "Overall"
     assert table6["ppl_mean"].iloc[:4].mean() == pytest.approx(table6["ppl_mean"].loc["Overall"], abs=0.01)
 
 
 def test_task_diagnosis():
-    assert recovery_study.task_diagnosis(None) == (first_chain_error, "no tiny task")
-    diagnose, text = recovery_study.task_diagnosis(tasks)
+    assert recovery_analysis.task_diagnosis(None) == (first_chain_error, "no tiny task")
+    diagnose, text = recovery_analysis.task_diagnosis(tasks)
     assert diagnose is tasks.first_error and text == tasks.__doc__.strip().splitlines()[0]
     with pytest.raises(ValueError, match="task"):
-        recovery_study.task_diagnosis(object())
+        recovery_analysis.task_diagnosis(object())
 
 
 def test_error_kind_shares():
     cases = pd.DataFrame({"bucket": [0, 0, 0, 3, 3, 1], "error_kind": ["a", "a", "b", "b", None, None]})
-    kinds = recovery_study.error_kind_shares(cases)
+    kinds = recovery_analysis.error_kind_shares(cases)
     assert list(kinds.index) == ["Q1", "Q4"]
     assert kinds.loc["Q1", "a"] == pytest.approx(2 / 3) and kinds.loc["Q4", "b"] == 1.0 and kinds.loc["Q4", "a"] == 0.0
-    assert recovery_study.error_kind_shares(cases.assign(error_kind=None)).empty
+    assert recovery_analysis.error_kind_shares(cases.assign(error_kind=None)).empty
 
 
 def _constructed_rates(q1: float, q4: float) -> pd.DataFrame:
@@ -542,10 +542,10 @@ def _constructed_rates(q1: float, q4: float) -> pd.DataFrame:
 def test_verdict_lines_on_constructed_rates(q1, q4, outcome):
     rates = _constructed_rates(q1, q4)
     ratios = [0.2, 0.4, 0.6, 0.8]
-    conditions = report.recovery_conditions(rates, n_boot=200, seed=0)
+    conditions = recovery_analysis.recovery_conditions(rates, n_boot=200, seed=0)
     curve = recovery_curve(rates, n_boot=200, seed=0)
     table6 = bucket_stats(-np.log(1.0 + np.arange(20) % 4), np.arange(20) % 4)
-    lines = recovery_study.verdict_lines(rates, conditions, curve, rank_correlation(rates), table6, ratios,
+    lines = study_claims.recovery_lines(rates, conditions, curve, rank_correlation(rates), table6, ratios,
                                          intro="intro", n_boot=200, seed=0)
     assert lines[0] == "intro"
     gap_lines = [line for line in lines if "Q1 − Q4 recovery" in line]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scope_lib import report, verdict
+from scope_lib import recovery_analysis, report, verdict
 from scope_lib.evaluate import EvalResult
 
 T_975_4 = 2.7764451  # two-sided 95% Student t, 4 degrees of freedom
@@ -157,8 +157,8 @@ def rates_frame(prefix_has_error=True) -> pd.DataFrame:
 
 
 def test_recovery_conditions_by_hand():
-    table = report.recovery_conditions(rates_frame(), n_boot=200).set_index(["condition", "ratio"])
-    assert list(table.index.get_level_values(0).unique()) == list(report.RECOVERY_CONDITIONS)
+    table = recovery_analysis.recovery_conditions(rates_frame(), n_boot=200).set_index(["condition", "ratio"])
+    assert list(table.index.get_level_values(0).unique()) == list(recovery_analysis.RECOVERY_CONDITIONS)
     everything = table.loc[("all", 0.2)]
     assert (everything["n"], everything["share"]) == (8, 1.0)
     assert everything["recovery"] == pytest.approx(4.5 / 8)
@@ -175,12 +175,12 @@ def test_recovery_conditions_by_hand():
 
 
 def test_recovery_conditions_without_a_diagnosis_keep_only_all():
-    table = report.recovery_conditions(rates_frame(prefix_has_error=False), n_boot=50)
+    table = recovery_analysis.recovery_conditions(rates_frame(prefix_has_error=False), n_boot=50)
     assert set(table["condition"]) == {"all"} and len(table) == 2
 
 
 def test_recovery_drop_is_paired_per_rollout():
-    mean, low, high, n = report.recovery_drop(rates_frame(), n_boot=500)
+    mean, low, high, n = recovery_analysis.recovery_drop(rates_frame(), n_boot=500)
     # per rollout 0.8 minus 0.2: -0.5, -1, -0.5, -0.5, -0.5, -0.5, 0, -0.5
     assert (mean, n) == (pytest.approx(-0.5), 8)
     assert low <= mean <= high < 0.0

@@ -1,15 +1,17 @@
-"""What notebook 02 reports about the error-recovery study (`scope_lib.recovery`).
+"""Analyses of the error-recovery study's rows (`recovery.recovery_study`): tables and figures.
 
-`recovery.recovery_study` runs the experiment; this module holds the rest of notebook 02:
-the paper's numbers it compares with (`paper_table6`, `paper_table7`, Appendix C.1), the
-first-error diagnosis of the configured world (`task_diagnosis`), Table 7 with its Q1 − Q4
-interval column (`table7_with_gaps`), the two figures drawn by seaborn from the per-rollout
-rows (`fig1b_figure`, `mechanism_figure`), the error kinds per bucket (`error_kind_shares`)
-and the verdict lines for the results page (`verdict_lines`).
+Data in, tables and figures out, no prose (the captions live beside notebook 02 in
+`notebooks/captions/`, its claim lines in `scope_lib.study_claims`): the paper's numbers to
+compare with (`paper_table6`, `paper_table7`, Appendix C.1), the first-error diagnosis of the
+configured world (`task_diagnosis`), Table 7 with its Q1 − Q4 interval column
+(`table7_with_gaps`), recovery split by whether the kept prefix already holds the student's
+first error (`recovery_conditions`, `condition_rates`), the fall of recovery from the smallest to
+the largest truncation ratio (`recovery_drop`), the two figures drawn by seaborn from the
+per-rollout rows (`fig1b_figure`, `mechanism_figure`) and the error kinds per bucket
+(`error_kind_shares`).
 
 Recovery is reported unconditioned (every prefix, as in the paper) and, where the task
-diagnoses the first wrong line, conditioned on whether the kept prefix already holds it
-(`report.recovery_conditions`, `condition_rates`).
+diagnoses the first wrong line, conditioned on whether the kept prefix already holds it.
 """
 
 from __future__ import annotations
@@ -19,23 +21,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from scope_lib import recovery, report
+from scope_lib import recovery
+from scope_lib.plotting import legend_outside
 from scope_lib.recovery import BUCKET_LABELS, BUCKET_NAMES
 
-CONDITION_COLORS = dict(zip(report.RECOVERY_CONDITIONS, ("black", "tab:red", "tab:blue")))
-# Captions for the results page (nb.Context.savefig), saying what `fig1b_figure` and `mechanism_figure` draw.
-FIG1B_CAPTION = ("Mean teacher recovery rate per truncation ratio and teacher-PPL quartile of the incorrect student "
-                 "rollouts, with the 95% bootstrap interval over rollouts (one run: the rollouts are the resampled "
-                 "unit); the paper's Table 7 is quoted in the notebook, not drawn.")
-MECHANISM_CAPTION = ("Mean recovery per truncation ratio over all prefixes and split by whether the kept prefix already "
-                     "holds the student's first wrong line (the task's diagnosis), with 95% bootstrap intervals over "
-                     "rollouts; a condition without prefixes at a ratio has no point.")
-
-__all__ = [
-    "CONDITION_COLORS", "FIG1B_CAPTION", "MECHANISM_CAPTION", "condition_rates", "error_kind_shares", "fig1b_figure", "mechanism_figure", "mechanism_text",
-    "paper_table6",
-    "paper_table7", "pct", "points", "task_diagnosis", "table7_with_gaps", "verdict_lines",
-]
+RECOVERY_CONDITIONS = ("all", "error in prefix", "error not yet in prefix")
+CONDITION_COLORS = dict(zip(RECOVERY_CONDITIONS, ("black", "tab:red", "tab:blue")))
 
 
 def paper_table6() -> pd.DataFrame:
@@ -87,6 +78,45 @@ def table7_with_gaps(rates: pd.DataFrame, *, n_boot: int, seed: int) -> tuple[pd
     return table, gaps
 
 
+def recovery_conditions(rates: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Recovery per truncation ratio for all prefixes and split by `prefix_has_error`.
+
+    rates: `recovery.recovery_study(...).rates`. One row per (ratio, condition) with columns
+    n (prefixes), share (of the ratio's prefixes), recovery, low, high (bootstrap over
+    rollouts), and gap, gap_low, gap_high, the Q1 − Q4 recovery gap (`recovery.quartile_gap`,
+    buckets from the whole population) over n_q1 and n_q4 rollouts. The two split conditions appear only where the
+    task diagnoses the first error (`prefix_has_error` not None). Fractions in [0, 1].
+    """
+    known = rates[rates["prefix_has_error"].notna()]
+    subsets = {"all": rates}
+    if not known.empty:
+        holds = known["prefix_has_error"].astype(bool)
+        subsets.update({"error in prefix": known[holds], "error not yet in prefix": known[~holds]})
+    rows = []
+    for condition, subset in subsets.items():
+        gaps = recovery.quartile_gap(subset, n_boot=n_boot, seed=seed).set_index("ratio") if not subset.empty else None
+        for ratio in sorted(rates["ratio"].unique()):
+            cell = subset.loc[subset["ratio"] == ratio, "recovery"]
+            mean, low, high = recovery.bootstrap_mean_ci(cell, n_boot=n_boot, seed=seed)
+            gap = gaps.loc[ratio] if gaps is not None and ratio in gaps.index else \
+                pd.Series({"gap": np.nan, "low": np.nan, "high": np.nan, "n_q1": 0, "n_q4": 0})
+            rows.append({"ratio": float(ratio), "condition": condition, "n": int(cell.size),
+                         "share": cell.size / int((rates["ratio"] == ratio).sum()), "recovery": mean, "low": low,
+                         "high": high, "gap": float(gap["gap"]), "gap_low": float(gap["low"]),
+                         "gap_high": float(gap["high"]), "n_q1": int(gap["n_q1"]), "n_q4": int(gap["n_q4"])})
+    return pd.DataFrame(rows)
+
+
+def recovery_drop(rates: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
+    """(mean, low, high, rollouts): recovery at the largest truncation ratio minus at the
+    smallest, paired per rollout (each incorrect rollout is truncated at every ratio), with
+    a bootstrap interval over rollouts."""
+    table = rates.pivot_table(index="rollout", columns="ratio", values="recovery", aggfunc="mean")
+    drop = (table[table.columns.max()] - table[table.columns.min()]).dropna()
+    mean, low, high = recovery.bootstrap_mean_ci(drop, n_boot=n_boot, seed=seed)
+    return mean, low, high, int(drop.size)
+
+
 def condition_rates(rates: pd.DataFrame) -> pd.DataFrame:
     """The rows of `rates` once under condition "all" and, where the task diagnosed the first
     error (`prefix_has_error` not None), once more under "error in prefix" or "error not yet
@@ -105,8 +135,6 @@ def _draw_recovery(ax, data: pd.DataFrame, *, hue: str, hue_order: Sequence[str]
     """Mean recovery (%) per ratio and `hue`, joined across ratios, with the bootstrap interval
     over rollouts of `recovery.bootstrap_mean_ci` computed by seaborn from the rows of `data`."""
     import seaborn as sns
-
-    from scope_lib.plotting import legend_outside
 
     frame = data.assign(recovery=100 * data["recovery"])
     sns.pointplot(frame, x="ratio", y="recovery", hue=hue, order=list(ratios), hue_order=list(hue_order),
@@ -139,12 +167,12 @@ def fig1b_figure(rates: pd.DataFrame, ratios: Sequence[float], *, n_boot: int, s
 
 def mechanism_figure(rates: pd.DataFrame, ratios: Sequence[float], *, n_boot: int, seed: int, scale_label: str):
     """Recovery (%) per ratio over all prefixes and split by whether the prefix holds the first
-    error, with 95% bootstrap intervals over rollouts (those of `report.recovery_conditions`).
+    error, with 95% bootstrap intervals over rollouts (those of `recovery_conditions`).
     None when the task gives no diagnosis (nothing to split)."""
     import matplotlib.pyplot as plt
 
     data = condition_rates(rates)
-    conditions = [c for c in report.RECOVERY_CONDITIONS if (data["condition"] == c).any()]
+    conditions = [c for c in RECOVERY_CONDITIONS if (data["condition"] == c).any()]
     if conditions == ["all"]:
         return None
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
@@ -156,26 +184,6 @@ def mechanism_figure(rates: pd.DataFrame, ratios: Sequence[float], *, n_boot: in
     return fig
 
 
-def mechanism_text(conditions: pd.DataFrame, cases: pd.DataFrame, ratios: Sequence[float]) -> str:
-    """The notebook's paragraph on recovery split by the first error: recovery with the error
-    inside and before it per ratio, the share of prefixes holding it at the smallest and the
-    largest ratio (`report.recovery_conditions` rows), and the mean first-error line in Q1 and Q4."""
-    by = conditions.set_index(["condition", "ratio"])
-    if "error in prefix" not in by.index.get_level_values(0):
-        raise ValueError("conditions: no 'error in prefix' rows; the task gave no first-error diagnosis")
-    error_line = cases.groupby("bucket")["error_line"].mean()
-    return (
-        "With the first error inside the prefix the teacher recovers "
-        + ", ".join(f"{pct(by.loc[('error in prefix', r), 'recovery'])} at {r:g}" for r in ratios)
-        + "; before it, " + ", ".join(f"{pct(by.loc[('error not yet in prefix', r), 'recovery'])} at {r:g}" for r in ratios)
-        + ". The share of prefixes holding the error grows from "
-        f"{pct(by.loc[('error in prefix', min(ratios)), 'share'])} at {min(ratios):g} to "
-        f"{pct(by.loc[('error in prefix', max(ratios)), 'share'])} at {max(ratios):g}, so the unconditioned rate mixes "
-        "the two cases in proportions that change with the ratio and with the bucket. The first error sits on line "
-        f"{error_line.iloc[0]:.2f} on average in Q1 and line {error_line.iloc[-1]:.2f} in Q4 (0 = the first line)."
-    )
-
-
 def error_kind_shares(cases: pd.DataFrame) -> pd.DataFrame:
     """Share of each diagnosed error kind per bucket (rows "Q1".."Q4" present, kinds as
     columns, fractions summing to 1 per row); empty when no rollout has a diagnosis."""
@@ -183,44 +191,3 @@ def error_kind_shares(cases: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("cases: expected 'bucket' and 'error_kind' columns, as recovery.recovery_study returns")
     return (cases.dropna(subset=["error_kind"]).groupby("bucket")["error_kind"].value_counts(normalize=True)
             .unstack(fill_value=0.0).rename(index=dict(enumerate(BUCKET_NAMES))))
-
-
-def verdict_lines(rates: pd.DataFrame, conditions: pd.DataFrame, curve: pd.DataFrame, rho: pd.Series,
-                  table6: pd.DataFrame, ratios: Sequence[float], *, intro: str, n_boot: int, seed: int) -> list[str]:
-    """Notebook 02's lines for the results page: `intro`, then one verdict per ratio on the
-    Q1 − Q4 gap (over all prefixes and, where split, over prefixes that hold the first error;
-    `report.interval_claim` against Table 7's gap), one on the fall of recovery from the
-    smallest to the largest ratio (`report.recovery_drop`, paired per rollout), the best
-    bucket's level and the rank correlation (no verdict), and a check that mean teacher PPL
-    rises from Q1 to Q4 (`table6`, `recovery.bucket_stats`)."""
-    table7 = paper_table7()
-    evidence = "one run, bootstrap over rollouts: {q1} in Q1, {q4} in Q4"
-    lines = [intro]
-    by = conditions.set_index(["condition", "ratio"])
-    for condition, label in (("all", "all prefixes"), ("error in prefix", "prefixes that hold the first error")):
-        if condition not in by.index.get_level_values(0):
-            continue
-        for ratio in ratios:
-            row = by.loc[(condition, ratio)]
-            paper_gap = table7["Q1-Q4 gap"].get(ratio)
-            paper = (f"{paper_gap:+.1f} points (Table 7" + (")" if condition == "all" else ", all prefixes; not split)")
-                     if paper_gap is not None else "no Table 7 row at this ratio")
-            lines.append(report.interval_claim(f"Q1 − Q4 recovery at ratio {ratio:g}, {label}", row["gap"], row["gap_low"],
-                                               row["gap_high"], "greater", paper,
-                                               evidence=evidence.format(q1=int(row["n_q1"]), q4=int(row["n_q4"]))))
-    drop, drop_low, drop_high, drop_n = report.recovery_drop(rates, n_boot=n_boot, seed=seed)
-    paper_drop = table7[list(BUCKET_NAMES)].mean(axis=1)
-    lines.append(report.interval_claim(
-        f"recovery at ratio {max(ratios):g} − at {min(ratios):g}, all prefixes", drop, drop_low, drop_high, "less",
-        f"{paper_drop.iloc[-1] - paper_drop.iloc[0]:+.1f} points (Table 7, 0.8 − 0.2, mean of the four buckets: "
-        f"{paper_drop.iloc[0]:.1f} → {paper_drop.iloc[-1]:.1f})",
-        evidence=f"one run, paired per rollout, bootstrap over {drop_n} rollouts"))
-    best = curve[curve["ratio"] == max(ratios)].sort_values("recovery").iloc[-1]
-    lines.append(f"- At ratio {max(ratios):g} the best bucket ({best['quartile']}) recovers {pct(best['recovery'])} "
-                 f"[{pct(best['low'])}, {pct(best['high'])}] (paper: about 35 %); a level, not a comparison, so no verdict.")
-    lines.append("- Rank correlation of teacher PPL with recovery over all rollouts (supplementary, no verdict): Spearman "
-                 + ", ".join(f"{v:+.2f} at {r:g}" for r, v in rho.items()) + " (negative: high-PPL prefixes recover less).")
-    lines.append(report.check("mean teacher PPL rises from Q1 to Q4 (the quartile split itself)",
-                              bool(np.all(np.diff(table6["ppl_mean"].iloc[:4].to_numpy()) > 0)),
-                              ", ".join(f"{v:.3f}" for v in table6["ppl_mean"].iloc[:4])))
-    return lines

@@ -1,6 +1,8 @@
-"""DPAW weights (Eq. 4 and 5) on real rollouts of the base student: the study of notebook 03.
+"""DPAW weights (Eq. 4 and 5) on real rollouts of the base student: tables and figures.
 
-The steps, in the order the notebook runs them:
+Data in, tables and figures out, no prose (the captions live beside notebook 03 in
+`notebooks/captions/`, its check lines in `scope_lib.study_claims`). The steps, in the order
+notebook 03 runs them:
 
 1. `sample_scored_groups`: sample `group_size` rollouts per training prompt from the base
    student (the batch SCOPE weights at its first step), grade them, score every rollout
@@ -11,7 +13,8 @@ The steps, in the order the notebook runs them:
    reversed student sign (`w_S released`) and Eq. 5 (`w_T`).
 3. `weight_stats_table` (table `eq45_weight_stats`), `concordance_table` (the order checks)
    and `direction_shares` (the paper's student direction against the released sign).
-4. `weight_distributions_figure` and `direction_figure` draw the two figures with seaborn.
+4. `weight_distributions_figure` and `direction_figure` draw the two figures with seaborn;
+   `regime_table` and `regime_figure` put this run's ESS fraction beside the committed records.
 
 Weights are shown and compared as `w * n` (`n` the rollout's path size in its group): 1 is
 uniform, and `w * n` is the released code's mean-one normalisation of the same weights.
@@ -37,23 +40,6 @@ PATHS = (("student (Eq. 4, paper)", STUDENT, True, "ppl_student"),
          ("student (released sign)", RELEASED, True, "ppl_student"),
          ("teacher (Eq. 5)", TEACHER, False, "ppl_teacher"))
 DIRECTION_LABELS = {STUDENT: "paper: PPL_S^(+1/tau)", RELEASED: "released code: PPL_S^(-1/tau)"}
-# Captions for the results page (nb.Context.savefig), saying what the two figure functions draw.
-WEIGHTS_CAPTION = ("Groups with at least 2 rollouts on the path. Top: empirical CDF of weight × path size per tau "
-                   "(1 = uniform). Bottom: the same weights against PPL over the geometric mean of the path; dashed: "
-                   "(relative PPL)^(±1/tau).")
-DIRECTION_CAPTION = ("Left: each group's hardest correct rollout (highest PPL_S) under the paper's Eq. 4 and the released "
-                     "sign, one dot per group; diamond and bar: mean and 95% t interval over groups. Right: every correct "
-                     "rollout of the groups with at least 2, lines joining the groups with the most concentrated Eq. 4 "
-                     "weights. One y axis, symmetric about 1 (uniform) and at least 0.5 to 1.5.")
-
-__all__ = [
-    "DIRECTION_CAPTION", "DIRECTION_LABELS", "PATHS", "WEIGHTS_CAPTION", "RELEASED", "STUDENT", "STUDENT_PATH", "TEACHER", "TEACHER_PATH", "DirectionShares",
-    "REGIME_CAPTION", "ScoredGroups", "check_lines", "concordance", "concordance_table", "direction_figure", "direction_shares",
-    "ess_by_tau", "group_view", "most_concentrated_groups", "sharpens", "relative_ppl", "regime_figure", "regime_lines", "regime_table", "rollout_table", "sample_scored_groups", "weight_column",
-    "weight_distributions_figure", "weight_stats_table",
-]
-
-
 def weight_column(prefix: str, tau: float) -> str:
     """Name of the column holding weights `prefix` (STUDENT, RELEASED or TEACHER) at `tau`."""
     if prefix not in (STUDENT, RELEASED, TEACHER):
@@ -261,49 +247,6 @@ def sharpens(weight_table: pd.DataFrame) -> dict[str, bool]:
     return {path: bool(np.all(np.diff(ess[path].to_numpy()) > 0)) for path in ess.columns}
 
 
-def check_lines(weight_table: pd.DataFrame, conc: pd.DataFrame, shares: DirectionShares, tau: float, *,
-                intro: str) -> list[str]:
-    """The results page's lines for notebook 03: `intro` followed by the ESS fractions at `tau`,
-    then three checks of the weights (`report.check`): Eq. 4 increasing and Eq. 5 decreasing in
-    PPL in every within-group pair (`concordance_table`), the ESS fraction rising with tau on
-    both paths, and the released sign reversing Eq. 4 for the hardest correct rollout
-    (`direction_shares` at `tau`). A check with nothing to test (no pair with different PPL,
-    weights uniform at every tau, no group with two correct rollouts) is "not run"."""
-    from scope_lib import report
-
-    ess = ess_by_tau(weight_table)
-    if tau not in ess.index:
-        raise ValueError(f"tau: {tau!r} is not among the weight table's temperatures {list(ess.index)}")
-    monotone_known = bool(conc.notna().all().all())
-    # Without spread in PPL (identical rollouts: ESS 1 at every tau, equal shares) there is nothing to check.
-    ess_spread = bool(ess.notna().all().all() and (ess < 1.0 - 1e-12).any().all())
-    direction_spread = not pd.isna(shares.paper) and abs(shares.paper - shares.released) > 1e-12
-    student, teacher = conc["student path, Eq. 4"], conc["teacher path, Eq. 5"]
-    return [
-        f"{intro} At tau = {tau:g} the ESS fraction is {ess.loc[tau, STUDENT_PATH]:.3f} on the student path "
-        f"and {ess.loc[tau, TEACHER_PATH]:.3f} on the teacher path (1 = uniform weights).",
-        report.check(
-            "Eq. 4 weights grow with the student's PPL and Eq. 5 weights shrink with the teacher's PPL within each group",
-            bool(student.min() == 1.0 and teacher.max() == 0.0) if monotone_known else None,
-            f"concordant pairs: student {student.min():.1%}, teacher {1 - teacher.max():.1%} (reversed)"
-            if monotone_known else "no group has two rollouts with different PPL on both paths",
-        ),
-        report.check(
-            "a smaller tau sharpens the weights and a larger tau flattens them towards uniform (ESS fraction rises with tau)",
-            bool(all(sharpens(weight_table).values())) if ess_spread else None,
-            "ESS fraction, student path: " + ", ".join(f"{v:.3f} at tau = {t:g}" for t, v in ess[STUDENT_PATH].items())
-            + "; teacher path: " + ", ".join(f"{v:.3f} at tau = {t:g}" for t, v in ess[TEACHER_PATH].items()),
-        ),
-        report.check(
-            "the released code's student sign reverses Eq. 4: the hardest correct rollout gets more than uniform weight "
-            "under Eq. 4 and less under the released sign",
-            bool(shares.paper > shares.uniform > shares.released) if direction_spread else None,
-            f"its weight share at tau = {tau:g}: paper {shares.paper:.3f}, released {shares.released:.3f}, "
-            f"uniform {shares.uniform:.3f}",
-        ),
-    ]
-
-
 # ---------------------------------------------------------------------------------------------
 # figures
 
@@ -431,11 +374,6 @@ def direction_figure(rollouts: pd.DataFrame, tau: float, title: str, *, highligh
     return fig, summary
 
 
-REGIME_CAPTION = ("Each point: the mean ESS fraction over groups with at least two rollouts on the path, at tau = 1, "
-                  "from the record named in `eq4_regime.md`; the paper's value is implied by its Table 6 (one "
-                  "incorrect rollout per NLL quartile), an order of magnitude, not a measurement.")
-
-
 def regime_table(weight_table: pd.DataFrame, tau: float, label: str, note: str, records_root=None) -> pd.DataFrame:
     """This run's ESS fraction at `tau` on both paths (from `weight_stats_table`), then the committed
     records of `scope_lib.preconditions.eq4_regime_table` (the Eq. 4 regime side by side)."""
@@ -448,14 +386,6 @@ def regime_table(weight_table: pd.DataFrame, tau: float, label: str, note: str, 
                          "source": "this notebook's rollouts", "note": note}
                         for path, column in (("student (Eq. 4)", STUDENT_PATH), ("teacher (Eq. 5)", TEACHER_PATH))])
     return pd.concat([own, eq4_regime_table(records_root)], ignore_index=True)
-
-
-def regime_lines(regime: pd.DataFrame) -> list[str]:
-    """The results-page line of the Eq. 4 regime (a measurement, not a verdict)."""
-    values = regime["ess_frac@tau=1"].astype(float)
-    return ["**The Eq. 4 regime** (ESS fraction at tau = 1; 1 = uniform weights): " + "; ".join(
-        f"{model}, {path}: " + ("not recorded" if value != value else f"{value:.4f}")
-        for model, path, value in zip(regime["model"], regime["path"], values)) + "."]
 
 
 def regime_figure(regime: pd.DataFrame):

@@ -1,4 +1,4 @@
-"""Notebook 03's study (scope_lib.dpaw_study): the weight table against Eq. 4/5 computed by hand
+"""Notebook 03's analysis (scope_lib.dpaw_analysis, its check lines in scope_lib.study_claims): the weight table against Eq. 4/5 computed by hand
 in float64 on fresh random batches, the summaries against hand computations, the selection
 of concentrated groups on constructed examples, the direction figure's axis, and the sampling
 and scoring step on the smoke world against log-probs recomputed row by row."""
@@ -16,8 +16,8 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from scope_lib import dpaw_study, models, rollout, tasks, verify  # noqa: E402
-from scope_lib.dpaw_study import RELEASED, STUDENT, TEACHER, ScoredGroups, weight_column  # noqa: E402
+from scope_lib import dpaw_analysis, models, rollout, study_claims, tasks, verify  # noqa: E402
+from scope_lib.dpaw_analysis import RELEASED, STUDENT, TEACHER, ScoredGroups, weight_column  # noqa: E402
 
 TAUS = [0.5, 1.0, 2.0]
 
@@ -59,7 +59,7 @@ def hand_weights(scores: np.ndarray, on_path: np.ndarray, group: np.ndarray, pow
 
 def test_rollout_table_weights_are_eq4_and_eq5_by_hand(rng):
     scored = random_scored(rng)
-    table = dpaw_study.rollout_table(scored, TAUS)
+    table = dpaw_analysis.rollout_table(scored, TAUS)
     group, correct = scored.group.numpy(), scored.correct.numpy()
     s_student, s_teacher = scored.student_s.numpy(), scored.teacher_s.numpy()
     assert table["ppl_student"].to_numpy() == pytest.approx(np.exp(-s_student.astype(np.float64)), rel=1e-6)
@@ -80,11 +80,11 @@ def test_rollout_table_weights_are_eq4_and_eq5_by_hand(rng):
 
 
 def test_weight_stats_table_by_hand(rng):
-    table = dpaw_study.rollout_table(random_scored(rng, n_groups=10), TAUS)
-    stats = dpaw_study.weight_stats_table(table, TAUS)
-    assert list(stats.index) == [(t, p[0]) for t in TAUS for p in dpaw_study.PATHS]
+    table = dpaw_analysis.rollout_table(random_scored(rng, n_groups=10), TAUS)
+    stats = dpaw_analysis.weight_stats_table(table, TAUS)
+    assert list(stats.index) == [(t, p[0]) for t in TAUS for p in dpaw_analysis.PATHS]
     for (tau, path), row in stats.iterrows():
-        _, prefix, on_correct, ppl = next(p for p in dpaw_study.PATHS if p[0] == path)
+        _, prefix, on_correct, ppl = next(p for p in dpaw_analysis.PATHS if p[0] == path)
         members = table[(table["correct"] == on_correct) & (table["path_size"] >= 2)]
         if members.empty:
             assert row["n_groups"] == 0 and math.isnan(row["ess_frac"])
@@ -99,30 +99,30 @@ def test_weight_stats_table_by_hand(rng):
         assert row["ess_frac"] == pytest.approx(np.mean(fractions), rel=1e-6)
         assert row["log_ppl_spread"] == pytest.approx(np.mean(spreads), rel=1e-5, abs=1e-7)  # PPLs are float32
         assert row["max_rel"] == pytest.approx((members[column] * members["path_size"]).max(), rel=1e-12)
-    ess = dpaw_study.ess_by_tau(stats)
-    assert list(ess.index) == TAUS and set(ess.columns) == {p[0] for p in dpaw_study.PATHS}
+    ess = dpaw_analysis.ess_by_tau(stats)
+    assert list(ess.index) == TAUS and set(ess.columns) == {p[0] for p in dpaw_analysis.PATHS}
 
 
 def test_concordance_on_constructed_groups():
     frame = pd.DataFrame({"group": [0, 0, 0, 1, 1, 2],
                           "w": [0.2, 0.3, 0.5, 0.6, 0.4, 1.0],
                           "ppl": [1.0, 2.0, 3.0, 1.5, 1.5, 9.0]})  # group 1: equal PPL, skipped
-    assert dpaw_study.concordance(frame, "w", "ppl") == 1.0
+    assert dpaw_analysis.concordance(frame, "w", "ppl") == 1.0
     frame.loc[2, "w"] = 0.1  # pairs (0, 2) and (1, 2) now disagree: 1 of 3 agree
-    assert dpaw_study.concordance(frame, "w", "ppl") == pytest.approx(1 / 3)
-    assert math.isnan(dpaw_study.concordance(frame[frame["group"] == 1], "w", "ppl"))
+    assert dpaw_analysis.concordance(frame, "w", "ppl") == pytest.approx(1 / 3)
+    assert math.isnan(dpaw_analysis.concordance(frame[frame["group"] == 1], "w", "ppl"))
 
 
 def test_real_weights_are_concordant_and_sharpen(rng):
-    table = dpaw_study.rollout_table(random_scored(rng, n_groups=12), TAUS)
-    conc = dpaw_study.concordance_table(table, TAUS)
+    table = dpaw_analysis.rollout_table(random_scored(rng, n_groups=12), TAUS)
+    conc = dpaw_analysis.concordance_table(table, TAUS)
     assert list(conc.index) == TAUS
     known = conc.notna()
     assert (conc["student path, Eq. 4"][known["student path, Eq. 4"]] == 1.0).all()
     assert (conc["teacher path, Eq. 5"][known["teacher path, Eq. 5"]] == 0.0).all()
-    stats = dpaw_study.weight_stats_table(table, TAUS)
-    ess = dpaw_study.ess_by_tau(stats)
-    for path, rises in dpaw_study.sharpens(stats).items():
+    stats = dpaw_analysis.weight_stats_table(table, TAUS)
+    ess = dpaw_analysis.ess_by_tau(stats)
+    for path, rises in dpaw_analysis.sharpens(stats).items():
         if ess[path].notna().all():
             assert rises == bool((np.diff(ess[path].to_numpy()) > 0).all()) and rises
 
@@ -144,7 +144,7 @@ def test_direction_shares_by_hand():
         (3, True, 1.5, 0.5, 0.5), (3, True, 1.5, 0.5, 0.5),  # one text twice: equal PPL
         (1, False, 9.0, 0.0, 0.0),
     ])
-    shares = dpaw_study.direction_shares(table, 1.0)
+    shares = dpaw_analysis.direction_shares(table, 1.0)
     assert sorted(shares.hardest["group"]) == [0, 1, 3]
     assert shares.paper == pytest.approx((0.6 + 0.5 + 0.5) / 3)
     assert shares.released == pytest.approx((0.4 + 0.2 + 0.5) / 3)
@@ -159,47 +159,47 @@ def test_most_concentrated_groups_picks_the_lowest_ess():
     })
     # ESS fractions: 7 -> 1; 3 -> 1 / 0.82 / 2 = 0.610; 5 -> 1 / 0.54 / 3 = 0.617; 2 -> 1 / 0.58 / 2 = 0.862;
     # group 9 has one member and never counts.
-    assert dpaw_study.most_concentrated_groups(frame, "w", 2) == [3, 5]
-    assert dpaw_study.most_concentrated_groups(frame, "w", 10) == [3, 5, 2, 7]
-    assert dpaw_study.most_concentrated_groups(frame, "w", 0) == []
+    assert dpaw_analysis.most_concentrated_groups(frame, "w", 2) == [3, 5]
+    assert dpaw_analysis.most_concentrated_groups(frame, "w", 10) == [3, 5, 2, 7]
+    assert dpaw_analysis.most_concentrated_groups(frame, "w", 0) == []
     # weights that need not sum to 1 (a mean-one normalisation) give the same order
-    assert dpaw_study.most_concentrated_groups(frame.assign(w=3 * frame["w"]), "w", 4) == [3, 5, 2, 7]
+    assert dpaw_analysis.most_concentrated_groups(frame.assign(w=3 * frame["w"]), "w", 4) == [3, 5, 2, 7]
     tie = pd.DataFrame({"group": [4, 4, 1, 1], "w": [0.9, 0.1, 0.1, 0.9]})
-    assert dpaw_study.most_concentrated_groups(tie, "w", 2) == [1, 4]
+    assert dpaw_analysis.most_concentrated_groups(tie, "w", 2) == [1, 4]
     with pytest.raises(ValueError, match="n"):
-        dpaw_study.most_concentrated_groups(frame, "w", -1)
+        dpaw_analysis.most_concentrated_groups(frame, "w", -1)
     with pytest.raises(ValueError, match="missing columns"):
-        dpaw_study.most_concentrated_groups(frame, "weights", 1)
+        dpaw_analysis.most_concentrated_groups(frame, "weights", 1)
 
 
 def test_check_lines_pass_on_real_weights_and_are_not_run_without_spread(rng):
-    table = dpaw_study.rollout_table(random_scored(rng, n_groups=40, spread=0.4), TAUS)
-    stats = dpaw_study.weight_stats_table(table, TAUS)
-    conc = dpaw_study.concordance_table(table, TAUS)
-    shares = dpaw_study.direction_shares(table, 1.0)
-    lines = dpaw_study.check_lines(stats, conc, shares, 1.0, intro="Scale `x`.")
-    ess = dpaw_study.ess_by_tau(stats)
-    assert lines[0] == (f"Scale `x`. At tau = 1 the ESS fraction is {ess.loc[1.0, dpaw_study.STUDENT_PATH]:.3f} on the "
-                        f"student path and {ess.loc[1.0, dpaw_study.TEACHER_PATH]:.3f} on the teacher path (1 = uniform "
+    table = dpaw_analysis.rollout_table(random_scored(rng, n_groups=40, spread=0.4), TAUS)
+    stats = dpaw_analysis.weight_stats_table(table, TAUS)
+    conc = dpaw_analysis.concordance_table(table, TAUS)
+    shares = dpaw_analysis.direction_shares(table, 1.0)
+    lines = study_claims.dpaw_check_lines(stats, conc, shares, 1.0, intro="Scale `x`.")
+    ess = dpaw_analysis.ess_by_tau(stats)
+    assert lines[0] == (f"Scale `x`. At tau = 1 the ESS fraction is {ess.loc[1.0, dpaw_analysis.STUDENT_PATH]:.3f} on the "
+                        f"student path and {ess.loc[1.0, dpaw_analysis.TEACHER_PATH]:.3f} on the teacher path (1 = uniform "
                         "weights).")
     assert [line.split("**")[1] for line in lines[1:]] == ["check passed"] * 3, lines
     # Every rollout with the same PPL: uniform weights, nothing to check.
     flat = random_scored(rng, n_groups=6)
     flat.student_s[:] = -0.5
     flat.teacher_s[~flat.correct] = -0.7
-    table = dpaw_study.rollout_table(flat, TAUS)
-    lines = dpaw_study.check_lines(dpaw_study.weight_stats_table(table, TAUS), dpaw_study.concordance_table(table, TAUS),
-                                   dpaw_study.direction_shares(table, 1.0), 1.0, intro="flat.")
+    table = dpaw_analysis.rollout_table(flat, TAUS)
+    lines = study_claims.dpaw_check_lines(dpaw_analysis.weight_stats_table(table, TAUS), dpaw_analysis.concordance_table(table, TAUS),
+                                   dpaw_analysis.direction_shares(table, 1.0), 1.0, intro="flat.")
     assert [line.split("**")[1] for line in lines[1:]] == ["check not run"] * 3, lines
     with pytest.raises(ValueError, match="tau"):
-        dpaw_study.check_lines(stats, conc, shares, 3.0, intro="")
+        study_claims.dpaw_check_lines(stats, conc, shares, 3.0, intro="")
 
 
 def test_direction_figure_axis_is_symmetric_about_one(rng):
     for spread, tau in ((0.05, 1.0), (1.5, 0.5)):  # a few-percent effect, then one beyond +-50 %
         scored = random_scored(rng, n_groups=20, spread=spread, p_correct=0.8)
-        table = dpaw_study.rollout_table(scored, [tau])
-        fig, summary = dpaw_study.direction_figure(table, tau, "test")
+        table = dpaw_analysis.rollout_table(scored, [tau])
+        fig, summary = dpaw_analysis.direction_figure(table, tau, "test")
         left, right = fig.axes[:2]
         low, high = left.get_ylim()
         assert right.get_ylim() == (low, high)  # one shared axis
@@ -209,20 +209,20 @@ def test_direction_figure_axis_is_symmetric_about_one(rng):
         assert low <= rel.min() and rel.max() <= high
         if spread < 0.1:
             assert high - 1.0 == pytest.approx(0.5)  # small effects are drawn on the +-50 % axis
-        shares = dpaw_study.direction_shares(table, tau)
+        shares = dpaw_analysis.direction_shares(table, tau)
         hardest = shares.hardest
         means = summary.set_index("sign")["mean"]
-        assert means[dpaw_study.DIRECTION_LABELS[STUDENT]] == pytest.approx(
+        assert means[dpaw_analysis.DIRECTION_LABELS[STUDENT]] == pytest.approx(
             (hardest[weight_column(STUDENT, tau)] * hardest["path_size"]).mean())
-        assert means[dpaw_study.DIRECTION_LABELS[RELEASED]] == pytest.approx(
+        assert means[dpaw_analysis.DIRECTION_LABELS[RELEASED]] == pytest.approx(
             (hardest[weight_column(RELEASED, tau)] * hardest["path_size"]).mean())
         assert any(line.get_ydata()[0] == 1.0 for line in left.get_lines())  # the uniform reference
         plt.close(fig)
 
 
 def test_weight_distributions_figure_has_one_ecdf_per_tau(rng):
-    table = dpaw_study.rollout_table(random_scored(rng, n_groups=20), TAUS)
-    fig = dpaw_study.weight_distributions_figure(table, TAUS, "test")
+    table = dpaw_analysis.rollout_table(random_scored(rng, n_groups=20), TAUS)
+    fig = dpaw_analysis.weight_distributions_figure(table, TAUS, "test")
     for col, on_correct in enumerate((True, False)):
         ecdfs = [line for line in fig.axes[col].get_lines() if line.get_label().startswith("τ")]
         n = int(((table["correct"] == on_correct) & (table["path_size"] >= 2)).sum())
@@ -234,16 +234,16 @@ def test_weight_distributions_figure_has_one_ecdf_per_tau(rng):
 
 
 def test_group_view_and_bad_inputs(rng):
-    table = dpaw_study.rollout_table(random_scored(rng), TAUS)
+    table = dpaw_analysis.rollout_table(random_scored(rng), TAUS)
     g = table["group"].iloc[0]
-    view = dpaw_study.group_view(table, g, 1.0)
+    view = dpaw_analysis.group_view(table, g, 1.0)
     assert len(view) == (table["group"] == g).sum() and "text" in view.columns
     with pytest.raises(ValueError, match="group_id"):
-        dpaw_study.group_view(table, -1, 1.0)
+        dpaw_analysis.group_view(table, -1, 1.0)
     with pytest.raises(ValueError, match="prefix"):
         weight_column("w_X", 1.0)
     with pytest.raises(ValueError, match="taus"):
-        dpaw_study.rollout_table(random_scored(rng), [0.0])
+        dpaw_analysis.rollout_table(random_scored(rng), [0.0])
 
 
 # --- sampling and scoring on the smoke world -------------------------------------------------
@@ -278,7 +278,7 @@ def test_sample_scored_groups_on_the_smoke_world(smoke_world, monkeypatch):
     problems = tasks.train_pool(3, seed=2)
     args = (smoke_world.student, smoke_world.teacher, smoke_world.tokenizer, problems, tasks.format_prompt)
     settings = dict(group_size=2, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=12, batch_size=4, seed=5)
-    scored = dpaw_study.sample_scored_groups(*args, **settings)
+    scored = dpaw_analysis.sample_scored_groups(*args, **settings)
     assert scored.group.tolist() == [0, 0, 1, 1, 2, 2]
     assert scored.correct.tolist() == [True, False] * 3
     assert torch.isnan(scored.teacher_s[scored.correct]).all() and torch.isfinite(scored.teacher_s[~scored.correct]).all()
@@ -288,9 +288,9 @@ def test_sample_scored_groups_on_the_smoke_world(smoke_world, monkeypatch):
         assert float(scored.student_s[i]) == pytest.approx(row_logp(smoke_world.student, batch, i), rel=1e-4, abs=1e-5)
         if not scored.correct[i]:
             assert float(scored.teacher_s[i]) == pytest.approx(row_logp(smoke_world.teacher, batch, i), rel=1e-4, abs=1e-5)
-    again = dpaw_study.sample_scored_groups(*args, **settings)  # same seed, same rollouts
+    again = dpaw_analysis.sample_scored_groups(*args, **settings)  # same seed, same rollouts
     assert again.texts == scored.texts and torch.equal(again.student_s, scored.student_s)
     with pytest.raises(ValueError, match="teacher"):
-        dpaw_study.sample_scored_groups(smoke_world.student, None, *args[2:], **settings)
+        dpaw_analysis.sample_scored_groups(smoke_world.student, None, *args[2:], **settings)
     with pytest.raises(ValueError, match="problems"):
-        dpaw_study.sample_scored_groups(*args[:3], [], tasks.format_prompt, **settings)
+        dpaw_analysis.sample_scored_groups(*args[:3], [], tasks.format_prompt, **settings)
