@@ -53,12 +53,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from scope_lib import nb
+from scope_lib import nb, report
 from scope_lib.nb_params import (FIGURES_PARAMETER, SMOKE_PARAMETER, changed_parameters, check_parameters,
                                  committed_defaults, declared_parameters, parse_parameter_value, run_defaults,
                                  smoke_parameters, smoke_values)
 from scope_lib.plotting import resolve_figures_dir
-from scope_lib.report import build_results_page
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -553,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One results page per folder written to (a variant folder gets its own; figures/README.md
         # is rebuilt only by a run that wrote to figures/), embedding whatever artefacts exist now.
         for folder in dict.fromkeys(r.figures_dir for r in results if r.ok and r.figures_dir):
-            print(f"results page: {build_results_page(folder)}")
+            print(f"results page: {report.build_results_page(folder)}")
     return 1 if failures else 0
 
 
