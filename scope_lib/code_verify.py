@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from scope_lib import sandbox
-from scope_lib.sandbox import JudgeReport, Limits, _encode, outputs_match
+from scope_lib.sandbox import JudgeReport, Limits, outputs_match
+from scope_lib.sandbox_wire import _decode, _encode
 
 __all__ = ["CodeTests", "extract_code", "extract_program", "entry_point_of", "EXTRACTORS", "grade", "grade_many", "is_correct", "grade_batch",
            "outputs_match", "Limits", "JudgeReport"]
@@ -156,7 +157,7 @@ class CodeTests:
             raise ValueError(f"tests: unknown field(s) {unknown}; expected some of {sorted(known)}")
         if data.get("kind") == "call":
             try:
-                data["cases"] = [(sandbox._decode(args), sandbox._decode(expected)) for args, expected in data.get("cases", [])]
+                data["cases"] = [(_decode(args), _decode(expected)) for args, expected in data.get("cases", [])]
             except (TypeError, ValueError) as error:
                 raise ValueError(f"tests.cases: malformed tagged value ({error})") from None
         return cls(**data)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from scope_lib import sandbox
+from scope_lib import sandbox, sandbox_launch, sandbox_wire
 from scope_lib.sandbox import Limits, SandboxUnavailable, judge, run
 
 SLACK = 4.0  # seconds above a program's timeout that the grader may take (sandbox start, report; a loaded CI box)
@@ -49,7 +49,7 @@ def _sandbox_processes() -> list[str]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (FileNotFoundError, ProcessLookupError):
             return False
-        return not cmdline or "bwrap" in cmdline or sandbox.SANDBOX_SCRIPT in cmdline  # a zombie has no cmdline
+        return not cmdline or "bwrap" in cmdline or sandbox_launch.SANDBOX_SCRIPT in cmdline  # a zombie has no cmdline
 
     for pid in parents:
         node, seen, descendant = pid, 0, False
@@ -212,7 +212,7 @@ def test_one_gigabyte_write_to_tmp_is_cut_off():
 def test_writing_outside_tmp_fails(tmp_path):
     host_file = tmp_path / "host.txt"
     host_file.write_text("original")
-    targets = ["/evil", "/sandbox/sandbox.py", "/usr/evil", "/dev/shm/evil", "/proc/sys/kernel/hostname",
+    targets = ["/evil", "/sandbox/sandbox_inside_supervisor.py", "/usr/evil", "/dev/shm/evil", "/proc/sys/kernel/hostname",
                str(host_file), os.path.join(os.path.dirname(os.__file__), "evil.py"), str(Path.home() / "evil")]
     program = (f"for path in {targets!r}:\n    try:\n        with open(path, 'w') as f:\n            f.write('x')\n"
                "        print('WROTE', path)\n    except OSError:\n        print('denied', path)\n")
@@ -397,7 +397,7 @@ def test_missing_bwrap_fails_closed_naming_it(monkeypatch):
 
 
 def test_rlimits_only_mode_warns_on_every_use(monkeypatch):
-    if os.geteuid() == 0 and sandbox._closed_to_others(sandbox._interpreter_view()[0]):
+    if os.geteuid() == 0 and sandbox._closed_to_others(sandbox_launch._interpreter_view()[0]):
         # As root the program runs as another uid, which cannot read an interpreter under a
         # private home (pyenv in /root): the mode refuses, naming the folder.
         with pytest.warns(sandbox.UnsafeSandboxWarning), pytest.raises(SandboxUnavailable, match="closed to other users"):
@@ -422,7 +422,7 @@ def test_rlimits_only_mode_warns_on_every_use(monkeypatch):
 @pytest.mark.parametrize("value", [None, True, 0, -(1 << 80), 1.5, float("inf"), "x\u00e9\ud800", b"\x00\xff", 2 + 3j,
                                    [1, (2, 3)], {"a": {1: frozenset({2})}}, {(1, 2): [None]}, set(), ()])
 def test_plain_values_round_trip_exactly(value):
-    back = sandbox._decode(__import__("json").loads(__import__("json").dumps(sandbox._encode(value))))
+    back = sandbox_wire._decode(__import__("json").loads(__import__("json").dumps(sandbox_wire._encode(value))))
     assert back == value and type(back) is type(value)
 
 
@@ -432,7 +432,7 @@ def test_non_plain_values_do_not_encode():
 
     for value in (Sneaky(1), object(), [lambda: 0], {"k": iter([])}):
         with pytest.raises(TypeError, match="not plain data"):
-            sandbox._encode(value)
+            sandbox_wire._encode(value)
 
 
 @pytest.mark.parametrize("got, expected, tolerance, same", [

@@ -147,7 +147,7 @@ def test_one_gigabyte_write_to_tmp_in_a_batch():
 def test_writing_outside_tmp_in_a_batch(tmp_path):
     host_file = tmp_path / "host.txt"
     host_file.write_text("original")
-    targets = ["/evil", "/sandbox/sandbox.py", "/usr/evil", "/dev/shm/evil", "/proc/sys/kernel/hostname",
+    targets = ["/evil", "/sandbox/sandbox_inside_supervisor.py", "/usr/evil", "/dev/shm/evil", "/proc/sys/kernel/hostname",
                str(host_file), os.path.join(os.path.dirname(os.__file__), "evil.py")]
     program = (f"n = 0\nfor path in {targets!r}:\n    try:\n        with open(path, 'w') as f:\n            f.write('x')\n"
                "        print('WROTE', path)\n    except OSError:\n        n += 1\nprint('denied', n)\n")
@@ -226,7 +226,7 @@ def test_processes_and_files_do_not_outlive_their_program():
     leaves = ("import os, time\nfor _ in range(5):\n    if os.fork() == 0:\n        time.sleep(30)\n        os._exit(0)\n"
               "if os.fork() == 0:\n    os.setsid()\n    time.sleep(30)\n    os._exit(0)\n"
               "open('/tmp/leak', 'w').write('x')\nos.makedirs('/tmp/d/e')\nopen('/tmp/d/e/f', 'w').write('x')\n"
-              "os.chmod('/tmp/d/e', 0)\nos.chmod('/tmp/d', 0)\nos.symlink('/sandbox/sandbox.py', '/tmp/link')\n"
+              "os.chmod('/tmp/d/e', 0)\nos.chmod('/tmp/d', 0)\nos.symlink('/sandbox/sandbox_inside_supervisor.py', '/tmp/link')\n"
               "print(len([p for p in os.listdir('/proc') if p.isdigit()]))\n")
     checks = ("import os\nprocs = [p for p in os.listdir('/proc') if p.isdigit()]\n"
               "print('clean' if not os.listdir('/tmp') and len(procs) <= 4 else f'dirty {os.listdir(\"/tmp\")} {procs}')\n")

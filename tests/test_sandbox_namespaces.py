@@ -1,4 +1,4 @@
-"""A sandboxed program cannot make namespaces of its own (scope_lib/sandbox.py, `_seccomp_filter`):
+"""A sandboxed program cannot make namespaces of its own (scope_lib/sandbox_launch.py, `_seccomp_filter`):
 a user namespace would hand it capabilities, a network namespace its own interfaces; and its
 processes together are held to `Limits.sandbox_memory_mb` by a memory cgroup where one can be
 made. Hostile programs run under a process cap (`Limits.max_processes`), as in
@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from scope_lib import sandbox
+from scope_lib import sandbox, sandbox_launch
 from scope_lib.sandbox import Limits, judge_many, run
 
 try:
@@ -70,7 +70,7 @@ print(*[os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids])
 
 
 def test_memory_is_capped_for_the_whole_sandbox():
-    probe = sandbox._MemoryCgroup.create(64)
+    probe = sandbox_launch._MemoryCgroup.create(64)
     if probe is None:
         pytest.skip("no memory cgroup can be made here: the sandbox falls back to per-process limits (Limits docs)")
     probe.remove()
