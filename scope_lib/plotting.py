@@ -2,8 +2,9 @@
 
 One `savefig` helper writes every figure as PNG and PDF to the top-level `figures/`
 (handson-ml3 style), `save_table` writes CSV and Markdown beside them, `use_style` gives
-every notebook the same look (a seaborn theme) with one colour per method, and `mean_ci` is
-the "mean and 95% CI over seeds" used wherever a comparison is claimed.
+every notebook the same look (a seaborn theme) with one colour per method. The intervals it
+draws are scope_lib/stats.py's `mean_ci`, the "mean and 95% CI over seeds" used wherever a
+comparison is claimed.
 
 The one vocabulary of every figure and table: `display_name` turns a variant key of
 `scope_lib/experiments.py` (`opd_g8`, `no_student_weight`, `scope_tau0.5`) into the name a reader
@@ -22,7 +23,6 @@ range), `k_axis` (a log2 axis labelled with the values of k) and `legend_outside
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+
+from scope_lib.stats import mean_ci
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTEFACT_NAME = re.compile(r"^(fig|table|eq|nb)\d+[a-z]?_[a-z0-9][a-z0-9_\-]*$")
@@ -229,69 +231,6 @@ def method_color(method: str) -> str:
         raise ValueError(
             f"method: {method!r} has no colour; known: {', '.join(METHOD_COLORS)}"
         ) from None
-
-
-# --- confidence intervals --------------------------------------------------------------
-
-
-def _t_two_sided_mass(t: float, df: int) -> float:
-    """P(|T| < t) for Student's t with integer df, closed form of Abramowitz & Stegun
-    26.7.3 (odd df) and 26.7.4 (even df), theta = atan(t / sqrt(df))."""
-    theta = math.atan(t / math.sqrt(df))
-    s, c = math.sin(theta), math.cos(theta)
-    if df % 2 == 1:
-        # (2/pi) [theta + sin(theta) (cos + 2/3 cos^3 + ... + (2*4..(df-3))/(1*3..(df-2)) cos^(df-2))]
-        total, term = 0.0, c
-        for k in range(1, (df - 1) // 2 + 1):
-            if k > 1:
-                term *= c * c * (2 * k - 2) / (2 * k - 1)
-            total += term
-        return 2.0 / math.pi * (theta + s * total) if df > 1 else 2.0 * theta / math.pi
-    # sin(theta) [1 + 1/2 cos^2 + (1*3)/(2*4) cos^4 + ... + (1*3..(df-3))/(2*4..(df-2)) cos^(df-2)]
-    total, term = 1.0, 1.0
-    for k in range(1, df // 2):
-        term *= c * c * (2 * k - 1) / (2 * k)
-        total += term
-    return s * total
-
-
-def t_quantile(confidence: float, df: int) -> float:
-    """Two-sided Student t critical value: t with P(|T| < t) = confidence, for integer
-    df >= 1 (e.g. 12.706 for df=1, 4.303 for df=2 at 95%). Bisection on theta in
-    (0, pi/2), where the A&S closed form is monotone; exact to ~1e-12, no scipy needed."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence: expected a value in (0, 1), got {confidence}")
-    if int(df) != df or df < 1:
-        raise ValueError(f"df: expected an integer >= 1, got {df}")
-    df = int(df)
-    low, high = 0.0, math.pi / 2
-    for _ in range(200):
-        mid = 0.5 * (low + high)
-        if _t_two_sided_mass(math.sqrt(df) * math.tan(mid), df) < confidence:
-            low = mid
-        else:
-            high = mid
-        if high - low < 1e-15:
-            break
-    return math.sqrt(df) * math.tan(0.5 * (low + high))
-
-
-def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): Student t interval mean -/+ t_{df=n-1} * s / sqrt(n) with the
-    sample standard deviation (ddof=1). For one value the interval is undefined and
-    (mean, nan, nan) is returned, so a single-seed smoke run still tabulates."""
-    array = np.asarray(list(values), dtype=np.float64)
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"values: expected a non-empty 1-D sequence, got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("values: expected finite numbers, got NaN or inf")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence: expected a value in (0, 1), got {confidence}")
-    mean = float(array.mean())
-    if array.size == 1:
-        return mean, math.nan, math.nan
-    half_width = t_quantile(confidence, array.size - 1) * float(array.std(ddof=1)) / math.sqrt(array.size)
-    return mean, mean - half_width, mean + half_width
 
 
 # --- seaborn-based drawing ---------------------------------------------------------------

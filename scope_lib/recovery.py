@@ -38,6 +38,10 @@ import torch
 from scope_lib import rollout  # rollout.generate_rollouts looked up at call time (tests script it)
 from scope_lib.problem import Problem
 from scope_lib.rollout import Sampling
+# Re-exported: the intervals of Table 7 and Fig. 1b, one value per rollout (its recovery rate over
+# completions; completions of one prefix are correlated, so rollouts are the resampled units).
+# `bootstrap_errorbar` with a cell's settings draws exactly `recovery_curve`'s interval.
+from scope_lib.stats import bootstrap_errorbar, bootstrap_mean_ci, bootstrap_means, check_bootstrap, percentile_interval
 # Re-exported: the Tables 9-12 "Error type" column is diagnosed by the task that owns the format.
 from scope_lib.tasks import CHAIN_ERROR_KINDS, ChainError, first_chain_error
 
@@ -168,50 +172,6 @@ def _stats(nll: np.ndarray) -> dict[str, float]:
 # aggregation (Table 7, Fig. 1b)
 
 
-def bootstrap_mean_ci(values, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high): percentile bootstrap interval of the mean of `values`.
-
-    Used with one value per rollout (its recovery rate over completions): completions of one
-    prefix are correlated, so rollouts, not completions, are the resampled units.
-    Empty input gives NaNs; a single value gives a zero-width interval.
-    """
-    _check_bootstrap(confidence, n_boot)
-    x = np.asarray(values, dtype=np.float64).ravel()
-    if x.size == 0:
-        return (np.nan, np.nan, np.nan)
-    means = _bootstrap_means(x, n_boot, np.random.default_rng(seed))
-    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return (float(x.mean()), float(low), float(high))
-
-
-def bootstrap_errorbar(*, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Callable:
-    """A seaborn `errorbar` callable: (low, high) of `bootstrap_mean_ci` with these settings.
-
-    Drawing `rates` per (ratio, bucket) with it gives exactly the intervals of
-    `recovery_curve` (each cell's values in the same order, the same seed), computed by
-    seaborn from the per-rollout rows rather than typed in from a table.
-    """
-    _check_bootstrap(confidence, n_boot)
-
-    def interval(values) -> tuple[float, float]:
-        _, low, high = bootstrap_mean_ci(values, confidence=confidence, n_boot=n_boot, seed=seed)
-        return low, high
-
-    return interval
-
-
-def _check_bootstrap(confidence, n_boot) -> None:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: expected a number in (0, 1), got {confidence!r}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise ValueError(f"n_boot: expected a positive int of resamples, got {n_boot!r}")
-
-
-def _bootstrap_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot,) means of resamples of x with replacement."""
-    return x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-
-
 _RATE_COLUMNS = ("bucket", "ratio", "recovery")
 
 
@@ -263,7 +223,7 @@ def quartile_gap(rates: pd.DataFrame, *, confidence: float = 0.95, n_boot: int =
     columns ratio, gap, low, high, n_q1, n_q4; a ratio whose Q1 or Q4 cell is empty gets NaN.
     """
     _check_rates(rates)
-    _check_bootstrap(confidence, n_boot)
+    check_bootstrap(confidence, n_boot)
     rng = np.random.default_rng(seed)
     rows = []
     for ratio, at_ratio in rates.groupby("ratio", sort=True):
@@ -272,9 +232,9 @@ def quartile_gap(rates: pd.DataFrame, *, confidence: float = 0.95, n_boot: int =
         if q1.size == 0 or q4.size == 0:
             gap = low = high = np.nan
         else:
-            gaps = _bootstrap_means(q1, n_boot, rng) - _bootstrap_means(q4, n_boot, rng)
+            gaps = bootstrap_means(q1, n_boot, rng) - bootstrap_means(q4, n_boot, rng)
             gap = q1.mean() - q4.mean()
-            low, high = np.quantile(gaps, [(1 - confidence) / 2, (1 + confidence) / 2])
+            low, high = percentile_interval(gaps, confidence)
         rows.append({"ratio": float(ratio), "gap": float(gap), "low": float(low), "high": float(high),
                      "n_q1": int(q1.size), "n_q4": int(q4.size)})
     return pd.DataFrame(rows)

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from scope_lib import nb_params, verdict
-from scope_lib.plotting import display_name, mean_ci, resolve_figures_dir
+from scope_lib.plotting import display_name, resolve_figures_dir
+from scope_lib.stats import bootstrap_means, mean_ci, percentile_interval, t_half_width
 
 # --- tables ------------------------------------------------------------------------------
 
@@ -128,8 +129,8 @@ def problem_bootstrap_curve(result, eval_set: str | None = None, *, n_boot: int 
     curves = []
     for name in [eval_set] if eval_set else list(result.correct):
         scores = np.array([[pass_at_k(result.k, int(c), k) for k in ks] for c in result.counts(name)])  # (problems, K)
-        curves.append(scores[rng.integers(0, len(scores), size=(n_boot, len(scores)))].mean(axis=1))  # (n_boot, K)
-    low, high = np.quantile(np.mean(curves, axis=0), [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+        curves.append(bootstrap_means(scores, n_boot, rng))  # (n_boot, K)
+    low, high = percentile_interval(np.mean(curves, axis=0), confidence, axis=0)
     return {k: (float(lo), float(hi)) for k, lo, hi in zip(ks, low, high)}
 
 
@@ -358,12 +359,10 @@ TARGET_RELATIVE_HALF_WIDTH = 4.0  # percent of the OPD level: an effect of the p
 def seeds_for_half_width(sd: float, target: float, *, confidence: float = 0.95, most: int = 10_000) -> int | None:
     """The fewest paired seeds n whose t interval half-width t(n - 1) * sd / sqrt(n) is at most
     `target` (same units as `sd`, the per-seed differences' standard deviation); None beyond `most`."""
-    from scope_lib.plotting import t_quantile
-
     if not (math.isfinite(sd) and sd >= 0 and target > 0):
         return None
     for n in range(2, most + 1):
-        if t_quantile(confidence, n - 1) * sd / math.sqrt(n) <= target:
+        if t_half_width(sd, n, confidence) <= target:
             return n
     return None
 

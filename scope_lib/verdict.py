@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from scope_lib.plotting import t_quantile
+from scope_lib.stats import paired_bootstrap, t_half_width
 
 Direction = Literal["greater", "less"]
 Verdict = Literal["reproduced", "contradicted", "inconclusive"]
@@ -136,7 +136,7 @@ def _t_difference(per_seed: dict, only_a: tuple, only_b: tuple, confidence: floa
                           reason=_too_few_reason(list(per_seed), only_a, only_b))
     diffs = np.fromiter(per_seed.values(), dtype=np.float64)  # (n,)
     mean = float(diffs.mean())
-    half_width = t_quantile(confidence, diffs.size - 1) * float(diffs.std(ddof=1)) / math.sqrt(diffs.size)
+    half_width = t_half_width(float(diffs.std(ddof=1)), diffs.size, confidence)
     return Difference(mean, mean - half_width, mean + half_width, per_seed, confidence, "t", relative,
                       only_a, only_b)
 
@@ -234,7 +234,8 @@ def bootstrap_difference(a_scores: Mapping[Hashable, np.ndarray], b_scores: Mapp
     stays hard in every seed). The draws are made up front from
     `np.random.default_rng(seed)`: first seed indices (num_resamples, n), then problem
     indices (num_resamples, P), so the interval is reproducible. The interval is the
-    ((1-confidence)/2, (1+confidence)/2) quantile pair of the resampled statistics.
+    ((1-confidence)/2, (1+confidence)/2) quantile pair of the resampled statistics
+    (`scope_lib.stats.paired_bootstrap`).
     """
     _check_confidence(confidence)
     if int(num_resamples) != num_resamples or num_resamples < 1:
@@ -258,33 +259,9 @@ def bootstrap_difference(a_scores: Mapping[Hashable, np.ndarray], b_scores: Mapp
         return Difference(float(per_seed_values.mean()), math.nan, math.nan, per_seed, confidence, "bootstrap",
                           relative, only_a, only_b, problems, reason=_too_few_reason(paired, only_a, only_b))
 
-    rng = np.random.default_rng(seed)
-    seed_draws = rng.integers(0, n, size=(num_resamples, n))  # (R, n)
-    problem_draws = rng.integers(0, problems, size=(num_resamples, problems))  # (R, P)
-    stats = np.empty(num_resamples, dtype=np.float64)
-    chunk = max(1, 2_000_000 // max(problems, n))  # bounds the (chunk, P) count matrices
-    for start in range(0, num_resamples, chunk):
-        stop = min(start + chunk, num_resamples)
-        rows = np.arange(stop - start)[:, None]
-        # Count how often each seed / problem was drawn: a resample's mean is a weighted mean.
-        seed_counts = np.zeros((stop - start, n))
-        np.add.at(seed_counts, (rows, seed_draws[start:stop]), 1.0)  # (r, n)
-        problem_counts = np.zeros((stop - start, problems))
-        np.add.at(problem_counts, (rows, problem_draws[start:stop]), 1.0)  # (r, P)
-        if relative:
-            a_means = problem_counts @ a.T / problems  # (r, n): each seed's resampled mean
-            b_means = problem_counts @ b.T / problems
-            with np.errstate(divide="ignore", invalid="ignore"):
-                per_draw = 100.0 * (a_means - b_means) / b_means
-            per_draw = np.where(seed_counts > 0, per_draw, 0.0)  # a seed not drawn adds nothing
-            if not np.all(np.isfinite(per_draw)):
-                raise ValueError("b_scores: a resample of problems has mean score 0 for a drawn seed, so the "
-                                 "relative difference is undefined; use relative=False or more problems")
-        else:
-            per_draw = problem_counts @ (a - b).T / problems  # (r, n)
-        stats[start:stop] = (seed_counts * per_draw).sum(axis=1) / n
-    low, high = np.quantile(stats, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return Difference(float(per_seed_values.mean()), float(low), float(high), per_seed, confidence, "bootstrap",
+    low, high = paired_bootstrap(a, b, confidence=confidence, num_resamples=num_resamples, seed=seed,
+                                 relative=relative)
+    return Difference(float(per_seed_values.mean()), low, high, per_seed, confidence, "bootstrap",
                       relative, only_a, only_b, problems)
 
 

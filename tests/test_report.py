@@ -146,7 +146,7 @@ def test_method_tables_add_the_relative_change_versus_the_reference():
 def test_seeds_for_half_width_is_the_smallest_n_that_reaches_the_target():
     import math
 
-    from scope_lib.plotting import t_quantile
+    from scope_lib.stats import t_quantile
     from scope_lib.report import seeds_for_half_width
 
     rng = __import__("numpy").random.default_rng(7)
@@ -162,7 +162,7 @@ def test_relative_power_against_a_hand_computation():
     import math
 
     from scope_lib import verdict
-    from scope_lib.plotting import t_quantile
+    from scope_lib.stats import t_quantile
     from scope_lib.report import relative_power
 
     a = {s: 0.50 + 0.01 * s for s in range(6)}

@@ -4,7 +4,7 @@ import json, math, sys
 import numpy as np
 from scope_lib.experiments import run_grid
 from scope_lib import report
-from scope_lib.plotting import t_quantile
+from scope_lib.stats import t_quantile
 
 if __name__ == "__main__":
     seeds = list(range(int(sys.argv[1]) if len(sys.argv) > 1 else 5))
