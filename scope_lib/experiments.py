@@ -250,6 +250,7 @@ def run_grid(scale: str, variants: list[str | Variant], seeds: list[int], *, smo
 
     from scope_lib.progress import WorkerBars, wait_drawing, worker_initializer
     from scope_lib.runs import evaluate_model, evaluation_path, get_run
+    from scope_lib.verify_worker import die_with_parent
     from scope_lib.world import WorldSpec, load_world
 
     variants = [as_variant(v) for v in variants]
@@ -267,7 +268,7 @@ def run_grid(scale: str, variants: list[str | Variant], seeds: list[int], *, smo
         # Its progress comes here and is drawn as one line per worker (WorkerBars).
         bars = WorkerBars(context, first_position=1)
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                   initializer=worker_initializer, initargs=bars.initargs(os.getpid()))
+                                   initializer=worker_initializer, initargs=bars.initargs(die_with_parent, os.getpid()))
         overall = tqdm(total=len(missing), desc=f"{len(missing)} of {len(jobs)} runs to train, {workers} workers",
                        position=0)
 

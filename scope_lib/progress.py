@@ -29,20 +29,19 @@ from typing import Any
 _channel: Any = None  # the queue to the parent, in a worker started with worker_initializer
 
 
-def worker_initializer(channel, parent_pid: int | None = None) -> None:
+def worker_initializer(channel, start=None, *start_args) -> None:
     """Initializer of a worker process: its bars report to `channel` (a queue of the pool's
-    multiprocessing context, from `WorkerBars.initargs`); with `parent_pid`, the worker also
-    dies with its parent (`scope_lib.verify_worker.die_with_parent`)."""
+    multiprocessing context, from `WorkerBars.initargs`); with `start`, the worker then calls
+    `start(*start_args)`, e.g. `scope_lib.verify_worker.die_with_parent` with the parent's pid
+    so that it dies with its parent."""
     global _channel
     # transformers' and the hub's own bars ("Loading weights", "Writing model shards") would be
     # drawn by every worker on the shared stderr, one over the other: off in workers.
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     if "transformers.utils.logging" in sys.modules:
         sys.modules["transformers.utils.logging"].disable_progress_bar()
-    if parent_pid is not None:
-        from scope_lib.verify_worker import die_with_parent
-
-        die_with_parent(parent_pid)
+    if start is not None:
+        start(*start_args)
     if channel is not None:
         # Reports are best effort: a worker never waits at exit for the parent to read them
         # (a parent that stopped draining, e.g. while it shuts the pool down, would hang it).
@@ -121,9 +120,10 @@ class WorkerBars:
         self.first_position = first_position
         self.bars: dict[int, Any] = {}
 
-    def initargs(self, parent_pid: int | None = None) -> tuple:
-        """`initargs` for `worker_initializer` (with `parent_pid`: workers die with this process)."""
-        return (self.queue, parent_pid)
+    def initargs(self, start=None, *start_args) -> tuple:
+        """`initargs` for `worker_initializer`; each worker also calls `start(*start_args)`
+        (a picklable function) when it starts."""
+        return (self.queue, start, *start_args)
 
     def _bar(self, pid: int):
         if pid not in self.bars:

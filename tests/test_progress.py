@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from scope_lib import progress
+from scope_lib.verify_worker import die_with_parent
 
 
 def job(steps: int, name: str) -> int:
@@ -61,7 +62,7 @@ def test_workers_report_to_one_line_each_and_draw_nothing(monkeypatch, capfd):
     context = multiprocessing.get_context("spawn")
     bars = progress.WorkerBars(context)
     with ProcessPoolExecutor(max_workers=2, mp_context=context, initializer=progress.worker_initializer,
-                             initargs=bars.initargs(os.getpid())) as pool:
+                             initargs=bars.initargs(die_with_parent, os.getpid())) as pool:
         futures = [pool.submit(job, steps, f"job {steps}") for steps in (3, 5, 4)]
         progress.wait_drawing(futures, bars, interval=0.1)
         pids = {future.result() for future in futures}
