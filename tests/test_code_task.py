@@ -38,13 +38,14 @@ def test_reference_values_follow_the_words():
 
 
 def test_reference_programs_pass_and_wrong_programs_fail_in_the_sandbox():
-    problems = _sample(24, seed=random.randrange(1000))
+    rng = random.Random(0)
+    problems = _sample(24, seed=rng.randrange(1000))
     assert all(grading.grade("code", [p.solution for p in problems], problems, code=RAW))
     # Each wrong version changes what f computes on these inputs or does not run at all.
     wrong = []
     for p in problems:
         lines = p.solution.split("\n")
-        k = random.randrange(1, len(lines) - 1)
+        k = rng.randrange(1, len(lines) - 1)
         wrong.append("\n".join(lines[:k] + [" x=x+1000"] + lines[k + 1:]))
     assert not any(grading.grade("code", wrong, problems, code=RAW))
     broken = [p.solution.replace("def f(x):", "def f(x)") for p in problems]  # a syntax error: graded wrong

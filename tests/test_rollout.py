@@ -102,7 +102,7 @@ def _left_padded(world, prompts):
 def _chaotic_model(world):
     """A fresh model with large random weights: peaked next-token distributions that vary by
     prompt (the smoke models' outputs barely depend on the prompt)."""
-    spec = models.ModelSpec(layers=2, hidden=64, heads=2, ffn=128, seed=int(torch.randint(0, 1000, ())))
+    spec = models.ModelSpec(layers=2, hidden=64, heads=2, ffn=128, seed=7)
     model = models.make_model(spec, world.tokenizer, 128).eval()
     with torch.no_grad():
         for weight in model.parameters():
@@ -140,7 +140,7 @@ def test_decode_loop_samples_from_the_tempered_distribution(world):
     # (total variation within sampling noise), and a filtered-out token must never appear.
     from scope_lib.rollout import _decode, filter_logits
 
-    temperature = float(torch.empty(()).uniform_(0.5, 1.5))
+    temperature = float(torch.empty(()).uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(0)))
     model = _chaotic_model(world)
     ids, mask = _left_padded(world, _prompts(1))
     with torch.no_grad():
@@ -167,7 +167,7 @@ def test_filter_logits_keeps_what_transformers_warpers_keep(top_k, top_p):
 
     from scope_lib.rollout import filter_logits
 
-    logits = torch.randn(6, 50) * 3
+    logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(0)) * 3
     logits[0, :4] = logits[0, 0]  # ties at the top
     expected = logits.clone()
     if top_k:

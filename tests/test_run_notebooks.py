@@ -235,7 +235,7 @@ def test_declared_parameters_reads_the_py_pair_too(nb_dir):
 
 def test_figures_destination_sends_a_variant_to_its_own_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("SCOPE_WRITE_FIGURES", raising=False)
-    smooth = int(np.random.default_rng().integers(1, 40))
+    smooth = int(np.random.default_rng(0).integers(1, 40))
     notebook = _figures_notebook(tmp_path / "nbs", smooth)
     figures = REPO_ROOT / "figures"
     out = tmp_path / "out"
@@ -331,7 +331,7 @@ def test_an_uncommitted_edit_of_a_default_sends_the_runner_to_a_variant_folder(t
     repo = tmp_path / "repo"
     folder = repo / "nbs"
     folder.mkdir(parents=True)
-    smooth = int(np.random.default_rng().integers(1, 40))
+    smooth = int(np.random.default_rng(1).integers(1, 40))
 
     def write(value):
         text = f'# %% tags=["parameters"]\nSMOKE = False\nSMOOTH = {value}\nFIGURES_DIR = "figures"\n\n# %%\nprint(SMOOTH)\n'

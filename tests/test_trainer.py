@@ -86,7 +86,7 @@ def test_old_logp_from_the_update_pass_equals_a_separate_pass(tmp_path, monkeypa
     from scope_lib.trainer import Timer, Trainer
 
     monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(lambda texts, problems: [i % 3 == 0 for i in range(len(texts))]))
-    seed = int(torch.randint(0, 1000, ()))
+    seed = 0
     common = {**overrides, "optim.mini_batch_prompts": 4, "optim.lr": 1e-2, "seed": seed}
     separate = Trainer(smoke_config(tmp_path / "a", **common, **{"optim.old_logp_pass": "always"}))
     fused = Trainer(smoke_config(tmp_path / "b", **common, **{"optim.old_logp_pass": "when_needed"}))
@@ -112,7 +112,7 @@ def test_exact_kl_from_the_collected_teacher_pass_equals_a_fresh_teacher_pass(tm
     from scope_lib.trainer import Timer, Trainer
 
     monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(lambda texts, problems: [i % 3 == 0 for i in range(len(texts))]))
-    common = {"method": "scope", "scope.kl_estimator": "exact", "optim.lr": 1e-2, "seed": int(torch.randint(0, 1000, ()))}
+    common = {"method": "scope", "scope.kl_estimator": "exact", "optim.lr": 1e-2, "seed": 1}
     kept, fresh = Trainer(smoke_config(tmp_path / "a", **common)), Trainer(smoke_config(tmp_path / "b", **common))
     batch, _ = kept.collect(0, Timer())
     full = batch["teacher_logits"]

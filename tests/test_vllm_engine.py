@@ -215,10 +215,11 @@ def test_vllm_init_of_a_lora_student_holds_the_merged_weights(routes_world, tmp_
     _, world = routes_world
     model = get_peft_model(copy.deepcopy(world.student).float(), LoraConfig(
         r=4, lora_alpha=8, target_modules=["q_proj", "o_proj", "up_proj"], task_type="CAUSAL_LM"))
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
-                param.normal_(0, 0.05)  # a trained adapter: the merged model is not the base model
+                param.normal_(0, 0.05, generator=generator)  # a trained adapter: the merged model is not the base model
     folder = save_plain_model(model, world.tokenizer, tmp_path / "lora")
     _assert_plain_folder(folder)
     prompt = world.format_prompt(world.train_problems[0])
