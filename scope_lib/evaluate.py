@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scope_lib import grading, metrics
+from scope_lib import grading, metrics, tasks
 from scope_lib.problem import Problem
+from scope_lib.progress import bar as progress_bar  # tqdm, or a line drawn by the parent of a worker process
 from scope_lib.rollout import Sampling, generate_rollouts
 
 # Table 4's temperature at the tiny scale's completion budget; a config's own: Sampling.from_config(cfg.eval)
@@ -62,8 +63,6 @@ def evaluate(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, s
     own, from its problems' sources (`grading.kind_of`). `code`: the sandbox settings of the
     code verifier (`grading.CodeGrading.from_config(cfg.reward)`; default CodeGrading()).
     """
-    from scope_lib.progress import bar as tqdm  # tqdm, or a line drawn by the parent of a worker process
-
     if k < 1:
         raise ValueError(f"k: expected >= 1 samples per problem, got {k}")
     if not eval_sets:
@@ -72,9 +71,9 @@ def evaluate(model, tokenizer, eval_sets: dict[str, list[Problem]], *, k: int, s
         raise ValueError(f"verifier: expected one of {grading.KINDS} or None, got {verifier!r}")
     kinds = {name: verifier or grading.kind_of(problems, f"eval_sets[{name!r}]") for name, problems in eval_sets.items()}
     if format_prompt is None:
-        from scope_lib.tasks import format_prompt
+        format_prompt = tasks.format_prompt
     correct, texts = {}, {}
-    for index, (name, problems) in enumerate(tqdm(eval_sets.items(), desc="evaluate", disable=not progress)):
+    for index, (name, problems) in enumerate(progress_bar(eval_sets.items(), desc="evaluate", disable=not progress)):
         if not problems:
             raise ValueError(f"eval_sets[{name!r}]: expected at least one problem")
         batch = generate_rollouts(model, tokenizer, [format_prompt(p) for p in problems], num_samples=k,

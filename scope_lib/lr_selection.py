@@ -30,7 +30,10 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import pandas as pd
 import yaml
+
+from scope_lib import experiments
 
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3)  # half-decades; 1e-4 since a three-point grid from 3e-4 put most best lrs at its lower edge
 SELECTION_SEED = 100  # not an evaluation seed
@@ -81,10 +84,6 @@ class Selection(NamedTuple):
 def select(scale: str = "tiny", *, model: str | None = None, variants=VARIANTS, grid=LR_GRID, betas=HYBRID_BETAS,
            seed: int = SELECTION_SEED, k: int = 4, smoke: bool = False, **overrides) -> Selection:
     """Train every variant x lr (the hybrid: `hybrid_plan`) and score it on the validation split."""
-    import pandas as pd
-
-    from scope_lib.experiments import run_grid
-
     if model is None:
         if scale not in MODELS:
             raise ValueError(f"scale {scale!r}: the validation split needs a route or code world; name one with model=")
@@ -94,7 +93,7 @@ def select(scale: str = "tiny", *, model: str | None = None, variants=VARIANTS, 
               **overrides}
 
     def scored(names, lr, beta):
-        df, _ = run_grid(scale, list(names), [seed], smoke=smoke, include_base=True,
+        df, _ = experiments.run_grid(scale, list(names), [seed], smoke=smoke, include_base=True,
                          **{**common, "optim.lr": lr, "hybrid.beta": beta})
         return df[df.eval_set == "average"].assign(lr=lr, beta=beta)  # one row a run (the one set's score)
 

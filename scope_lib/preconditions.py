@@ -35,16 +35,27 @@ targets; `preconditions_markdown` writes the record.
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from scope_lib import recovery, routes
 from scope_lib import rollout  # rollout.generate_rollouts looked up at call time (tests script it)
+from scope_lib.benchmarks import load_benchmark
+from scope_lib.config import load_config
+from scope_lib.pipeline import grade_answers, score_rollouts
 from scope_lib.problem import Problem
 from scope_lib.rollout import Sampling
+from scope_lib.smol import format_chat_prompt, load_smol
+from scope_lib.verify import extract_boxed
+from scope_lib.weights import student_ess_frac, student_weights, tau_student_for_ess, teacher_weights
+from scope_lib.world import _tiny_world, tiny_task
 
 # The training rollouts' settings at the tiny scale (temperature 1.0), the student path's default
 STUDENT_PATH_SAMPLING = Sampling(temperature=1.0, max_new_tokens=96)
@@ -73,8 +84,6 @@ def group_ess_frac(weights: np.ndarray) -> float:
 def student_path_table(problems: Sequence[Problem], group: Sequence[int], correct: Sequence[bool],
                        student_seq_logp: Sequence[float], routes: Sequence[str], *, tau: float = 1.0) -> pd.DataFrame:
     """One row per rollout: group, correct, route, student log-PPL and its Eq. 4 weight (0 off the path)."""
-    from scope_lib.weights import student_weights
-
     s = torch.tensor(np.asarray(student_seq_logp, dtype=np.float64))
     ok = torch.tensor(np.asarray(correct, dtype=bool))
     g = torch.tensor(np.asarray(group, dtype=np.int64))
@@ -135,8 +144,6 @@ def measure_student_path(student, tokenizer, problems: Sequence[Problem], format
     """Sample `group_size` base-student rollouts per problem as `sampling` says (the training rollouts' settings),
     grade them (`grade(texts, problems)`, default the math verifier), score them under the
     student (`pipeline.score_rollouts`), and return (table, stats)."""
-    from scope_lib.pipeline import grade_answers, score_rollouts
-
     scored = score_rollouts(student, tokenizer, problems, format_prompt=format_prompt, group_size=group_size,
                             sampling=sampling, seed=seed, score_student=True,  # the student's own pi_old
                             grade=grade or grade_answers)
@@ -204,8 +211,6 @@ def ess_at_tau(table: pd.DataFrame, tau: float) -> float:
     """Mean student-path ESS fraction of the Eq. 4 weights at `tau` (`weights.student_ess_frac`),
     over the groups of a `student_path_table` with at least 2 correct rollouts (the log-PPLs do
     not depend on tau); NaN when there is none."""
-    from scope_lib.weights import student_ess_frac
-
     groups = _correct_groups(table)
     return student_ess_frac(groups, tau) if groups else math.nan
 
@@ -213,8 +218,6 @@ def ess_at_tau(table: pd.DataFrame, tau: float) -> float:
 def tau_for_ess(table: pd.DataFrame, target: float, *, low: float = 1e-4, high: float = 1e3) -> float:
     """The tau at which `ess_at_tau` equals `target` (`weights.tau_student_for_ess`: bisection on
     log tau). Raises ValueError when `target` lies outside the range reached between `low` and `high`."""
-    from scope_lib.weights import tau_student_for_ess
-
     return tau_student_for_ess(_correct_groups(table), target, low=low, high=high)
 
 
@@ -236,9 +239,6 @@ def second_pass_rate(model, tokenizer, problems: Sequence[Problem], *, max_new_t
     restate the problem's start value and the fraction that end in the right answer. The teacher
     re-derives after every first pass, so a student that cannot write a second pass cannot learn
     the teacher's text: distilling it would teach a format the student only garbles."""
-    from scope_lib import routes
-    from scope_lib.verify import extract_boxed
-
     prefixes = []
     for problem in problems:
         steps = [tuple(s) for s in problem.meta["steps"]]
@@ -276,12 +276,7 @@ def measure_world(model_name: str = "tiny_routes", *, path_problems: int = 256, 
     paper's sampling temperature), on `recovery_problems` training prompts. `max_new_tokens`:
     generation length (default: the `tiny` preset's when the world is its model, else 96).
     """
-    from scope_lib import recovery
-    from scope_lib.world import _tiny_world, tiny_task
-
     if max_new_tokens is None:
-        from scope_lib.config import load_config
-
         preset = load_config("tiny")
         max_new_tokens = preset.rollout.max_new_tokens if preset.model.student == model_name else 96
     task = tiny_task(model_name)
@@ -322,8 +317,6 @@ def measure_world(model_name: str = "tiny_routes", *, path_problems: int = 256, 
 def teacher_fix_rate(teacher, tokenizer, problems: Sequence[Problem], *, deltas=(-10, -2, -1, 1, 2, 10)) -> dict[str, float]:
     """How often the teacher, given a prefix whose only line is a slipped first line exactly like
     its slip-then-fix traces (route task), writes the `fix:` line and ends correct (greedy)."""
-    from scope_lib import routes
-
     cases = []
     for problem in problems:
         steps = [tuple(s) for s in problem.meta["steps"]]
@@ -343,8 +336,6 @@ def teacher_fix_rate(teacher, tokenizer, problems: Sequence[Problem], *, deltas=
 
 def teacher_path_ess(study) -> float:
     """Eq. 5 weights' ESS fraction over the recovery study's incorrect rollouts, per problem."""
-    from scope_lib.weights import teacher_weights
-
     cases = study.cases
     group = torch.tensor(pd.factorize(cases["problem_id"])[0], dtype=torch.long)
     s = torch.tensor(-cases["nll"].to_numpy(dtype=np.float64))
@@ -384,9 +375,6 @@ def eq4_regime_table(root=None) -> pd.DataFrame:
     the default world, the code world and SmolLM2-135M (each from its committed record under
     `root`, the repository by default), and the teacher-path ESS the paper's Table 6 implies.
     A record that is missing gives a row with a NaN ESS and says so, never a number from elsewhere."""
-    import json
-    from pathlib import Path
-
     root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
     rows = []
     for label, record, key, path, note in EQ4_REGIME_RECORDS:
@@ -408,9 +396,6 @@ def measure_lm_regime(*, benchmark: str = "gsm8k", problems: int = 50, group_siz
     `temperature`; returns (stats, table) with the student-path ESS at tau = 1 over groups with
     at least 2 correct answers, and over every group as if all its answers were correct (the
     spread of the student's log-PPL on free text, whatever the grade)."""
-    from scope_lib.benchmarks import load_benchmark
-    from scope_lib.smol import format_chat_prompt, load_smol
-
     torch.manual_seed(seed)
     model, tokenizer = load_smol(dtype=torch.float32)
     chosen = load_benchmark(benchmark, benchmarks_dir, limit=problems)
@@ -466,10 +451,6 @@ def record_markdown(model: str, out, stats: dict, table: pd.DataFrame, study) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-    from pathlib import Path
-
     parser = argparse.ArgumentParser(description="Measure a route world's preconditions and write the record "
                                                  "(model 'smol': the Eq. 4 regime of SmolLM2-135M on GSM8K).")
     parser.add_argument("model", nargs="?", default="tiny_routes")

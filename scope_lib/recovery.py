@@ -34,8 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from scope_lib import rollout  # rollout.generate_rollouts looked up at call time (tests script it)
+from scope_lib.pipeline import incorrect_rows, score_rollouts
 from scope_lib.problem import Problem
 from scope_lib.rollout import Sampling
 # Re-exported: the intervals of Table 7 and Fig. 1b, one value per rollout (its recovery rate over
@@ -44,6 +46,8 @@ from scope_lib.rollout import Sampling
 from scope_lib.stats import bootstrap_errorbar, bootstrap_mean_ci, bootstrap_means, check_bootstrap, percentile_interval
 # Re-exported: the Tables 9-12 "Error type" column is diagnosed by the task that owns the format.
 from scope_lib.tasks import CHAIN_ERROR_KINDS, ChainError, first_chain_error
+from scope_lib.teacher import LocalTeacher
+from scope_lib.verify import extract_boxed, grade_batch
 
 DEFAULT_RATIOS = (0.2, 0.4, 0.6, 0.8)  # Fig. 1b / Table 7
 RECOVERY_SAMPLING = Sampling(temperature=0.6, max_new_tokens=96)  # Table 4's temperature; a config's: Sampling.from_config(cfg.eval)
@@ -342,12 +346,6 @@ def recovery_study(
     nll, bucket, error_line, error_kind, error_type (`first_chain_error`; None off the tiny
     task).
     """
-    from tqdm.auto import tqdm
-
-    from scope_lib.pipeline import incorrect_rows, score_rollouts
-    from scope_lib.teacher import LocalTeacher
-    from scope_lib.verify import extract_boxed, grade_batch
-
     student_sampling = sampling if student_sampling is None else student_sampling
     for name, value in (("sampling", sampling), ("student_sampling", student_sampling)):
         if not isinstance(value, Sampling):

@@ -44,8 +44,11 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from scope_lib import models
+from scope_lib.code_world import CodeWorldConfig
+from scope_lib.route_world import RouteWorldConfig
 
 MANIFEST_NAME = "MANIFEST.sha256"
 BUILD_NAME = "build.json"
@@ -208,12 +211,8 @@ def _versions() -> dict:
 def _config_class(task: str | None):
     """The config dataclass of a world built for `task` (the chain task's when unnamed)."""
     if task == "routes":
-        from scope_lib.route_world import RouteWorldConfig
-
         return RouteWorldConfig
     if task == "code":
-        from scope_lib.code_world import CodeWorldConfig
-
         return CodeWorldConfig
     return models.WorldConfig
 
@@ -385,7 +384,6 @@ def _record(path: Path) -> dict:
 
 
 def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
 
     files = sorted(folder.glob(f"*{WEIGHT_SUFFIX}"))
     if not files:

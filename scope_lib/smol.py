@@ -34,7 +34,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scope_lib import metrics
+from scope_lib.code_benchmarks import load_code_benchmark
+from scope_lib.evaluate import evaluate
+from scope_lib.grading import CodeGrading, code_instruction, code_reports
 from scope_lib.rollout import Sampling
+
+# Imported where a model is loaded, not here (start-up cost: seconds): torch's model classes and transformers.
 
 __all__ = ["SMOL_PACKAGE", "SMOL_INSTALL", "BOXED_INSTRUCTION", "smol_gguf_path", "load_smol", "format_chat_prompt",
            "HumanEvalSlice", "humaneval_slice", "main"]
@@ -149,8 +155,6 @@ class HumanEvalSlice:
 
     def summary(self) -> dict[str, float]:
         """Avg@k and Pass@1..k (unbiased, scope_lib.metrics) over the slice, and the counts behind them."""
-        from scope_lib import metrics
-
         counts = self.correct.sum(axis=1)
         row = {"problems": len(self.problem_ids), "k": self.k, "correct_samples": int(counts.sum()),
                "with_program": sum(report is not None for sample in self.reports for _, report in sample),
@@ -196,10 +200,6 @@ def humaneval_slice(problems: int = 10, k: int = 4, *, sampling: Sampling = HUMA
     the same responses are then judged once more through `grading.code_reports` to keep each
     sandbox report. `model`/`tokenizer`: an already loaded pair (default: `load_smol(cache_dir=...)`).
     """
-    from scope_lib.code_benchmarks import load_code_benchmark
-    from scope_lib.evaluate import evaluate
-    from scope_lib.grading import CodeGrading, code_instruction, code_reports
-
     for name, value, low in (("problems", problems, 1), ("k", k, 1), ("max_new_tokens", sampling.max_new_tokens, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")

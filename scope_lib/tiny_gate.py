@@ -37,6 +37,7 @@ import random
 import statistics
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from transformers import LlamaForCausalLM
@@ -45,6 +46,8 @@ from scope_lib import logprobs, losses, tasks
 from scope_lib.evaluate import evaluate
 from scope_lib.pipeline import score_rollouts
 from scope_lib.rollout import Sampling, encode_pairs
+from scope_lib.tokenizer import load_tokenizer
+from scope_lib.world import _tiny_world
 
 
 def parse_args(argv=None):
@@ -153,13 +156,7 @@ def gate_world(args):
     """The gate's world: the project's chain-task tiny world (`world._tiny_world`: `tiny_smoke`
     with --smoke, else `tiny`), or the calibration runs' student and teacher folders."""
     if args.smoke or (args.student_path is None and args.teacher_path is None):
-        from scope_lib.world import _tiny_world
-
         return _tiny_world("tiny_smoke" if args.smoke else "tiny", progress=not args.smoke)
-    from types import SimpleNamespace
-
-    from scope_lib.tokenizer import load_tokenizer
-
     base = args.teacher_path
     return SimpleNamespace(path=base, tokenizer=load_tokenizer(base / "tok"),
                            teacher=LlamaForCausalLM.from_pretrained(base).eval(),

@@ -27,9 +27,16 @@ from pathlib import Path
 
 import torch
 
+from scope_lib import code_task, routes, smol, tasks
+from scope_lib.benchmarks import answer_text, load_benchmark, load_hub_dataset, read_json_lines
+from scope_lib.code_benchmarks import CODE_BENCHMARKS, HUB, load_code_benchmark, load_taco_train
 from scope_lib.config import TINY_CODE_NAMES, TrainConfig
 from scope_lib.grading import code_instruction
 from scope_lib.problem import Problem
+from scope_lib.teacher import check_same_vocabulary
+
+# Imported where a world is loaded, not here (start-up cost: each imports transformers, seconds):
+# scope_lib.models, scope_lib.shipped, scope_lib.route_world, scope_lib.code_world and transformers.
 
 TINY_NAMES = ("tiny", "tiny_smoke", "tiny_routes", "tiny_routes_smoke", "tiny_code", "tiny_code_smoke")
 # Tiny worlds on the route task (scope_lib.routes) and on the code task (scope_lib.code_task);
@@ -114,15 +121,9 @@ def _tiny_world(name: str, progress: bool):
 def tiny_task(model_name: str):
     """The task module of a tiny world: `scope_lib.routes`, `scope_lib.code_task` or `scope_lib.tasks` (chain)."""
     if model_name in ROUTE_NAMES:
-        from scope_lib import routes
-
         return routes
     if model_name in CODE_NAMES:
-        from scope_lib import code_task
-
         return code_task
-    from scope_lib import tasks
-
     return tasks
 
 
@@ -136,8 +137,6 @@ def _training_problem(row: dict, where: str, problem_id: str, source: str, answe
     the benchmarks' `answer_text`, so null, NaN or a dict never becomes the gold string "None",
     "nan" or "{'a': 1}".
     """
-    from scope_lib.benchmarks import answer_text
-
     if not isinstance(row.get("question"), str) or not row["question"].strip():
         raise ValueError(f"{where}: 'question': {_TRAIN_ROW}, got {row.get('question')!r}"[:300])
     if row.get(answer_key) is None and answer_key not in row:
@@ -159,8 +158,6 @@ def _load_jsonl_problems(path: Path) -> list[Problem]:
     Every bad line or row fails here, naming FILE:LINE, rather than as a TypeError or, for an
     empty file, a ZeroDivisionError mid-run.
     """
-    from scope_lib.benchmarks import read_json_lines
-
     try:
         problems = [_training_problem(row, f"{path}:{line_number}", f"{path.stem}/{line_number}", path.stem)
                     for line_number, row in read_json_lines(path)]
@@ -175,8 +172,6 @@ def _load_hub_problems(name: str) -> list[Problem]:
     """Training prompts from a hub dataset through `datasets.load_dataset(name, split="train")`
     (paper scale: zwhe99/DeepMath-103K, columns `question` and `final_answer`), each row checked
     as a JSONL row is; needs the hub."""
-    from scope_lib.benchmarks import load_hub_dataset
-
     rows = load_hub_dataset(name, None, "train", help_text=(
         f"data.train {name!r} is a hub dataset that could not be loaded: offline, export it to a .jsonl file "
         "with one {\"question\": ..., \"answer\": ...} object per line and set data.train to that file."))
@@ -191,8 +186,6 @@ def _load_code_train(train: str) -> list[Problem]:
     """Training prompts of a code run: TACO (`BAAI/TACO` from the hub or env SCOPE_CODE_DATA_DIR's
     taco.jsonl, or a .jsonl of rows as on the hub) minus the Codeforces evaluation problems,
     each carrying its tests as its answer (scope_lib.code_benchmarks.load_taco_train)."""
-    from scope_lib.code_benchmarks import HUB, load_taco_train
-
     if train == HUB["taco"][0]:
         problems = load_taco_train()
     elif train.endswith(".jsonl"):
@@ -236,21 +229,15 @@ def load_world(spec: WorldSpec, *, need_teacher: bool = True, train_seed: int = 
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from scope_lib.teacher import check_same_vocabulary
-
         dtype = _DTYPES[spec.dtype]
         if student_name == "smol":
-            from scope_lib.smol import load_smol
-
-            student, tokenizer = load_smol(dtype=dtype)
+            student, tokenizer = smol.load_smol(dtype=dtype)
         else:
             tokenizer = AutoTokenizer.from_pretrained(student_name)
             student = AutoModelForCausalLM.from_pretrained(student_name, dtype=dtype)
         if need_teacher and spec.local_teacher:
             if teacher_name == "smol":
-                from scope_lib.smol import load_smol
-
-                teacher, teacher_tokenizer = load_smol(dtype=dtype)
+                teacher, teacher_tokenizer = smol.load_smol(dtype=dtype)
             else:
                 teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_name)
                 teacher = AutoModelForCausalLM.from_pretrained(teacher_name, dtype=dtype)
@@ -258,46 +245,38 @@ def load_world(spec: WorldSpec, *, need_teacher: bool = True, train_seed: int = 
         description = f"student {student_name}, teacher {teacher_name}"
 
     # --- data ("tiny" data is the task of the tiny world the student belongs to)
-    tasks = tiny_task(student_name)
+    task = tiny_task(student_name)
     if code and not (student_name in CODE_NAMES and spec.train == "tiny"):
         train_problems = _load_code_train(spec.train)
     elif spec.train == "tiny":
-        train_problems = tasks.train_pool(seed=train_seed)
+        train_problems = task.train_pool(seed=train_seed)
     elif Path(spec.train).suffix == ".jsonl":
         train_problems = _load_jsonl_problems(Path(spec.train))
     elif "/" in spec.train and not Path(spec.train).exists():
         train_problems = _load_hub_problems(spec.train)
     else:
         raise ValueError(f"data.train: expected 'tiny', a .jsonl file with question/answer rows or a hub dataset id, got {spec.train!r}")
-    from scope_lib.code_benchmarks import CODE_BENCHMARKS  # names only: no hub, no models
-
     eval_sets: dict[str, list[Problem]] = {}
     per_set = spec.eval_problems_per_set
     for name in spec.eval_sets:
         if name == "tiny":
-            eval_sets.update(tasks.eval_sets(per_set or 100))
+            eval_sets.update(task.eval_sets(per_set or 100))
         elif name == "tiny_validation":  # training-side problems held out for choosing learning rates
-            if not hasattr(tasks, "validation_set"):
+            if not hasattr(task, "validation_set"):
                 raise ValueError(f"data.eval_sets: 'tiny_validation' needs a route or code world, got model {student_name!r}")
-            eval_sets["validation"] = tasks.validation_set(per_set or 200, seed=1)
+            eval_sets["validation"] = task.validation_set(per_set or 200, seed=1)
         elif code and name in CODE_BENCHMARKS:  # local copies: env SCOPE_CODE_DATA_DIR, else the hub
-            from scope_lib.code_benchmarks import load_code_benchmark
-
             eval_sets[name] = load_code_benchmark(name, limit=per_set or None)
         else:
-            from scope_lib.benchmarks import load_benchmark
-
             eval_sets[name] = load_benchmark(name, spec.benchmarks_dir, limit=per_set or None)
 
     if student_name in TINY_NAMES:
-        format_prompt = tasks.format_prompt
+        format_prompt = task.format_prompt
     elif student_name == "smol":
-        from scope_lib.smol import format_chat_prompt
-
         def format_prompt(problem: Problem) -> str:
             if code:
-                return format_chat_prompt(tokenizer, problem.question, instruction=code_instruction(problem))
-            return format_chat_prompt(tokenizer, problem.question)
+                return smol.format_chat_prompt(tokenizer, problem.question, instruction=code_instruction(problem))
+            return smol.format_chat_prompt(tokenizer, problem.question)
     elif code:
         def format_prompt(problem: Problem) -> str:
             messages = [{"role": "user", "content": problem.question + "\n" + code_instruction(problem)}]
@@ -309,4 +288,4 @@ def load_world(spec: WorldSpec, *, need_teacher: bool = True, train_seed: int = 
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     return World(student, teacher, tokenizer, train_problems, eval_sets, format_prompt, description,
-                 task=tasks if student_name in TINY_NAMES else None)
+                 task=task if student_name in TINY_NAMES else None)
