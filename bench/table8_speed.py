@@ -92,11 +92,11 @@ def measure(*, steps: int, gen_batch: int, world_name: str, extra: dict | None =
             if trainer.method.name == "scope" and not trainer.cfg.teacher.overlap:
                 with torch.no_grad():
                     old_logp, _ = trainer._old_logp_pass(batch)
+                    dpaw = DPAW.from_config(trainer.cfg.scope)
                     start = time.perf_counter()
-                    s = trainer.cfg.scope
                     for rows in _micro_batches(batch["group"], trainer.cfg.optim.micro_batch_size):
                         losses.dpaw_weights(old_logp[rows], batch["teacher_logp"][rows], batch["response_mask"][rows].float(),
-                                            batch["correct"][rows], batch["group"][rows], DPAW.from_config(s))
+                                            batch["correct"][rows], batch["group"][rows], dpaw)
                     timer.seconds["dpaw"] = time.perf_counter() - start
             if step > 0:
                 times[name].append(dict(timer.seconds))
