@@ -43,13 +43,7 @@ from typing import Literal, NamedTuple
 
 import torch
 
-import torch.nn.functional as F
-
-# Re-exported: the log-prob helpers lived here before scope_lib.logprobs existed.
-from scope_lib.logprobs import (  # full_reverse_kl and its floor are re-exported: the exact-KL loss
-    TEACHER_LOGP_FLOOR, _check_temperature, full_reverse_kl, position_ids_from_mask, token_logprobs,
-    token_logprobs_from_logits,
-)
+from scope_lib.logprobs import TEACHER_LOGP_FLOOR, full_reverse_kl  # the exact-KL loss's KL and its floor
 from scope_lib.weights import DPAW, sequence_logp, weight_stats
 
 IncorrectPath = Literal["paper", "clipped_ppo"]
@@ -70,11 +64,8 @@ __all__ = [
     "normaliser_count",
     "opd_baseline_loss",
     "opd_loss",
-    "position_ids_from_mask",
     "scope_loss",
     "sft_loss",
-    "token_logprobs",
-    "token_logprobs_from_logits",
 ]
 
 
