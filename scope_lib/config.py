@@ -350,7 +350,7 @@ def _check_device(device: str) -> None:
             raise _Invalid("device", f"{device!r}: this machine has {torch.cuda.device_count()} cuda:N GPU(s), "
                                      f"numbered from 0")
     elif device == "mps":
-        import torch
+        import torch  # as above: only here
 
         if not torch.backends.mps.is_available():
             raise _Invalid("device", "'mps' was asked for but is not available on this machine (use 'auto' or 'cpu')")
@@ -441,8 +441,9 @@ def require_rollout_engine(cfg: TrainConfig) -> None:
 
 
 def _check_eval_sets(names: list[str]) -> None:
-    from scope_lib.benchmarks import BENCHMARKS  # a light import: no models, no hub
-
+    # Here, not at the top: the two benchmark modules (and the code verifier below them) take
+    # about as long to import as this module, which every run and notebook loads.
+    from scope_lib.benchmarks import BENCHMARKS
     from scope_lib.code_benchmarks import CODE_BENCHMARKS
 
     allowed = ("tiny", "tiny_validation", *BENCHMARKS, *CODE_BENCHMARKS)  # tiny_validation: the lr-selection split
@@ -474,7 +475,7 @@ def _check_world_name(key: str, name: str) -> None:
 def _check_verifier(cfg: TrainConfig) -> None:
     """The verifier fits the data: code eval sets, TACO and the tiny code world need "code", math
     sets and the other tiny worlds "math"."""
-    from scope_lib.code_benchmarks import CODE_BENCHMARKS, HUB
+    from scope_lib.code_benchmarks import CODE_BENCHMARKS, HUB  # here: see _check_eval_sets
 
     verifier, taco = cfg.reward.verifier, HUB["taco"][0]
     tiny_code = cfg.model.student in TINY_CODE_NAMES  # the tiny code world: its "tiny" sets are code problems

@@ -24,6 +24,7 @@ import os
 import queue as queue_module
 import sys
 from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
 _channel: Any = None  # the queue to the parent, in a worker started with worker_initializer
@@ -106,7 +107,7 @@ def bar(iterable: Iterable | None = None, *, total: int | None = None, initial: 
     `mininterval` or `dynamic_ncols` are then the parent's business and ignored)."""
     if _channel is not None and not disable:
         return _RelayBar(iterable, total, initial, desc)
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # here: a worker whose bars the parent draws never imports it
 
     return tqdm(iterable, total=total, initial=initial, desc=desc, disable=disable, **kwargs)
 
@@ -171,8 +172,6 @@ class WorkerBars:
 def wait_drawing(futures: Iterable, bars: WorkerBars, *, interval: float = 0.5, on_done=None) -> None:
     """Wait for `futures`, redrawing `bars` every `interval` seconds; `on_done(future)` is called
     for each as it finishes (e.g. to advance an overall bar and re-raise its error)."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
     pending = set(futures)
     while pending:
         done, pending = wait(pending, timeout=interval, return_when=FIRST_COMPLETED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import platform
 import secrets
 import signal
 import struct
@@ -203,8 +204,6 @@ _SYSCALLS = {  # machine -> (AUDIT_ARCH, unshare, clone, setns, clone3)
 def _seccomp_filter() -> bytes | None:
     """The classic-BPF program (as bwrap's --seccomp reads it) described above; None on a machine
     whose system call numbers are not in _SYSCALLS (the sandbox then runs without it)."""
-    import platform
-
     numbers = _SYSCALLS.get(platform.machine())
     if numbers is None:
         return None
