@@ -1,4 +1,4 @@
-"""Programs per second through the execution sandbox (scope_lib.sandbox), on a few cores.
+"""Programs per second through the execution sandbox (scope_lib.grading.sandbox), on a few cores.
 
     python bench/sandbox_throughput.py [--workers 2] [--programs 200] [--timeouts 20] [--batch-size 32] [--out FILE]
 
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the table to this Markdown file")
     args = parser.parse_args()
 
-    from scope_lib import sandbox
+    from scope_lib.grading import sandbox
 
     sandbox.check_isolation()
     sandbox.run("pass", timeout=10)  # warm: the interpreter probe runs once per process

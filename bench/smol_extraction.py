@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from scope_lib import grading, smol
-from scope_lib.code_benchmarks import load_code_benchmark
+from scope_lib.worlds.code_benchmarks import load_code_benchmark
 
 _OLD_FENCE = re.compile(r"^```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
@@ -46,7 +46,7 @@ def main() -> None:
     per_sample = [p for p in problems for _ in range(args.k)]
     new = grading.code_reports(texts, per_sample)
     # the old extractor, through the same sandbox path
-    from scope_lib.code_verify import grade_many
+    from scope_lib.grading.code import grade_many
     from scope_lib.grading import _code_tests
 
     tests = _code_tests(per_sample, 0.0)

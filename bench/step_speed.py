@@ -41,7 +41,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from scope_lib.evaluate import evaluate
-    from scope_lib.experiments import experiment_config
+    from scope_lib.experiments.grid import experiment_config
     from scope_lib.rollout import Sampling, generate_rollouts
     from scope_lib.trainer import Timer, Trainer
 

@@ -20,7 +20,7 @@ its own after the step; inside the update it is part of actor_update). Ratios ar
 --out DIR writes DIR/table8_bench.json (the record: medians per variant and component, every
 counted step's seconds, the machine, its load average at the start and end, the date and the
 command) and DIR/README.md, generated from the record alone (`render_readme`), with a reading
-that judges the project's speed targets (scope_lib.figure_data.speed_targets). Notebook 09 reads the record.
+that judges the project's speed targets (scope_lib.notebook.figure_data.speed_targets). Notebook 09 reads the record.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's scope_lib, not an installed one
 
-from scope_lib import figure_data  # noqa: E402  (after the path above)
+from scope_lib.notebook import figure_data  # noqa: E402  (after the path above)
 
 RECORD_NAME = "table8_bench.json"
 SMOKE_WORLD = "tiny_routes_smoke"

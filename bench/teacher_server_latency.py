@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "data" / "bench_teacher_server" / "record.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from scope_lib.models import TINY_WORLD, build_tiny_world
+    from scope_lib.worlds.models import TINY_WORLD, build_tiny_world
 
     model = build_tiny_world(TINY_WORLD, progress=False).teacher.eval()
     vocab = teacher_server._vocab_size(model)

@@ -93,7 +93,7 @@ def gkd_classes():
 
 def project_config(seed: int, steps: int, output_dir: str):
     """The project's OPD preset at tiny scale (G = 1, exact KL), for `steps` steps, no checkpoints."""
-    from scope_lib.experiments import experiment_config
+    from scope_lib.experiments.grid import experiment_config
 
     return experiment_config("tiny", "opd", seed, steps=steps, output_dir=output_dir, progress=False,
                              checkpoint_every=0)

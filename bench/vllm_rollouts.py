@@ -67,7 +67,7 @@ def load_model(name: str):
         return copy.deepcopy(world.teacher).float().eval(), world.tokenizer, world.format_prompt, world.train_problems
     if name == "smol":
         from scope_lib.smol import format_chat_prompt, load_smol
-        from scope_lib.tasks import train_pool
+        from scope_lib.worlds.chain import train_pool
 
         model, tokenizer = load_smol()
         return model, tokenizer, (lambda p: format_chat_prompt(tokenizer, p.question)), train_pool(seed=0)

@@ -30,7 +30,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("01_fig1a_passk_paradox")
 
@@ -45,9 +45,9 @@ FIGURES_DIR = "figures"
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from scope_lib import nb, report
-from scope_lib.experiments import run_grid
-from scope_lib.plotting import band, display_name, k_axis, legend_outside, method_color
+from scope_lib.notebook import nb, report
+from scope_lib.experiments.grid import run_grid
+from scope_lib.common.plotting import band, display_name, k_axis, legend_outside, method_color
 
 ctx = nb.setup("01_fig1a_passk_paradox", globals())
 df, results = run_grid(SCALE, ["opd"], SEEDS, **{"eval.k": EVAL_K})

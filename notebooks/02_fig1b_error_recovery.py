@@ -28,8 +28,8 @@
 # 2. recovery falls as more of the flawed trajectory is kept; even Q1 ends near 35 % at 0.8;
 # 3. the highest-PPL rollouts are degenerate (collapse, loops, false premises; Tables 9-12).
 #
-# The logic lives in `scope_lib.recovery` (the study), `scope_lib.recovery_analysis` (tables,
-# figures) and `scope_lib.study_claims` (verdicts); the figures' captions in
+# The logic lives in `scope_lib.studies.recovery` (the study), `scope_lib.studies.recovery_analysis` (tables,
+# figures) and `scope_lib.notebook.claims` (verdicts); the figures' captions in
 # `notebooks/captions/02_fig1b_error_recovery.md`. This notebook runs them and shows the artefacts.
 # At the `tiny` scale the student and teacher are the project's own small models on the
 # tiny task of the configured world (named below), so the numbers are about that world, not
@@ -47,7 +47,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("02_fig1b_error_recovery")
 
@@ -70,10 +70,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from scope_lib import nb, recovery, study_claims
-from scope_lib import recovery_analysis as rs
-from scope_lib.experiments import experiment_config
-from scope_lib.recovery_analysis import pct, points
+from scope_lib.notebook import nb, claims as study_claims
+from scope_lib.studies import recovery
+from scope_lib.studies import recovery_analysis as rs
+from scope_lib.experiments.grid import experiment_config
+from scope_lib.studies.recovery_analysis import pct, points
 from scope_lib.rollout import Sampling
 from scope_lib.world import WorldSpec, load_world
 
@@ -86,8 +87,8 @@ PAPER_TABLE6, PAPER_TABLE7 = rs.paper_table6(), rs.paper_table7()  # the paper's
 # ## Run the study
 # Student rollouts at the evaluation temperature (Table 4), the incorrect ones scored and
 # bucketed, then every prefix completed by the teacher (one progress bar). The first error of
-# each rollout is diagnosed by the world's own tiny task (`first_error` of `scope_lib.routes`
-# or `scope_lib.tasks`); off the tiny scale no prefix is split.
+# each rollout is diagnosed by the world's own tiny task (`first_error` of `scope_lib.worlds.routes`
+# or `scope_lib.worlds.chain`); off the tiny scale no prefix is split.
 
 # %%
 world = load_world(WorldSpec.from_config(cfg), train_seed=SEED)  # SEED also draws the training pool
@@ -100,7 +101,7 @@ started = time.perf_counter()
 study = recovery.recovery_study(
     world.student, world.teacher, world.tokenizer, world.train_problems[:NUM_PROBLEMS], world.format_prompt,
     samples_per_problem=SAMPLES_PER_PROBLEM, ratios=RATIOS, completions_per_prefix=COMPLETIONS_PER_PREFIX,
-    sampling=Sampling.from_config(cfg.eval), seed=SEED, diagnose=diagnose,
+    sampling=Sampling.from_config(cfg.eval, repetition_penalty=1.0), seed=SEED, diagnose=diagnose,
 )
 rates, cases = study.rates, study.cases
 display(Markdown(
@@ -222,7 +223,7 @@ display(Markdown(text))
 # prefixes (the paper's claim) and over the prefixes that hold the first error (the teacher
 # must repair the mistake; the paper does not split). The fall with the ratio is judged on
 # recovery at the largest ratio minus at the smallest, paired per rollout
-# (`scope_lib.study_claims.recovery_lines`).
+# (`scope_lib.notebook.claims.recovery_lines`).
 
 # %%
 ctx.show_claims("fig1b_error_recovery", study_claims.recovery_lines(

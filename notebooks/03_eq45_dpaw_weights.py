@@ -28,8 +28,8 @@
 # batch SCOPE weights at its first step), grades them, scores the incorrect ones with the
 # teacher, and computes the weights with `scope_lib.weights` at several `tau`. It also puts the
 # paper's student direction next to the authors' released scripts, which use the reversed
-# sign `PPL_S^(-1/tau)`. The steps, tables and figures live in `scope_lib.dpaw_analysis`, the
-# checks in `scope_lib.study_claims`, the captions in `notebooks/captions/03_eq45_dpaw_weights.md`;
+# sign `PPL_S^(-1/tau)`. The steps, tables and figures live in `scope_lib.studies.dpaw`, the
+# checks in `scope_lib.notebook.claims`, the captions in `notebooks/captions/03_eq45_dpaw_weights.md`;
 # this notebook runs them and shows the artefacts.
 #
 # Nothing here is a claim of the paper's results: the verdict lines at the end are **checks**
@@ -41,7 +41,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("03_eq45_dpaw_weights")
 
@@ -60,9 +60,10 @@ FIGURES_DIR = "figures"  # relative to the repository root
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from scope_lib import dpaw_analysis, nb, study_claims
-from scope_lib.dpaw_analysis import STUDENT, weight_column
-from scope_lib.experiments import experiment_config
+from scope_lib.studies import dpaw as dpaw_analysis
+from scope_lib.notebook import nb, claims as study_claims
+from scope_lib.studies.dpaw import STUDENT, weight_column
+from scope_lib.experiments.grid import experiment_config
 from scope_lib.world import WorldSpec, load_world
 
 ctx = nb.setup("03_eq45_dpaw_weights", globals())
@@ -76,7 +77,7 @@ cfg = experiment_config(SCALE, "scope", SEED)
 # Sampled with the training rollout settings of the config (`rollout.*`), as the trainer does;
 # `PPL_S` from the student's log-probs of its own rollouts, `PPL_T` from the teacher's, scored
 # only on the incorrect rows (the trainer scores nothing else for SCOPE). The steps are
-# `scope_lib.dpaw_analysis.sample_scored_groups` and `rollout_table`.
+# `scope_lib.studies.dpaw.sample_scored_groups` and `rollout_table`.
 
 # %%
 world = load_world(WorldSpec.from_config(cfg), train_seed=SEED)  # SEED also draws the training pool
@@ -217,7 +218,7 @@ else:
 # of the default world (`data/world_tiny_routes/preconditions.json`), the code world
 # (`data/world_tiny_code/probes/student_path.json`) and SmolLM2-135M on GSM8K
 # (`data/eq4_regime_smol/eq4_regime.json`), and the teacher-path ESS the paper's Table 6 implies
-# (`scope_lib.preconditions.eq4_regime_table`). A record that is missing shows as such, never as
+# (`scope_lib.studies.preconditions.eq4_regime_table`). A record that is missing shows as such, never as
 # a number from elsewhere. Exact-answer text leaves the student path near uniform; free text is
 # another regime, which is why notebook 08 measures SCOPE against `tau_student`.
 

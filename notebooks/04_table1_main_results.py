@@ -33,7 +33,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("04_table1_main_results")
 
@@ -50,9 +50,9 @@ FIGURES_DIR = "figures"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from scope_lib import nb, report, verdict
-from scope_lib.experiments import run_grid
-from scope_lib.plotting import display_name, markdown_table, per_seed_panels
+from scope_lib.notebook import nb, report, verdict
+from scope_lib.experiments.grid import run_grid
+from scope_lib.common.plotting import display_name, markdown_table, per_seed_panels
 
 ctx = nb.setup("04_table1_main_results", globals())
 df, results = run_grid(SCALE, METHODS, SEEDS, **{"eval.k": EVAL_K})

@@ -30,7 +30,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("05_fig3_training_dynamics")
 
@@ -47,9 +47,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from scope_lib import nb, report
-from scope_lib.experiments import run_histories
-from scope_lib.plotting import band, display_name, legend_outside, method_color
+from scope_lib.notebook import nb, report
+from scope_lib.experiments.grid import run_histories
+from scope_lib.common.plotting import band, display_name, legend_outside, method_color
 
 ctx = nb.setup("05_fig3_training_dynamics", globals())
 histories = run_histories(SCALE, METHODS, SEEDS)

@@ -31,7 +31,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("06_fig4_passk_curves")
 
@@ -48,9 +48,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from scope_lib import figure_data, nb, report
-from scope_lib.experiments import run_grid
-from scope_lib.plotting import display_name, k_axis, method_palette, t_interval_within
+from scope_lib.notebook import figure_data, nb, report
+from scope_lib.experiments.grid import run_grid
+from scope_lib.common.plotting import display_name, k_axis, method_palette, t_interval_within
 
 ctx = nb.setup("06_fig4_passk_curves", globals())
 df, results = run_grid(SCALE, METHODS, SEEDS, **{"eval.k": EVAL_K})

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 07 · Fig. 5: DPAW ablations
 #
-# Full SCOPE against every DPAW ablation in `scope_lib.experiments.ABLATIONS`. Each changes one
+# Full SCOPE against every DPAW ablation in `scope_lib.experiments.grid.ABLATIONS`. Each changes one
 # weighting choice and keeps the reward routing (correct rollouts to MLE, incorrect ones to
 # distillation). "Switched off" means weight 1 for every rollout of that path, the paper's
 # "standard uniform weighting" as the authors' released code implements it:
@@ -44,7 +44,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("07_fig5_dpaw_ablations")
 
@@ -58,9 +58,9 @@ FIGURES_DIR = "figures"
 # %%
 import matplotlib.pyplot as plt
 
-from scope_lib import nb, report
-from scope_lib.experiments import ABLATIONS, run_grid
-from scope_lib.plotting import display_name, method_color, metric_label, point_interval, variant_ticks
+from scope_lib.notebook import nb, report
+from scope_lib.experiments.grid import ABLATIONS, run_grid
+from scope_lib.common.plotting import display_name, method_color, metric_label, point_interval, variant_ticks
 
 ctx = nb.setup("07_fig5_dpaw_ablations", globals())
 variants = ["scope", *ABLATIONS]

@@ -36,7 +36,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("08_fig6_weight_temperature")
 
@@ -53,9 +53,9 @@ FIGURES_DIR = "figures"
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from scope_lib import figure_data, nb, report
-from scope_lib.experiments import family_variant, named_variant, run_grid, run_histories
-from scope_lib.plotting import display_name, legend_outside, metric_label, point_interval, t_interval_within
+from scope_lib.notebook import figure_data, nb, report
+from scope_lib.experiments.grid import family_variant, named_variant, run_grid, run_histories
+from scope_lib.common.plotting import display_name, legend_outside, metric_label, point_interval, t_interval_within
 
 ctx = nb.setup("08_fig6_weight_temperature", globals())
 runs = [named_variant("scope") if tau == 1.0 else family_variant("scope_tau", tau) for tau in TAUS]  # tau=1: the default run
@@ -129,8 +129,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scope_lib import verdict
-from scope_lib.experiments import experiment_config
+from scope_lib.notebook import verdict
+from scope_lib.experiments.grid import experiment_config
 
 model = experiment_config(SCALE, "scope", SEEDS[0]).model.student
 record_path = Path(nb.__file__).resolve().parents[1] / "data" / f"world_{model}" / "preconditions.json"

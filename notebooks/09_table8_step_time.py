@@ -39,7 +39,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("09_table8_step_time")
 
@@ -56,9 +56,9 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from scope_lib import figure_data, nb, report
-from scope_lib.experiments import experiment_config, run_histories
-from scope_lib.plotting import display_name, legend_outside, markdown_table
+from scope_lib.notebook import figure_data, nb, report
+from scope_lib.experiments.grid import experiment_config, run_histories
+from scope_lib.common.plotting import display_name, legend_outside, markdown_table
 from scope_lib.trainer import TIMERS
 
 ctx = nb.setup("09_table8_step_time", globals())

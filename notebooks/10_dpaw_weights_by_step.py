@@ -36,7 +36,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("10_dpaw_weights_by_step")
 
@@ -58,11 +58,11 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from scope_lib import nb, report
+from scope_lib.notebook import nb, report
 from scope_lib import weight_records as wr
-from scope_lib.experiments import experiment_config
-from scope_lib.plotting import display_name
-from scope_lib.runs import get_run
+from scope_lib.experiments.grid import experiment_config
+from scope_lib.common.plotting import display_name
+from scope_lib.experiments.registry import get_run
 
 ctx = nb.setup("10_dpaw_weights_by_step", globals())
 run = get_run(experiment_config(SCALE, METHOD, SEED))

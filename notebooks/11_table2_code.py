@@ -18,9 +18,9 @@
 #
 # The paper's Table 2 trains on TACO and evaluates on HumanEval, Codeforces and LiveCodeBench.
 # At `tiny_code` scale the student writes short Python functions instead
-# (`scope_lib.code_task`: a chain of operations on an input `x`, with floor division and a
+# (`scope_lib.worlds.code`: a chain of operations on an input `x`, with floor division and a
 # parity branch), and every reward and every evaluation sample is the verdict of the problem's
-# hidden tests, run in the execution sandbox (`scope_lib.sandbox`, one bubblewrap sandbox per
+# hidden tests, run in the execution sandbox (`scope_lib.grading.sandbox`, one bubblewrap sandbox per
 # batch of programs). Teacher and student are the shipped tiny code world (`worlds/tiny_code/`,
 # checked against its SHA-256 manifest when loaded): a 4 x 128 teacher and a 3 x 80 student,
 # each trained until its greedy pass rate on validation problems reached its target.
@@ -29,7 +29,7 @@
 # RL-KD hybrid (GRPO's reward advantage plus a teacher log-ratio on every rollout) and SCOPE,
 # each trained with several seeds at the preset's settings (`configs/tiny_code.yaml`), each
 # method at its own learning rate chosen on the code task's validation split
-# (`configs/tiny_code_lr.yaml`, `scope_lib.lr_selection --scale tiny_code`), evaluated with k
+# (`configs/tiny_code_lr.yaml`, `scope_lib.experiments.lr_selection --scale tiny_code`), evaluated with k
 # samples per problem: Avg@k and Pass@k, mean and 95% interval over seeds.
 # Verdicts follow the rule at the top of the results page (per-seed paired differences, their
 # 95% interval over seeds).
@@ -38,7 +38,7 @@
 # The committed results, shown before anything runs
 
 # %%
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 nb.show_committed("11_table2_code")
 
@@ -57,9 +57,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from scope_lib import nb, report, verdict
-from scope_lib.experiments import experiment_config, run_grid
-from scope_lib.plotting import display_name, markdown_table, per_seed_panels
+from scope_lib.notebook import nb, report, verdict
+from scope_lib.experiments.grid import experiment_config, run_grid
+from scope_lib.common.plotting import display_name, markdown_table, per_seed_panels
 
 ctx = nb.setup("11_table2_code", globals())
 
@@ -124,8 +124,8 @@ ctx.savefig(fig, "table2_code", caption=f"Code world: dots are the {len(SEEDS)} 
 # %%
 import seaborn as sns
 
-from scope_lib import figure_data
-from scope_lib.plotting import k_axis, legend_outside, method_palette, t_interval_within
+from scope_lib.notebook import figure_data
+from scope_lib.common.plotting import k_axis, legend_outside, method_palette, t_interval_within
 
 per_seed = figure_data.pass_curves_long(results, ["base"] + METHODS).assign(pct=lambda d: 100 * d["pass@k"],
                                                                             method=lambda d: d.variant.map(display_name))

@@ -133,12 +133,12 @@ def ensure_vllm_environment() -> Path:
 JOBS = {
     # job name -> module run inside the environment
     "test": ["-m", "pytest"],
-    "notebooks": ["-m", "scope_lib.run_notebooks"],
+    "notebooks": ["-m", "scope_lib.notebook.runner"],
     # JupyterLab at the repository root, local only, opening on the rendered results page, with
-    # the settings in .jupyter/ (scope_lib/lab.py): Markdown opens in Markdown Preview, every
+    # the settings in .jupyter/ (scope_lib/notebook/lab.py): Markdown opens in Markdown Preview, every
     # numbered notebook is an .ipynb paired with a jupytext .py (percent format) that opens as a
     # notebook too, and jupytext's server extension keeps the pair in sync on save.
-    "lab": ["-m", "scope_lib.lab"],
+    "lab": ["-m", "scope_lib.notebook.lab"],
     # the vLLM rollout path, in its own environment (.venv-vllm/): only the tests marked `vllm`
     "test-vllm": ["-m", "pytest", "-m", "vllm", "tests/test_vllm_engine.py"],  # the vLLM tests only: .venv-vllm has no notebook or plotting packages
 }

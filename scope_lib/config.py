@@ -443,8 +443,8 @@ def require_rollout_engine(cfg: TrainConfig) -> None:
 def _check_eval_sets(names: list[str]) -> None:
     # Here, not at the top: the two benchmark modules (and the code verifier below them) take
     # about as long to import as this module, which every run and notebook loads.
-    from scope_lib.benchmarks import BENCHMARKS
-    from scope_lib.code_benchmarks import CODE_BENCHMARKS
+    from scope_lib.worlds.benchmarks import BENCHMARKS
+    from scope_lib.worlds.code_benchmarks import CODE_BENCHMARKS
 
     allowed = ("tiny", "tiny_validation", *BENCHMARKS, *CODE_BENCHMARKS)  # tiny_validation: the lr-selection split
     for index, name in enumerate(names):
@@ -454,7 +454,7 @@ def _check_eval_sets(names: list[str]) -> None:
             raise _Invalid(f"data.eval_sets[{index}]", f"{name!r} is listed twice")
 
 
-TINY_CODE_NAMES = ("tiny_code", "tiny_code_smoke")  # tiny worlds on the code task (scope_lib.code_task)
+TINY_CODE_NAMES = ("tiny_code", "tiny_code_smoke")  # tiny worlds on the code task (scope_lib.worlds.code)
 # The worlds scope_lib.world.load_world builds by name; any other model name is a local model
 # folder or a hub repo id "owner/name".
 KNOWN_WORLDS = ("tiny", "tiny_smoke", "tiny_routes", "tiny_routes_smoke", *TINY_CODE_NAMES, "smol")
@@ -475,7 +475,7 @@ def _check_world_name(key: str, name: str) -> None:
 def _check_verifier(cfg: TrainConfig) -> None:
     """The verifier fits the data: code eval sets, TACO and the tiny code world need "code", math
     sets and the other tiny worlds "math"."""
-    from scope_lib.code_benchmarks import CODE_BENCHMARKS, HUB  # here: see _check_eval_sets
+    from scope_lib.worlds.code_benchmarks import CODE_BENCHMARKS, HUB  # here: see _check_eval_sets
 
     verifier, taco = cfg.reward.verifier, HUB["taco"][0]
     tiny_code = cfg.model.student in TINY_CODE_NAMES  # the tiny code world: its "tiny" sets are code problems
@@ -491,7 +491,7 @@ def _check_verifier(cfg: TrainConfig) -> None:
         return
     if verifier == "code" and train != taco and not train.endswith(".jsonl"):
         raise _Invalid("data.train", f"'reward.verifier' 'code' trains on {taco!r} or a .jsonl file of TACO-style rows "
-                                     f"(scope_lib.code_benchmarks.load_taco_train), got {train!r}")
+                                     f"(scope_lib.worlds.code_benchmarks.load_taco_train), got {train!r}")
     if verifier == "math" and train == taco:
         raise _Invalid("data.train", f"{taco!r} is a code corpus; set 'reward.verifier' to 'code'")
 

@@ -123,7 +123,7 @@ class RewardConfig:
     # response's last ```python block in the sandbox against the problem's hidden tests.
     verifier: Literal["math", "code"] = "math"
     code_timeout_s: float = 0.0  # seconds per test case (HumanEval: per check); 0: each benchmark's own (3 s, 6 s)
-    code_memory_mb: int = 1024  # address space of each sandboxed process (scope_lib.sandbox.Limits)
+    code_memory_mb: int = 1024  # address space of each sandboxed process (scope_lib.grading.sandbox.Limits)
     code_max_processes: int = 16  # processes and threads of one sandboxed program together
     # The program: "code_block" takes the fenced block that defines the problem's entry point
     # (the last such block), else the last block; "raw" takes the whole response.
@@ -179,7 +179,7 @@ class TrainConfig:
         """Hash of every setting that changes the trained model: the run registry's key.
 
         `exclude` names keys, dotted for nested ones, that do not: evaluation settings are
-        left out because evaluations are cached separately (scope_lib.runs), so one trained run
+        left out because evaluations are cached separately (scope_lib.experiments.registry), so one trained run
         serves every eval protocol. A key of `ADDED_FIELDS` is left out while it holds the value
         that reproduces the code before it existed, so the runs trained then keep their keys.
         """
@@ -202,7 +202,7 @@ NEUTRAL_WHEN_ABSENT: dict[str, Any] = {
     "rollout.logprob_temperature": 1.0,  # the student's training log-probs at temperature 1, as before
     "teacher.logprob_temperature": 1.0,  # the teacher's, likewise
 }
-# The same settings under the name the resume check reads them by (scope_lib.runs.config_differences):
+# The same settings under the name the resume check reads them by (scope_lib.experiments.registry.config_differences):
 # a config.yaml written before a setting existed lacks it, and the missing key reads as its neutral value.
 ADDED_FIELDS = NEUTRAL_WHEN_ABSENT
 

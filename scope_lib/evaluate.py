@@ -1,6 +1,6 @@
 """Evaluation as in the paper's Table 4, scaled down: k samples per problem at temperature
 0.6, graded by `scope_lib.grading` (math answers by `scope_lib.verify`, code in the sandbox by
-`scope_lib.code_verify`), reported as Avg@k and (unbiased) Pass@k per eval set and averaged
+`scope_lib.grading.code`), reported as Avg@k and (unbiased) Pass@k per eval set and averaged
 over sets.
 
 `evaluate` keeps every per-sample grade, so Pass@k curves (Fig. 4) and any other statistic
@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scope_lib import grading, metrics, tasks
+from scope_lib import grading, metrics
+from scope_lib.worlds import chain as tasks
 from scope_lib.problem import Problem
-from scope_lib.progress import bar as progress_bar  # tqdm, or a line drawn by the parent of a worker process
+from scope_lib.common.progress import bar as progress_bar  # tqdm, or a line drawn by the parent of a worker process
 from scope_lib.rollout import Sampling, generate_rollouts
 
 # Table 4's temperature at the tiny scale's completion budget; a config's own: Sampling.from_config(cfg.eval)

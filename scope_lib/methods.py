@@ -30,7 +30,8 @@ from typing import Callable, ClassVar
 
 import torch
 
-from scope_lib import losses, storage
+from scope_lib import losses
+from scope_lib.common import storage
 from scope_lib.config import TrainConfig
 from scope_lib.pipeline import score_rollouts
 from scope_lib.rollout import Sampling, encode_pairs

@@ -40,12 +40,13 @@ class Sampling:
     batch_size: int = 256  # sequences decoded together (one generation batch)
 
     @classmethod
-    def from_config(cls, section) -> Sampling:
+    def from_config(cls, section, **overrides) -> Sampling:
         """The settings of a config section that has them: `rollout` (`config.RolloutConfig`, the
-        training rollouts) or `eval` (`config.EvalConfig`)."""
-        return cls(temperature=section.temperature, max_new_tokens=section.max_new_tokens,
-                   top_p=section.top_p, top_k=section.top_k,
-                   repetition_penalty=section.repetition_penalty, batch_size=section.batch_size)
+        training rollouts) or `eval` (`config.EvalConfig`), with `overrides` (field=value) on top."""
+        settings = dict(temperature=section.temperature, max_new_tokens=section.max_new_tokens,
+                        top_p=section.top_p, top_k=section.top_k,
+                        repetition_penalty=section.repetition_penalty, batch_size=section.batch_size)
+        return cls(**{**settings, **overrides})
 
     def kwargs(self) -> dict:
         """The settings as keywords (a sampler with `generate_rollouts`' old keywords, e.g.

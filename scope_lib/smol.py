@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scope_lib import metrics
-from scope_lib.code_benchmarks import load_code_benchmark
+from scope_lib.worlds.code_benchmarks import load_code_benchmark
 from scope_lib.evaluate import evaluate
 from scope_lib.grading import CodeGrading, code_instruction, code_reports
 from scope_lib.rollout import Sampling

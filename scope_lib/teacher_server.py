@@ -624,7 +624,7 @@ def main() -> None:
     if not args.api_key and not is_loopback(args.host):
         parser.error(f"--host {args.host}: off loopback the server needs --api-key or env {API_KEY_ENV}")
     if args.model in ("tiny", "tiny_smoke"):
-        from scope_lib.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world
+        from scope_lib.worlds.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world
 
         model = build_tiny_world(SMOKE_WORLD if args.model == "tiny_smoke" else TINY_WORLD, progress=False).teacher
     else:

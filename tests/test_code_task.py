@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
-from scope_lib import code_task, grading
-from scope_lib.code_verify import CodeTests
+from scope_lib import grading
+from scope_lib.worlds import code as code_task
+from scope_lib.grading.code import CodeTests
 from scope_lib.config import ConfigError, load_config
 from scope_lib.world import SHIPPED_DIR
 
@@ -70,7 +71,7 @@ def test_splits_are_disjoint_and_deterministic():
 
 
 def test_identical_programs_are_judged_once_with_the_same_verdicts(monkeypatch):
-    from scope_lib import code_verify
+    from scope_lib.grading import code as code_verify
 
     problems = _sample(6, seed=3)
     responses, graded = [], []
@@ -127,7 +128,7 @@ def test_configs_pair_the_code_world_with_the_code_verifier():
 
 
 def test_smoke_world_trains_end_to_end_with_sandbox_rewards(tmp_path, monkeypatch):
-    from scope_lib.experiments import experiment_config
+    from scope_lib.experiments.grid import experiment_config
     from scope_lib.trainer import train
 
     monkeypatch.setenv("SCOPE_CACHE_DIR", str(tmp_path / "cache"))
@@ -140,13 +141,13 @@ def test_smoke_world_trains_end_to_end_with_sandbox_rewards(tmp_path, monkeypatc
 def shipped_copy(tmp_path):
     source = SHIPPED_DIR / "tiny_code"
     if not source.exists():
-        pytest.fail("worlds/tiny_code is missing: build it with python -m scope_lib.rebuild_world tiny_code --ship")
+        pytest.fail("worlds/tiny_code is missing: build it with python -m scope_lib.worlds.rebuild tiny_code --ship")
     return shutil.copytree(source, tmp_path / "tiny_code")
 
 
 def test_shipped_code_world_loads_and_refuses_a_corrupted_weight_file(shipped_copy):
-    from scope_lib.code_world import CODE_WORLD
-    from scope_lib.shipped import WorldIntegrityError, load_shipped_world
+    from scope_lib.worlds.code_build import CODE_WORLD
+    from scope_lib.worlds.shipped import WorldIntegrityError, load_shipped_world
 
     world = load_shipped_world(shipped_copy)
     assert world.config == CODE_WORLD
@@ -165,8 +166,8 @@ def test_distillation_on_the_shipped_code_world_raises_the_greedy_pass_rate(tmp_
     """KD keeps the teacher's programs that pass their hidden tests in the sandbox
     (`kd.only_correct`) and trains the student on them; 40 steps lift its greedy pass rate on
     200 validation problems (0.38 -> 0.445 on the machine that shipped the world)."""
-    from scope_lib.code_world import pass_rate
-    from scope_lib.experiments import experiment_config
+    from scope_lib.worlds.code_build import pass_rate
+    from scope_lib.experiments.grid import experiment_config
     from scope_lib.trainer import train
     from scope_lib.world import WorldSpec, load_world
 

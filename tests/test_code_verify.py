@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scope_lib.code_verify import CodeTests, extract_code, grade, grade_batch, grade_many, is_correct
+from scope_lib.grading.code import CodeTests, extract_code, grade, grade_batch, grade_many, is_correct
 
 ADD = CodeTests(kind="stdio", cases=(("1 2\n", "3\n"), ("10 -4\n", "6\n")), timeout=5)
 ADD_PROGRAM = "a, b = map(int, input().split())\nprint(a + b)\n"

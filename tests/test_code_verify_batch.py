@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from scope_lib import sandbox
-from scope_lib.code_verify import CodeTests, grade, grade_batch, grade_many
+from scope_lib.grading import sandbox
+from scope_lib.grading.code import CodeTests, grade, grade_batch, grade_many
 
 ADD = CodeTests(kind="stdio", cases=(("1 2\n", "3\n"), ("10 -4\n", "6\n")), timeout=2)
 ADD_PROGRAM = "a, b = map(int, input().split())\nprint(a + b)\n"

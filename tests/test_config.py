@@ -69,7 +69,7 @@ def test_presets_name_no_benchmark_folder():
     from pathlib import Path
 
     for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")):
-        if path.stem.endswith("_lr"):  # chosen learning rates (scope_lib.lr_selection), not a preset
+        if path.stem.endswith("_lr"):  # chosen learning rates (scope_lib.experiments.lr_selection), not a preset
             continue
         cfg = load_config(path.stem)
         assert cfg.data.benchmarks_dir is None, path.name

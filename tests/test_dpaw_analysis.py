@@ -1,4 +1,4 @@
-"""Notebook 03's analysis (scope_lib.dpaw_analysis, its check lines in scope_lib.study_claims): the weight table against Eq. 4/5 computed by hand
+"""Notebook 03's analysis (scope_lib.studies.dpaw, its check lines in scope_lib.notebook.claims): the weight table against Eq. 4/5 computed by hand
 in float64 on fresh random batches, the summaries against hand computations, the selection
 of concentrated groups on constructed examples, the direction figure's axis, and the sampling
 and scoring step on the smoke world against log-probs recomputed row by row."""
@@ -16,8 +16,11 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from scope_lib import dpaw_analysis, models, rollout, study_claims, tasks, verify  # noqa: E402
-from scope_lib.dpaw_analysis import RELEASED, STUDENT, TEACHER, ScoredGroups, weight_column  # noqa: E402
+from scope_lib import rollout, verify
+from scope_lib.studies import dpaw as dpaw_analysis
+from scope_lib.worlds import models, chain as tasks
+from scope_lib.notebook import claims as study_claims  # noqa: E402
+from scope_lib.studies.dpaw import RELEASED, STUDENT, TEACHER, ScoredGroups, weight_column  # noqa: E402
 
 TAUS = [0.5, 1.0, 2.0]
 

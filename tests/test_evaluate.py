@@ -7,8 +7,8 @@ import torch
 
 from scope_lib import evaluate as evaluate_module
 from scope_lib import grading, metrics
-from scope_lib.code_benchmarks import load_code_benchmark
-from scope_lib.code_verify import CodeTests
+from scope_lib.worlds.code_benchmarks import load_code_benchmark
+from scope_lib.grading.code import CodeTests
 from scope_lib.problem import Problem
 from scope_lib.rollout import RolloutBatch, Sampling
 

@@ -1,4 +1,4 @@
-"""The long per-seed frames the seaborn figures draw from (scope_lib.figure_data).
+"""The long per-seed frames the seaborn figures draw from (scope_lib.notebook.figure_data).
 
 Pass@k is recomputed by hand in float64 from the binomial formula 1 - C(n-c, k) / C(n, k)
 on fresh random grades; the seed means are checked against the report tables
@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scope_lib import figure_data, plotting, report
+from scope_lib.notebook import figure_data, report
+from scope_lib.common import plotting
 from scope_lib.evaluate import EvalResult
 
 
@@ -114,7 +115,7 @@ def test_step_times_names_the_run_missing_a_timer():
 
 
 def test_t_interval_within_is_mean_ci_clipped_to_the_range():
-    from scope_lib.plotting import mean_ci
+    from scope_lib.common.plotting import mean_ci
 
     rng = np.random.default_rng(5)
     values = np.array([100.0, *(100.0 - rng.uniform(1, 5, size=2))])  # three seeds, one at the top of the range

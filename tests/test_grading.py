@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from scope_lib import grading
-from scope_lib.code_benchmarks import load_code_benchmark
-from scope_lib.code_verify import CodeTests
+from scope_lib.worlds.code_benchmarks import load_code_benchmark
+from scope_lib.grading.code import CodeTests
 from scope_lib.config import load_config
 from scope_lib.problem import Problem
 from scope_lib.verify import grade_batch as math_grade_batch

@@ -197,7 +197,7 @@ def _fingerprint_before_the_settings(cfg) -> str:
 
 def test_new_settings_at_their_neutral_values_leave_run_keys_unchanged():
     """The registry's committed runs are found by their run keys: adding the settings changed none."""
-    from scope_lib.runs import config_differences
+    from scope_lib.experiments.registry import config_differences
 
     from scope_lib.config import ConfigError
 
@@ -233,7 +233,7 @@ def test_hybrid_learns_on_the_smoke_world(tmp_path):
 
     from scope_lib.logprobs import full_reverse_kl, position_ids_from_mask
     from scope_lib.rollout import Sampling, generate_rollouts
-    from scope_lib.tasks import eval_sets, format_prompt
+    from scope_lib.worlds.chain import eval_sets, format_prompt
     from scope_lib.trainer import train
     from scope_lib.world import WorldSpec, load_world
 

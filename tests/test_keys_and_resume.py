@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scope_lib import runs
+from scope_lib.experiments import registry as runs
 from scope_lib.config import ADDED_FIELDS, TrainConfig, load_config, save_config
 from scope_lib.problem import Problem
 

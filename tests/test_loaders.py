@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scope_lib.benchmarks import load_benchmark
+from scope_lib.worlds.benchmarks import load_benchmark
 from scope_lib.verify import is_correct
 from scope_lib.world import _load_jsonl_problems
 

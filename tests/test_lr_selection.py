@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from scope_lib import lr_selection
-from scope_lib.experiments import experiment_config, tuned_lr, tuned_settings
+from scope_lib.experiments import lr_selection
+from scope_lib.experiments.grid import experiment_config, tuned_lr, tuned_settings
 
 
 def test_every_method_gets_the_same_trials_and_a_best_lr(tmp_path, monkeypatch):
@@ -55,7 +55,7 @@ def _fake_run_grid(calls, score):
 @pytest.mark.parametrize("scale,smoke,model", [("tiny", False, "tiny_routes"), ("tiny_code", True, "tiny_code_smoke"),
                                                ("tiny_code", False, "tiny_code")])
 def test_hybrid_lr_then_beta_with_the_budget_of_every_method(tmp_path, monkeypatch, scale, smoke, model):
-    import scope_lib.experiments as experiments
+    import scope_lib.experiments.grid as experiments
 
     def score(variant, lr, beta):  # a made-up landscape: the hybrid peaks at lr 3e-4, beta 0.3
         if variant == "hybrid":
@@ -97,7 +97,7 @@ def test_hybrid_lr_then_beta_with_the_budget_of_every_method(tmp_path, monkeypat
 
 
 def test_a_method_that_collapses_at_every_lr_it_tried_is_flagged(monkeypatch):
-    import scope_lib.experiments as experiments
+    import scope_lib.experiments.grid as experiments
 
     calls = []
     monkeypatch.setattr(experiments, "run_grid", _fake_run_grid(calls, lambda v, lr, beta: 0.1 if v == "hybrid" else 0.5))
@@ -122,7 +122,7 @@ def test_tuned_lrs_are_applied_per_method_and_explicit_lr_wins(tmp_path, monkeyp
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "tiny_lr.yaml").write_text(yaml.safe_dump({"lr": {"grpo": 3e-4, "scope": 3e-3}}))
-    import scope_lib.experiments as experiments
+    import scope_lib.experiments.grid as experiments
 
     monkeypatch.setattr(experiments, "__file__", str(tmp_path / "scope_lib" / "experiments.py"))
     assert tuned_lr("tiny", "grpo") == {"optim.lr": 3e-4}

@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from scope_lib import models, tasks
+from scope_lib.worlds import models, chain as tasks
 
 
 def _same_weights(a, b):

@@ -1,4 +1,4 @@
-"""The notebooks' shared set-up (scope_lib.nb): defaults read from a notebook's parameters cell
+"""The notebooks' shared set-up (scope_lib.notebook.nb): defaults read from a notebook's parameters cell
 (git HEAD's), which parameters count as changed, the variant folder's name, where outputs go,
 papermill parameters the notebook does not declare, the smoke registry, the parameter record
 beside each artefact that the results page prints, and `show_committed`."""
@@ -18,7 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scope_lib import nb, nb_params, plotting, report  # noqa: E402
+from scope_lib.notebook import nb, params as nb_params, report
+from scope_lib.common import plotting  # noqa: E402
 
 NOTEBOOK = '''# ---
 # jupyter:
@@ -229,7 +230,7 @@ def test_a_papermill_parameter_the_notebook_does_not_declare_is_refused(notebook
 
 
 def test_a_smoke_run_trains_into_its_own_registry(notebooks, monkeypatch):
-    from scope_lib.runs import runs_dir
+    from scope_lib.experiments.registry import runs_dir
 
     folder, smooth = notebooks
     monkeypatch.delenv("SCOPE_RUNS_DIR", raising=False)
@@ -338,7 +339,7 @@ FIGURES_DIR = {figures!r}
 
 # %%
 import pandas as pd
-from scope_lib import nb
+from scope_lib.notebook import nb
 
 ctx = nb.setup("97_papermill", globals(), notebooks_dir={folder!r})
 ctx.save_table(pd.DataFrame({{"smooth": [SMOOTH]}}), "fig3_training_dynamics")
@@ -350,7 +351,7 @@ def papermill_notebook(tmp_path_factory):
     """A notebook that runs nb.setup and writes one table, with the kernel of this interpreter."""
     jupytext = pytest.importorskip("jupytext")
     pytest.importorskip("papermill")
-    from scope_lib.run_notebooks import resolve_kernel_name
+    from scope_lib.notebook.runner import resolve_kernel_name
 
     folder = tmp_path_factory.mktemp("papermill")
     figures = folder / "figs"
@@ -450,7 +451,7 @@ def test_setup_of_a_smoke_run_takes_the_smoke_values_left_at_their_defaults(tmp_
 
 
 def test_smoke_scales_are_the_smoke_config_of_their_scale():
-    from scope_lib.experiments import SMOKE_SCALES, experiment_config
+    from scope_lib.experiments.grid import SMOKE_SCALES, experiment_config
 
     assert SMOKE_SCALES == {"tiny_routes_smoke": "tiny", "tiny_smoke": "tiny_chain", "tiny_code_smoke": "tiny_code"}
     for smoke_scale, scale in SMOKE_SCALES.items():

@@ -1,7 +1,7 @@
 """Notebooks 02 (Fig. 1b, Tables 6, 7, 9) and 03 (Eq. 4/5) run headlessly with smoke parameters
 through the project's papermill runner and write every artefact they own; both stay thin
-(their analysis lives in scope_lib.recovery_analysis and scope_lib.dpaw_analysis, their claims in
-scope_lib.study_claims, their captions in notebooks/captions/)."""
+(their analysis lives in scope_lib.studies.recovery_analysis and scope_lib.studies.dpaw, their claims in
+scope_lib.notebook.claims, their captions in notebooks/captions/)."""
 
 import json
 import re

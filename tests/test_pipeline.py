@@ -5,7 +5,8 @@ bit for bit, and bad inputs fail naming the argument."""
 import pytest
 import torch
 
-from scope_lib import models, pipeline, rollout, tasks, verify
+from scope_lib import pipeline, rollout, verify
+from scope_lib.worlds import models, chain as tasks
 from scope_lib.config import load_config
 from scope_lib.pipeline import Sampling, score_rollouts
 from scope_lib.teacher import LocalTeacher

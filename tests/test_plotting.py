@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scope_lib import plotting  # noqa: E402
+from scope_lib.common import plotting  # noqa: E402
 
 # --- savefig / save_table ---------------------------------------------------------------
 
@@ -77,7 +77,7 @@ def test_save_table_drops_a_default_index(tmp_path):
 
 
 def test_method_colors():
-    from scope_lib.experiments import ABLATIONS, EXTRA_VARIANTS, METHODS
+    from scope_lib.experiments.grid import ABLATIONS, EXTRA_VARIANTS, METHODS
 
     for method in ["base", *METHODS, *EXTRA_VARIANTS, *ABLATIONS]:  # every variant the notebooks run
         assert matplotlib.colors.is_color_like(plotting.METHOD_COLORS[method]), method
@@ -245,7 +245,7 @@ def test_point_interval_with_hue_on_x_keeps_points_on_their_category():
 
 
 def test_every_variant_key_has_a_display_name():
-    from scope_lib.experiments import ABLATIONS, EXTRA_VARIANTS, FAMILIES, METHODS
+    from scope_lib.experiments.grid import ABLATIONS, EXTRA_VARIANTS, FAMILIES, METHODS
 
     keys = ["base", *METHODS, *EXTRA_VARIANTS, *ABLATIONS] + [f"{prefix}0.5" for prefix in FAMILIES]
     names = {key: plotting.display_name(key) for key in keys}

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from scope_lib import preconditions as pre
-from scope_lib import routes
+from scope_lib.studies import preconditions as pre
+from scope_lib.worlds import routes
 from scope_lib.rollout import Sampling
 
 
@@ -101,7 +101,7 @@ def test_teacher_fix_rate_on_a_toy_world():
 
 def test_shipped_route_world_matches_its_manifest():
     """The committed world loads only after its SHA-256 check (corruption cases: tests/test_shipped.py)."""
-    from scope_lib.shipped import verify_world
+    from scope_lib.worlds.shipped import verify_world
     from scope_lib.world import SHIPPED_DIR
 
     verify_world(SHIPPED_DIR / "tiny_routes")
@@ -150,7 +150,7 @@ def test_eq4_regime_table_reads_each_record_and_marks_a_missing_one(tmp_path):
 
     import numpy as np
 
-    from scope_lib.preconditions import EQ4_REGIME_RECORDS, eq4_regime_table, paper_teacher_path_ess
+    from scope_lib.studies.preconditions import EQ4_REGIME_RECORDS, eq4_regime_table, paper_teacher_path_ess
 
     rng = np.random.default_rng(0)
     written = {}
@@ -179,8 +179,8 @@ def test_regime_table_puts_this_runs_ess_beside_the_records(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from scope_lib.dpaw_analysis import STUDENT_PATH, TEACHER_PATH, regime_table
-    from scope_lib.study_claims import regime_lines
+    from scope_lib.studies.dpaw import STUDENT_PATH, TEACHER_PATH, regime_table
+    from scope_lib.notebook.claims import regime_lines
 
     rng = np.random.default_rng(1)
     values = {(tau, path): float(rng.uniform(0.5, 1.0)) for tau in (0.5, 1.0) for path in (STUDENT_PATH, TEACHER_PATH)}

@@ -1,4 +1,4 @@
-"""Progress of work in worker processes (scope_lib.progress): the workers draw nothing on the
+"""Progress of work in worker processes (scope_lib.common.progress): the workers draw nothing on the
 shared stderr (neither their own bars nor transformers'), and the parent draws one line per
 worker, reused from one job to the next, that ends where each job ended."""
 
@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from scope_lib import progress
+from scope_lib.common import progress
 from scope_lib.verify_worker import die_with_parent
 
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from scope_lib import preconditions as pre
-from scope_lib import routes
+from scope_lib.studies import preconditions as pre
+from scope_lib.worlds import routes
 from scope_lib.verify import is_correct
 
 PROBLEM = routes.make_problem(50, [("+", 30), ("-", 40), ("+", 5)], source="test", index=0)  # answer 45

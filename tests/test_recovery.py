@@ -16,10 +16,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scope_lib import models, recovery, recovery_analysis, rollout, study_claims, tasks
+from scope_lib import rollout
+from scope_lib.worlds import models, chain as tasks
+from scope_lib.studies import recovery, recovery_analysis
+from scope_lib.notebook import claims as study_claims
 from scope_lib.problem import Problem
 from scope_lib.rollout import Sampling
-from scope_lib.recovery import (
+from scope_lib.studies.recovery import (
     bootstrap_mean_ci,
     bucket_stats,
     case_studies,
@@ -423,7 +426,7 @@ def test_study_rejects_bad_arguments(smoke_world):
         recovery.recovery_study(*args, [], tasks.format_prompt, samples_per_problem=1, completions_per_prefix=1)
 
 
-# --- notebook 02's analysis and claims (scope_lib.recovery_analysis, scope_lib.study_claims) --------------------------------------
+# --- notebook 02's analysis and claims (scope_lib.studies.recovery_analysis, scope_lib.notebook.claims) --------------------------------------
 
 
 def _error_bars(ax) -> list[tuple[float, float, float]]:

@@ -9,7 +9,8 @@ import string
 
 import pytest
 
-from scope_lib import benchmarks, world as world_module
+from scope_lib import world as world_module
+from scope_lib.worlds import benchmarks
 from scope_lib.config import KNOWN_WORLDS, ConfigError, load_config
 from scope_lib.train import main as train_cli
 from scope_lib.verify import grade_batch, is_correct

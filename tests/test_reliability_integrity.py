@@ -1,4 +1,4 @@
-"""Nothing the project wrote is used after it was altered (scope_lib/integrity.py): a checkpoint,
+"""Nothing the project wrote is used after it was altered (scope_lib/common/integrity.py): a checkpoint,
 a final model, an evaluation cache or a registry entry that differs from what was written is
 named and passed over (resume falls back), recomputed (caches) or refused (models, registry).
 
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from scope_lib import runs
+from scope_lib.experiments import registry as runs
 from scope_lib.evaluate import EvalResult
 from scope_lib.problem import Problem
 from scope_lib.trainer import train

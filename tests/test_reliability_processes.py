@@ -168,13 +168,13 @@ def test_killed_batch_runner_leaves_no_kernel_or_pool_worker(tmp_path, mark):
     notebooks.mkdir()
     write_notebook(notebooks / "01_grid.ipynb", [
         ("SMOKE = False", ["parameters"]),
-        ("from scope_lib.experiments import run_grid\n"
+        ("from scope_lib.experiments.grid import run_grid\n"
          "run_grid('tiny', ['opd'], [0, 1], smoke=SMOKE, include_base=False, workers=2, steps=5000)", []),
     ])
     # Before the fix a smoke run trained into $SCOPE_RUNS_DIR; it must never be the shared runs/.
     legacy_registry = tmp_path / "registry"
     runner = subprocess.Popen(
-        [sys.executable, "-m", "scope_lib.run_notebooks", "01", "--notebooks-dir", str(notebooks), "--out", str(out),
+        [sys.executable, "-m", "scope_lib.notebook.runner", "01", "--notebooks-dir", str(notebooks), "--out", str(out),
          "--smoke", "--no-progress"],
         cwd=ROOT, env=marked_env(mark, SCOPE_RUNS_DIR=str(legacy_registry)),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -195,7 +195,7 @@ def test_killed_batch_runner_leaves_no_kernel_or_pool_worker(tmp_path, mark):
 def test_interrupted_run_grid_stops_its_workers_at_once(tmp_path, mark):
     # Ctrl-C (or a notebook's interrupt button) used to wait in the pool's shutdown until every
     # running run had trained to its end.
-    script = ("from scope_lib.experiments import run_grid; "
+    script = ("from scope_lib.experiments.grid import run_grid; "
               "run_grid('tiny', ['opd'], [0, 1], smoke=True, include_base=False, workers=2, steps=5000)")
     registry = tmp_path / "registry"
     batch = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=marked_env(mark, SCOPE_RUNS_DIR=str(registry)),
@@ -220,7 +220,7 @@ def test_interrupted_run_grid_stops_its_workers_at_once(tmp_path, mark):
 GRID = dict(scale="tiny", variants=["opd"], seeds=[0, 1], smoke=True, include_base=False)
 GRID_OVERRIDES = {"steps": 8, "checkpoint_every": 3}
 GRID_SCRIPT = (
-    "import sys; from scope_lib.experiments import run_grid; "
+    "import sys; from scope_lib.experiments.grid import run_grid; "
     f"run_grid(**{GRID!r}, workers=2, **{GRID_OVERRIDES!r})"
 )
 
@@ -243,7 +243,7 @@ def assert_histories_whole(registry: Path, when: str) -> None:
 
 
 def test_registry_batch_killed_anywhere_reruns_to_the_uninterrupted_result(tmp_path, mark, monkeypatch):
-    from scope_lib.experiments import run_grid
+    from scope_lib.experiments.grid import run_grid
 
     total_rows = len(GRID["seeds"]) * GRID_OVERRIDES["steps"]
     # The uninterrupted batch, in this process (one worker: the runs are the same in any process).

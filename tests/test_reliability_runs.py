@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from scope_lib import runs
+from scope_lib.experiments import registry as runs
 from scope_lib.config import load_config
 from scope_lib.train import main as train_cli
 from scope_lib.trainer import Trainer, train

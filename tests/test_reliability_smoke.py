@@ -1,5 +1,5 @@
 """Smoke runs never write into the committed figures/ or the shared run registry:
-`python -m scope_lib.run_notebooks --smoke --keep-going`, a README command, rewrote 63
+`python -m scope_lib.notebook.runner --smoke --keep-going`, a README command, rewrote 63
 committed files with toy-world numbers."""
 
 import json
@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("papermill")
 
-from scope_lib import report  # noqa: E402
-from scope_lib import run_notebooks as runner  # noqa: E402
+from scope_lib.notebook import report  # noqa: E402
+from scope_lib.notebook import runner  # noqa: E402
 
 
 def write_notebook(path, cells):
@@ -22,8 +22,8 @@ def write_notebook(path, cells):
 
 WHERE = """
 import json
-from scope_lib.plotting import resolve_figures_dir
-from scope_lib.runs import runs_dir
+from scope_lib.common.plotting import resolve_figures_dir
+from scope_lib.experiments.registry import runs_dir
 json.dump({"figures": str(resolve_figures_dir(FIGURES_DIR)), "runs": str(runs_dir())}, open("where.json", "w"))
 """
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scope_lib import report, verdict
+from scope_lib.notebook import report, verdict
 from scope_lib.evaluate import EvalResult
 
 
@@ -146,8 +146,8 @@ def test_method_tables_add_the_relative_change_versus_the_reference():
 def test_seeds_for_half_width_is_the_smallest_n_that_reaches_the_target():
     import math
 
-    from scope_lib.stats import t_quantile
-    from scope_lib.report import seeds_for_half_width
+    from scope_lib.common.stats import t_quantile
+    from scope_lib.notebook.report import seeds_for_half_width
 
     rng = __import__("numpy").random.default_rng(7)
     for _ in range(5):
@@ -161,9 +161,9 @@ def test_seeds_for_half_width_is_the_smallest_n_that_reaches_the_target():
 def test_relative_power_against_a_hand_computation():
     import math
 
-    from scope_lib import verdict
-    from scope_lib.stats import t_quantile
-    from scope_lib.report import relative_power
+    from scope_lib.notebook import verdict
+    from scope_lib.common.stats import t_quantile
+    from scope_lib.notebook.report import relative_power
 
     a = {s: 0.50 + 0.01 * s for s in range(6)}
     b = {s: 0.48 + 0.013 * (s % 3) for s in range(6)}

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scope_lib import recovery_analysis, report, verdict
+from scope_lib.studies import recovery_analysis
+from scope_lib.notebook import report, verdict
 from scope_lib.evaluate import EvalResult
 
 T_975_4 = 2.7764451  # two-sided 95% Student t, 4 degrees of freedom

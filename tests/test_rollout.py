@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scope_lib import models, tasks
+from scope_lib.worlds import models, chain as tasks
 from scope_lib.rollout import Sampling, encode_pairs, generate_rollouts
 
 
@@ -177,3 +177,16 @@ def test_filter_logits_keeps_what_transformers_warpers_keep(top_k, top_p):
     got = filter_logits(logits, top_k=top_k, top_p=top_p)
     assert torch.equal(torch.isfinite(got), torch.isfinite(expected))
     assert torch.equal(got[torch.isfinite(got)], logits[torch.isfinite(got)])
+
+
+def test_sampling_from_a_config_section_with_overrides():
+    from scope_lib.config import load_config
+
+    cfg = load_config("paper_qwen3_1p7b")
+    sampling = Sampling.from_config(cfg.eval)
+    assert (sampling.temperature, sampling.top_p, sampling.top_k, sampling.max_new_tokens, sampling.repetition_penalty,
+            sampling.batch_size) == (cfg.eval.temperature, cfg.eval.top_p, cfg.eval.top_k, cfg.eval.max_new_tokens,
+                                     cfg.eval.repetition_penalty, cfg.eval.batch_size)
+    assert cfg.eval.repetition_penalty != 1.0  # so the override below is seen
+    plain = Sampling.from_config(cfg.eval, repetition_penalty=1.0)
+    assert plain.repetition_penalty == 1.0 and plain.temperature == sampling.temperature

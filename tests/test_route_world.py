@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from scope_lib import routes
-from scope_lib.models import ModelSpec
-from scope_lib.route_world import (FIRST_ROUTE_WORLD, ROUTE_SMOKE_WORLD, ROUTE_WORLD, RepairStage, StopRule,
+from scope_lib.worlds import routes
+from scope_lib.worlds.models import ModelSpec
+from scope_lib.worlds.routes_build import (FIRST_ROUTE_WORLD, ROUTE_SMOKE_WORLD, ROUTE_WORLD, RepairStage, StopRule,
                                    build_route_world)
-from scope_lib.shipped import _config_from_dict
+from scope_lib.worlds.shipped import _config_from_dict
 
 REPAIR = RepairStage(
     mix=routes.SolutionMix(max_value=routes.TEACHER_MAX, rare_route_prob=0.03, slip_prob=0.5, misread_prob=1.0),
@@ -69,9 +69,9 @@ def test_repair_stage_continues_the_reused_teacher_and_records_its_checks(plain,
 
 
 def test_flaw_masked_batch_learns_everything_but_the_flawed_lines(plain):
-    from scope_lib.models import pair_batch
-    from scope_lib.route_world import flaw_masked_batch
-    from scope_lib.tokenizer import load_tokenizer
+    from scope_lib.worlds.models import pair_batch
+    from scope_lib.worlds.routes_build import flaw_masked_batch
+    from scope_lib.worlds.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(plain / "tokenizer")
     clean = routes.pretraining_texts(40, routes.TEACHER_MIX, seed=1)

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from scope_lib import routes
+from scope_lib.worlds import routes
 from scope_lib.verify import is_correct
 
 

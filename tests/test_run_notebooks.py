@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("papermill")
 pytest.importorskip("jupytext")
 
-from scope_lib import run_notebooks as runner  # noqa: E402
+from scope_lib.notebook import runner  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +189,7 @@ def test_failure_stops_the_batch_without_keep_going(nb_dir, tmp_path):
 def test_cli_smoke_keep_going_names_the_failing_notebook_and_cell(nb_dir, tmp_path):
     out = tmp_path / "out"
     completed = subprocess.run(
-        [sys.executable, "-m", "scope_lib.run_notebooks", "--notebooks-dir", str(nb_dir),
+        [sys.executable, "-m", "scope_lib.notebook.runner", "--notebooks-dir", str(nb_dir),
          "--out", str(out), "--smoke", "--keep-going", "--no-progress"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )
@@ -211,7 +211,7 @@ def test_cli_smoke_keep_going_names_the_failing_notebook_and_cell(nb_dir, tmp_pa
 
 def test_cli_rejects_undeclared_parameter(nb_dir, tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "scope_lib.run_notebooks", "01", "--notebooks-dir", str(nb_dir),
+        [sys.executable, "-m", "scope_lib.notebook.runner", "01", "--notebooks-dir", str(nb_dir),
          "--out", str(tmp_path / "out"), "-p", "NOT_A_PARAMETER", "1"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import scope_lib.runs as runs
+import scope_lib.experiments.registry as runs
 from scope_lib.config import load_config
 
 SMOKE = {

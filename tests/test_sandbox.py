@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from scope_lib import sandbox, sandbox_launch, sandbox_wire
-from scope_lib.sandbox import Limits, SandboxUnavailable, judge, run
+from scope_lib.grading import sandbox, sandbox_launch, sandbox_wire
+from scope_lib.grading.sandbox import Limits, SandboxUnavailable, judge, run
 
 SLACK = 4.0  # seconds above a program's timeout that the grader may take (sandbox start, report; a loaded CI box)
 _cap_verified = False

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from scope_lib import sandbox
-from scope_lib.sandbox import Limits, judge, judge_many
+from scope_lib.grading import sandbox
+from scope_lib.grading.sandbox import Limits, judge, judge_many
 from test_sandbox import SLACK, _sandbox_processes, loopback_server, peak_sandbox_processes  # noqa: F401  (same helpers as the single-program tests)
 
 ADD = {"kind": "stdio", "cases": [["2 3\n", "5\n"], ["10 -4\n", "6\n"]]}

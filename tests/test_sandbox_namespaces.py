@@ -1,4 +1,4 @@
-"""A sandboxed program cannot make namespaces of its own (scope_lib/sandbox_launch.py, `_seccomp_filter`):
+"""A sandboxed program cannot make namespaces of its own (scope_lib/grading/sandbox_launch.py, `_seccomp_filter`):
 a user namespace would hand it capabilities, a network namespace its own interfaces; and its
 processes together are held to `Limits.sandbox_memory_mb` by a memory cgroup where one can be
 made. Hostile programs run under a process cap (`Limits.max_processes`), as in
@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from scope_lib import sandbox, sandbox_launch
-from scope_lib.sandbox import Limits, judge_many, run
+from scope_lib.grading import sandbox, sandbox_launch
+from scope_lib.grading.sandbox import Limits, judge_many, run
 
 try:
     sandbox.check_isolation()

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from scope_lib import models, shipped, tasks
+from scope_lib.worlds import models, shipped, chain as tasks
 
 ACCURACY = {"teacher": {"chain2": 0.5, "chain3": 0.25}, "student": {"chain2": 0.125}}
 
@@ -88,7 +88,7 @@ def test_damaged_world_is_refused_naming_the_file_and_the_rebuild_command(world_
             check(world_copy)
         message = str(caught.value)
         assert f"{name}: {what}" in message, message
-        assert "python -m scope_lib.rebuild_world smoke" in message
+        assert "python -m scope_lib.worlds.rebuild smoke" in message
         assert caught.value.problems[0][0] == name
 
 

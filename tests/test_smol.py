@@ -14,7 +14,7 @@ import torch
 
 from scope_lib import evaluate as evaluate_module
 from scope_lib import grading, smol
-from scope_lib.code_benchmarks import load_code_benchmark
+from scope_lib.worlds.code_benchmarks import load_code_benchmark
 from scope_lib.rollout import RolloutBatch
 from scope_lib.smol import SMOL_INSTALL, format_chat_prompt, humaneval_slice, load_smol, main, smol_gguf_path
 

@@ -1,4 +1,4 @@
-"""The statistics every verdict and figure uses (scope_lib/stats.py): Student t quantiles against
+"""The statistics every verdict and figure uses (scope_lib/common/stats.py): Student t quantiles against
 printed tables and closed forms, the t interval of a mean, and the percentile bootstraps."""
 
 import math
@@ -7,7 +7,7 @@ import statistics
 import numpy as np
 import pytest
 
-from scope_lib import stats
+from scope_lib.common import stats
 
 # df -> two-sided 95% critical value (upper 0.025 point), NIST table, 3 decimals
 T_TABLE_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from scope_lib import tasks
-from scope_lib.tokenizer import build_tokenizer, load_tokenizer
+from scope_lib.worlds import chain as tasks
+from scope_lib.worlds.tokenizer import build_tokenizer, load_tokenizer
 from scope_lib.verify import is_correct
 
 

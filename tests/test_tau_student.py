@@ -9,7 +9,7 @@ import torch
 
 from scope_lib import losses
 from scope_lib.config import ConfigError, load_config
-from scope_lib.experiments import experiment_config, variant_overrides
+from scope_lib.experiments.grid import experiment_config, variant_overrides
 from scope_lib.methods import MicroBatch, make_method
 from scope_lib.weights import DPAW, student_ess_frac, student_weights, tau_student_for_ess, teacher_weights
 
@@ -195,7 +195,7 @@ def test_the_helpers_agree_with_the_preconditions_record():
     helpers here take the groups' log-PPLs: on the same rollouts they give the same numbers."""
     import pandas as pd
 
-    from scope_lib import preconditions
+    from scope_lib.studies import preconditions
 
     rng = np.random.default_rng(5)
     sizes = rng.integers(1, 7, size=30)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scope_lib.models import SMOKE_WORLD, build_tiny_world
+from scope_lib.worlds.models import SMOKE_WORLD, build_tiny_world
 from scope_lib.rollout import Sampling, generate_rollouts
 from scope_lib.teacher import LocalTeacher, ServerTeacher
 

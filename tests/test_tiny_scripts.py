@@ -1,4 +1,4 @@
-"""The gate and calibration modules (python -m scope_lib.tiny_gate, ...) run end to end (smoke world, a couple of steps)."""
+"""The gate and calibration modules (python -m scope_lib.studies.gate, ...) run end to end (smoke world, a couple of steps)."""
 
 import importlib
 import json

@@ -132,7 +132,7 @@ def test_exact_kl_from_the_collected_teacher_pass_equals_a_fresh_teacher_pass(tm
 
 def test_vocabulary_mismatch_fails_before_rollout(tmp_path):
     from scope_lib.teacher import check_same_vocabulary
-    from scope_lib.tokenizer import build_tokenizer
+    from scope_lib.worlds.tokenizer import build_tokenizer
 
     a, b = build_tokenizer(vocab_size=300), build_tokenizer(vocab_size=280)
     with pytest.raises(ValueError, match="teacher 'T' and student 'S'"):
@@ -199,7 +199,7 @@ def test_distillation_moves_the_student_towards_the_teacher(tmp_path, method):
     """It learns: on held-out rollouts, the exact reverse KL to the teacher falls after training."""
     from scope_lib.logprobs import full_reverse_kl, position_ids_from_mask
     from scope_lib.rollout import Sampling, generate_rollouts
-    from scope_lib.tasks import eval_sets, format_prompt
+    from scope_lib.worlds.chain import eval_sets, format_prompt
     from scope_lib.world import WorldSpec, load_world
 
     cfg = smoke_config(tmp_path, method=method, steps=12, **{
@@ -243,7 +243,7 @@ def test_trainer_rewards_come_from_the_configured_verifier():
     from types import SimpleNamespace
 
     from scope_lib import trainer as trainer_module
-    from scope_lib.code_verify import CodeTests
+    from scope_lib.grading.code import CodeTests
     from scope_lib.problem import Problem
 
     add = Problem(id="taco/add", question="Read a and b, print a + b.", source="taco",

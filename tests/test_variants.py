@@ -1,13 +1,13 @@
-"""Variants are data: a name mapped to config overrides (`scope_lib.experiments.Variant`). A family
+"""Variants are data: a name mapped to config overrides (`scope_lib.experiments.grid.Variant`). A family
 member made from its value trains the run its written-out name always named (same config, same
 registry key), and the name is only a label."""
 
 import numpy as np
 import pytest
 
-from scope_lib.experiments import (Variant, as_variant, experiment_config, family_variant, named_variant,
+from scope_lib.experiments.grid import (Variant, as_variant, experiment_config, family_variant, named_variant,
                                    tuned_lr, variant_method)
-from scope_lib.runs import run_key
+from scope_lib.experiments.registry import run_key
 
 
 def test_a_family_member_is_its_value_in_the_overrides_and_a_label():

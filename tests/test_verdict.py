@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scope_lib import verdict as v
+from scope_lib.notebook import verdict as v
 
 # Two-sided 95% Student t critical values t_{0.975, df}, from printed tables (df = 1..11).
 T_975 = {1: 12.706204736, 2: 4.302652730, 3: 3.182446305, 4: 2.776445105, 5: 2.570581836,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scope_lib import smol
-from scope_lib.code_verify import CodeTests, is_correct
+from scope_lib.grading.code import CodeTests, is_correct
 from scope_lib.config import load_config
 from scope_lib.grading import HUMANEVAL_INSTRUCTION, PROGRAM_INSTRUCTION
 from scope_lib.world import WorldSpec, _load_code_train, _load_hub_problems, _load_jsonl_problems, load_world
@@ -154,7 +154,7 @@ def test_code_verifier_refuses_a_tiny_student_before_building_it(monkeypatch, tm
 
 def test_world_spec_holds_model_and_data_only(monkeypatch, tmp_path):
     import scope_lib.world as world_module
-    from scope_lib import routes
+    from scope_lib.worlds import routes
 
     base = load_config("tiny", overrides={"data.eval_sets": ["tiny_validation"], "data.eval_problems_per_set": 3})
     other = load_config("tiny", overrides={"data.eval_sets": ["tiny_validation"], "data.eval_problems_per_set": 3,

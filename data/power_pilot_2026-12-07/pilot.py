@@ -2,9 +2,9 @@
 in the registry for the main job; prints the paired SCOPE - OPD Avg@k spread and the seeds 4% needs."""
 import json, math, sys
 import numpy as np
-from scope_lib.experiments import run_grid
-from scope_lib import report
-from scope_lib.stats import t_quantile
+from scope_lib.experiments.grid import run_grid
+from scope_lib.notebook import report
+from scope_lib.common.stats import t_quantile
 
 if __name__ == "__main__":
     seeds = list(range(int(sys.argv[1]) if len(sys.argv) > 1 else 5))

@@ -89,7 +89,7 @@ class NotebookSmoke:
 
     def results(self, numbers: Iterable[str]) -> dict:
         """{number: NotebookResult} of `numbers`, running the ones not run yet."""
-        from scope_lib.run_notebooks import run_notebooks
+        from scope_lib.notebook.runner import run_notebooks
 
         numbers = list(numbers)
         missing = [n for n in numbers if n not in self._results]

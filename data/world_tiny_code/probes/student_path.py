@@ -1,14 +1,14 @@
 """Eq. 4's preconditions on the shipped code world's base student (a probe, no method run).
 
 Samples G = 8 rollouts at temperature 1.0 for 256 training prompts, grades them by their hidden
-tests in the sandbox, and computes the student-path statistics of `scope_lib.preconditions`
+tests in the sandbox, and computes the student-path statistics of `scope_lib.studies.preconditions`
 (effective sample size of the Eq. 4 weights at tau = 1, within-group log-PPL spread). A
 "route" here is the program text: the reference program, or another program that passes.
 
     python data/world_tiny_code/probes/student_path.py > data/world_tiny_code/probes/student_path.log
 
 The statistics also go to `student_path.json` beside this file (read by
-`scope_lib.preconditions.eq4_regime_table`).
+`scope_lib.studies.preconditions.eq4_regime_table`).
 """
 
 import json
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from scope_lib import code_task, grading
-from scope_lib.preconditions import measure_student_path
+from scope_lib import grading
+from scope_lib.worlds import code as code_task
+from scope_lib.studies.preconditions import measure_student_path
 from scope_lib.rollout import Sampling
 from scope_lib.world import _tiny_world
 

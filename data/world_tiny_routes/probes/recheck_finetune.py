@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from scope_lib import routes
-from scope_lib.models import ModelSpec
-from scope_lib.route_world import greedy_accuracy, repair_cases, repair_rate
-from scope_lib.tokenizer import load_tokenizer
+from scope_lib.worlds import routes
+from scope_lib.worlds.models import ModelSpec
+from scope_lib.worlds.routes_build import greedy_accuracy, repair_cases, repair_rate
+from scope_lib.worlds.tokenizer import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from repair_finetune import train  # noqa: E402

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from scope_lib import routes
-from scope_lib.models import ModelSpec, lr_at
-from scope_lib.route_world import flaw_masked_batch, greedy_accuracy, repair_cases, repair_rate
-from scope_lib.tokenizer import load_tokenizer
+from scope_lib.worlds import routes
+from scope_lib.worlds.models import ModelSpec, lr_at
+from scope_lib.worlds.routes_build import flaw_masked_batch, greedy_accuracy, repair_cases, repair_rate
+from scope_lib.worlds.tokenizer import load_tokenizer
 
 WORLD = Path(__file__).resolve().parents[3] / "worlds" / "tiny_routes"
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from scope_lib import routes
-from scope_lib.models import ModelSpec, make_model
-from scope_lib.route_world import repair_cases
-from scope_lib.tokenizer import load_tokenizer
+from scope_lib.worlds import routes
+from scope_lib.worlds.models import ModelSpec, make_model
+from scope_lib.worlds.routes_build import repair_cases
+from scope_lib.worlds.tokenizer import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from repair_finetune import WORLD, clean_twins, probe, train  # noqa: E402

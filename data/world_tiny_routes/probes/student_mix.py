@@ -5,7 +5,7 @@
 Builds a route world into OUT reusing the shipped tokenizer and teacher (route_world's
 reuse_teacher), with the student trained on STUDENT_MIX except rare_route_prob and reorder_prob
 (its stop rule unchanged), then measures the student-path preconditions on the first 256
-training prompts (G = 8, temperature 1, as `python -m scope_lib.preconditions`). Prints the
+training prompts (G = 8, temperature 1, as `python -m scope_lib.studies.preconditions`). Prints the
 statistics and the log-PPL of correct rollouts per route; writes OUT/student_path.parquet.
 """
 import dataclasses
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from scope_lib import routes
-from scope_lib.models import load_world_folder
-from scope_lib.preconditions import measure_student_path
-from scope_lib.route_world import ROUTE_WORLD, build_route_world
+from scope_lib.worlds import routes
+from scope_lib.worlds.models import load_world_folder
+from scope_lib.studies.preconditions import measure_student_path
+from scope_lib.worlds.routes_build import ROUTE_WORLD, build_route_world
 
 WORLD = Path(__file__).resolve().parents[3] / "worlds" / "tiny_routes"
 

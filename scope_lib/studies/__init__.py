@@ -1,0 +1,1 @@
+"""Analyses beside training: error recovery, DPAW weight studies, the world's preconditions and its gate."""
