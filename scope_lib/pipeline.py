@@ -2,9 +2,9 @@
 
 Every part of the project that samples the student and grades it goes through
 `score_rollouts` (docs/DESIGN.md §4): the trainer's `collect` (synchronous and overlapped) and
-its KD corpus, the DPAW study of notebook 03 (`dpaw_analysis.sample_scored_groups`), the
+its KD corpus, the DPAW study of notebook 03 (`studies.dpaw.sample_scored_groups`), the
 preconditions (`preconditions.measure_student_path`), the recovery study's student rollouts
-(`recovery.recovery_study`) and the tiny gate (`tiny_gate.train_student`).
+(`recovery.recovery_study`) and the tiny gate (`studies.gate.train_student`).
 
     problems --format_prompt--> prompts --generate (G per prompt)--> RolloutBatch
              --grade--> correct (N,) bool

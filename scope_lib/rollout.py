@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+import inspect
 
 import torch
 
@@ -142,8 +143,6 @@ def _decode(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int
     are final as soon as they are (after the step that sampled their EOS; the rest at the end),
     so that they can be graded while the others decode; it changes nothing that is sampled.
     """
-    import inspect
-
     from transformers import DynamicCache
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrappers pass kwargs on

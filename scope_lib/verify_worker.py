@@ -33,6 +33,9 @@ import sys
 import threading
 from collections import OrderedDict
 from typing import Sequence
+import ctypes
+import logging
+import warnings
 
 __all__ = ["grade_pairs", "clear_cache", "die_with_parent"]
 
@@ -52,8 +55,6 @@ def die_with_parent(parent_pid: int | None = None) -> bool:
     """
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     unsigned = ctypes.c_ulong  # prctl is variadic: pass the kernel's unsigned longs at full width
     if libc.prctl(_PR_SET_PDEATHSIG, unsigned(signal.SIGKILL), unsigned(0), unsigned(0), unsigned(0)) != 0:
@@ -322,9 +323,6 @@ def _sci_to_latex(text: str) -> str:
 
 
 def _worker_main() -> None:  # pragma: no cover - runs in the child
-    import logging
-    import warnings
-
     # First, before seconds of imports: a grade can spin in C for minutes, and an orphan would
     # spin on after its parent was killed.
     die_with_parent(int(os.environ[_PARENT_PID_ENV]) if os.environ.get(_PARENT_PID_ENV) else None)

@@ -333,7 +333,7 @@ def student_ess_frac(log_ppl_groups, tau_student: float) -> float:
     ``log_ppl_groups``: one 1-D array-like per prompt group, the student's log-perplexities
     ``-s_S`` of that group's *correct* rollouts (e.g. the ``log_ppl`` of the correct rows of
     ``preconditions.student_path_table`` grouped by ``group``, or ``log(ppl_student)`` of
-    ``dpaw_analysis.rollout_table``). Weights are :func:`student_weights` ("paper" direction, each
+    ``studies.dpaw.rollout_table``). Weights are :func:`student_weights` ("paper" direction, each
     group summing to 1); per group ``ESS / n = (sum w)^2 / sum w^2 / n`` (1: uniform, 1/n: one
     rollout holds all the weight), averaged over the groups with at least 2 correct rollouts,
     as ``preconditions.student_path_stats`` and ``weight_records.ess_table`` count it.

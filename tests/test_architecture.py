@@ -47,3 +47,9 @@ def test_notebooks_have_no_smoke_branches():
 
 def test_no_issue_numbers_in_code_or_tests():
     assert architecture.issue_numbers() == []
+
+
+def test_imports_inside_functions_each_have_a_reason():
+    """Imports sit at the top of files; the ones inside functions are an optional dependency, a
+    start-up cost or the sandbox's inside code, as architecture.LAZY says for each."""
+    assert architecture.unexplained_lazy_imports() == []

@@ -378,7 +378,7 @@ def variant_ticks(ax, variants: list[str], *, axis: str = "x") -> None:
 
 def per_seed_panels(df, variants: list[str], k: int, title: str):
     """Tables 1 and 2 per seed: Avg@k and Pass@k side by side, one dot per seed (the mean over
-    the eval sets, rows of `experiments.run_grid` with eval_set "average"), the mean and its
+    the eval sets, rows of `experiments.grid.run_grid` with eval_set "average"), the mean and its
     95% t interval over seeds per variant, and the base student (evaluated once) as a dashed
     line. Rates in %, kept in [0, 100]. Returns the Figure."""
     import matplotlib.pyplot as plt

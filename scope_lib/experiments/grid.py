@@ -19,6 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from pathlib import Path
+import os
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+import yaml
 
 from scope_lib.config import TrainConfig, load_config
 from scope_lib.experiments.registry import evaluate_model, evaluation_path, get_run
@@ -159,10 +165,6 @@ def variant_method(variant: str | Variant) -> str:
 
 
 def _tuned_file(scale: str) -> dict[str, Any]:
-    from pathlib import Path
-
-    import yaml
-
     path = Path(__file__).resolve().parents[2] / "configs" / f"{scale}_lr.yaml"
     return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
@@ -223,8 +225,6 @@ def _train_and_evaluate(scale: str, variant: Variant | str, seed: int, smoke: bo
 
 def default_workers() -> int:
     """Parallel runs for `run_grid`: $SCOPE_WORKERS, else one per CPU core (at most 4)."""
-    import os
-
     return int(os.environ.get("SCOPE_WORKERS", min(4, os.cpu_count() or 1)))
 
 
@@ -241,10 +241,6 @@ def run_grid(scale: str, variants: list[str | Variant], seeds: list[int], *, smo
     its evaluation) drawn by this process (`scope_lib.common.progress`), so a notebook shows clean
     lines rather than the workers' own bars. Returns (DataFrame, {(variant name, seed): EvalResult}).
     """
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
     import pandas as pd
     from tqdm.auto import tqdm
 

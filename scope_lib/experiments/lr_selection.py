@@ -19,7 +19,7 @@ GRPO's), then each other beta of `HYBRID_BETAS` at the chosen learning rate. The
 is written beside the learning rates (`hybrid_beta`).
 
 The validation split exists for the route task and the code task (`routes.validation_set`,
-`code_task.validation_set`), so at `tiny` scale the models are a route world's (`--model`,
+`worlds.code.validation_set`), so at `tiny` scale the models are a route world's (`--model`,
 default `tiny_routes`) and at `tiny_code` scale the code world's (`tiny_code`).
 """
 

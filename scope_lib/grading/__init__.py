@@ -6,8 +6,8 @@ calls; it dispatches on `kind`:
 - `"math"`: `scope_lib.verify.grade_batch` against each problem's `answer` (the gold final
   answer, compared to the response's last `\\boxed{}`).
 - `"code"`: `scope_lib.grading.code.grade_batch`: the response's fenced ```python block that
-  defines the problem's entry point (else its last block; `code_verify.extract_code`) is run in the sandbox (`scope_lib.grading.sandbox`) against the problem's hidden tests, which a code
-  problem carries as `Problem.answer` (the JSON of `code_verify.CodeTests`, written by the
+  defines the problem's entry point (else its last block; `grading.code.extract_code`) is run in the sandbox (`scope_lib.grading.sandbox`) against the problem's hidden tests, which a code
+  problem carries as `Problem.answer` (the JSON of `grading.code.CodeTests`, written by the
   loaders of `scope_lib.worlds.code_benchmarks`). `CodeGrading` holds the sandbox settings the config's
   `reward` section sets (per-test timeout, memory, processes).
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from scope_lib.problem import Problem
 from scope_lib.grading.code import CodeTests, extract_program, EXTRACTORS, grade_batch as code_grade_batch, grade_many
 from scope_lib.grading.sandbox import Limits
+from scope_lib.verify import grade_batch
 
 __all__ = ["KINDS", "CODE_SOURCES", "CodeGrading", "kind_of", "grade", "grade_config", "code_reports",
            "code_instruction", "HUMANEVAL_INSTRUCTION", "PROGRAM_INSTRUCTION"]
@@ -134,8 +135,6 @@ def grade(kind: str, responses: Sequence[str], problems: Sequence[Problem], *, c
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
     _check_problems(responses, problems)
     if kind == "math":
-        from scope_lib.verify import grade_batch
-
         for index, problem in enumerate(problems):
             if problem.source in CODE_SOURCES:
                 raise ValueError(f"problems[{index}] ({problem.id!r}) is a {problem.source} code problem; "

@@ -56,7 +56,7 @@ from scope_lib.notebook.params import RECORD_SUFFIX, VARIANTS_FOLDER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-SMOKE_FIGURES_DIR = DEFAULT_NOTEBOOKS_DIR / "executed" / "figures"  # as run_notebooks.smoke_destinations
+SMOKE_FIGURES_DIR = DEFAULT_NOTEBOOKS_DIR / "executed" / "figures"  # as runner.smoke_destinations
 SMOKE_RUNS_DIR = DEFAULT_NOTEBOOKS_DIR / "executed" / "runs"  # the registry of a smoke run (as the batch runner's)
 RUNS_DIR_ENV = "SCOPE_RUNS_DIR"
 # Set by the batch runner (scope_lib.notebook.runner) for its kernels: show_committed shows nothing there.
@@ -227,7 +227,7 @@ def setup(notebook: str, params: Mapping[str, Any], *, notebooks_dir: str | os.P
     `params` (the notebook's `globals()`); prints where its outputs go and why.
 
     Defaults are `committed_defaults` (git's HEAD). With SMOKE set, each parameter still at its
-    default takes its smoke value (`nb_params.apply_smoke`: written into `params` when it is the
+    default takes its smoke value (`notebook.params.apply_smoke`: written into `params` when it is the
     kernel's globals, so the cells below run at smoke sizes), and the smoke values are the
     defaults a variant is told from. ValueError when papermill injected a parameter the
     notebook does not declare, or a declared one is missing from `params`."""

@@ -1,6 +1,6 @@
 """Tables and verdict lines the notebooks build from measured results (never from typed numbers).
 
-Tables: `seed_summary` (mean and 95% CI over seeds of `experiments.run_grid` rows),
+Tables: `seed_summary` (mean and 95% CI over seeds of `experiments.grid.run_grid` rows),
 `wide_table` (Table 1 layout), `relative_change` (Table 1's "relative gain vs OPD"),
 `pass_curves` (Fig. 4), `step_curves` (Fig. 3).
 

@@ -328,7 +328,7 @@ def run_notebooks(
     Every notebook's parameters are validated before the first one runs, so a typo fails
     fast (ValueError) instead of after an hour of notebooks. `parameters` go to every
     selected notebook; `smoke=True` adds SMOKE=True and each notebook's smoke values under
-    them (`nb_params.smoke_parameters`). Executed copies go to `out_dir`
+    them (`notebook.params.smoke_parameters`). Executed copies go to `out_dir`
     (default `<notebooks_dir>/executed`) and a summary to `<out_dir>/run_summary.json`.
     A smoke run writes its figures to `<out_dir>/figures` (unless FIGURES_DIR is given; the
     committed `figures/` is refused) and trains into the registry `<out_dir>/runs`; with a

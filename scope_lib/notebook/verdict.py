@@ -181,7 +181,7 @@ def paired_difference_from_frame(frame, a: str, b: str, *, value: str, relative:
     """`paired_difference` (or the relative one) between variants `a` and `b` of a tidy table.
 
     `frame` has one row per (variant, seed) with the compared number in column `value`, e.g.
-    the rows of `experiments.run_grid` filtered to one eval set. Two rows for the same variant
+    the rows of `experiments.grid.run_grid` filtered to one eval set. Two rows for the same variant
     and seed are an error: the table was not filtered down to one comparison.
     """
     for column in (variant_column, seed_column, value):

@@ -35,6 +35,7 @@ from scope_lib.teacher import LocalTeacher
 from scope_lib.weights import student_weights, teacher_weights, weight_stats
 from scope_lib.common.plotting import legend_outside, point_interval
 from scope_lib.studies.preconditions import eq4_regime_table
+from scope_lib.common.plotting import legend_outside
 
 STUDENT, RELEASED, TEACHER = "w_S", "w_S released", "w_T"  # weight column prefixes
 # (label, weight prefix, path is the correct one, PPL column) of the rows of `weight_stats_table`.
@@ -313,8 +314,6 @@ def weight_distributions_figure(rollouts: pd.DataFrame, taus: Sequence[float], t
     fig.suptitle(title)
     fig.tight_layout()
     if any(ax.get_legend_handles_labels()[1] for ax in axes[0]):
-        from scope_lib.common.plotting import legend_outside
-
         # one entry per tau (the ECDFs above, the points and dashes below in its colour), then what
         # the markers of the bottom row are
         handles = [plt.Line2D([], [], color=colors[tau]) for tau in taus] + [

@@ -13,13 +13,13 @@ A problem describes a chain of operations on an input `x`, like the math task's 
      x=x*2
      return x
 
-The hidden tests (`code_verify.CodeTests`, kind "call") call `f` on `NUM_TESTS` inputs and
+The hidden tests (`grading.code.CodeTests`, kind "call") call `f` on `NUM_TESTS` inputs and
 compare with the reference values, so a program that drops the branch can pass some inputs
 and still be judged wrong: the verdict needs every case. Unlike the math task, the model does
 no arithmetic: the difficulty is writing every operation, in order, with its operand, in a
 program that runs. The number of operations is the difficulty tier; the training pool mixes
 tiers 1..5 and the eval sets `code2`..`code5` hold one tier each. Train, validation and eval
-questions are split by the same content hash as the math task (`tasks.collect_problems`).
+questions are split by the same content hash as the math task (`worlds.chain.collect_problems`).
 
 Every problem's `source` is `SOURCE` ("tiny_code", one of `grading.CODE_SOURCES`), so the
 code verifier grades it; its `answer` is the JSON of its tests.
@@ -149,7 +149,7 @@ def corpus(num: int = 2000, *, seed: int = 0) -> list[str]:
 
 
 def tests_of(problem: Problem):
-    """The problem's hidden tests (`code_verify.CodeTests`)."""
+    """The problem's hidden tests (`grading.code.CodeTests`)."""
     return CodeTests.from_json(problem.answer)
 
 

@@ -1,7 +1,7 @@
 """Code benchmarks of Table 2 and the TACO training corpus (Appendix B.2), as Problems.
 
 Every loader returns `Problem`s whose `answer` is the JSON of their hidden tests
-(`code_verify.CodeTests.to_json()`), graded by `code_verify.is_correct` in the sandbox; `question`
+(`grading.code.CodeTests.to_json()`), graded by `grading.code.is_correct` in the sandbox; `question`
 is the problem statement (with LiveCodeBench's or TACO's starter code appended) and `solution`
 a reference program when the source has one.
 

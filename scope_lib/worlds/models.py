@@ -42,6 +42,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from scope_lib.worlds import chain as tasks
 from scope_lib.worlds.tokenizer import build_tokenizer, load_tokenizer
 from scope_lib.common.progress import bar as tqdm
+from scope_lib.common.progress import WorkerBars, wait_drawing, worker_initializer
 
 _FORMAT_VERSION = 1  # bump when the task, tokenizer or training code changes what is built
 
@@ -168,7 +169,7 @@ def pretrain(model, tokenizer, spec: ModelSpec, *, progress: bool = True, desc: 
              callback=None, position: int | None = None) -> list[float]:
     """Supervised pretraining on fresh ground-truth solutions; returns the loss per step.
 
-    Deterministic given spec.seed (data from `tasks.train_stream`, never an eval question).
+    Deterministic given spec.seed (data from `worlds.chain.train_stream`, never an eval question).
     `callback(step, model)`, if given, runs after every optimiser step (e.g. checkpoints).
     """
     data = tasks.train_stream(spec.steps * spec.batch_size, seed=spec.seed, tiers=spec.tiers)
@@ -235,8 +236,6 @@ def _build(config: WorldConfig, path: Path, progress: bool) -> None:
     # (smoke-sized worlds build in seconds, less than starting a process costs).
     start = time.time()
     if _available_cores() >= 2 and max(config.teacher.hidden, config.student.hidden) > 64:
-        from scope_lib.common.progress import WorkerBars, wait_drawing, worker_initializer
-
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold threads
         # The builders' bars are drawn here, one line each (raw bars from two processes would
         # interleave their escape codes in a notebook's output).

@@ -23,6 +23,8 @@ from scope_lib.worlds import routes
 from scope_lib.worlds.routes_build import greedy_accuracy
 from scope_lib.worlds.tokenizer import load_tokenizer
 from scope_lib.worlds.shipped import compare_worlds, export_world, format_comparison
+from scope_lib.worlds import code_build as code_world
+from scope_lib.worlds.routes_build import ROUTE_WORLD, build_route_world
 
 WORLDS_DIR = Path(__file__).resolve().parents[2] / "worlds"
 BUILDABLE = ("tiny_routes", "tiny_code")
@@ -66,13 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or work / "world"
     print(f"building {args.name} into {out} (teacher and student side by side, one thread each)", flush=True)
     if args.name == "tiny_code":
-        from scope_lib.worlds import code_build as code_world
-
         code_world.build_code_world(code_world.CODE_WORLD, out, progress=not args.quiet)
         accuracy = code_world.accuracy_table(out)
     else:
-        from scope_lib.worlds.routes_build import ROUTE_WORLD, build_route_world
-
         build_route_world(ROUTE_WORLD, out, progress=not args.quiet, reuse_teacher=args.reuse_teacher)
         accuracy = accuracy_table(out, max_new_tokens=ROUTE_WORLD.max_new_tokens)
     exported = work / "export"

@@ -139,7 +139,7 @@ def ordered_text(start: int, ordered: list[tuple[str, int]], *, slip: tuple[int,
     at once as `flaws={line: ("slip", delta) or ("misread", operand)}`. `repair="fix_line"`
     follows each with a `fix:` line that writes it right; `"carry"` writes no fix line: the next
     line goes on from the right value. `mark_flaws` starts each flawed line with `OUT_OF_LOSS`
-    (training data only: `route_world.flaw_masked_batch` leaves those lines out of the loss).
+    (training data only: `worlds.routes_build.flaw_masked_batch` leaves those lines out of the loss).
     """
     if repair not in REPAIR_STYLES:
         raise ValueError(f"repair: expected one of {REPAIR_STYLES}, got {repair!r}")

@@ -26,6 +26,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+import random
+import shutil
 
 import torch
 
@@ -35,6 +37,7 @@ from scope_lib.worlds.tokenizer import build_tokenizer, load_tokenizer
 from scope_lib.rollout import generate_rollouts, Sampling
 from scope_lib.verify import extract_boxed
 from scope_lib.common.progress import bar as tqdm
+from scope_lib.common.progress import WorkerBars, wait_drawing, worker_initializer
 
 _FORMAT_VERSION = 1  # bump when the task, tokenizer or training code changes what is built
 _LATER_MIX_FIELDS = {"misread_prob": 0.0, "reorder_prob": 0.0, "repair": "fix_line", "line_flaw_prob": 0.0,
@@ -178,8 +181,6 @@ def repair_rate(model, tokenizer, cases: list[tuple], *, max_new_tokens: int = 9
 
 def repair_cases(problems, kinds: tuple[str, ...], *, seed: int = 0) -> dict[str, list[tuple]]:
     """{kind: [(problem, flawed prefix)]}: one `routes.flawed_prefix` of each kind per problem."""
-    import random
-
     rng = random.Random(f"repair:{seed}")
     return {kind: [(p, routes.flawed_prefix(p, kind, rng)) for p in problems] for kind in kinds}
 
@@ -342,8 +343,6 @@ def build_route_world(config: RouteWorldConfig, dest: Path, *, progress: bool = 
     `reuse_teacher`: a built route world whose tokenizer and teacher were built with the same
     settings (`_teacher_part`); they are copied and only the student is trained.
     """
-    import shutil
-
     dest = Path(dest)
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
     record: dict = {"config": config.as_dict(), "key": config.key(), "task": "routes"}
@@ -371,8 +370,6 @@ def build_route_world(config: RouteWorldConfig, dest: Path, *, progress: bool = 
             "student": partial(_build_model, config, "student", tmp, progress)}
     results = {}
     if len(names) == 2 and (os.cpu_count() or 1) >= 2 and config.teacher.hidden > 64:
-        from scope_lib.common.progress import WorkerBars, wait_drawing, worker_initializer
-
         context = multiprocessing.get_context("spawn")
         bars = WorkerBars(context, first_position=0, enabled=progress)  # one line per builder, drawn here
         try:
