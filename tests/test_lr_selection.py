@@ -84,7 +84,7 @@ def test_hybrid_lr_then_beta_with_the_budget_of_every_method(tmp_path, monkeypat
     path = lr_selection.write_config(scale, selection)
     assert path == configs / f"{scale}_lr.yaml"
     assert yaml.safe_load(path.read_text()) == {"lr": selection.best, "hybrid_beta": 0.3}
-    monkeypatch.setattr(experiments, "__file__", str(tmp_path / "scope_lib" / "experiments.py"))
+    monkeypatch.setattr(experiments, "CONFIGS", tmp_path / "configs")
     assert tuned_settings(scale, "hybrid") == {"optim.lr": 3e-4, "hybrid.beta": 0.3}
     assert tuned_settings(scale, "scope") == {"optim.lr": 1e-3}
     cfg = experiment_config(scale, "hybrid", 0)
@@ -124,7 +124,7 @@ def test_tuned_lrs_are_applied_per_method_and_explicit_lr_wins(tmp_path, monkeyp
     (configs / "tiny_lr.yaml").write_text(yaml.safe_dump({"lr": {"grpo": 3e-4, "scope": 3e-3}}))
     import scope_lib.experiments.grid as experiments
 
-    monkeypatch.setattr(experiments, "__file__", str(tmp_path / "scope_lib" / "experiments.py"))
+    monkeypatch.setattr(experiments, "CONFIGS", tmp_path / "configs")
     assert tuned_lr("tiny", "grpo") == {"optim.lr": 3e-4}
     assert tuned_lr("tiny", "no_dpaw") == {"optim.lr": 3e-3}  # ablations take SCOPE's
     assert tuned_lr("tiny", "scope_tau_student0.05") == {"optim.lr": 3e-3}  # so do the tau families

@@ -32,6 +32,8 @@ from scope_lib.common.progress import relaying, wait_drawing, worker_initializer
 from scope_lib.verify_worker import die_with_parent
 from scope_lib.world import load_world, WorldSpec
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the chosen learning rates: configs/<scale>_lr.yaml
+
 SCALES = {"tiny": "tiny", "tiny_chain": "tiny_chain", "tiny_code": "tiny_code", "smol": "smol",
           "paper": "paper_distill_1p5b", "paper_qwen3": "paper_qwen3_1p7b", "paper_code": "paper_code"}
 # The smoke world of each tiny scale (seconds to build; the tests' notebook runs)
@@ -165,7 +167,7 @@ def variant_method(variant: str | Variant) -> str:
 
 
 def _tuned_file(scale: str) -> dict[str, Any]:
-    path = Path(__file__).resolve().parents[2] / "configs" / f"{scale}_lr.yaml"
+    path = CONFIGS / f"{scale}_lr.yaml"
     return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
