@@ -88,7 +88,7 @@ def test_identical_programs_are_judged_once_with_the_same_verdicts(monkeypatch):
         calls.append(len(responses))
         return original(responses, tests, **kwargs)
 
-    monkeypatch.setattr(code_verify, "grade_batch", counting)
+    monkeypatch.setattr(grading, "code_grade_batch", counting)  # the name the dispatcher calls
     assert grading.grade("code", responses, graded, code=RAW) == expected
     assert calls == [2 * len(problems)]  # one run per distinct (program, problem)
     # the same program text under another problem is judged again

@@ -319,7 +319,7 @@ def test_show_committed_with_nothing_committed_or_in_a_batch_run(tmp_path, monke
 def test_show_committed_on_the_repository_imports_no_torch():
     code = ("import sys; from unittest import mock; import IPython.display as d; shown = []\n"
             "with mock.patch.object(d, 'display', lambda *o: shown.extend(o)):\n"
-            "    from scope_lib import nb; nb.show_committed('10_dpaw_weights_by_step', environ={})\n"
+            "    from scope_lib.notebook import nb; nb.show_committed('10_dpaw_weights_by_step', environ={})\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n"
             "print(sum(isinstance(o, d.Image) for o in shown))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -48,7 +48,7 @@ def test_names_must_carry_the_artefact(tmp_path, bad):
 
 def test_relative_figures_dir_is_the_repository_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # as a notebook executed with cwd=notebooks/
-    repo_root = plotting.Path(plotting.__file__).resolve().parent.parent
+    repo_root = plotting.Path(plotting.__file__).resolve().parents[2]
     assert plotting.resolve_figures_dir("figures") == repo_root / "figures"
     assert plotting.resolve_figures_dir(tmp_path / "x") == tmp_path / "x"
 

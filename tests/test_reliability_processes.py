@@ -204,9 +204,9 @@ def test_interrupted_run_grid_stops_its_workers_at_once(tmp_path, mark):
         wait_for(lambda: history_rows(registry) >= 2 or batch.poll() is not None, 240, "the pool workers never trained")
         batch.send_signal(signal.SIGINT)
         try:
-            _, stderr = batch.communicate(timeout=30)
+            _, stderr = batch.communicate(timeout=60)  # at once: the runs would take hours; 60 s leaves room for a loaded machine
         except subprocess.TimeoutExpired:
-            pytest.fail("run_grid was still waiting for its workers 30 s after SIGINT")
+            pytest.fail("run_grid was still waiting for its workers 60 s after SIGINT")
     finally:
         batch.kill()
         batch.wait()

@@ -17,7 +17,7 @@ def _load(name):
 def test_gate_runs_and_writes_record(tmp_path, tmp_path_factory, monkeypatch, estimator):
     cache = tmp_path_factory.getbasetemp() / "shared_smoke_cache"  # built once, reused by each estimator
     monkeypatch.setenv("SCOPE_CACHE_DIR", str(cache))
-    gate = _load("tiny_gate")
+    gate = _load("studies.gate")
     out = tmp_path / "gate.json"
     record = gate.main(["--smoke", "--estimator", estimator, "--seeds", "0", "1", "--steps", "2", "--prompts", "3",
                         "--eval-per-set", "2", "--eval-k", "1", "--max-new-tokens", "8", "--threads", "1",
