@@ -3,9 +3,11 @@
 Tests marked `vllm` (tests/test_vllm_engine.py) are skipped where vLLM is not installed; the
 vLLM environment runs them: `python3 -m scope_lib.bootstrap test-vllm`.
 
-Tests marked `slow` (minutes each: every HumanEval reference solution through the sandbox,
-every benchmark's perturbed answers graded wrong, SmolLM2 on a HumanEval slice) are skipped
-unless SCOPE_SLOW=1 is set; `pytest -m slow` with SCOPE_SLOW=1 runs only them. The default suite stays well under the CI budget on 2 CPU cores.
+Tests marked `slow` (every HumanEval reference solution through the sandbox, every benchmark's
+perturbed answers graded wrong, SmolLM2 on a HumanEval slice, a registry batch killed at random
+points and rerun, two-process training for GRPO beside the default suite's SCOPE) are skipped
+unless SCOPE_SLOW=1 is set; `pytest -m slow` with SCOPE_SLOW=1 runs only them. They keep the
+default suite under 15 minutes on 2 CPU cores.
 """
 
 import importlib.util

@@ -242,6 +242,7 @@ def assert_histories_whole(registry: Path, when: str) -> None:
         assert steps == list(range(1, len(steps) + 1)), f"{when}: {path} holds steps {steps}"
 
 
+@pytest.mark.slow  # about a minute on 2 cores; the default suite kills a run mid-training in tests/test_trainer.py
 def test_registry_batch_killed_anywhere_reruns_to_the_uninterrupted_result(tmp_path, mark, monkeypatch):
     from scope_lib.experiments.grid import run_grid
 

@@ -173,7 +173,7 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
-@pytest.mark.parametrize("method", ["scope", "grpo"])
+@pytest.mark.parametrize("method", ["scope", pytest.param("grpo", marks=pytest.mark.slow)])  # GRPO: the same path, slow
 def test_two_processes_update_like_one(tmp_path, method):
     script = ROOT / "tests" / "helpers" / "dist_update.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
