@@ -123,6 +123,7 @@ def test_notebook_09_reads_the_bench_record(notebook_smoke):
     assert json.loads((figures / "table8_bench_overlap.params.json").read_text()).get("caption")
 
 
+@pytest.mark.slow  # a second execution of notebook 09 (about 20 s); the session smoke run covers the record case
 def test_notebook_09_without_a_bench_record_says_so(tmp_path, monkeypatch):
     """The one second smoke run of notebook 09 in a session: its section for a missing record."""
     from scope_lib.notebook.runner import run_notebooks

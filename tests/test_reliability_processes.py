@@ -195,7 +195,10 @@ def test_killed_batch_runner_leaves_no_kernel_or_pool_worker(tmp_path, mark):
 def test_interrupted_run_grid_stops_its_workers_at_once(tmp_path, mark):
     # Ctrl-C (or a notebook's interrupt button) used to wait in the pool's shutdown until every
     # running run had trained to its end.
-    script = ("from scope_lib.experiments.grid import run_grid; "
+    # Python's own Ctrl-C handler, whatever the test process passes down: after a full suite its
+    # SIGINT is ignored (SIG_IGN, inherited across exec), and a child would then ignore Ctrl-C too.
+    script = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "from scope_lib.experiments.grid import run_grid; "
               "run_grid('tiny', ['opd'], [0, 1], smoke=True, include_base=False, workers=2, steps=5000)")
     registry = tmp_path / "registry"
     batch = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=marked_env(mark, SCOPE_RUNS_DIR=str(registry)),
