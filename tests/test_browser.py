@@ -33,13 +33,15 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from scope_lib.bootstrap import JOBS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+from lab_server import wait_until_serving  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "10_dpaw_weights_by_step.ipynb"
@@ -182,15 +184,8 @@ def start_lab(home: Path):
                                   start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            try:
-                _get(f"{base}/api/status", token)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start: {log.read_text(errors='replace')[-3000:]}")
-                time.sleep(0.3)
+        wait_until_serving(server, f"{base}/api/status", lambda url: _get(url, token), timeout_s=SERVER_START_S,
+                           interval_s=0.3, output=lambda: log.read_text(errors="replace")[-3000:])
         # the root the server serves, from its own runtime record (jpserver-<pid>.json)
         record = json.loads(next(runtime.glob("jpserver-*.json")).read_text())
         yield Lab(base, token, Path(record["root_dir"]).resolve(), home)

@@ -13,14 +13,15 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from scope_lib.bootstrap import JOBS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+from lab_server import wait_until_serving  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -53,16 +54,9 @@ def lab(tmp_path_factory):
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
     try:
-        while True:
-            try:
-                _get(f"{base}/api/status", token)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start: {server.stderr.read().decode()[-2000:]}")
-                time.sleep(0.5)
+        wait_until_serving(server, f"{base}/api/status", lambda url: _get(url, token), timeout_s=90, interval_s=0.5,
+                           output=lambda: server.stderr.read().decode()[-2000:])
         yield base, token
     finally:
         server.terminate()
