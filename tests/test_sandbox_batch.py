@@ -63,6 +63,20 @@ def test_judge_many_equals_judge_for_every_test_style():
     _no_leftovers()
 
 
+def test_a_program_starts_with_the_modules_it_has_under_judge():
+    # What the programs' processes import is imported once by the sandbox script, before its
+    # forks: a program still finds the interpreter as a single judge() leaves it (the same
+    # modules, in the same order), in each test style.
+    listing = "import sys\nprint(list(sys.modules))\n"
+    stdio = "import sys, zlib\nprint(zlib.crc32(repr(list(sys.modules)).encode()))\n"  # a case's output: a checksum
+    sources, specs = [listing + CORRECT_FN, listing + CORRECT_FN, stdio, CORRECT], [CALL, CHECK, ADD, ADD]
+    batch = judge_many(sources, specs, 2)
+    single = [judge(s, t, 2) for s, t in zip(sources, specs)]
+    _same(batch, single)
+    assert "'traceback'" in batch[0].stdout and batch[0].correct and batch[1].correct, batch[:2]
+    assert batch[2].status == "failed" and "wrong answer" in batch[2].detail and batch[3].correct, batch[2:]
+
+
 def test_judge_many_rejects_bad_arguments_by_name():
     with pytest.raises(ValueError, match="tests"):
         judge_many([CORRECT, CORRECT], [ADD])
