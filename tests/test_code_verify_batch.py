@@ -76,6 +76,21 @@ def test_batch_path_calls_judge_many_with_fewer_launches(monkeypatch):
     assert 0 < len(launches) < len(programs) and "single" not in launches
 
 
+def test_a_group_is_shared_out_over_the_workers_only_in_chunks_worth_a_launch(monkeypatch):
+    sizes = []
+
+    def fake_many(sources, tests, timeout=6.0, **kwargs):
+        sizes.append(len(sources))
+        return [SimpleNamespace(status="passed", correct=True)] * len(sources)
+
+    monkeypatch.setattr(sandbox, "judge_many", fake_many)
+    expected = {(16, 2): [16], (40, 2): [40], (64, 2): [32, 32], (128, 2): [64, 64], (200, 2): [50] * 4, (128, 8): [32] * 4}
+    for (count, workers), chunks in expected.items():
+        sizes.clear()
+        reports = grade_many([ADD_FN] * count, [CALL] * count, workers=workers)
+        assert len(reports) == count and sorted(sizes) == chunks, (count, workers, sizes)
+
+
 def test_a_broken_test_in_a_batch_raises_naming_it():
     broken = CodeTests(kind="check", test="def check(candidate):\n    assert candidate(1) ==\n", entry_point="add",
                        meta={"id": "demo/7"})

@@ -295,7 +295,8 @@ def grade_many(programs: Sequence[str], tests: Sequence[CodeTests | str], *, wor
 
     With `isolation="bwrap"` the programs are grouped by their problem's timeout and each group
     is judged with `sandbox.judge_many` (one sandbox launch per chunk of up to `_BATCH_SIZE`
-    programs instead of one per program; the chunks shared out over the threads); the reports
+    programs instead of one per program; the chunks, of at least `_MIN_CHUNK` programs where the
+    group has that many, shared out over the threads); the reports
     are judge()'s, in the order of `programs`. A broken test raises the same ValueError as
     grade(), for the first such program in order, after the batch has run."""
     if len(programs) != len(tests):
@@ -314,7 +315,13 @@ def grade_many(programs: Sequence[str], tests: Sequence[CodeTests | str], *, wor
         return list(pool.map(lambda pair: grade(pair[0], pair[1], limits=limits, isolation=isolation), zip(programs, parsed)))
 
 
-_BATCH_SIZE = 32  # programs per sandbox launch in grade_many (judge_many's default)
+# Programs per sandbox launch in grade_many (judge_many's default). A launch (bwrap, the
+# interpreter, the inside files' imports) costs about as much CPU as ten programs judged in it:
+# 64 makes a code-world step's 128 programs two launches, one per worker of a 2-core machine.
+_BATCH_SIZE = 64
+# The least a worker is given of a group: 16 programs judged as two sandboxes of 8 would pay a
+# second launch (about ten programs' CPU) to save little time.
+_MIN_CHUNK = 32
 
 
 def _grade_batched(programs: Sequence[str], parsed: list[CodeTests], *, workers: int, limits: Limits | None,
@@ -331,7 +338,9 @@ def _grade_batched(programs: Sequence[str], parsed: list[CodeTests], *, workers:
         groups.setdefault(float(tests.timeout), []).append(index)
     chunks: list[tuple[float, list[int]]] = []
     for timeout, members in groups.items():
-        size = min(_BATCH_SIZE, -(-len(members) // workers))  # every thread gets a share of a large group
+        parts = max(1, min(workers, len(members) // _MIN_CHUNK))  # every thread gets a share of a large group
+        parts = max(parts, -(-len(members) // _BATCH_SIZE))  # and no chunk is over _BATCH_SIZE
+        size = -(-len(members) // parts)
         chunks += [(timeout, members[first:first + size]) for first in range(0, len(members), size)]
 
     def judge_chunk(chunk: tuple[float, list[int]]) -> list[JudgeReport]:

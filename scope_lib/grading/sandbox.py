@@ -41,7 +41,7 @@ a program correct only on a well-formed report carrying this run's nonce that sa
 passed; anything else (no report, `exit(0)` before the tests, `os._exit`, a killed or stopped
 supervisor, a redefined `print`, a patched runner) is a failure.
 
-Batch mode: `judge_many(sources, tests, timeout, batch_size=32)` gives each program the above
+Batch mode: `judge_many(sources, tests, timeout, batch_size=64)` gives each program the above
 (its own forked supervisor, runner, uids, limits and nonce) with one bwrap launch per batch: the
 programs share that sandbox one after the other, and between two of them its init kills every
 other process, empties /tmp and checks that nothing is left (the batch mode of
@@ -551,7 +551,7 @@ def _execute_batch(entries: list[tuple[dict, int, float]], limits: Limits) -> tu
 
 
 def judge_many(sources: list[str], tests: list[dict] | dict, timeout: float = 6.0, *, limits: Limits | None = None,
-               isolation: str = "bwrap", batch_size: int = 32) -> list[JudgeReport]:
+               isolation: str = "bwrap", batch_size: int = 64) -> list[JudgeReport]:
     """`[judge(s, t, timeout) for s, t in zip(sources, tests)]`, with one sandbox launch per
     `batch_size` programs instead of one per program. `tests`: one spec per source, or one
     spec for all.
