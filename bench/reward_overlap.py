@@ -1,30 +1,53 @@
-"""Side-by-side step time on the code world with grading after generation (before) and grading
-overlapped with it (`reward.overlap`, after), for SCOPE and GRPO.
+"""Side-by-side step time on the code world: the sandbox grading of an earlier commit (before)
+against this checkout's (after), synchronous and overlapped with generation (`reward.overlap`),
+for SCOPE and GRPO; and the grading of one step's programs alone, before against after.
 
-    python bench/reward_overlap.py [--steps 3] [--out data/bench_reward_overlap/<name>.json]
+    python bench/reward_overlap.py [--steps 3] [--before REV] [--grading-repeats 5] [--out FILE.json]
 
 One process, one torch thread (as each run of the notebooks), the shipped `tiny_code` world and
-preset (16 prompts x 8 rollouts, up to 72 tokens, every reward judged in the sandbox). For each
-method two trainers, synchronous and overlapped, take the same steps in turn (the overlapped one
-first on odd steps), so machine load hits both alike; their batches are bitwise equal
-(tests/test_reward_overlap.py). Per step: wall time, the time the main thread spent in "reward"
-(grading, or waiting for the worker's grades), and the worker's grading seconds.
+preset (16 prompts x 8 rollouts, up to 72 tokens, every reward judged in the sandbox).
 
-What grading adds to a step: the synchronous step without its "reward" time is a step without
-grading; "adds" is (step - that) / that, for each variant. Prints medians and ratios, writes JSON.
+- "before": this repository's `scope_lib/grading/` as of `--before` (default `BEFORE`, the last
+  commit before the batch sandbox was made cheaper), read with `git show` into a private package
+  beside the current one, so that both run in this process at the same time; its programs run in
+  its own inside files.
+- Per method three trainers take the same steps in turn (the order rotating each step, so that
+  machine load hits all alike): "before" and "after" grade synchronously, "overlapped" grades
+  with this checkout on the pipeline's worker. Their batches are the same (same seed, same
+  verdicts: checked here per step on the rewards; tests/test_reward_overlap.py checks the rest).
+  Per step: wall time, the main thread's "reward" time (grading, or waiting for the worker's
+  grades) and the worker's grading seconds.
+- What grading adds to a step: a synchronous step without its "reward" time is a step without
+  grading (the median over the before and after steps, which do the same other work); "adds" is
+  step / that - 1, per variant. Under a changing load the steadier figure is each synchronous
+  step's own reward time over the rest of that step ("grading_share_per_step", the median).
+- Grading alone: the programs of the last step's after-trainer rollouts, graded `--grading-repeats`
+  times by each side in turn (alternating which goes first); per program the wall time and the
+  CPU time of the sandboxes (the process's reaped children) and of this process, and whether
+  the verdicts are the same.
+
+Prints medians and ratios, writes JSON with the date, the CPU and `uptime` before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib
 import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+# The last commit of main before the batch sandbox's per-program work was cut (its grading is "before").
+BEFORE = "5211a89"
 
 
 def _cpu() -> str:
@@ -34,52 +57,145 @@ def _cpu() -> str:
         return platform.processor() or platform.machine()
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def grading_at(rev: str, name: str = "_grading_before"):
+    """`scope_lib.grading` as of commit `rev`, imported as the package `name` beside the current
+    one (its absolute imports of scope_lib.grading renamed; everything else is shared)."""
+    folder = Path(tempfile.mkdtemp(prefix="grading-before-")) / name
+    folder.mkdir()
+    for path in _git("ls-tree", "--name-only", rev, "scope_lib/grading/").split():
+        if path.endswith(".py"):
+            text = _git("show", f"{rev}:{path}")
+            (folder / Path(path).name).write_text(text.replace("scope_lib.grading", name))
+    sys.path.insert(0, str(folder.parent))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder.parent))
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds of this process, of its reaped children: the sandboxes)."""
+    times = os.times()
+    return times.user + times.system, times.children_user + times.children_system
+
+
+def grading_alone(sides: dict, texts: list[str], problems: list, repeats: int) -> dict:
+    """Each side's grade(texts, problems), `repeats` times in turn: per program wall and CPU ms."""
+    rows = {name: [] for name in sides}
+    verdicts = {}
+    for repeat in range(repeats):
+        order = list(sides) if repeat % 2 == 0 else list(reversed(sides))
+        for name in order:
+            own0, children0 = _cpu_seconds()
+            start = time.perf_counter()
+            verdicts[name] = sides[name](texts, problems)
+            wall = time.perf_counter() - start
+            own1, children1 = _cpu_seconds()
+            n = len(texts)
+            rows[name].append({"wall_ms_per_program": 1e3 * wall / n, "sandbox_cpu_ms_per_program": 1e3 * (children1 - children0) / n,
+                               "host_cpu_ms_per_program": 1e3 * (own1 - own0) / n})
+    names = list(sides)
+    median = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for name, rs in rows.items()}
+    return {"programs": len(texts), "repeats": repeats, "median": median,
+            "wall_ratio_before_over_after": median[names[0]]["wall_ms_per_program"] / median[names[1]]["wall_ms_per_program"],
+            "sandbox_cpu_ratio_before_over_after": (median[names[0]]["sandbox_cpu_ms_per_program"]
+                                                    / median[names[1]]["sandbox_cpu_ms_per_program"]),
+            "same_verdicts": verdicts[names[0]] == verdicts[names[1]], "n_correct": sum(verdicts[names[1]]), "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--methods", default="scope,grpo")
+    parser.add_argument("--before", default=BEFORE, help="commit whose scope_lib/grading is 'before'")
+    parser.add_argument("--grading-repeats", type=int, default=5)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
+    from scope_lib import grading
     from scope_lib.config import load_config
     from scope_lib.trainer import Timer, Trainer
 
+    before = grading_at(args.before)
     root = Path(tempfile.mkdtemp(prefix="bench-reward-overlap-"))
-    results = {"machine": _cpu(), "cores": os.cpu_count(), "loadavg_start": os.getloadavg(),
-               "torch_threads": 1, "steps": args.steps, "preset": "tiny_code", "methods": {}}
+    after_rev = _git("rev-parse", "--short", "HEAD").strip() + (" (uncommitted changes)" if _git("status", "--porcelain", "scope_lib/grading") else "")
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": _cpu(),
+               "cores": os.cpu_count(), "uptime_start": _uptime(), "loadavg_start": os.getloadavg(), "torch_threads": 1,
+               "steps": args.steps, "preset": "tiny_code", "before": _git("rev-parse", "--short", args.before).strip(),
+               "after": after_rev, "methods": {}}
+    last_inputs = None
     for method in args.methods.split(","):
-        trainers = {name: Trainer(load_config("tiny_code", overrides={
-            "method": method, "progress": False, "checkpoint_every": 0, "reward.overlap": name == "overlapped",
-            "output_dir": str(root / f"{method}-{name}")})) for name in ("synchronous", "overlapped")}
+        trainers = {}
+        for name in ("before", "after", "overlapped"):
+            cfg = load_config("tiny_code", overrides={
+                "method": method, "progress": False, "checkpoint_every": 0, "reward.overlap": name == "overlapped",
+                "output_dir": str(root / f"{method}-{name}")})
+            trainers[name] = Trainer(cfg)
+        before_cfg = trainers["before"].cfg
+        trainers["before"].grade = lambda texts, problems: before.grade_config(before_cfg, list(texts), list(problems))
+        after_grade = trainers["after"].grade
+
+        def recording_grade(texts, problems):
+            nonlocal last_inputs
+            last_inputs = (list(texts), list(problems))
+            return after_grade(texts, problems)
+
+        trainers["after"].grade = recording_grade
         rows = {name: [] for name in trainers}
         for step in range(args.steps):
-            order = ["synchronous", "overlapped"] if step % 2 == 0 else ["overlapped", "synchronous"]
+            order = list(trainers)[step % 3:] + list(trainers)[:step % 3]
+            correct = {}
             for name in order:
                 trainer, timer = trainers[name], Timer()
                 start = time.perf_counter()
                 batch, _ = trainer.collect(step, timer)
                 trainer.update(batch, timer)
+                correct[name] = batch["correct"].clone()
                 rows[name].append({"step_s": time.perf_counter() - start, "reward_s": timer.seconds["reward"],
                                    "generation_s": timer.seconds["generation"],
                                    "reward_worker_s": timer.seconds.get("reward_worker", 0.0),
                                    "n_correct": int(batch["correct"].sum())})
-            assert rows["synchronous"][-1]["n_correct"] == rows["overlapped"][-1]["n_correct"]
+            assert torch.equal(correct["before"], correct["after"]) and torch.equal(correct["after"], correct["overlapped"]), \
+                f"{method} step {step}: the variants' rewards differ"
             print(method, step, {n: round(r[-1]["step_s"], 2) for n, r in rows.items()}, flush=True)
         med = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for name, rs in rows.items()}
-        no_grading = statistics.median(r["step_s"] - r["reward_s"] for r in rows["synchronous"])
+        no_grading = statistics.median(r["step_s"] - r["reward_s"] for name in ("before", "after") for r in rows[name])
         summary = {
             "median": med, "step_without_grading_s": no_grading,
-            "grading_adds_synchronous": med["synchronous"]["step_s"] / no_grading - 1,
-            "grading_adds_overlapped": med["overlapped"]["step_s"] / no_grading - 1,
-            "step_ratio_before_over_after": med["synchronous"]["step_s"] / med["overlapped"]["step_s"],
+            "grading_adds": {name: med[name]["step_s"] / no_grading - 1 for name in trainers},
+            # Per step, its own grading time over the rest of the same step (synchronous only):
+            # steady under load that changes from one step to the next.
+            "grading_share_per_step": {name: statistics.median(r["reward_s"] / (r["step_s"] - r["reward_s"]) for r in rows[name])
+                                       for name in ("before", "after")},
+            "step_ratio_before_over_after": med["before"]["step_s"] / med["after"]["step_s"],
+            "step_ratio_before_over_overlapped": med["before"]["step_s"] / med["overlapped"]["step_s"],
+            "reward_ratio_before_over_after": med["before"]["reward_s"] / med["after"]["reward_s"],
             "rows": rows,
         }
         results["methods"][method] = summary
         print(method, json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1), flush=True)
-    results["loadavg_end"] = os.getloadavg()
+        del trainers
+    if last_inputs is not None and args.grading_repeats > 0:
+        texts, problems = last_inputs
+        cfg = load_config("tiny_code")
+        sides = {"before": lambda t, p: before.grade_config(cfg, t, p), "after": lambda t, p: grading.grade_config(cfg, t, p)}
+        results["grading_alone"] = grading_alone(sides, texts, problems, args.grading_repeats)
+        print("grading alone", json.dumps({k: v for k, v in results["grading_alone"].items() if k != "rows"}, indent=1), flush=True)
+    results["uptime_end"], results["loadavg_end"] = _uptime(), os.getloadavg()
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
 
