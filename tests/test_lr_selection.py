@@ -133,3 +133,23 @@ def test_tuned_lrs_are_applied_per_method_and_explicit_lr_wins(tmp_path, monkeyp
     assert tuned_settings("tiny", "hybrid") == {}  # no hybrid_beta in the file: the default
     assert experiment_config("tiny", "grpo", 0).optim.lr == 3e-4
     assert experiment_config("tiny", "grpo", 0, **{"optim.lr": 1e-2}).optim.lr == 1e-2
+
+
+@pytest.mark.parametrize("text", ["1e-4", "1e-4,1e-4", "1e-4,-3e-4", "1e-4,inf", "1e-4,nan", "1e-4,fast"])
+def test_a_grid_that_is_not_two_distinct_positive_lrs_is_refused_naming_it(text, capsys):
+    with pytest.raises(SystemExit):
+        lr_selection.main(["--out", "unused", "--grid", text])
+    assert f"--grid {text!r}" in capsys.readouterr().err
+
+
+def test_a_grid_is_sorted_and_named_in_the_record_unless_it_is_the_default():
+    assert lr_selection._grid("1e-3,3e-5,1e-4") == (3e-5, 1e-4, 1e-3)
+
+    def record(grid):
+        wide = pd.DataFrame({**{lr: [0.5] for lr in grid}, "best lr": [grid[0]], "collapsed at every lr": [False]},
+                            index=["scope"])
+        selection = lr_selection.Selection(wide, {"scope": grid[0]}, 0.4, pd.DataFrame(columns=["lr", "beta", "avg@k"]), None)
+        return lr_selection.report("tiny_code", "tiny_code", selection, k=4, smoke=False, grid=grid)
+
+    assert "--scale tiny_code --grid 3e-05,0.0001 --write-config`" in record((3e-5, 1e-4))
+    assert "--scale tiny_code --write-config`" in record(lr_selection.LR_GRID)

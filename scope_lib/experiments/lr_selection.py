@@ -2,6 +2,8 @@
 
     python -m scope_lib.experiments.lr_selection --out data/lr_selection_tiny_routes [--scale tiny] [--model tiny_routes] --write-config
     python -m scope_lib.experiments.lr_selection --out data/lr_selection_tiny_code --scale tiny_code --write-config
+    ... --grid 3e-5,1e-4,3e-4,1e-3,3e-3   # another grid, the same for every method (e.g. one point
+                                          # more where the best lrs sat at the grid's edge)
 
 Every method of Table 1 (and OPD matched in rollouts) trains once per learning rate of one grid
 (`LR_GRID`, the same trials for every method), on seed `SELECTION_SEED` (not one of the
@@ -147,7 +149,19 @@ def report(scale: str, model: str, selection: Selection, *, k: int, smoke: bool,
         text += (f"Hybrid trials (lr, then hybrid.beta at the chosen lr); chosen: lr {selection.best['hybrid']:g}, "
                  f"beta {selection.hybrid_beta:g}.\n\n" + trials.drop(columns=["avg@k"]).to_markdown(index=False) + "\n\n")
     scale_flag = "" if scale == "tiny" else f" --scale {scale}"
-    return text + f"Made by `python -m scope_lib.experiments.lr_selection --out <folder>{scale_flag} --write-config`.\n"
+    grid_flag = "" if tuple(grid) == LR_GRID else " --grid " + ",".join(f"{lr:g}" for lr in grid)
+    return text + f"Made by `python -m scope_lib.experiments.lr_selection --out <folder>{scale_flag}{grid_flag} --write-config`.\n"
+
+
+def _grid(text: str) -> tuple[float, ...]:
+    """`--grid`'s value: distinct, positive, finite learning rates, sorted."""
+    try:
+        lrs = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--grid {text!r}: expected comma-separated numbers") from None
+    if len(lrs) < 2 or len(set(lrs)) != len(lrs) or not all(0 < lr < float("inf") for lr in lrs):
+        raise argparse.ArgumentTypeError(f"--grid {text!r}: expected at least two distinct positive finite learning rates")
+    return tuple(sorted(lrs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,13 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="the world scored on (default: tiny_routes at tiny scale, "
                                                       "tiny_code at tiny_code; their _smoke worlds with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="seconds-sized runs (tests)")
+    parser.add_argument("--grid", type=_grid, default=LR_GRID,
+                        help=f"comma-separated learning rates tried for every method (default: {','.join(f'{lr:g}' for lr in LR_GRID)})")
     parser.add_argument("--write-config", action="store_true", help="write the chosen settings to configs/<scale>_lr.yaml")
     args = parser.parse_args(argv)
     model = args.model or MODELS[args.scale][args.smoke]
     k = 4
     sizes = {} if args.smoke else {"data.eval_problems_per_set": VALIDATION_PROBLEMS[args.scale]}
-    selection = select(args.scale, model=model, smoke=args.smoke, k=k, **sizes)
-    text = report(args.scale, model, selection, k=k, smoke=args.smoke, problems=sizes.get("data.eval_problems_per_set"))
+    selection = select(args.scale, model=model, smoke=args.smoke, k=k, grid=args.grid, **sizes)
+    text = report(args.scale, model, selection, k=k, smoke=args.smoke, grid=args.grid,
+                  problems=sizes.get("data.eval_problems_per_set"))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "lr_selection.md").write_text(text)
     print(text)
