@@ -2,7 +2,7 @@
 against this checkout's (after), synchronous and overlapped with generation (`reward.overlap`),
 for SCOPE and GRPO; and the grading of one step's programs alone, before against after.
 
-    python bench/reward_overlap.py [--steps 3] [--before REV] [--grading-repeats 5] [--out FILE.json]
+    python bench/reward_overlap.py [--steps 3] [--before REV] [--grading-repeats 5] [--set KEY=VALUE ...] [--out FILE.json]
 
 One process, one torch thread (as each run of the notebooks), the shipped `tiny_code` world and
 preset (16 prompts x 8 rollouts, up to 72 tokens, every reward judged in the sandbox).
@@ -84,24 +84,41 @@ def grading_at(rev: str, name: str = "_grading_before"):
         sys.path.remove(str(folder.parent))
 
 
-def _cpu_seconds() -> tuple[float, float]:
-    """(CPU seconds of this process, of its reaped children: the sandboxes)."""
+def kept_sandbox_cpu(grading) -> float:
+    """CPU seconds so far of the batch sandboxes `grading` keeps between batches (its
+    sandbox_launch.kept_sandbox_pids: bwrap and the init, the init's reaped children included);
+    they are not the host's reaped children until they end. 0 for a grading without them."""
+    pids = getattr(grading.sandbox_launch, "kept_sandbox_pids", lambda: set())()
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(grading=None) -> tuple[float, float]:
+    """(CPU seconds of this process, of the sandboxes: its reaped children and `grading`'s kept ones)."""
     times = os.times()
-    return times.user + times.system, times.children_user + times.children_system
+    kept = kept_sandbox_cpu(grading) if grading is not None else 0.0
+    return times.user + times.system, times.children_user + times.children_system + kept
 
 
-def grading_alone(sides: dict, texts: list[str], problems: list, repeats: int) -> dict:
-    """Each side's grade(texts, problems), `repeats` times in turn: per program wall and CPU ms."""
+def grading_alone(sides: dict, texts: list[str], problems: list, repeats: int, packages: dict) -> dict:
+    """Each side's grade(texts, problems), `repeats` times in turn: per program wall and CPU ms
+    (`packages`: each side's grading package, whose kept sandboxes' CPU counts too)."""
     rows = {name: [] for name in sides}
     verdicts = {}
     for repeat in range(repeats):
         order = list(sides) if repeat % 2 == 0 else list(reversed(sides))
         for name in order:
-            own0, children0 = _cpu_seconds()
+            own0, children0 = _cpu_seconds(packages[name])
             start = time.perf_counter()
             verdicts[name] = sides[name](texts, problems)
             wall = time.perf_counter() - start
-            own1, children1 = _cpu_seconds()
+            own1, children1 = _cpu_seconds(packages[name])
             n = len(texts)
             rows[name].append({"wall_ms_per_program": 1e3 * wall / n, "sandbox_cpu_ms_per_program": 1e3 * (children1 - children0) / n,
                                "host_cpu_ms_per_program": 1e3 * (own1 - own0) / n})
@@ -120,8 +137,13 @@ def main() -> None:
     parser.add_argument("--methods", default="scope,grpo")
     parser.add_argument("--before", default=BEFORE, help="commit whose scope_lib/grading is 'before'")
     parser.add_argument("--grading-repeats", type=int, default=5)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every trainer (YAML value), e.g. optim.prompts_per_step=8")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    import yaml
+
+    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
 
     import torch
 
@@ -135,14 +157,14 @@ def main() -> None:
     after_rev = _git("rev-parse", "--short", "HEAD").strip() + (" (uncommitted changes)" if _git("status", "--porcelain", "scope_lib/grading") else "")
     results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": _cpu(),
                "cores": os.cpu_count(), "uptime_start": _uptime(), "loadavg_start": os.getloadavg(), "torch_threads": 1,
-               "steps": args.steps, "preset": "tiny_code", "before": _git("rev-parse", "--short", args.before).strip(),
+               "steps": args.steps, "preset": "tiny_code", "overrides": overrides, "before": _git("rev-parse", "--short", args.before).strip(),
                "after": after_rev, "methods": {}}
     last_inputs = None
     for method in args.methods.split(","):
         trainers = {}
         for name in ("before", "after", "overlapped"):
             cfg = load_config("tiny_code", overrides={
-                "method": method, "progress": False, "checkpoint_every": 0, "reward.overlap": name == "overlapped",
+                **overrides, "method": method, "progress": False, "checkpoint_every": 0, "reward.overlap": name == "overlapped",
                 "output_dir": str(root / f"{method}-{name}")})
             trainers[name] = Trainer(cfg)
         before_cfg = trainers["before"].cfg
@@ -191,9 +213,10 @@ def main() -> None:
         del trainers
     if last_inputs is not None and args.grading_repeats > 0:
         texts, problems = last_inputs
-        cfg = load_config("tiny_code")
+        cfg = load_config("tiny_code", overrides=overrides)
         sides = {"before": lambda t, p: before.grade_config(cfg, t, p), "after": lambda t, p: grading.grade_config(cfg, t, p)}
-        results["grading_alone"] = grading_alone(sides, texts, problems, args.grading_repeats)
+        results["grading_alone"] = grading_alone(sides, texts, problems, args.grading_repeats,
+                                                 {"before": before, "after": grading})
         print("grading alone", json.dumps({k: v for k, v in results["grading_alone"].items() if k != "rows"}, indent=1), flush=True)
     results["uptime_end"], results["loadavg_end"] = _uptime(), os.getloadavg()
     if args.out:

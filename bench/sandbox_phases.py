@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reward_overlap import BEFORE, _cpu, _git, _uptime  # noqa: E402
+from reward_overlap import BEFORE, _cpu, _git, _uptime, kept_sandbox_cpu  # noqa: E402
 
 _STAMP = '''
 def _stamp(name):
@@ -163,16 +163,16 @@ def profile(grading, sources: list[str], specs: list[dict], batch: int) -> dict:
     per_batch = collections.defaultdict(list)
     for first in range(0, len(prepared), batch):
         entries = prepared[first:first + batch]
-        before = os.times()
+        kept_before, before = kept_sandbox_cpu(grading), os.times()
         start = time.monotonic()
         verdicts, not_started, sandbox_stderr = sandbox._execute_batch(entries, sandbox.Limits())
         seconds = time.monotonic() - start
-        after = os.times()
+        kept_after, after = kept_sandbox_cpu(grading), os.times()
         if not_started:
             raise SystemExit(f"{len(not_started)} programs were not started: {sandbox_stderr[-500:]}")
         n = len(entries)
-        per_batch["sandbox_cpu_ms_per_program"].append(1e3 * (after.children_user + after.children_system
-                                                              - before.children_user - before.children_system) / n)
+        per_batch["sandbox_cpu_ms_per_program"].append(1e3 * (after.children_user + after.children_system + kept_after
+                                                              - before.children_user - before.children_system - kept_before) / n)
         per_batch["host_cpu_ms_per_program"].append(1e3 * (after.user + after.system - before.user - before.system) / n)
         per_batch["wall_ms_per_program"].append(1e3 * seconds / n)
         init_lines = [line for line in sandbox_stderr.splitlines() if line.startswith("PHASE I_")]

@@ -28,7 +28,10 @@ _cap_verified = False
 
 def _sandbox_processes() -> list[str]:
     """Processes of any sandbox: descendants of this test process, plus (as root) anything
-    running under the sandbox's uid range. Zombies count."""
+    running under the sandbox's uid range. Zombies count. Not counted: the bwrap and init of the
+    batch sandboxes judge_many keeps for later batches (`sandbox_launch.kept_sandbox_pids`); what
+    runs below them is, and test_sandbox_batch.py checks that nothing does between batches."""
+    kept = sandbox_launch.kept_sandbox_pids()
     parents: dict[int, int] = {}
     uids: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -58,6 +61,8 @@ def _sandbox_processes() -> list[str]:
             if node == me:
                 descendant = True
                 break
+        if pid in kept:
+            continue
         if (descendant and in_sandbox(pid)) or sandbox.UID_RANGE[0] <= uids.get(pid, 0) < sandbox.UID_RANGE[1]:
             found.append(f"{pid} (uid {uids[pid]})")
     return found

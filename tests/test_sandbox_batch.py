@@ -9,11 +9,13 @@ behind are followed by programs that check they cannot see them.
 from __future__ import annotations
 
 import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
-from scope_lib.grading import sandbox
+from scope_lib.grading import sandbox, sandbox_launch
 from scope_lib.grading.sandbox import Limits, judge, judge_many
 from test_sandbox import SLACK, _sandbox_processes, loopback_server, peak_sandbox_processes  # noqa: F401  (same helpers as the single-program tests)
 
@@ -252,6 +254,59 @@ def test_processes_and_files_do_not_outlive_their_program():
     _no_leftovers()
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
+
+
+def _kept_init() -> int:
+    """The init of the one kept sandbox (the kept process whose parent, bwrap, is kept too)."""
+    kept = sandbox_launch.kept_sandbox_pids()
+    assert len(kept) == 2, f"expected one kept sandbox (bwrap and its init), got the processes {kept}"
+    (init,) = [pid for pid in kept if _parent(pid) in kept]
+    return init
+
+
+def test_a_kept_sandbox_judges_the_next_batch_with_nothing_left_of_the_last():
+    leaves = ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(30)\n        os._exit(0)\n"
+              "open('/tmp/leak', 'w').write('x')\nos.makedirs('/tmp/d/e')\nprint('left')\n")
+    checks = ("import os\nprocs = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+              "print('clean' if not os.listdir('/tmp') and len(procs) <= 4 else f'dirty {os.listdir(\"/tmp\")} {procs}')\n")
+    clean = {"kind": "stdio", "cases": [["", "clean\n"]]}
+    sandbox_launch.close_servers()
+    first = judge_many([leaves], clean, 5)
+    assert "got 'left'" in first[0].detail, first
+    init = _kept_init()
+    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == init]
+    assert children == [], f"processes left in the kept sandbox between batches: {children}"
+    second = judge_many([checks, CORRECT], [clean, ADD], 5)
+    assert _kept_init() == init, "the second batch did not run in the kept sandbox"
+    assert second[0].correct and second[1].correct, second
+    kept = sandbox_launch.kept_sandbox_pids()
+    cgroups = [server.launch.cgroup.path for server in sandbox_launch._kept if server.launch.cgroup is not None]
+    sandbox_launch.close_servers()
+    assert sandbox_launch.kept_sandbox_pids() == set()
+    assert not any(path.exists() for path in cgroups), "a closed kept sandbox left its memory cgroup"
+    for _ in range(40):
+        if not any(Path(f"/proc/{pid}").exists() for pid in kept):
+            break
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in kept), "a closed kept sandbox is still running"
+
+
+def test_a_kept_sandbox_that_has_ended_is_replaced():
+    sandbox_launch.close_servers()
+    assert judge_many([CORRECT], ADD, 5)[0].correct
+    kept = sandbox_launch.kept_sandbox_pids()
+    os.kill(_kept_init(), signal.SIGKILL)
+    reports = judge_many([CORRECT, "print(4)", CORRECT], ADD, 5)
+    assert [r.correct for r in reports] == [True, False, True], reports
+    assert not sandbox_launch.kept_sandbox_pids() & kept
+    _no_leftovers()
+
+
 def test_programs_drop_every_capability():
     program = "print([line.split()[1] for line in open('/proc/self/status') if line.startswith(('CapEff', 'CapPrm'))])\n"
     reports = judge_many([program, CORRECT], [{"kind": "stdio", "cases": [["", "['0000000000000000', '0000000000000000']\n"]]},
@@ -268,4 +323,27 @@ def test_a_sandbox_that_is_not_clean_is_replaced_and_the_rest_rejudged():
     reports = judge_many(sources, ADD, 5)
     assert "got 'shm True'" in reports[1].detail, reports[1]
     assert [r.correct for r in reports] == [True, False, True, False, True], reports
+    _no_leftovers()
+
+
+def test_a_forked_child_leaves_its_parents_kept_sandbox_alone():
+    sandbox_launch.close_servers()
+    assert judge_many([CORRECT], ADD, 5)[0].correct
+    kept = sandbox_launch.kept_sandbox_pids()
+    pid = os.fork()
+    if pid == 0:  # the child: none of the parent's sandboxes is its own; it judges in its own
+        status = 1
+        try:
+            inherited = sandbox_launch.kept_sandbox_pids()
+            reports = judge_many([CORRECT, "print(4)"], ADD, 5)
+            mine = sandbox_launch.kept_sandbox_pids()
+            sandbox_launch.close_servers()
+            status = 0 if not inherited and [r.correct for r in reports] == [True, False] and not mine & kept else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sandbox_launch.kept_sandbox_pids() == kept and _kept_init() in kept  # still the parent's, alive
+    reports = judge_many([CORRECT], ADD, 5)
+    assert reports[0].correct and sandbox_launch.kept_sandbox_pids() == kept
     _no_leftovers()

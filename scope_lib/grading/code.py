@@ -294,9 +294,9 @@ def grade_many(programs: Sequence[str], tests: Sequence[CodeTests | str], *, wor
     CPU). Each sandbox is its own process tree, so threads give real parallelism.
 
     With `isolation="bwrap"` the programs are grouped by their problem's timeout and each group
-    is judged with `sandbox.judge_many` (one sandbox launch per chunk of up to `_BATCH_SIZE`
-    programs instead of one per program; the chunks, of at least `_MIN_CHUNK` programs where the
-    group has that many, shared out over the threads); the reports
+    is judged with `sandbox.judge_many` (one batch sandbox per chunk of up to `_BATCH_SIZE`
+    programs instead of one sandbox per program; the chunks, of at least `_MIN_CHUNK` programs
+    where the group has that many, shared out over the threads); the reports
     are judge()'s, in the order of `programs`. A broken test raises the same ValueError as
     grade(), for the first such program in order, after the batch has run."""
     if len(programs) != len(tests):
@@ -315,12 +315,13 @@ def grade_many(programs: Sequence[str], tests: Sequence[CodeTests | str], *, wor
         return list(pool.map(lambda pair: grade(pair[0], pair[1], limits=limits, isolation=isolation), zip(programs, parsed)))
 
 
-# Programs per sandbox launch in grade_many (judge_many's default). A launch (bwrap, the
-# interpreter, the inside files' imports) costs about as much CPU as ten programs judged in it:
-# 64 makes a code-world step's 128 programs two launches, one per worker of a 2-core machine.
+# Programs per batch in grade_many (judge_many's default). A sandbox launch (bwrap, the
+# interpreter, the inside files' imports) costs about as much CPU as ten programs judged in it;
+# judge_many keeps its sandboxes between batches, and 64 makes a code-world step's 128 programs
+# one batch per worker of a 2-core machine.
 _BATCH_SIZE = 64
-# The least a worker is given of a group: 16 programs judged as two sandboxes of 8 would pay a
-# second launch (about ten programs' CPU) to save little time.
+# The least a worker is given of a group: each chunk is a batch of its own, in a second sandbox
+# (launched, about ten programs' CPU, where none is kept yet), so 16 programs are not split in 8 and 8.
 _MIN_CHUNK = 32
 
 

@@ -42,10 +42,14 @@ passed; anything else (no report, `exit(0)` before the tests, `os._exit`, a kill
 supervisor, a redefined `print`, a patched runner) is a failure.
 
 Batch mode: `judge_many(sources, tests, timeout, batch_size=64)` gives each program the above
-(its own forked supervisor, runner, uids, limits and nonce) with one bwrap launch per batch: the
-programs share that sandbox one after the other, and between two of them its init kills every
-other process, empties /tmp and checks that nothing is left (the batch mode of
-scope_lib/grading/sandbox_inside_supervisor.py).
+(its own forked supervisor, runner, uids, limits and nonce) in a sandbox that many programs
+share one after the other: between two of them its init kills every other process, empties
+/tmp and checks that nothing is left (the batch mode of
+scope_lib/grading/sandbox_inside_supervisor.py). The sandbox is kept for later batches with the
+same limits (`sandbox_launch._Server`: the init takes each batch, with its descriptors, from a
+Unix socket), so a process that grades batch after batch launches bwrap about once per worker
+thread rather than once per batch; a sandbox whose check fails, or that ends, is replaced.
+`sandbox_launch.close_servers()` ends the kept ones (also at exit).
 
 If bwrap is missing or cannot create its namespaces, `run` and `judge` raise SandboxUnavailable
 naming what is missing. `isolation="rlimits_only"` runs without bwrap (resource limits and the
@@ -74,7 +78,8 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 
-from scope_lib.grading.sandbox_launch import HOST_SCRIPT, SandboxUnavailable, _bwrap_argv, _interpreter_view, _Launch
+from scope_lib.grading.sandbox_launch import (HOST_SCRIPT, MAX_PASSED_FDS, SandboxUnavailable, _bwrap_argv, _interpreter_view,
+                                              _Launch, _Server, give_back_server, take_server)
 from scope_lib.grading.sandbox_wire import _CHUNK, _HEADER, _first_line, outputs_match
 
 __all__ = ["Limits", "RunResult", "JudgeReport", "SandboxUnavailable", "UnsafeSandboxWarning", "run", "judge", "judge_many",
@@ -438,20 +443,40 @@ def _split_frames(raw: bytes) -> list:
 
 
 def _execute_batch(entries: list[tuple[dict, int, float]], limits: Limits) -> tuple[dict[int, JudgeReport], list[int], str]:
-    """Judge `entries` ((request, cases, total) each) in one bwrap sandbox. Returns the verdicts
-    of the programs that were started (by position in `entries`), the positions never started
-    (to judge again elsewhere), and the sandbox's own stderr (diagnostics)."""
+    """Judge `entries` ((request, cases, total) each) in one bwrap sandbox: a kept one (started
+    by an earlier batch with the same limits, or now, and kept for later batches) where the
+    batch's descriptors fit one message, else one launched for this batch alone. Returns the
+    verdicts of the programs that were started (by position in `entries`), the positions never
+    started (to judge again elsewhere), and the sandbox's own stderr (diagnostics)."""
     root = os.geteuid() == 0
     check_isolation()
-    argv = _bwrap_argv(limits, root, batch=True)
+    if 2 * len(entries) + 3 <= MAX_PASSED_FDS:
+        key = (limits, root)
+        for server in (take_server(key), None):
+            fresh = server is None
+            if fresh:
+                server = _Server(_bwrap_argv(limits, root, batch=True), {"limits": asdict(limits), "root": root}, limits)
+            result = _judge_batch(entries, limits, root, server)
+            if result[1]:  # programs not started: the sandbox has ended or is ending (not clean)
+                server.close()
+            else:
+                give_back_server(key, server)
+            if fresh or len(result[1]) < len(entries):
+                return result  # else the kept sandbox had ended before this batch: a fresh one
+    return _judge_batch(entries, limits, root, None)
+
+
+def _judge_batch(entries: list[tuple[dict, int, float]], limits: Limits, root: bool, server: _Server | None):
+    """`_execute_batch` in `server` (a kept sandbox), or with None in a sandbox launched for it."""
     request_file = tempfile.TemporaryFile()  # unlinked from the start: only the descriptor reaches it
     stdin_file = tempfile.TemporaryFile()
     report_r, report_w = os.pipe()
-    info_r, info_w = os.pipe()
-    host_fds: list[int] = []  # write ends to close once bwrap has them
+    side_r, side_w = os.pipe()  # kept: the init's stderr during this batch; launched: bwrap's --info-fd
+    host_fds: list[int] = []  # write ends to close once the sandbox has them
     outputs: list[tuple[int, int]] = []
     items = []
     launch = None
+    sent = False
     try:
         offset = 0
         for position, (request, _cases, total) in enumerate(entries):
@@ -466,29 +491,46 @@ def _execute_batch(entries: list[tuple[dict, int, float]], limits: Limits) -> tu
                           "stderr_fd": err_w, "backstop": total + STARTUP_GRACE + 30.0})
             offset += len(body)
         request_file.flush()
-        config = {"request_fd": request_file.fileno(), "report_fd": report_w, "limits": asdict(limits), "items": items}
-        argv = argv[:1] + ["--info-fd", str(info_w)] + argv[1:] + ["--supervise-batch", json.dumps(config)]
-        pass_fds = (request_file.fileno(), report_w, info_w, *host_fds)
-        launch = _Launch(argv, pass_fds, stdin_file, "bwrap", info_r, limits)
+        if server is not None:
+            # Descriptors travel with the message; the items name them by position in it.
+            fds = [request_file.fileno(), report_w, side_w, *host_fds]
+            numbered = [dict(item, stdout_fd=3 + 2 * i, stderr_fd=4 + 2 * i) for i, item in enumerate(items)]
+            sent = server.send(json.dumps({"fds": [0, 1, 2], "items": numbered}).encode(), fds)
+            launch = server.launch
+        else:
+            config = {"request_fd": request_file.fileno(), "report_fd": report_w, "limits": asdict(limits), "items": items}
+            argv = _bwrap_argv(limits, root, batch=True)
+            argv = argv[:1] + ["--info-fd", str(side_w)] + argv[1:] + ["--supervise-batch", json.dumps(config)]
+            pass_fds = (request_file.fileno(), report_w, side_w, *host_fds)
+            launch = _Launch(argv, pass_fds, stdin_file, "bwrap", side_r, limits)
+            sent = True
     finally:
-        for fd in (report_w, info_w, *host_fds):
+        for fd in (report_w, side_w, *host_fds):
             os.close(fd)
         request_file.close()
         stdin_file.close()
-        if launch is None:
-            for fd in (report_r, info_r, *(fd for pair in outputs for fd in pair)):
+        if not sent:
+            for fd in (report_r, side_r, *(fd for pair in outputs for fd in pair)):
                 os.close(fd)
+    if server is not None and not sent:
+        return {}, list(range(len(entries))), "the kept sandbox had ended"
+    started_at = time.monotonic()
     proc = launch.proc
-    stdout_fd, stderr_fd = proc.stdout.fileno(), proc.stderr.fileno()
-    buffers = {fd: bytearray() for fd in (stdout_fd, stderr_fd, report_r, info_r, *(fd for pair in outputs for fd in pair))}
+    stdout_fd, stderr_fd = (None, side_r) if server is not None else (proc.stdout.fileno(), proc.stderr.fileno())
+    info_r = None if server is not None else side_r
+    read_fds = [fd for fd in (stdout_fd, stderr_fd, report_r, info_r) if fd is not None]
+    buffers = {fd: bytearray() for fd in (*read_fds, *(fd for pair in outputs for fd in pair))}
     caps = {fd: limits.output_bytes for fd in buffers}
-    caps[report_r], caps[info_r] = 16 << 20, 1 << 16
+    caps[report_r] = 16 << 20
+    if info_r is not None:
+        caps[info_r] = 1 << 16
     open_fds = set(buffers)
     selector = selectors.DefaultSelector()  # not select(): many descriptors, possibly numbered above 1023
     for fd in open_fds:
         selector.register(fd, selectors.EVENT_READ)
     timed_out = stopped = False
-    deadline = launch.started + STARTUP_GRACE + sum(item["backstop"] + BATCH_RESTORE_GRACE for item in items)
+    deadline = (started_at if server is not None else launch.started) + STARTUP_GRACE + \
+        sum(item["backstop"] + BATCH_RESTORE_GRACE for item in items)
     try:
         while open_fds:
             remaining = deadline - time.monotonic()
@@ -496,7 +538,7 @@ def _execute_batch(entries: list[tuple[dict, int, float]], limits: Limits) -> tu
                 if stopped:
                     break
                 timed_out = stopped = True
-                launch.stop()
+                launch.stop()  # a kept sandbox too: it is not given back alive
                 deadline = time.monotonic() + 5.0
                 continue
             for key, _ in selector.select(remaining):
@@ -510,17 +552,20 @@ def _execute_batch(entries: list[tuple[dict, int, float]], limits: Limits) -> tu
                     continue
                 room = caps[fd] - len(buffers[fd])
                 buffers[fd] += chunk[: max(room, 0)]  # past the cap: drained and dropped, as in judge()
-        proc.wait(timeout=10)
+        if server is None:
+            proc.wait(timeout=10)
     finally:
         selector.close()
-        if proc.poll() is None:
-            launch.stop()
-            proc.wait()
-        launch.close()
+        if server is None:
+            if proc.poll() is None:
+                launch.stop()
+                proc.wait()
+            launch.close()
         for fd in buffers:
-            os.close(fd) if fd not in (stdout_fd, stderr_fd) else None
-        proc.stdout.close()
-        proc.stderr.close()
+            os.close(fd) if fd not in (proc.stdout.fileno(), proc.stderr.fileno()) else None
+        if server is None:
+            proc.stdout.close()
+            proc.stderr.close()
     sandbox_stderr = bytes(buffers[stderr_fd]).decode("utf-8", "replace")
     started: set[int] = set()
     done: dict[int, dict] = {}
@@ -552,9 +597,9 @@ def _execute_batch(entries: list[tuple[dict, int, float]], limits: Limits) -> tu
 
 def judge_many(sources: list[str], tests: list[dict] | dict, timeout: float = 6.0, *, limits: Limits | None = None,
                isolation: str = "bwrap", batch_size: int = 64) -> list[JudgeReport]:
-    """`[judge(s, t, timeout) for s, t in zip(sources, tests)]`, with one sandbox launch per
-    `batch_size` programs instead of one per program. `tests`: one spec per source, or one
-    spec for all.
+    """`[judge(s, t, timeout) for s, t in zip(sources, tests)]`, judged `batch_size` programs at
+    a time in one sandbox instead of one sandbox per program; the sandbox is kept for the next
+    batch, of this call or a later one. `tests`: one spec per source, or one spec for all.
 
     Each program gets what judge() gives it: its own supervisor (forked, not started afresh),
     its own program process forked before the tests are read, its own fresh uids (as root),
@@ -563,7 +608,8 @@ def judge_many(sources: list[str], tests: list[dict] | dict, timeout: float = 6.
     sandbox's init kills every other process in it, empties /tmp and checks that no process,
     file or SysV IPC object is left; if that check fails, or the sandbox ends early, the
     programs not yet started are judged in a fresh sandbox (and, if a fresh one starts none of
-    them, one by one with judge()). The program that was running when its supervisor died gets
+    them, one by one with judge()). The same holds between the last program of one batch and the
+    first of the next in a kept sandbox. The program that was running when its supervisor died gets
     "no_verdict". `isolation="rlimits_only"` has no pid namespace to reset: it calls judge()
     for each program.
     """

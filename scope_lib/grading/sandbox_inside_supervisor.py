@@ -1,6 +1,6 @@
 """Inside the sandbox: the supervisor, the program the sandbox runs
 (`python /sandbox/sandbox_inside_supervisor.py --supervise CONFIG`, or `--supervise-batch CONFIG`
-for batch mode). Trusted: it holds the tests, the nonce and the report pipe. Mounted read-only
+for batch mode, or `--supervise-server CONFIG` for a batch sandbox kept for many batches). Trusted: it holds the tests, the nonce and the report pipe. Mounted read-only
 with scope_lib/grading/sandbox_inside_runner.py and scope_lib/grading/sandbox_wire.py; imports only the
 standard library. The host side is scope_lib/grading/sandbox.py.
 
@@ -309,8 +309,10 @@ def _supervise(config: dict) -> int:
 # =============================================================================================
 # Inside the sandbox: batch mode (one sandbox, many programs judged one after the other)
 #
-# The batch's init (PID 1 of the pid namespace, `_supervise_batch`) holds no secret: it never
-# reads the request file (the tests, the nonces), only passes its descriptor on. For each
+# The batch's init (PID 1 of the pid namespace, `_supervise_batch`, or `_supervise_server` for
+# a sandbox kept for many batches, which takes each batch from its socket and runs it the same
+# way) holds no secret: it never reads a request file (the tests, the nonces), only passes its
+# descriptor on. For each
 # program it forks a fresh supervisor that runs `_supervise` exactly as a single judge() does
 # (forks the program's side first, drops to its own uid, reads its slice of the request file,
 # reports with its own nonce). When that supervisor has ended, the init restores the sandbox:
@@ -411,9 +413,9 @@ def _restore_sandbox(tmp_state: tuple) -> str:
     return ""
 
 
-def _supervise_batch(config: dict) -> int:
-    report_fd = config["report_fd"]
-    if all(item["uids"] is None for item in config["items"]):
+def _batch_prologue(root: bool) -> tuple:
+    """What the init does once, before its first program: /tmp's initial state, SIGCHLD blocked."""
+    if not root:
         # Not root: every process has our uid; without this a program could open /proc/1/fd/N
         # and read the request file of the whole batch.
         import ctypes
@@ -422,9 +424,16 @@ def _supervise_batch(config: dict) -> int:
         for name in [name for name in sys.modules if name == "ctypes" or name.startswith("ctypes.")]:
             del sys.modules[name]  # each program's process starts with the modules of a single judge()
     info = os.stat("/tmp", follow_symlinks=False)
-    tmp_state = (info.st_mode, info.st_uid, info.st_gid)
-    output_fds = {fd for item in config["items"] for fd in (item["stdout_fd"], item["stderr_fd"])}
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+    return (info.st_mode, info.st_uid, info.st_gid)
+
+
+def _run_batch(config: dict, tmp_state: tuple, also_close: tuple = ()) -> int:
+    """Judge `config["items"]` one after the other: 0 when done, 1 when the report pipe broke,
+    3 when the sandbox could not be restored after a program (the host starts a fresh one).
+    `also_close`: descriptors of the init that a program's supervisor must not keep."""
+    report_fd = config["report_fd"]
+    output_fds = {fd for item in config["items"] for fd in (item["stdout_fd"], item["stderr_fd"])}
     for item in config["items"]:
         index = item["index"]
         if not _write_atomic_frame(report_fd, {"event": "started", "index": index}):
@@ -437,7 +446,7 @@ def _supervise_batch(config: dict) -> int:
                 signal.pthread_sigmask(signal.SIG_SETMASK, [])
                 os.dup2(item["stdout_fd"], 1)
                 os.dup2(item["stderr_fd"], 2)
-                for fd in output_fds:
+                for fd in (*output_fds, *also_close):
                     os.close(fd)
                 status = _supervise({"request_fd": config["request_fd"], "report_fd": report_fd, "uids": item["uids"],
                                      "mode": item["mode"], "limits": config["limits"], "cpu_seconds": item["cpu_seconds"],
@@ -473,9 +482,54 @@ def _supervise_batch(config: dict) -> int:
     return 0
 
 
+def _supervise_batch(config: dict) -> int:
+    return _run_batch(config, _batch_prologue(any(item["uids"] is not None for item in config["items"])))
+
+
+def _supervise_server(config: dict) -> int:
+    """The init of a batch sandbox kept for many batches (the host's `_Server`). Each batch comes
+    as one message on the control socket: the batch's config (as `--supervise-batch` gets it,
+    with positions in the message's descriptors where that has descriptor numbers) and the
+    descriptors themselves: the request file, the report pipe, a pipe for the init's own stderr
+    and each program's stdout and stderr. The init judges the batch exactly as `_run_batch`
+    does, closes the batch's descriptors and waits for the next; it ends when the host closes
+    the socket, and after a program it could not clean up after (the host then starts a fresh
+    sandbox). Between two batches, as between two programs, nothing of a program is left."""
+    before = set(sys.modules)
+    import socket
+
+    control, recv_fds = socket.socket(fileno=config["control_fd"]), socket.recv_fds
+    for name in set(sys.modules) - before:
+        del sys.modules[name]  # each program's process starts with the modules of a single judge()
+    del socket
+    saved_stderr = os.dup(2)
+    tmp_state = _batch_prologue(config["root"])
+    while True:
+        try:
+            message, fds, _, _ = recv_fds(control, 1 << 22, 255)
+        except OSError:
+            return 1
+        if not message:
+            return 0  # the host is done with this sandbox
+        try:
+            batch = json.loads(message)
+            request_fd, report_fd, stderr_fd = (fds[i] for i in batch["fds"])
+            items = [dict(item, stdout_fd=fds[item["stdout_fd"]], stderr_fd=fds[item["stderr_fd"]]) for item in batch["items"]]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return 2  # not from our host: stop
+        os.dup2(stderr_fd, 2)
+        status = _run_batch({"request_fd": request_fd, "report_fd": report_fd, "limits": config["limits"], "items": items},
+                            tmp_state, also_close=(control.fileno(), saved_stderr, stderr_fd))
+        os.dup2(saved_stderr, 2)
+        if status:
+            return status  # exiting closes the rest
+        for fd in (request_fd, report_fd, stderr_fd):  # each program's pipes were closed after it
+            os.close(fd)
 
 
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--supervise":
     sys.exit(_supervise(json.loads(sys.argv[2])))
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--supervise-batch":
     sys.exit(_supervise_batch(json.loads(sys.argv[2])))
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--supervise-server":
+    sys.exit(_supervise_server(json.loads(sys.argv[2])))

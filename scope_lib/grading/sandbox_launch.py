@@ -1,22 +1,30 @@
 """Host side of the sandbox: what it sees and how it starts. The bwrap arguments that show only
 the interpreter (and the files of scope_lib/grading/sandbox_inside_supervisor.py's side) read-only, the
-seccomp filter against new namespaces, the memory cgroup of the whole sandbox, and one launched
-sandbox process tree (`_Launch`). The API that uses them is scope_lib/grading/sandbox.py.
+seccomp filter against new namespaces, the memory cgroup of the whole sandbox, one launched
+sandbox process tree (`_Launch`), and the batch sandboxes kept between batches (`_Server`, taken
+and given back by `take_server` / `give_back_server`, ended by `close_servers`). The API that
+uses them is scope_lib/grading/sandbox.py.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
 import platform
 import secrets
+import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # The files that run inside the sandbox, mounted read-only in SANDBOX_DIR; the first is the script.
@@ -318,11 +326,13 @@ class _Launch:
             if seccomp_file is not None:
                 seccomp_file.close()
         self.info_fd = info_fd
+        self.info = b""
         self.init_pidfd: int | None = None  # the sandbox's init (the supervisor), once bwrap has said its pid
 
     def note_info(self, text: bytes) -> None:
         # bwrap's --info-fd JSON names the host pid of the sandbox's init; a pidfd taken now (the
         # init is bwrap's unreaped child) cannot later hit a recycled pid.
+        self.info = text
         try:
             pid = int(json.loads(text)["child-pid"])
             self.init_pidfd = os.pidfd_open(pid)
@@ -350,3 +360,167 @@ class _Launch:
         if self.cgroup is not None:
             self.cgroup.remove()
 
+
+
+# ---------------------------------------------------------------------------------------------
+# batch sandboxes kept between batches
+
+MAX_PASSED_FDS = 253  # SCM_MAX_FD: descriptors one message on a Unix socket may carry
+
+
+class _Server:
+    """A batch sandbox kept for many batches: bwrap running the inside script with
+    `--supervise-server`, whose init takes one batch at a time from a Unix socket (with the
+    batch's descriptors) and judges it as a sandbox launched for that batch alone would
+    (scope_lib/grading/sandbox_inside_supervisor.py). `argv`: `_bwrap_argv(..., batch=True)`;
+    `config`: the server's settings, to which the socket's descriptor number is added."""
+
+    def __init__(self, argv: list[str], config: dict, limits):
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        info_r, info_w = os.pipe()
+        stdin_file = tempfile.TemporaryFile()
+        config = dict(config, control_fd=child.fileno())
+        argv = argv[:1] + ["--info-fd", str(info_w)] + argv[1:] + ["--supervise-server", json.dumps(config)]
+        try:
+            self.launch = _on_launcher_thread(
+                lambda: _Launch(argv, (child.fileno(), info_w), stdin_file, "bwrap", info_r, limits))
+        except BaseException:
+            parent.close()
+            os.close(info_r)
+            raise
+        finally:
+            child.close()
+            os.close(info_w)
+            stdin_file.close()
+        self.sock = parent
+        info, deadline = b"", time.monotonic() + 30.0
+        while time.monotonic() < deadline:  # bwrap writes the init's pid on --info-fd, then closes it
+            if not select.select([info_r], [], [], max(deadline - time.monotonic(), 0))[0]:
+                break
+            chunk = os.read(info_r, 1 << 16)
+            if not chunk:
+                break
+            info += chunk
+        os.close(info_r)
+        self.launch.note_info(info)
+        _kept.add(self)
+
+    def send(self, message: bytes, fds: list[int]) -> bool:
+        """Hand the init one batch; False when it is gone."""
+        try:
+            return socket.send_fds(self.sock, [message], fds) == len(message)
+        except OSError:
+            return False
+
+    def alive(self) -> bool:
+        return self.launch.proc.poll() is None
+
+    def pids(self) -> set[int]:
+        """Host pids of bwrap and the init (nothing else runs in a kept sandbox between batches)."""
+        pids = {self.launch.proc.pid}
+        try:
+            pids.add(int(json.loads(self.launch.info)["child-pid"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+        return pids
+
+    def close(self) -> None:
+        """End it: the init ends when its socket closes; killed if it has not within 5 s."""
+        _kept.discard(self)
+        self.sock.close()
+        try:
+            self.launch.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.launch.stop()
+            self.launch.proc.wait()
+        self.launch.close()
+        for stream in (self.launch.proc.stdout, self.launch.proc.stderr):
+            stream.close()
+
+    def forget(self) -> None:
+        """In a forked child: close this process's copies of the sandbox's descriptors (the init
+        sees its socket close only when the parent closes its own), leaving the sandbox to the parent."""
+        self.sock.close()
+        for stream in (self.launch.proc.stdout, self.launch.proc.stderr):
+            stream.close()
+        if self.launch.init_pidfd is not None:
+            os.close(self.launch.init_pidfd)
+            self.launch.init_pidfd = None
+
+
+_kept: "weakref.WeakSet[_Server]" = weakref.WeakSet()  # every kept sandbox of this process, busy or idle
+_idle: dict = {}  # key -> idle kept sandboxes
+_idle_lock = threading.Lock()
+MAX_IDLE = max(2, os.cpu_count() or 1)  # idle kept sandboxes per key
+
+
+def take_server(key) -> "_Server | None":
+    with _idle_lock:
+        servers = _idle.get(key, [])
+        while servers:
+            server = servers.pop()
+            if server.alive():
+                return server
+            server.close()
+    return None
+
+
+def give_back_server(key, server: _Server) -> None:
+    if server.alive():
+        with _idle_lock:
+            servers = _idle.setdefault(key, [])
+            if len(servers) < MAX_IDLE:
+                servers.append(server)
+                return
+    server.close()
+
+
+def close_servers() -> None:
+    """End every idle kept sandbox of this process."""
+    with _idle_lock:
+        servers = [server for group in _idle.values() for server in group]
+        _idle.clear()
+    for server in servers:
+        server.close()
+
+
+def kept_sandbox_pids() -> set[int]:
+    """Host pids of the kept sandboxes' bwrap and init processes (for leftover checks)."""
+    return {pid for server in list(_kept) for pid in server.pids()}
+
+
+_launcher: ThreadPoolExecutor | None = None
+_launcher_lock = threading.Lock()
+
+
+def _on_launcher_thread(start):
+    """`start()` on one long-lived thread. bwrap's --die-with-parent follows the thread that
+    started it (PR_SET_PDEATHSIG), so a sandbox kept beyond the call that started it must be
+    started by a thread that lives as long as the process."""
+    global _launcher
+    with _launcher_lock:
+        if _launcher is None:
+            _launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-launcher")
+        launcher = _launcher
+    try:
+        future = launcher.submit(start)
+    except RuntimeError:  # the interpreter is shutting down
+        return start()
+    return future.result()
+
+
+_forgotten: list = []  # a forked child's inherited kept sandboxes: never used, never ended by it
+
+
+def _forget_after_fork() -> None:
+    global _launcher, _idle_lock, _launcher_lock
+    for server in list(_kept):
+        server.forget()
+        _forgotten.append(server)  # kept referenced: no finalizer of its Popen runs in the child
+    _kept.clear()
+    _idle.clear()
+    _launcher, _idle_lock, _launcher_lock = None, threading.Lock(), threading.Lock()
+
+
+atexit.register(close_servers)
+os.register_at_fork(after_in_child=_forget_after_fork)
