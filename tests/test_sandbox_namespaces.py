@@ -6,6 +6,7 @@ tests/test_sandbox.py."""
 
 import os
 import random
+import subprocess
 
 import pytest
 
@@ -85,3 +86,24 @@ def test_memory_is_capped_for_the_whole_sandbox():
     roomy = run(program, timeout=30, limits=Limits(max_processes=8, sandbox_memory_mb=2048))
     assert roomy.stdout.split() == ["0"] * children, roomy
     assert not list(probe.path.parent.glob(f"scope-sandbox-{os.getpid()}-*")), "a sandbox cgroup was left behind"
+
+
+def test_cgroups_left_by_ended_processes_are_removed():
+    # A process that ends by os._exit, or is killed, leaves the memory cgroups of the sandboxes
+    # it kept; the next sandbox made under the same parent removes them, and only them.
+    live = sandbox_launch._MemoryCgroup.create(64)
+    if live is None:
+        pytest.skip("no memory cgroup can be made here: the sandbox falls back to per-process limits (Limits docs)")
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    stale = live.path.parent / f"scope-sandbox-{ended.pid}-0123456789ab"
+    stale.mkdir()
+    fresh = sandbox_launch._MemoryCgroup.create(64)
+    try:
+        assert not stale.exists(), "the cgroup of an ended process was left"
+        assert live.path.exists(), "the cgroup of a running process was removed"
+    finally:
+        for cgroup in (live, fresh):
+            cgroup.remove()
+        if stale.exists():
+            stale.rmdir()

@@ -232,6 +232,26 @@ def _seccomp_filter() -> bytes | None:
     return b"".join(struct.pack("<HBBI", *instruction) for instruction in program)
 
 
+def _remove_stale(parent: Path) -> None:
+    """Remove the empty sandbox cgroups of processes that have ended without removing them (a
+    process that ends by os._exit, or is killed, leaves those of the sandboxes it kept): each
+    name carries the pid of the process that made it, and rmdir fails on a cgroup that still
+    holds a process."""
+    for stale in parent.glob("scope-sandbox-*"):
+        try:
+            pid = int(stale.name.split("-")[2])
+            os.kill(pid, 0)
+            continue  # its maker still runs: it removes its own
+        except ProcessLookupError:
+            pass
+        except (ValueError, IndexError, PermissionError, OSError):
+            continue
+        try:
+            stale.rmdir()
+        except OSError:
+            pass
+
+
 class _MemoryCgroup:
     """A memory cgroup for one sandbox, capping all of its processes together (RLIMIT_AS caps
     each one: 16 processes of 1 GiB each were 70% of a 24 GB machine).
@@ -265,6 +285,7 @@ class _MemoryCgroup:
                         continue
                 except OSError:
                     continue
+            _remove_stale(parent)
             path = parent / f"scope-sandbox-{os.getpid()}-{secrets.token_hex(6)}"
             try:
                 path.mkdir()
