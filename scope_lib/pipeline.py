@@ -202,8 +202,8 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
     return scored
 
 
-# Finished rows handed to the worker together: one sandbox launch judges up to 32 programs
-# (code_verify._BATCH_SIZE), so grading rows one by one as they finish would launch more.
+# Finished rows handed to the worker together: each call hands its programs to the kept batch
+# sandbox at once (scope_lib/grading/code.py), so grading rows one by one would cost a hand-over each.
 _GRADE_ROWS = 16
 
 # --- overlapped teacher scoring ----------------------------------------------------------------
