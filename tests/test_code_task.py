@@ -171,7 +171,12 @@ def test_distillation_on_the_shipped_code_world_raises_the_greedy_pass_rate(tmp_
     from scope_lib.trainer import train
     from scope_lib.world import WorldSpec, load_world
 
-    cfg = experiment_config("tiny_code", "kd", 0, output_dir=str(tmp_path / "run"), progress=False)
+    # The budget this was shown at, pinned (the preset's own budget is sized for the main job's
+    # time and may move): 40 steps of 16 prompts, 10 warm-up steps, lr 1e-3.
+    budget = {"steps": 40, "optim.prompts_per_step": 16, "optim.mini_batch_prompts": 16,
+              "optim.warmup_steps": 10, "optim.lr": 1e-3}
+    cfg = experiment_config("tiny_code", "kd", 0, output_dir=str(tmp_path / "run"), progress=False, **budget)
+    assert (cfg.steps, cfg.optim.prompts_per_step, cfg.optim.lr) == (40, 16, 1e-3)
     assert cfg.kd.only_correct
     world = load_world(WorldSpec.from_config(cfg))
     validation = code_task.validation_set(200, seed=1)

@@ -25,6 +25,10 @@ BEFORE = {
     "eval/tiny_code/base=False": "scope-seed0-1a3ce7b05d5ca28d/eval-3ed87e927e01c082.json",
 }
 
+# The code world's preset before its budget was cut for the 90-minute main job (commit 5253b21): a
+# new budget is a new experiment and gets new keys; what must not move is the key of the same settings.
+CODE_BEFORE = {"steps": 40, "optim.prompts_per_step": 16, "optim.mini_batch_prompts": 16, "optim.warmup_steps": 10}
+
 
 def _keys():
     out = {}
@@ -32,10 +36,11 @@ def _keys():
         overrides = {"method": method, **({"rollout.group_size": 1} if method == "opd" else {})}
         # the chain world's preset: `tiny` until the route world became the default (same settings)
         out[f"tiny/{method}"] = runs.run_key(load_config("tiny_chain", overrides=overrides))
-    out["tiny_code/scope"] = runs.run_key(load_config("tiny_code"))
+    out["tiny_code/scope"] = runs.run_key(load_config("tiny_code", overrides=CODE_BEFORE))
     for preset, sets in (("tiny", MATH), ("tiny_code", CODE)):
         for base in (True, False):
-            path = runs.evaluation_path(load_config("tiny_chain" if preset == "tiny" else preset), sets, base=base,
+            cfg = load_config("tiny_chain") if preset == "tiny" else load_config(preset, overrides=CODE_BEFORE)
+            path = runs.evaluation_path(cfg, sets, base=base,
                                         root=Path("/r"))
             out[f"eval/{preset}/base={base}"] = str(path.relative_to("/r"))
     return out
