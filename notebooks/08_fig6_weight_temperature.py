@@ -45,7 +45,7 @@ SCALE = "tiny"  # smoke: "tiny_routes_smoke"
 SMOKE = False  # True: a seconds-sized run; each parameter left at its default takes its smoke value
 SEEDS = [0, 1, 2, 3, 4]  # smoke: [0]
 TAUS = [0.5, 1.0, 2.0]
-TAU_STUDENTS = []  # empty: the values of the world's preconditions record (ESS 0.95, 0.85, 0.70)
+TAU_STUDENTS = []  # smoke: [0.1]; empty: the values of the world's preconditions record (ESS 0.95, 0.85, 0.70)
 EVAL_K = 16  # smoke: 4
 FIGURES_DIR = "figures"
 
@@ -123,25 +123,18 @@ ctx.show_claims("fig6_weight_temperature", lines);
 # SCOPE − w/o DPAW per seed (paired), its mean and 95% t interval: the verdict rule's interval.
 
 # %%
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from scope_lib.notebook import verdict
 from scope_lib.experiments.grid import experiment_config
+from scope_lib.studies import preconditions
 
 model = experiment_config(SCALE, "scope", SEEDS[0]).model.student
-record_path = Path(nb.__file__).resolve().parents[1] / "data" / f"world_{model}" / "preconditions.json"
-record = json.loads(record_path.read_text()) if record_path.exists() else {}
-targets = [0.95, 0.85, 0.7]
-if TAU_STUDENTS:
-    tau_students = list(TAU_STUDENTS)
-elif all(f"tau_student@ess={t:g}" in record for t in targets):
-    tau_students = [record[f"tau_student@ess={t:g}"] for t in targets]
-else:  # a world without a record (the smoke world): one sharper value, to run the code path
-    tau_students = [0.1]
+# the preconditions record's values (it must exist: no silent fallback to others), or the values given
+tau_students = list(TAU_STUDENTS) or preconditions.tau_student_values(model)
+has_record = (preconditions.REPO_ROOT / "data" / f"world_{model}" / "preconditions.json").exists()
+record = preconditions.committed_record(model) if has_record else {}  # the smoke world has none: ESS unknown
 sweep_runs = [(1.0, named_variant("scope"))] + [(t, family_variant("scope_tau_student", t)) for t in tau_students]
 tau_of = {run.name: float(t) for t, run in sweep_runs}  # Eq. 4's temperature of each run (1: the paper's SCOPE)
 ess_of = {run.name: record.get(f"student_ess_frac@tau_student={t:g}", np.nan) for t, run in sweep_runs[1:]}

@@ -1,5 +1,6 @@
 """The world's preconditions: hand-made tables with known answers, and a toy world end to end."""
 
+import json
 import math
 
 import numpy as np
@@ -194,3 +195,23 @@ def test_regime_table_puts_this_runs_ess_beside_the_records(tmp_path):
     assert f"{values[(1.0, STUDENT_PATH)]:.4f}" in line and "not recorded" in line
     with pytest.raises(ValueError, match="tau"):
         regime_table(weight_table, 2.0, "this run", "note", records_root=tmp_path)
+
+
+def test_tau_student_values_come_from_the_committed_record_and_a_missing_one_is_named(tmp_path):
+    """Notebook 08's sweep reads its tau_student values here: the shipped world's record gives one
+    per ESS target, in the targets' order, each with the ESS it reaches; no record, or a record
+    without a target, is refused naming the file (the notebook once read a wrong folder and ran a
+    fallback value instead, unnoticed)."""
+    values = pre.tau_student_values("tiny_routes")
+    record = pre.committed_record("tiny_routes")
+    assert len(values) == len(pre.ESS_TARGETS) == 3
+    assert values == sorted(values, reverse=True) and all(0 < v < 1 for v in values)  # sharper as the ESS falls
+    for target, tau in zip(pre.ESS_TARGETS, values):
+        assert abs(record[f"student_ess_frac@tau_student={tau:g}"] - target) < 0.01
+    with pytest.raises(FileNotFoundError, match=r"world_nowhere.*preconditions\.json.*scope_lib\.studies\.preconditions nowhere"):
+        pre.tau_student_values("nowhere", root=tmp_path)
+    folder = tmp_path / "data" / "world_partial"
+    folder.mkdir(parents=True)
+    (folder / "preconditions.json").write_text(json.dumps({"tau_student@ess=0.95": 0.1}))
+    with pytest.raises(KeyError, match=r"world_partial.*\[0\.85, 0\.7\]"):
+        pre.tau_student_values("partial", root=tmp_path)

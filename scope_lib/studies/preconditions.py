@@ -232,6 +232,33 @@ def tau_student_sweep(table: pd.DataFrame, targets=ESS_TARGETS) -> list[dict[str
     return out
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def committed_record(model: str, root=None) -> dict:
+    """The committed preconditions record of world `model` (`data/world_<model>/preconditions.json`
+    under `root`, the repository by default). FileNotFoundError naming the file and the command
+    that writes it when there is none."""
+    path = (Path(root) if root is not None else REPO_ROOT) / "data" / f"world_{model}" / "preconditions.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no preconditions record of world {model!r}; "
+                                f"python -m scope_lib.studies.preconditions {model} --out {path.parent} writes it")
+    return json.loads(path.read_text())
+
+
+def tau_student_values(model: str, root=None, targets=ESS_TARGETS) -> list[float]:
+    """The `scope.tau_student` values that world `model`'s committed preconditions record chose to
+    bring the base student's student-path ESS to each of `targets` (0.95, 0.85, 0.70), in that
+    order. Raises (naming the record) when the record or a target's value is missing, so a sweep
+    never falls back silently to other values."""
+    record = committed_record(model, root)
+    missing = [t for t in targets if f"tau_student@ess={t:g}" not in record]
+    if missing:
+        raise KeyError(f"data/world_{model}/preconditions.json has no tau_student for ESS {missing}; "
+                       f"python -m scope_lib.studies.preconditions {model} --out data/world_{model} measures them")
+    return [float(record[f"tau_student@ess={t:g}"]) for t in targets]
+
+
 @torch.no_grad()
 def second_pass_rate(model, tokenizer, problems: Sequence[Problem], *, max_new_tokens: int = 128,
                      batch_size: int = 256) -> dict[str, float]:
