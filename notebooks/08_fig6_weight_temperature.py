@@ -159,11 +159,10 @@ for ax, metric in zip(axes, [names["avg@k"], names["pass@k"]]):
         x = part["tau_student"].to_numpy(dtype=float)
     ax.errorbar(x, part["effect_points"], yerr=[part["effect_points"] - part["low"], part["high"] - part["effect_points"]],
                 fmt="o", color=sns.color_palette("deep")[0], capsize=4,
-                label=f"SCOPE − {display_name('no_dpaw')} (mean, 95% t interval)")
-    for i, (xi, yi, t) in enumerate(zip(x, part["effect_points"], part["tau_student"])):
-        last = i == len(x) - 1  # the rightmost point's label goes below-left, clear of its neighbour's
-        ax.annotate(f"student τ = {t:g}", (xi, yi), textcoords="offset points", xytext=(-6, -12) if last else (6, 6),
-                    ha="right" if last else "left", fontsize=8)
+                label=f"SCOPE − {display_name('no_dpaw')} (mean, 95% t interval), labelled by Eq. 4's τ")
+    for xi, top, t in zip(x, part["high"], part["tau_student"]):  # each point's Eq. 4 tau, above its interval
+        ax.annotate(f"τ = {t:g}", (xi, top), textcoords="offset points", xytext=(0, 4), ha="center", va="bottom", fontsize=8)
+    ax.margins(y=0.15)
     ax.axhline(0, color="grey", lw=0.8)
     paper_x = ess_of["scope"] if not np.isnan(ess_of["scope"]) else 1.0
     ax.axvline(paper_x, color="black", ls="--", lw=1, label="the paper's τ = 1")
