@@ -51,6 +51,16 @@ def test_results_page_embeds_what_exists(tmp_path):
     assert "Fig. 1a" not in page  # nothing of notebook 01 exists, so no section
     assert verdict.RULE_TEXT in page  # the rule heads the page, before any section
     assert page.index(verdict.RULE_TEXT) < page.index("## Fig. 3")
+    assert "RL-KD hybrid" not in page  # Table 1's note comes with Table 1's section only
+
+
+def test_table_sections_say_what_the_hybrid_comparison_adds(tmp_path):
+    for name in ("table1_main_results", "table2_code"):
+        (tmp_path / f"{name}.claims.md").write_text("- **inconclusive** — SCOPE − RL-KD hybrid\n")
+    page = report.build_results_page(str(tmp_path)).read_text()
+    for heading in ("## Table 1", "## Table 2"):
+        section = page[page.index(heading):]
+        assert section.index(report.SECTION_NOTES["04"]) < section.index("- **inconclusive**")
 
 
 def test_results_page_of_a_variant_folder_says_so_and_captions_need_a_record(tmp_path):

@@ -430,6 +430,16 @@ RESULTS_PAGE = [
     (("table2",), "11", "Table 2: code generation (the tiny code world, hidden tests in the sandbox)"),
 ]
 
+# What a section's comparison adds to the paper, where the paper has no such comparison (one
+# sentence under the section's heading; it describes the question, never a result).
+SECTION_NOTES = {
+    "04": "The RL-KD hybrid row (GRPO's reward advantage plus beta times the teacher-student log-ratio on "
+          "every rollout, as KDRL-style trainers run it) is not in the paper, which cites such hybrids without "
+          "running one: \"SCOPE − RL-KD hybrid\" asks whether routing rollouts by correctness, with DPAW weights, "
+          "beats the hybrid that SCOPE's likeliest adopters already have.",
+}
+SECTION_NOTES["11"] = SECTION_NOTES["04"]
+
 
 def artefact_caption(folder: Path, name: str, *, with_caption: bool = True) -> str:
     """The italic caption line of artefact `name`: its recorded caption (unless not
@@ -481,6 +491,8 @@ def build_results_page(figures_dir: str = "figures", *, header: str = "") -> Pat
         if not (claims or images or tables):
             continue
         parts += [f"## {title}", "", f"Notebook `notebooks/{notebook}_*.ipynb`.", ""]
+        if notebook in SECTION_NOTES:
+            parts += [SECTION_NOTES[notebook], ""]
         for image in images:
             parts += [f"![{image.stem}]({image.name})", ""] + captioned(image.stem)
         # A paper table, or the tables of a section without figures, is shown itself; long-format
