@@ -193,6 +193,11 @@ def test_regime_table_puts_this_runs_ess_beside_the_records(tmp_path):
     assert table["source"].iloc[2:-1].str.endswith("(missing)").all()
     line = regime_lines(table)[0]
     assert f"{values[(1.0, STUDENT_PATH)]:.4f}" in line and "not recorded" in line
+    assert "undefined" not in line
+    # a record that exists but holds no value (no group with two correct answers) is not "not recorded"
+    recorded = table.assign(source=table["source"].str.replace(" (missing)", "", regex=False))
+    line = regime_lines(recorded)[0]
+    assert "not recorded" not in line and "undefined (no group with 2+ correct answers)" in line
     with pytest.raises(ValueError, match="tau"):
         regime_table(weight_table, 2.0, "this run", "note", records_root=tmp_path)
 

@@ -124,6 +124,14 @@ def dpaw_check_lines(weight_table: pd.DataFrame, conc: pd.DataFrame, shares: Dir
 def regime_lines(regime: pd.DataFrame) -> list[str]:
     """The results-page line of the Eq. 4 regime (a measurement, not a verdict)."""
     values = regime["ess_frac@tau=1"].astype(float)
+    missing = regime["source"].astype(str).str.endswith("(missing)")
+
+    def shown(value: float, absent: bool) -> str:
+        if value == value:
+            return f"{value:.4f}"
+        # a record without a value: no group had two or more correct answers to weigh
+        return "not recorded" if absent else "undefined (no group with 2+ correct answers)"
+
     return ["**The Eq. 4 regime** (ESS fraction at tau = 1; 1 = uniform weights): " + "; ".join(
-        f"{model}, {path}: " + ("not recorded" if value != value else f"{value:.4f}")
-        for model, path, value in zip(regime["model"], regime["path"], values)) + "."]
+        f"{model}, {path}: {shown(value, absent)}"
+        for model, path, value, absent in zip(regime["model"], regime["path"], values, missing)) + "."]
