@@ -133,8 +133,7 @@ from scope_lib.studies import preconditions
 model = experiment_config(SCALE, "scope", SEEDS[0]).model.student
 # the preconditions record's values (it must exist: no silent fallback to others), or the values given
 tau_students = list(TAU_STUDENTS) or preconditions.tau_student_values(model)
-has_record = (preconditions.REPO_ROOT / "data" / f"world_{model}" / "preconditions.json").exists()
-record = preconditions.committed_record(model) if has_record else {}  # the smoke world has none: ESS unknown
+record = preconditions.committed_record(model) if preconditions.record_path(model).exists() else {}  # smoke world: none
 sweep_runs = [(1.0, named_variant("scope"))] + [(t, family_variant("scope_tau_student", t)) for t in tau_students]
 tau_of = {run.name: float(t) for t, run in sweep_runs}  # Eq. 4's temperature of each run (1: the paper's SCOPE)
 ess_of = {run.name: record.get(f"student_ess_frac@tau_student={t:g}", np.nan) for t, run in sweep_runs[1:]}

@@ -266,7 +266,9 @@ def _log_axes_if_wide(ax, x: pd.Series, y: pd.Series) -> None:
         if len(values) and values.min() > 0 and values.max() / values.min() > 3:
             getattr(ax, f"set_{axis}scale")("log")
             getattr(ax, f"{axis}axis").set_major_formatter(plain)
-            getattr(ax, f"{axis}axis").set_minor_formatter(some)
+            # over more than two decades even the 2s and 5s crowd: decades alone are labelled
+            wide = values.max() / values.min() > 100
+            getattr(ax, f"{axis}axis").set_minor_formatter(FuncFormatter(lambda *_: "") if wide else some)
 
 
 def _long_weights(frame: pd.DataFrame, prefixes: Sequence[str], taus: Sequence[float], ppl: str) -> pd.DataFrame:

@@ -235,11 +235,16 @@ def tau_student_sweep(table: pd.DataFrame, targets=ESS_TARGETS) -> list[dict[str
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def record_path(model: str, root=None) -> Path:
+    """Where world `model`'s preconditions record lives: `data/world_<model>/preconditions.json`
+    under `root`, the repository by default."""
+    return (Path(root) if root is not None else REPO_ROOT) / "data" / f"world_{model}" / "preconditions.json"
+
+
 def committed_record(model: str, root=None) -> dict:
-    """The committed preconditions record of world `model` (`data/world_<model>/preconditions.json`
-    under `root`, the repository by default). FileNotFoundError naming the file and the command
-    that writes it when there is none."""
-    path = (Path(root) if root is not None else REPO_ROOT) / "data" / f"world_{model}" / "preconditions.json"
+    """The committed preconditions record of world `model` (`record_path`). FileNotFoundError
+    naming the file and the command that writes it when there is none."""
+    path = record_path(model, root)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no preconditions record of world {model!r}; "
                                 f"python -m scope_lib.studies.preconditions {model} --out {path.parent} writes it")
@@ -403,7 +408,7 @@ def eq4_regime_table(root=None) -> pd.DataFrame:
     the default world, the code world and SmolLM2-135M (each from its committed record under
     `root`, the repository by default), and the teacher-path ESS the paper's Table 6 implies.
     A record that is missing gives a row with a NaN ESS and says so, never a number from elsewhere."""
-    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    root = Path(root) if root is not None else REPO_ROOT
     rows = []
     for label, record, key, path, note in EQ4_REGIME_RECORDS:
         file = root / record
