@@ -5,7 +5,8 @@ for SCOPE and GRPO; and the grading of one step's programs alone, before against
     python bench/reward_overlap.py [--steps 3] [--before REV] [--grading-repeats 5] [--set KEY=VALUE ...] [--out FILE.json]
 
 One process, one torch thread (as each run of the notebooks), the shipped `tiny_code` world and
-preset (16 prompts x 8 rollouts, up to 72 tokens, every reward judged in the sandbox).
+preset (its `optim.prompts_per_step` prompts x 8 rollouts a step, up to 72 tokens, every reward
+judged in the sandbox).
 
 - "before": this repository's `scope_lib/grading/` as of `--before` (default `BEFORE`, the last
   commit before the batch sandbox was made cheaper), read with `git show` into a private package
@@ -17,10 +18,16 @@ preset (16 prompts x 8 rollouts, up to 72 tokens, every reward judged in the san
   verdicts: checked here per step on the rewards; tests/test_reward_overlap.py checks the rest).
   Per step: wall time, the main thread's "reward" time (grading, or waiting for the worker's
   grades) and the worker's grading seconds.
-- What grading adds to a step: a synchronous step without its "reward" time is a step without
-  grading (the median over the before and after steps, which do the same other work); "adds" is
-  step / that - 1, per variant. Under a changing load the steadier figure is each synchronous
-  step's own reward time over the rest of that step ("grading_share_per_step", the median).
+- What grading adds to a step, measured: two more trainers take the same steps with grading
+  free, "after_free" (synchronous) and "overlapped_free" (reward.overlap), whose grader looks up
+  the verdicts the after-trainer's sandbox gave the same texts in the same step (it runs first
+  each step; the batches are the same, so every lookup hits). Each step, "adds" is a path's step
+  over its free-grading twin's step, minus 1 ("grading_adds_measured": per step, then the mean
+  with its 95% t-interval over the steps after the first, and the median). The first step is
+  left out: it launches the sandboxes a process keeps.
+- The older estimate is kept for comparison with earlier records: a synchronous step without its
+  "reward" time as a step without grading ("grading_adds"), and each synchronous step's own
+  reward time over the rest of that step ("grading_share_per_step").
 - Grading alone: the programs of the last step's after-trainer rollouts, graded `--grading-repeats`
   times by each side in turn (alternating which goes first); per program the wall time and the
   CPU time of the sandboxes (the process's reaped children) and of this process, and whether
@@ -48,6 +55,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 # The last commit of main before the batch sandbox's per-program work was cut (its grading is "before").
 BEFORE = "5211a89"
+# Per method, the trainers that take the same steps: "after" first each step (the free graders
+# read its verdicts), the others in an order that rotates.
+VARIANTS = ("before", "after", "overlapped", "after_free", "overlapped_free")
 
 
 def _cpu() -> str:
@@ -149,6 +159,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from scope_lib import grading
+    from scope_lib.common.stats import mean_ci
     from scope_lib.config import load_config
     from scope_lib.trainer import Timer, Trainer
 
@@ -162,24 +173,35 @@ def main() -> None:
     last_inputs = None
     for method in args.methods.split(","):
         trainers = {}
-        for name in ("before", "after", "overlapped"):
+        for name in VARIANTS:
             cfg = load_config("tiny_code", overrides={
-                **overrides, "method": method, "progress": False, "checkpoint_every": 0, "reward.overlap": name == "overlapped",
-                "output_dir": str(root / f"{method}-{name}")})
+                **overrides, "method": method, "progress": False, "checkpoint_every": 0,
+                "reward.overlap": name.startswith("overlapped"), "output_dir": str(root / f"{method}-{name}")})
             trainers[name] = Trainer(cfg)
         before_cfg = trainers["before"].cfg
         trainers["before"].grade = lambda texts, problems: before.grade_config(before_cfg, list(texts), list(problems))
         after_grade = trainers["after"].grade
 
+        verdicts: dict = {}  # (text, problem id) -> the after-trainer's verdict, this step
+
         def recording_grade(texts, problems):
             nonlocal last_inputs
             last_inputs = (list(texts), list(problems))
-            return after_grade(texts, problems)
+            out = after_grade(texts, problems)
+            verdicts.update(((t, p.id), v) for t, p, v in zip(texts, problems, out))
+            return out
+
+        def free_grade(texts, problems):  # the same verdicts, at no cost
+            return [verdicts[(t, p.id)] for t, p in zip(texts, problems)]
 
         trainers["after"].grade = recording_grade
+        for name in ("after_free", "overlapped_free"):
+            trainers[name].grade = free_grade
         rows = {name: [] for name in trainers}
         for step in range(args.steps):
-            order = list(trainers)[step % 3:] + list(trainers)[:step % 3]
+            verdicts.clear()
+            others = [name for name in trainers if name != "after"]
+            order = ["after"] + others[step % len(others):] + others[:step % len(others)]
             correct = {}
             for name in order:
                 trainer, timer = trainers[name], Timer()
@@ -191,14 +213,19 @@ def main() -> None:
                                    "generation_s": timer.seconds["generation"],
                                    "reward_worker_s": timer.seconds.get("reward_worker", 0.0),
                                    "n_correct": int(batch["correct"].sum())})
-            assert torch.equal(correct["before"], correct["after"]) and torch.equal(correct["after"], correct["overlapped"]), \
+            assert all(torch.equal(correct["after"], c) for c in correct.values()), \
                 f"{method} step {step}: the variants' rewards differ"
             print(method, step, {n: round(r[-1]["step_s"], 2) for n, r in rows.items()}, flush=True)
         med = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for name, rs in rows.items()}
         no_grading = statistics.median(r["step_s"] - r["reward_s"] for name in ("before", "after") for r in rows[name])
+        measured = {}
+        for path in ("after", "overlapped"):
+            adds = [a["step_s"] / b["step_s"] - 1 for a, b in zip(rows[path][1:], rows[path + "_free"][1:])]
+            mean, low, high = mean_ci(adds) if len(adds) > 1 else (adds[0], float("nan"), float("nan"))
+            measured[path] = {"mean": mean, "ci95": [low, high], "median": statistics.median(adds), "steps": len(adds)}
         summary = {
-            "median": med, "step_without_grading_s": no_grading,
-            "grading_adds": {name: med[name]["step_s"] / no_grading - 1 for name in trainers},
+            "median": med, "grading_adds_measured": measured, "step_without_grading_s": no_grading,
+            "grading_adds": {name: med[name]["step_s"] / no_grading - 1 for name in ("before", "after", "overlapped")},
             # Per step, its own grading time over the rest of the same step (synchronous only):
             # steady under load that changes from one step to the next.
             "grading_share_per_step": {name: statistics.median(r["reward_s"] / (r["step_s"] - r["reward_s"]) for r in rows[name])

@@ -22,7 +22,9 @@ bit (tests/test_pipeline.py, tests/test_overlap.py). It needs a row-local `teach
 row's selection depends on its own reward only, as SCOPE's and OPD's do), since each generation
 batch is selected on its own; this is checked. `overlap_reward=True` moves the grading of each
 generation batch onto the same worker, before its teacher scoring (the rows the teacher scores
-depend on the rewards), so that the sandbox runs while the next batch is generated; with or
+depend on the rewards), so that the sandbox runs while the next batch is generated (rows go to
+an idle worker as soon as they are final, and once the last batch is decoded the main thread
+grades the calls the worker has not started, on the core the decoder has left); with or
 without a teacher (GRPO), the result is again the synchronous path's (tests/test_overlap.py).
 """
 
@@ -202,11 +204,21 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
     return scored
 
 
-# Finished rows handed to the worker together: each call hands its programs to the kept batch
-# sandbox at once (scope_lib/grading/code.py), so grading rows one by one would cost a hand-over each.
+# Finished rows are handed to the worker as soon as it is idle (it never waits while rows are
+# ready), and while it is busy they gather into calls of up to this many: each call hands its
+# programs to the kept batch sandbox at once (scope_lib/grading/code.py), so a worker that has
+# fallen behind catches up in few hand-overs. bench/reward_overlap.py measures the step.
 _GRADE_ROWS = 16
 
 # --- overlapped teacher scoring ----------------------------------------------------------------
+
+
+class _GradeJob:
+    """One grading call handed over: run by the worker or, once generation is done, by the
+    decoder's thread, whichever claims it first; `result` gets the rewards either way."""
+
+    def __init__(self, work: Callable[[], torch.Tensor]):
+        self.work, self.claimed, self.result = work, False, Future()
 
 
 class OverlappedScorer:
@@ -229,6 +241,8 @@ class OverlappedScorer:
         self.batch_jobs: list = []  # score_graded_batch's (offset, future), in generation order
         self.busy_s = 0.0
         self.reward_busy_s = 0.0
+        self.grading_queued = 0  # grading jobs handed over and not yet finished
+        self._unstarted: list[_GradeJob] = []  # grading jobs no thread has claimed yet, oldest first
         self._lock = threading.Lock()
 
     def _score(self, ids: torch.Tensor, att: torch.Tensor):
@@ -244,14 +258,51 @@ class OverlappedScorer:
 
     def grade_rows(self, grade: Grader, rows: list[int], texts: list[str], problems: list[Problem]) -> None:
         """Queue the grading of some rows (global indices) whose responses are final."""
-        def run():
-            begin = time.perf_counter()
-            correct = _grade(grade, texts, problems)
-            with self._lock:
-                self.reward_busy_s += time.perf_counter() - begin
-            return correct
+        job = _GradeJob(lambda: _grade(grade, texts, problems))
 
-        self.graded.append((torch.tensor(rows, dtype=torch.long), self.pool.submit(run)))
+        def run():  # on the worker, unless `grade_queued_here` took the job first
+            begin = time.perf_counter()
+            if self._run_job(job):
+                with self._lock:
+                    self.reward_busy_s += time.perf_counter() - begin
+
+        with self._lock:
+            self.grading_queued += 1
+            self._unstarted.append(job)
+        self.graded.append((torch.tensor(rows, dtype=torch.long), job.result))
+        self.pool.submit(run)
+
+    def _run_job(self, job: "_GradeJob") -> bool:
+        """Claim a grading job and run it on this thread; False if another thread has it."""
+        with self._lock:
+            if job.claimed:
+                return False
+            job.claimed = True
+            self._unstarted.remove(job)
+        try:
+            job.result.set_result(job.work())
+        except BaseException as error:  # noqa: BLE001  (raised where the result is read)
+            job.result.set_exception(error)
+        finally:
+            with self._lock:
+                self.grading_queued -= 1
+        return True
+
+    def grading_idle(self) -> bool:
+        """No grading job waits or runs: rows handed over now are graded at once."""
+        with self._lock:
+            return self.grading_queued == 0
+
+    def grade_queued_here(self) -> None:
+        """Grade, on the calling thread, the grading jobs the worker has not started yet, the
+        newest first, while the worker works through them from the oldest: once generation is
+        done the decoder's core is free, so the rows graded after it take two cores."""
+        while True:
+            with self._lock:
+                job = self._unstarted[-1] if self._unstarted else None
+            if job is None:
+                return
+            self._run_job(job)
 
     def score_graded_batch(self, offset: int, size: int, first_graded: int, select: RowSelector,
                            layout: Callable[[], dict[str, torch.Tensor]]) -> None:
@@ -330,10 +381,12 @@ def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list
     (OverlappedScorer). "teacher_scoring" times the wait for the worker after generation, the
     part of the teacher's time that generation did not hide.
 
-    With `grade_on_worker` the worker grades rows as soon as the decoder has finished them (in
-    groups of at least `_GRADE_ROWS`, and the rest of a batch when it is done), so grading runs
-    beside the decoding of the other rows and batches; then it scores the batch's selected rows.
-    "reward" times the wait for the grades after generation.
+    With `grade_on_worker` the worker grades rows as soon as the decoder has finished them (at
+    once when it is idle, else in groups of `_GRADE_ROWS`, and the rest of a batch when it is
+    done), so grading runs beside the decoding of the other rows and batches; then it scores the
+    batch's selected rows. After the last batch the decoder's thread grades the jobs the worker
+    has not started (`grade_queued_here`). "reward" times the main thread's part: that grading
+    and the wait for the worker's grades.
     """
     scorer = OverlappedScorer(teacher, exact=exact)
     pending: list[tuple[int, list[int]]] = []  # rows finished and not yet handed to the worker
@@ -348,7 +401,7 @@ def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list
 
     def rows_done(start: int, rows: list[int], tokens: list[list[int]]) -> None:
         pending.extend((start + r, list(t)) for r, t in zip(rows, tokens))
-        if len(pending) >= _GRADE_ROWS:
+        if len(pending) >= _GRADE_ROWS or scorer.grading_idle():
             hand_over()
 
     correct_parts: list[torch.Tensor] = []
@@ -367,6 +420,9 @@ def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list
                     break
             if grade_on_worker:
                 hand_over()  # the batch's last rows: its grading jobs are graded[first_job:]
+                if start + len(responses) == len(prompts) * group_size:  # the last batch: nothing left to decode
+                    with timer("reward"):
+                        scorer.grade_queued_here()
                 if select is not None:
                     layout = (lambda chunk=chunk_prompts, done=responses:
                               _left_pad_to(rollout.assemble(chunk, done, pad), width_p, max(map(len, chunk)), pad))

@@ -89,3 +89,61 @@ def test_overlap_reward_needs_the_projects_decoder():
 
     with pytest.raises(ConfigError, match=r"reward\.overlap"):
         load_config("tiny", overrides={"reward.overlap": True, "rollout.engine": "vllm"})
+
+
+def test_the_decoder_grades_the_jobs_the_worker_has_not_started_once_generation_is_done(tmp_path, monkeypatch):
+    """After the last generation batch the decoder's thread takes the grading jobs still queued
+    (newest first) while the worker finishes its own: the rewards and the step are the
+    synchronous path's. The worker's first job waits until the decoder's thread has graded
+    something, so the test cannot pass unless the decoder's thread took a job."""
+    import threading
+
+    import scope_lib.trainer as trainer_module
+    from scope_lib.trainer import Trainer
+
+    took = threading.Event()
+    calls = []
+
+    def grader(texts, problems):
+        on_main = threading.current_thread() is threading.main_thread()
+        calls.append((on_main, len(texts)))
+        if on_main:
+            took.set()
+        elif not took.is_set() and sum(1 for main, _ in calls if not main) == 1:
+            assert took.wait(30.0), "the decoder's thread never graded a queued job"
+        return _grader(texts, problems)
+
+    config = lambda name, extra: load_config("tiny", overrides={  # noqa: E731
+        **SMOKE, "method": "grpo", **extra, "output_dir": str(tmp_path / name)})
+    sync = Trainer(config("sync", {}))
+    over = Trainer(config("over", {"reward.overlap": True}))
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(_grader))
+    monkeypatch.setattr(over, "grade", grader)
+    _same_steps(sync, over, steps=1)
+    on_main = [n for main, n in calls if main]
+    assert on_main and sum(n for _, n in calls) == SMOKE["optim.prompts_per_step"] * SMOKE["rollout.group_size"]
+
+
+def test_an_idle_worker_takes_finished_rows_at_once(tmp_path, monkeypatch):
+    """Rows go to an idle worker as soon as the decoder has finished them, not only in groups of
+    pipeline._GRADE_ROWS: in one generation batch of 16 rows, the first rows to end (the shortest
+    responses) are the first grading call, alone, before the batch is done."""
+    import scope_lib.trainer as trainer_module
+    from scope_lib.trainer import Timer, Trainer
+
+    calls = []
+
+    def grader(texts, problems):
+        calls.append(list(texts))
+        return _grader(texts, problems)
+
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(grader))
+    over = Trainer(load_config("tiny", overrides={
+        **SMOKE, "method": "grpo", "rollout.batch_size": 16, "rollout.max_new_tokens": 24, "reward.overlap": True,
+        "output_dir": str(tmp_path / "over")}))
+    batch, _ = over.collect(0, Timer())
+    lengths = batch["response_mask"].sum(1)
+    ended = lengths < 24  # ended on EOS (a row cut at max_new_tokens ends with the batch)
+    assert ended.any() and len(lengths[ended].unique()) > 1, "the test needs responses of several lengths"
+    first_to_end = int((lengths == lengths[ended].min()).sum())
+    assert len(calls) > 1 and len(calls[0]) == first_to_end < 16
