@@ -31,6 +31,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from scope_lib.config_schema import ADDED_FIELDS, TrainConfig, logprob_temperatures, without_neutral_additions
+from scope_lib.common.paths import CONFIGS_DIR
 
 # The schema's names that callers import from here, beside the loader's own.
 __all__ = ["TrainConfig", "ADDED_FIELDS", "logprob_temperatures", "without_neutral_additions", "RANGES", "Interval",
@@ -648,7 +649,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     """
     path = Path(path)
     if not path.is_file():
-        preset = Path(__file__).resolve().parents[1] / "configs" / f"{path}.yaml"
+        preset = CONFIGS_DIR / f"{path}.yaml"
         if preset.is_file() and path.name == str(path) and not path.suffix:
             path = preset
         elif not path.exists():

@@ -35,6 +35,7 @@ from scope_lib.config import TINY_CODE_NAMES, TrainConfig
 from scope_lib.grading import code_instruction
 from scope_lib.problem import Problem
 from scope_lib.teacher import check_same_vocabulary
+from scope_lib.common.paths import WORLDS_DIR
 
 # Imported where a world is loaded, not here (start-up cost: each imports transformers, seconds):
 # scope_lib.worlds.models, scope_lib.worlds.shipped, scope_lib.worlds.routes_build, scope_lib.worlds.code_build and transformers.
@@ -44,7 +45,7 @@ TINY_NAMES = ("tiny", "tiny_smoke", "tiny_routes", "tiny_routes_smoke", "tiny_co
 # the others are on the chain task (scope_lib.worlds.chain).
 ROUTE_NAMES = ("tiny_routes", "tiny_routes_smoke")
 CODE_NAMES = TINY_CODE_NAMES
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "worlds"
+SHIPPED_DIR = WORLDS_DIR
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from scope_lib.common.stats import mean_ci
+from scope_lib.common.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTEFACT_NAME = re.compile(r"^(fig|table|eq|nb)\d+[a-z]?_[a-z0-9][a-z0-9_\-]*$")
 
 # One colour per method, fixed across every figure (tab10 hues; SCOPE gets the strongest).

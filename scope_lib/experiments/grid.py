@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from pathlib import Path
 import os
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -31,8 +30,9 @@ from scope_lib.experiments.registry import evaluate_model, evaluation_path, get_
 from scope_lib.common.progress import relaying, wait_drawing, worker_initializer, WorkerBars
 from scope_lib.verify_worker import die_with_parent
 from scope_lib.world import load_world, WorldSpec
+from scope_lib.common.paths import CONFIGS_DIR
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the chosen learning rates: configs/<scale>_lr.yaml
+CONFIGS = CONFIGS_DIR  # the chosen learning rates: configs/<scale>_lr.yaml
 
 SCALES = {"tiny": "tiny", "tiny_chain": "tiny_chain", "tiny_code": "tiny_code", "smol": "smol",
           "paper": "paper_distill_1p5b", "paper_qwen3": "paper_qwen3_1p7b", "paper_code": "paper_code"}

@@ -36,12 +36,13 @@ import pandas as pd
 import yaml
 
 from scope_lib.experiments import grid as experiments
+from scope_lib.common.paths import CONFIGS_DIR
 
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3)  # half-decades; 1e-4 since a three-point grid from 3e-4 put most best lrs at its lower edge
 SELECTION_SEED = 100  # not an evaluation seed
 VARIANTS = ("grpo", "kd", "opd", "opd_g8", "scope", "hybrid")
 HYBRID_BETAS = (1.0, 0.3)  # the default (the lr stage runs at it) first, then the ones tried at the chosen lr
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = CONFIGS_DIR
 # The validation split's worlds per scale: (full, smoke).
 MODELS = {"tiny": ("tiny_routes", "tiny_routes_smoke"), "tiny_code": ("tiny_code", "tiny_code_smoke")}
 LR_FILE = CONFIGS / "tiny_lr.yaml"  # the default scale's

@@ -38,8 +38,9 @@ from scope_lib.common.storage import (  # noqa: F401  (RunDirError, claim_run_di
 )
 from scope_lib.trainer import check_done, check_run_dir, config_differences, train  # noqa: F401
 from scope_lib.world import World, WorldSpec, load_world
+from scope_lib.common.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 
 
 def runs_dir() -> Path:

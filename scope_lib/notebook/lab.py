@@ -16,7 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from scope_lib.common.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 CONFIG_DIR = ROOT / ".jupyter"  # labconfig/default_setting_overrides.json
 RESULTS_PAGE = "figures/README.md"
 # The server's defaults: loopback, the repository root, the results page opened first.

@@ -53,8 +53,8 @@ from typing import Any
 from scope_lib.notebook import params as nb_params, report
 from scope_lib.common import plotting
 from scope_lib.notebook.params import RECORD_SUFFIX, VARIANTS_FOLDER
+from scope_lib.common.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 SMOKE_FIGURES_DIR = DEFAULT_NOTEBOOKS_DIR / "executed" / "figures"  # as runner.smoke_destinations
 SMOKE_RUNS_DIR = DEFAULT_NOTEBOOKS_DIR / "executed" / "runs"  # the registry of a smoke run (as the batch runner's)

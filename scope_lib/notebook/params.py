@@ -35,7 +35,8 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from scope_lib.common.paths import REPO_ROOT
+
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 SMOKE_PARAMETER = "SMOKE"  # True: a seconds-sized run on the smoke world, with each parameter's smoke value
 FIGURES_PARAMETER = "FIGURES_DIR"  # where a notebook writes its artefacts (relative to the repository root)

@@ -58,8 +58,8 @@ from scope_lib.notebook.params import (FIGURES_PARAMETER, SMOKE_PARAMETER, chang
                                  committed_defaults, declared_parameters, parse_parameter_value, run_defaults,
                                  smoke_parameters, smoke_values)
 from scope_lib.common.plotting import resolve_figures_dir
+from scope_lib.common.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[A-Za-z0-9_\-]+$")  # NN_<artefact>_<slug>
 COMMITTED_FIGURES_DIR = REPO_ROOT / "figures"  # the committed results: never written by a smoke run

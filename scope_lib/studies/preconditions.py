@@ -57,6 +57,7 @@ from scope_lib.smol import format_chat_prompt, load_smol
 from scope_lib.verify import extract_boxed
 from scope_lib.weights import student_ess_frac, student_weights, tau_student_for_ess, teacher_weights
 from scope_lib.world import _tiny_world, tiny_task
+from scope_lib.common.paths import REPO_ROOT
 
 # The training rollouts' settings at the tiny scale (temperature 1.0), the student path's default
 STUDENT_PATH_SAMPLING = Sampling(temperature=1.0, max_new_tokens=96)
@@ -232,7 +233,6 @@ def tau_student_sweep(table: pd.DataFrame, targets=ESS_TARGETS) -> list[dict[str
     return out
 
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def record_path(model: str, root=None) -> Path:

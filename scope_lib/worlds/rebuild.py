@@ -25,8 +25,8 @@ from scope_lib.worlds.tokenizer import load_tokenizer
 from scope_lib.worlds.shipped import compare_worlds, export_world, format_comparison
 from scope_lib.worlds import code_build as code_world
 from scope_lib.worlds.routes_build import ROUTE_WORLD, build_route_world
+from scope_lib.common.paths import WORLDS_DIR
 
-WORLDS_DIR = Path(__file__).resolve().parents[2] / "worlds"
 BUILDABLE = ("tiny_routes", "tiny_code")
 
 
