@@ -109,7 +109,8 @@ def marked_env(mark: str, **extra) -> dict:
 
 GRADE_FOREVER = r"""
 from scope_lib.verify import is_correct
-assert is_correct(r"\boxed{\frac{1}{2}}", "0.5")  # starts a math-verify worker
+# starts a math-verify worker; its first comparison loads parsers (seconds on a starved machine)
+assert is_correct(r"\boxed{\frac{1}{2}}", "0.5", timeout=60)
 print("grading", flush=True)
 is_correct(r"\boxed{9^{9^{9}}}", "1", timeout=600)  # minutes of big-integer arithmetic in C
 """
