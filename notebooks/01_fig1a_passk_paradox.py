@@ -47,7 +47,7 @@ import seaborn as sns
 
 from scope_lib.notebook import nb, report
 from scope_lib.experiments.grid import run_grid
-from scope_lib.common.plotting import band, display_name, k_axis, legend_outside, method_color
+from scope_lib.common.plotting import band, display_name, k_axis, legend_outside, method_color, same_jitter
 
 ctx = nb.setup("01_fig1a_passk_paradox", globals())
 df, results = run_grid(SCALE, ["opd"], SEEDS, **{"eval.k": EVAL_K})
@@ -69,8 +69,9 @@ shown = k_axis(ax, curves["opd"].k)
 ax.set(xlabel="k (samples per problem)", ylabel="Pass@k (%)", title="Pass@k, mean over eval sets")
 ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 100))  # a rate stays in [0, 100]
 gains, per_seed = report.base_gains(results, "opd", SEEDS, shown)
-sns.stripplot(per_seed.assign(points=100 * per_seed.gain), x="k", y="points", ax=ax_gain, color=method_color("opd"),
-              alpha=0.5, jitter=0.1)
+with same_jitter():  # the same dots on every redraw
+    sns.stripplot(per_seed.assign(points=100 * per_seed.gain), x="k", y="points", ax=ax_gain, color=method_color("opd"),
+                  alpha=0.5, jitter=0.1)
 ax_gain.errorbar(range(len(gains)), 100 * gains["mean"], yerr=[100 * (gains["mean"] - gains.low), 100 * (gains.high - gains["mean"])],
                  fmt="D", color="black", capsize=4)
 ax_gain.axhline(0, color="black", lw=0.8)

@@ -309,3 +309,22 @@ def test_markdown_prints_whole_float_columns_without_decimals():
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in plotting.markdown_table(df).splitlines()]
     assert rows[2] == ["GRPO", "16", "0.289", "0.000", "3"]
     assert rows[3] == ["OPD", "4", "0.252", "0.000", "nan"]
+
+
+def test_same_jitter_gives_the_same_dots_and_restores_the_generator():
+    import numpy as np
+
+    from scope_lib.common.plotting import same_jitter
+
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    with same_jitter():
+        first = np.random.uniform(size=5)
+    np.random.uniform(size=7)  # whatever ran in between
+    with same_jitter():
+        second = np.random.uniform(size=5)
+    assert np.array_equal(first, second)
+    np.random.seed(123)
+    with same_jitter():
+        np.random.uniform(size=3)
+    assert np.array_equal(np.random.get_state()[1], before)

@@ -23,6 +23,7 @@ range), `k_axis` (a log2 axis labelled with the values of k) and `legend_outside
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -256,6 +257,19 @@ def t_interval_within(lowest: float, highest: float) -> Callable[[Iterable[float
     return interval
 
 
+@contextlib.contextmanager
+def same_jitter(seed: int = 0):
+    """Seed numpy's global generator inside the block and restore it after: seaborn's stripplot
+    jitters with it, so a figure redrawn from the same numbers gets the same dots (and the same
+    PNG bytes) whatever ran before it."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def point_interval(ax, data, *, x: str, y: str, hue: str | None = None, order: list | None = None,
                    hue_order: list | None = None, palette: dict | None = None, scale: float = 1.0,
                    clip: tuple[float, float] | None = None):
@@ -281,14 +295,8 @@ def point_interval(ax, data, *, x: str, y: str, hue: str | None = None, order: l
     # hue == x colours each category and needs neither dodging nor a legend
     dodged = bool(hue) and hue != x
     levels = len(hue_order) if dodged else 1
-    # seaborn jitters with numpy's global generator: seed it for this call only, so a figure
-    # redrawn from the same numbers has the same dots (and the same PNG bytes)
-    state = np.random.get_state()
-    np.random.seed(0)
-    try:
+    with same_jitter():
         sns.stripplot(**common, dodge=dodged, jitter=0.08, size=4, alpha=0.45, legend=False, zorder=1)
-    finally:
-        np.random.set_state(state)
     # pointplot's dodge spreads the first and last hue by this much, stripplot's by 0.8 (n-1)/n.
     interval = t_interval if clip is None else t_interval_within(*clip)
     sns.pointplot(**common, estimator="mean", errorbar=interval, dodge=0.8 * (levels - 1) / levels if dodged else False,
