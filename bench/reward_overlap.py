@@ -43,7 +43,6 @@ import datetime
 import importlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -53,18 +52,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from scope_lib.common.machine import cpu_model  # noqa: E402  (after the path above)
 # The last commit of main before the batch sandbox's per-program work was cut (its grading is "before").
 BEFORE = "5211a89"
 # Per method, the trainers that take the same steps: "after" first each step (the free graders
 # read its verdicts), the others in an order that rotates.
 VARIANTS = ("before", "after", "overlapped", "after_free", "overlapped_free")
-
-
-def _cpu() -> str:
-    try:
-        return subprocess.run(["lscpu"], capture_output=True, text=True).stdout.split("Model name:")[1].splitlines()[0].strip()
-    except (OSError, IndexError):
-        return platform.processor() or platform.machine()
 
 
 def _git(*args: str) -> str:
@@ -166,7 +159,7 @@ def main() -> None:
     before = grading_at(args.before)
     root = Path(tempfile.mkdtemp(prefix="bench-reward-overlap-"))
     after_rev = _git("rev-parse", "--short", "HEAD").strip() + (" (uncommitted changes)" if _git("status", "--porcelain", "scope_lib/grading") else "")
-    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": _cpu(),
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": cpu_model(),
                "cores": os.cpu_count(), "uptime_start": _uptime(), "loadavg_start": os.getloadavg(), "torch_threads": 1,
                "steps": args.steps, "preset": "tiny_code", "overrides": overrides, "before": _git("rev-parse", "--short", args.before).strip(),
                "after": after_rev, "methods": {}}

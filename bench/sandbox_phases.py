@@ -27,7 +27,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reward_overlap import BEFORE, _cpu, _git, _uptime, kept_sandbox_cpu  # noqa: E402
+from reward_overlap import BEFORE, _git, _uptime, kept_sandbox_cpu  # noqa: E402
+from scope_lib.common.machine import cpu_model  # noqa: E402
 
 _STAMP = '''
 def _stamp(name):
@@ -214,7 +214,7 @@ def main() -> None:
     args = parser.parse_args()
     sources, specs = programs(args.programs)
     sides = {"before": instrumented_grading(args.before, "_phases_before"), "after": instrumented_grading(None, "_phases_after")}
-    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": _cpu(),
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": cpu_model(),
                "cores": os.cpu_count(), "uptime_start": _uptime(), "before": _git("rev-parse", "--short", args.before).strip(),
                "after": _git("rev-parse", "--short", "HEAD").strip(), "programs": args.programs, "batch": args.batch,
                "rounds": []}

@@ -30,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from scope_lib.common.machine import cpu_model  # noqa: E402
+
 
 def _batch(fn, count: int, workers: int) -> tuple[float, float]:
     """(programs per second, median seconds per program) of `count` calls of `fn` on `workers` threads."""
@@ -113,11 +115,7 @@ def main() -> None:
         ("program timing out judged (timeout 1 s), judge()", args.timeouts) + judged_loop,
         (f"program timing out judged, judge_many(batch_size={args.batch_size})", args.timeouts) + many_loop,
     ]
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     lines = [f"Sandbox throughput, {args.workers} worker threads, {os.cpu_count()} CPUs ({cpu}), "
              f"Python {platform.python_version()}, {'root' if os.geteuid() == 0 else 'not root'}.", "",
              "| batch | programs | programs / s | median s / program |", "|---|---|---|---|"]

@@ -19,10 +19,11 @@ Prints medians in seconds and the ratio before / after, and writes them as Markd
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
+
+from scope_lib.common.machine import cpu_model
 
 
 def _seconds(fn) -> float:
@@ -95,8 +96,7 @@ def main() -> None:
 
     rows.append(("evaluation (200 problems x 16 samples)",) + _pair(evaluation(True), evaluation(False),
                                                                     max(1, args.repeats // 2)))
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
+    cpu = cpu_model()
     lines = [f"Machine: {cpu}, torch {torch.__version__}, 1 thread; "
              f"medians of alternating repeats (seconds).", "",
              "| what | before | after | before / after |", "|---|---:|---:|---:|"]

@@ -29,7 +29,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -38,20 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's scope_lib, not an installed one
 
-from scope_lib.notebook import figure_data  # noqa: E402  (after the path above)
+from scope_lib.common.machine import cpu_model  # noqa: E402  (after the path above)
+from scope_lib.notebook import figure_data  # noqa: E402
 
 RECORD_NAME = "table8_bench.json"
 SMOKE_WORLD = "tiny_routes_smoke"
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (the platform's machine name where there is none)."""
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.machine() or "unknown"
 
 
 def measure(*, steps: int, gen_batch: int, world_name: str, extra: dict | None = None):

@@ -18,7 +18,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import sys
 import threading
 import time
@@ -28,18 +27,9 @@ import numpy as np
 import torch
 
 from scope_lib import teacher_server
+from scope_lib.common.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def post(port: int, prompts: list[list[int]], timeout: float = 300.0) -> tuple[int, float]:
@@ -160,7 +150,7 @@ def main() -> None:
     load_before = os.getloadavg()
     print(f"model loaded (context {context}); measuring a short request beside maximal ones", file=sys.stderr, flush=True)
     record = {
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "load_average_before": [round(x, 2) for x in load_before]},
         "model": f"tiny world teacher ({sum(p.numel() for p in model.parameters()):,} parameters, context {context})",
         "limits": {k: v for k, v in vars(teacher_server.ServerLimits()).items()},

@@ -81,6 +81,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+from scope_lib.common.machine import cpu_model  # noqa: E402
+
 
 def gkd_classes():
     """(GKDConfig, GKDTrainer) from the installed TRL: `trl.experimental.gkd` (1.x) or `trl` (0.x)."""
@@ -255,15 +257,6 @@ def heldout_problems(world, n: int) -> list:
     sets = list(world.eval_sets.values())
     out = [s[i] for i in range(max(map(len, sets))) for s in sets if i < len(s)]
     return out[:n]
-
-
-def _cpu() -> str:
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _versions() -> dict:
@@ -485,7 +478,7 @@ def main(argv=None) -> dict:
     runs = [run_seed(seed, args) for seed in args.seeds]
     record = {
         "command": "nice -n 5 python bench/trl_opd.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
-        "versions": _versions(), "cpu": _cpu(), "cores": os.cpu_count(),
+        "versions": _versions(), "cpu": cpu_model(), "cores": os.cpu_count(),
         "summary": summarise(runs), "runs": runs,
     }
     text = render(record)

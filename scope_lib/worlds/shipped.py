@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from scope_lib.common.machine import cpu_model
 from scope_lib.worlds import models
 from scope_lib.worlds.code_build import CodeWorldConfig
 from scope_lib.worlds.routes_build import RouteWorldConfig
@@ -170,7 +171,7 @@ def _build_record(done: dict, extra: dict, src: Path) -> dict:
         "world_key": config.key(),
         "config": done["config"],
         "build": {key: value for key, value in done.items() if key != "config"},
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
         "versions": _versions(),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -186,16 +187,6 @@ def _check_accuracy(accuracy) -> None:
         for tier, value in table.items():
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ValueError(f"build_record['accuracy'][{model!r}][{tier!r}]: expected a fraction in [0, 1], got {value!r}")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"  # not Linux, or ARM without "model name"
 
 
 def _versions() -> dict:
