@@ -75,6 +75,40 @@ def test_workers_report_to_one_line_each_and_draw_nothing(monkeypatch, capfd):
     assert all(desc.endswith(" evaluate") and b.n == b.total == 2 for desc, b in last.items())
 
 
+def late_job(delay: float) -> int:
+    """Return at once, and report a finished bar `delay` seconds later, as a worker's queue
+    thread can when it sends a job's last reports after the job's result has gone."""
+    import threading
+
+    def report():
+        shown = progress.bar(total=1, desc="late")
+        shown.update(1)
+        shown.close()
+
+    threading.Timer(delay, report).start()
+    return os.getpid()
+
+
+@pytest.mark.parametrize("settle, drawn", [(0.0, False), (1.0, True)])
+def test_reports_that_trail_the_result_are_drawn_while_they_settle(monkeypatch, settle, drawn):
+    import time
+
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
+    Recorded.made = []
+    context = multiprocessing.get_context("spawn")
+    bars = progress.WorkerBars(context)
+    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=progress.worker_initializer,
+                             initargs=bars.initargs(die_with_parent, os.getpid())) as pool:
+        progress.wait_drawing([pool.submit(late_job, 0.1)], bars, interval=0.05, settle=settle)
+        seen = [(b.desc, b.n) for b in Recorded.made]
+        time.sleep(0.3)  # the late report has reached the queue now, but is not drawn until a drain
+    bars.close(drain=False)
+    # without settling, the report sent 0.1 s after the result is not drawn; settling 1 s draws it
+    assert (seen == [("late", 1)]) == drawn
+
+
 def test_outside_a_reporting_worker_bar_is_tqdm():
     from tqdm.auto import tqdm
 

@@ -134,15 +134,18 @@ class WorkerBars:
                                   dynamic_ncols=True, desc=f"worker {len(self.bars) + 1}")
         return self.bars[pid]
 
-    def drain(self) -> None:
-        """Apply every report waiting in the queue to the bars."""
+    def drain(self, settle: float = 0.0) -> None:
+        """Apply every report waiting in the queue to the bars; with `settle` (seconds), go on
+        until no report has come for that long. A worker's queue sends from a thread of its own,
+        so its last reports of a job can reach the queue after the job's result has."""
         if self.queue is None:
             return
         while True:
             try:
-                pid, kind, *data = self.queue.get_nowait()
+                item = self.queue.get(timeout=settle) if settle > 0 else self.queue.get_nowait()
             except (queue_module.Empty, OSError, ValueError, EOFError):
                 return
+            pid, kind, *data = item
             shown = self._bar(pid)
             if kind == "start":
                 desc, initial, total = data
@@ -169,9 +172,12 @@ class WorkerBars:
             self.queue.join_thread()
 
 
-def wait_drawing(futures: Iterable, bars: WorkerBars, *, interval: float = 0.5, on_done=None) -> None:
+def wait_drawing(futures: Iterable, bars: WorkerBars, *, interval: float = 0.5, on_done=None,
+                 settle: float = 0.2) -> None:
     """Wait for `futures`, redrawing `bars` every `interval` seconds; `on_done(future)` is called
-    for each as it finishes (e.g. to advance an overall bar and re-raise its error)."""
+    for each as it finishes (e.g. to advance an overall bar and re-raise its error). Once all are
+    done, reports that trail their job's result are still drawn until none has come for `settle`
+    seconds (a worker's reports are best effort: see `worker_initializer`)."""
     pending = set(futures)
     while pending:
         done, pending = wait(pending, timeout=interval, return_when=FIRST_COMPLETED)
@@ -179,4 +185,4 @@ def wait_drawing(futures: Iterable, bars: WorkerBars, *, interval: float = 0.5, 
         for future in done:
             if on_done is not None:
                 on_done(future)
-    bars.drain()
+    bars.drain(settle=settle)
