@@ -52,6 +52,7 @@ FIGURES_DIR = "figures"
 # %%
 import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from scope_lib.notebook import figure_data, nb, report
 from scope_lib.experiments.grid import family_variant, named_variant, run_grid, run_histories
@@ -88,6 +89,7 @@ ess_rows = figure_data.history_long(histories, "teacher_w_ess_frac").assign(tau=
 sns.lineplot(ess_rows, x="step", y="teacher_w_ess_frac", hue="tau", hue_order=list(palette), palette=palette,
              errorbar=t_interval_within(0, 1), ax=axes[2])
 axes[2].set(xlabel="training step", ylabel="ESS fraction (1 = uniform)", title="Teacher weights (Eq. 5): ESS fraction")
+axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
 fig.suptitle(f"Fig. 6: weight temperature ({ctx.scale_label}, {len(SEEDS)} seed(s))")
 legend_outside(fig, title="τ")
 ctx.savefig(fig, "fig6_weight_temperature", caption="Avg@k and Pass@k at the largest k (mean over the eval sets) "

@@ -77,13 +77,19 @@ display(Markdown(f"Seconds per step ({ctx.scale_label}, {len(SEEDS)} seed(s), {l
 
 fig, ax = plt.subplots(figsize=(8.5, 3.2))
 components = [t for t in TIMERS if t != "step"] + ["other"]
-shown = table[components].rename(index=display_name, columns=lambda c: c.replace("_", " "))
-shown.plot.barh(stacked=True, ax=ax, color=sns.color_palette("tab10", len(components)))
+colours = dict(zip(components, sns.color_palette("tab10", len(components))))  # fixed per component
+# a component under 1% of the longest step is no visible bar: left out of the bars and the legend
+visible = [c for c in components if table[c].max() >= 0.01 * table["step"].max()]
+left_out = [c.replace("_", " ") for c in components if c not in visible]
+shown = table[visible].rename(index=display_name, columns=lambda c: c.replace("_", " "))
+shown.plot.barh(stacked=True, ax=ax, color=[colours[c] for c in visible])
 ax.invert_yaxis()  # methods top to bottom in the table's order
 ax.set(xlabel="seconds per step", ylabel="", title=f"Per-step time by component ({ctx.scale_label}, mean over steps and seeds)")
 legend_outside(ax, title="component")
 ctx.savefig(fig, "table8_step_time", caption="Seconds per training step by component (the trainer's timers), "
-            "mean over steps and seeds; `other` is the step's untimed rest.");
+            "mean over steps and seeds; `other` is the step's untimed rest."
+            + (f" Under 1% of the longest step, so not drawn (their seconds are in the table): {', '.join(left_out)}."
+               if left_out else ""));
 
 # %%
 share = table["teacher_scoring"] / table["step"]

@@ -236,6 +236,30 @@ def test_weight_distributions_figure_has_one_ecdf_per_tau(rng):
     plt.close(fig)
 
 
+def test_regime_figure_names_each_colour_in_its_legend(rng):
+    paths = ["student (Eq. 4)", "teacher (Eq. 5)", "student, every answer"]
+    picks = [paths[i] for i in rng.integers(0, 3, size=9)] + paths  # every path, in a random order
+    regime = pd.DataFrame({"model": [f"m{i}" for i in range(len(picks))], "path": picks,
+                           "ess_frac@tau=1": rng.uniform(0.5, 1.0, len(picks))})
+    regime.loc[0, "ess_frac@tau=1"] = np.nan  # a missing record: no point, no row
+    fig = dpaw_analysis.regime_figure(regime)
+    ax = fig.axes[0]
+    measured = regime.dropna(subset=["ess_frac@tau=1"])
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == list(dict.fromkeys(measured["path"]))  # top down
+    ticks = [t.get_text() for t in ax.get_yticklabels()]  # row y's label; row 0 is drawn at the bottom
+    assert ticks[::-1] == [f"{m} · {p}" for m, p in zip(measured["model"], measured["path"])]
+    for points, handle in zip(ax.collections, legend.legend_handles):
+        path = points.get_label()
+        rows = np.asarray(points.get_offsets())
+        assert {ticks[int(y)].split(" · ", 1)[1] for y in rows[:, 1]} == {path}  # each row's dot has its path's colour
+        np.testing.assert_allclose(points.get_facecolor()[0], handle.get_facecolor()[0])
+        expected = measured.set_index("model")["ess_frac@tau=1"]
+        np.testing.assert_allclose(rows[:, 0], [expected[ticks[int(y)].split(" · ")[0]] for y in rows[:, 1]])
+    assert len({tuple(c.get_facecolor()[0]) for c in ax.collections}) == len(legend.get_texts())
+    plt.close(fig)
+
+
 def test_group_view_and_bad_inputs(rng):
     table = dpaw_analysis.rollout_table(random_scored(rng), TAUS)
     g = table["group"].iloc[0]

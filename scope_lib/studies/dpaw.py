@@ -35,7 +35,6 @@ from scope_lib.teacher import LocalTeacher
 from scope_lib.weights import student_weights, teacher_weights, weight_stats
 from scope_lib.common.plotting import legend_outside, point_interval
 from scope_lib.studies.preconditions import eq4_regime_table
-from scope_lib.common.plotting import legend_outside
 
 STUDENT, RELEASED, TEACHER = "w_S", "w_S released", "w_T"  # weight column prefixes
 # (label, weight prefix, path is the correct one, PPL column) of the rows of `weight_stats_table`.
@@ -388,7 +387,8 @@ def regime_table(weight_table: pd.DataFrame, tau: float, label: str, note: str, 
 
 
 def regime_figure(regime: pd.DataFrame):
-    """One point per measured row of `regime_table` on the ESS axis, coloured by path."""
+    """One point per measured row of `regime_table` on the ESS axis, coloured by path (with a
+    legend naming each colour's path)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -396,7 +396,11 @@ def regime_figure(regime: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(shown) + 1.2), layout="constrained")
     paths = list(dict.fromkeys(shown["path"]))
     colors = dict(zip(paths, sns.color_palette("colorblind", len(paths))))
-    ax.scatter(shown["ess_frac@tau=1"], range(len(shown)), c=[colors[p] for p in shown["path"]], s=60, zorder=3)
+    rows = np.arange(len(shown))
+    for path in dict.fromkeys(shown["path"].iloc[::-1]):  # the legend lists the paths as the rows first show them, top down
+        mask = (shown["path"] == path).to_numpy()
+        ax.scatter(shown["ess_frac@tau=1"][mask], rows[mask], color=colors[path], s=60, zorder=3, label=path)
+    ax.legend(title="weights", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_yticks(range(len(shown)), [f"{m} · {p}" for m, p in zip(shown["model"], shown["path"])])
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("ESS fraction of the DPAW weights at tau = 1 (1 = uniform)")
