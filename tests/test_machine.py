@@ -2,6 +2,10 @@
 name where there is none."""
 
 import platform
+import shutil
+import subprocess
+
+import pytest
 
 from scope_lib.common import machine
 
@@ -31,11 +35,6 @@ def test_without_a_model_name_or_a_file_names_the_platform(tmp_path):
 
 
 def test_matches_lscpu_where_there_is_one():
-    import shutil
-    import subprocess
-
-    import pytest
-
     if shutil.which("lscpu") is None or not machine.CPUINFO.exists():
         pytest.skip("no lscpu or /proc/cpuinfo here")
     out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
