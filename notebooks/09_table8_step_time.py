@@ -28,8 +28,12 @@
 # cost is teacher scoring, is judged by the rule at the top of the results page on one
 # summary quantity per seed: the mean seconds per step (or per step in one component) over
 # all logged steps, SCOPE relative to the baseline of the same seed, in %. Wall-clock time
-# depends on the machine and on what else ran beside it. That the timed components add up
-# to no more than the step is a check of the trainer's timers.
+# depends on the machine and on what else ran beside it: the main job trains its runs side by
+# side on all cores, so these step times, and a verdict near zero, can change between two runs
+# of the same code (SCOPE − GRPO did, between the records in `data/run_*`). The bench in the
+# last section, whose methods take their steps in turn in one process, is the steadier
+# comparison. That the timed components add up to no more than the step is a check of the
+# trainer's timers.
 #
 # The last section reads the committed record of `bench/table8_speed.py`, which times GRPO,
 # SCOPE synchronous, SCOPE with overlapped teacher scoring and OPD side by side in one process,
