@@ -278,6 +278,17 @@ def _records(tmp_path, seconds):
     return records
 
 
+@pytest.mark.parametrize("flags, shown", [("fpu sse2 avx2 avx512f avx512bw", "AMD EPYC (AVX-512), 2 CPUs"),
+                                          ("fpu sse2 avx2", "AMD EPYC (AVX2, no AVX-512), 2 CPUs"),
+                                          ("fpu sse2", "AMD EPYC, 2 CPUs")])
+def test_cpu_text_tells_hosts_of_one_name_apart_by_their_vector_units(tmp_path, flags, shown):
+    lscpu = f"CPU(s):                                  2\nModel name:                              AMD EPYC\nFlags:   {flags}\n"
+    (tmp_path / "cpu.txt").write_text(lscpu)
+    assert nb._cpu_text(tmp_path) == shown
+    (tmp_path / "cpu.txt").write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n2\n")  # /proc/cpuinfo
+    assert nb._cpu_text(tmp_path) == shown
+
+
 def test_show_committed_shows_figures_and_claims_then_the_first_run_time(tmp_path, monkeypatch, capsys):
     import IPython.display
 

@@ -279,7 +279,9 @@ def _run_record_key(folder: Path) -> tuple:
 
 
 def _cpu_text(record_dir: Path) -> str:
-    """'<model name>, <n> CPUs' from the record's `cpu.txt` (lscpu or /proc/cpuinfo output)."""
+    """'<model name> (<vector units>), <n> CPUs' from the record's `cpu.txt` (lscpu or
+    /proc/cpuinfo output). Hypervisors often give one name ("AMD EPYC") to hosts of different
+    generations, so the flags' AVX-512 or AVX2 is added where the record has them."""
     path = record_dir / "cpu.txt"
     if not path.exists():
         return "CPU not recorded"
@@ -287,7 +289,12 @@ def _cpu_text(record_dir: Path) -> str:
     model = re.search(r"^model name\s*:\s*(.+)$", text, re.M | re.I)
     count = re.search(r"^CPU\(s\):\s*(\d+)\s*$", text, re.M)
     cores = count.group(1) if count else (text.strip().splitlines()[-1].strip() if text.strip() else "")
-    parts = [model.group(1).strip() if model else "CPU model not recorded"]
+    name = model.group(1).strip() if model else "CPU model not recorded"
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M | re.I)
+    if flags:
+        present = set(flags.group(1).split())
+        name += " (AVX-512)" if "avx512f" in present else " (AVX2, no AVX-512)" if "avx2" in present else ""
+    parts = [name]
     if cores.isdigit():
         parts.append(f"{cores} CPUs")
     return ", ".join(parts)
