@@ -159,8 +159,11 @@ else:
 
     fig, ax = plt.subplots(figsize=(8.5, 3.4))
     parts = bench["components"]
-    bench_table[parts].rename(index={"OPD (G=1)": display_name("opd")}, columns=lambda c: c.replace("_", " ")).plot.barh(
-        stacked=True, ax=ax, width=0.55, color=sns.color_palette("tab10", len(parts)))
+    part_colours = dict(zip(parts, sns.color_palette("tab10", len(parts))))  # fixed per component
+    drawn = [c for c in parts if bench_table[c].max() >= 0.01 * bench_table["step"].max()]  # the 1% rule above
+    not_drawn = [c.replace("_", " ") for c in parts if c not in drawn]
+    bench_table[drawn].rename(index={"OPD (G=1)": display_name("opd")}, columns=lambda c: c.replace("_", " ")).plot.barh(
+        stacked=True, ax=ax, width=0.55, color=[part_colours[c] for c in drawn])
     over = list(bench_table.index).index("SCOPE (overlapped)")
     ax.barh(over + 0.4, bench_table.loc["SCOPE (overlapped)", figure_data.BENCH_WORKER], height=0.2, color="none",
             edgecolor="0.3", hatch="///", label="scoring worker (in parallel)")
@@ -171,7 +174,9 @@ else:
     ax.set(xlabel="median seconds per step", ylabel="", title=f"Bench: synchronous vs overlapped scoring ({bench['world']})")
     legend_outside(ax, title="component")
     ctx.savefig(fig, "table8_bench_overlap", caption=f"Median seconds per step by component, {run}. Hatched: the "
-                "overlapped teacher-scoring worker's busy time, beside the step; dashed: the 1.05x GRPO target.")
+                "overlapped teacher-scoring worker's busy time, beside the step; dashed: the 1.05x GRPO target."
+                + (f" Under 1% of the longest step, so not drawn (their seconds are in the table): {', '.join(not_drawn)}."
+                   if not_drawn else ""))
 
     where = f"{figure_data.bench_machine_text(bench)}; {run}"
     sync_s, over_s = bench_table.loc["SCOPE (synchronous)", "step"], bench_table.loc["SCOPE (overlapped)", "step"]
