@@ -30,7 +30,6 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,14 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from scope_lib.common.machine import cpu_model  # noqa: E402  (after the path above)
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reward_overlap import _git, _uptime  # noqa: E402  (after the paths above)
+from scope_lib.common.machine import cpu_model  # noqa: E402
 
 
 class Stamps:
@@ -119,7 +113,7 @@ def main() -> None:
     cfg = load_config("tiny_code", overrides={**overrides, "method": args.method, "progress": False, "checkpoint_every": 0,
                                               "reward.overlap": True, "output_dir": tempfile.mkdtemp(prefix="bench-timeline-")})
     trainer = Trainer(cfg)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = _git("rev-parse", "--short", "HEAD").strip()
     results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": cpu_model(),
                "cores": os.cpu_count(), "uptime_start": _uptime(), "commit": commit, "method": args.method,
                "preset": "tiny_code", "overrides": overrides, "steps": args.steps, "rows": []}

@@ -54,15 +54,22 @@ class Recorded:
         self.closed = True
 
 
-def test_workers_report_to_one_line_each_and_draw_nothing(monkeypatch, capfd):
+def reporting_pool(monkeypatch, workers: int):
+    """(bars, pool): `workers` spawned processes whose bars report to `bars`, drawn by `Recorded`."""
     import tqdm.auto
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
     Recorded.made = []
     context = multiprocessing.get_context("spawn")
     bars = progress.WorkerBars(context)
-    with ProcessPoolExecutor(max_workers=2, mp_context=context, initializer=progress.worker_initializer,
-                             initargs=bars.initargs(die_with_parent, os.getpid())) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=progress.worker_initializer,
+                               initargs=bars.initargs(die_with_parent, os.getpid()))
+    return bars, pool
+
+
+def test_workers_report_to_one_line_each_and_draw_nothing(monkeypatch, capfd):
+    bars, pool = reporting_pool(monkeypatch, 2)
+    with pool:
         futures = [pool.submit(job, steps, f"job {steps}") for steps in (3, 5, 4)]
         progress.wait_drawing(futures, bars, interval=0.1)
         pids = {future.result() for future in futures}
@@ -90,14 +97,8 @@ def late_job(delay: float) -> int:
 
 
 def test_reports_that_trail_the_result_are_drawn_while_they_settle(monkeypatch):
-    import tqdm.auto
-
-    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
-    Recorded.made = []
-    context = multiprocessing.get_context("spawn")
-    bars = progress.WorkerBars(context)
-    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=progress.worker_initializer,
-                             initargs=bars.initargs(die_with_parent, os.getpid())) as pool:
+    bars, pool = reporting_pool(monkeypatch, 1)
+    with pool:
         progress.wait_drawing([pool.submit(late_job, 0.1)], bars, interval=0.05, settle=1.0)
         seen = [(b.desc, b.n) for b in Recorded.made]
     bars.close(drain=False)
