@@ -50,8 +50,9 @@ def measure(*, steps: int, gen_batch: int, world_name: str, extra: dict | None =
     import torch
 
     from scope_lib import losses
+    from scope_lib.batching import micro_batches as _micro_batches
     from scope_lib.config import load_config
-    from scope_lib.trainer import Timer, Trainer, _micro_batches
+    from scope_lib.trainer import Timer, Trainer
     from scope_lib.weights import DPAW
     from scope_lib.world import WorldSpec, load_world
 

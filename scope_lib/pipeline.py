@@ -149,7 +149,8 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
                    teacher: Teacher | None = None, teacher_rows: RowSelector | None = None, exact: bool = False,
                    overlap: bool = False, score_student: bool = False,
                    generate: Callable[..., rollout.RolloutBatch] | None = None,
-                   timer: StepTimer | None = None, overlap_reward: bool = False) -> ScoredBatch:
+                   timer: StepTimer | None = None, overlap_reward: bool = False,
+                   while_grading: Callable[[rollout.RolloutBatch], None] | None = None) -> ScoredBatch:
     """Sample `group_size` rollouts per problem from `student`, grade them, score some under `teacher`.
 
     format_prompt: problem -> the prompt text the models see.
@@ -162,6 +163,10 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
         (same result; needs a row-local `teacher_rows`).
     overlap_reward: grade each generation batch on that worker too, before its teacher scoring
         (same result; with a teacher, its scoring is then overlapped as well).
+    while_grading: with overlap_reward, called on the calling thread with the rollouts once the last
+        batch is decoded, while the worker grades the rows that ended last, before this thread
+        helps with what is left and waits for the grades (the trainer starts its update's
+        forward pass there: `trainer._EarlyForward`). Its own time is its own to measure.
     score_student: also score every row under `student` itself (`student_logp`, in-process).
     generate: a sampler taking the prompts, `num_samples`, `seed` and the settings as keywords
         (`sampling.kwargs()`; e.g. `VLLMEngine.generate`); default `rollout.generate_rollouts` on `student`.
@@ -170,13 +175,15 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
     """
     problems = list(problems)
     _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, overlap, generate, overlap_reward)
+    if while_grading is not None and not overlap_reward:
+        raise ValueError("while_grading: runs beside the worker's grading, so it needs overlap_reward=True")
     timer = timer or _no_timer
     select = None if teacher is None else (teacher_rows or all_rows)
     prompts = [format_prompt(p) for p in problems]
     if overlap or overlap_reward:
         scored = _score_overlapped(student, tokenizer, problems, prompts, grade=grade, group_size=group_size,
                                    sampling=sampling, seed=seed, teacher=teacher, select=select, exact=exact,
-                                   timer=timer, grade_on_worker=overlap_reward)
+                                   timer=timer, grade_on_worker=overlap_reward, while_grading=while_grading)
     else:
         with timer("generation"), torch.no_grad():
             if generate is None:
@@ -373,7 +380,8 @@ def _left_pad_to(layout: dict[str, torch.Tensor], width_p: int, chunk_width_p: i
 
 def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list[str], *, grade: Grader,
                       group_size: int, sampling: Sampling, seed: int, teacher, select: RowSelector | None, exact: bool,
-                      timer: StepTimer, grade_on_worker: bool = False) -> ScoredBatch:
+                      timer: StepTimer, grade_on_worker: bool = False,
+                      while_grading: Callable[[rollout.RolloutBatch], None] | None = None) -> ScoredBatch:
     """`score_rollouts` with the teacher scoring each finished generation batch on a worker thread.
 
     Rollouts, rewards (graded per generation batch: a verifier grades each rollout on its own)
@@ -385,8 +393,8 @@ def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list
     once when it is idle, else in groups of `_GRADE_ROWS`, and the rest of a batch when it is
     done), so grading runs beside the decoding of the other rows and batches; then it scores the
     batch's selected rows. After the last batch the decoder's thread grades the jobs the worker
-    has not started (`grade_queued_here`). "reward" times the main thread's part: that grading
-    and the wait for the worker's grades.
+    has not started (`grade_queued_here`), after `while_grading` if given. "reward" times the
+    main thread's part: that grading and the wait for the worker's grades.
     """
     scorer = OverlappedScorer(teacher, exact=exact)
     pending: list[tuple[int, list[int]]] = []  # rows finished and not yet handed to the worker
@@ -420,9 +428,6 @@ def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list
                     break
             if grade_on_worker:
                 hand_over()  # the batch's last rows: its grading jobs are graded[first_job:]
-                if start + len(responses) == len(prompts) * group_size:  # the last batch: nothing left to decode
-                    with timer("reward"):
-                        scorer.grade_queued_here()
                 if select is not None:
                     layout = (lambda chunk=chunk_prompts, done=responses:
                               _left_pad_to(rollout.assemble(chunk, done, pad), width_p, max(map(len, chunk)), pad))
@@ -441,6 +446,11 @@ def _score_overlapped(student, tokenizer, problems: list[Problem], prompts: list
                     layout = _left_pad_to(rollout.assemble(chunk_prompts, responses, pad), width_p,
                                           max(map(len, chunk_prompts)), pad)
                     scorer.submit(rows + start, layout["input_ids"][rows], layout["attention_mask"][rows])
+        if grade_on_worker:  # nothing left to decode: this thread's core is free for the rest
+            if while_grading is not None:
+                while_grading(rollouts)
+            with timer("reward"):
+                scorer.grade_queued_here()
     except BaseException:
         scorer.pool.shutdown(wait=True, cancel_futures=True)
         raise

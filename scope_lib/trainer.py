@@ -5,9 +5,9 @@ One step, top to bottom in this file (docs/DESIGN.md §4):
     Trainer.collect   prompts -> G rollouts each (student) -> rewards (`Trainer.grade`, the one
                       grading dispatcher) -> teacher log-probs (SCOPE: incorrect rollouts only;
                       OPD, hybrid: all; GRPO: none) -> pi_old's log-probs and entropies
-    Trainer.update    mini-batches of prompts -> micro-batches of whole groups -> the method's
-                      loss (`_micro_loss`; SCOPE: Eq. 4-5 weights, then Eq. 6) -> backward ->
-                      all-reduce -> clip -> AdamW step
+    Trainer.update    mini-batches of prompts -> micro-batches of whole groups (scope_lib/batching.py)
+                      -> the method's loss (`_micro_loss`; SCOPE: Eq. 4-5 weights, then Eq. 6) ->
+                      backward -> all-reduce -> clip -> AdamW step
 
 The method is an object (scope_lib/methods.py: Scope, OPD, GRPO, KD, Hybrid) that declares
 whether it needs the teacher, where its batch comes from (`Method.batch`: `collect` above, or
@@ -23,7 +23,9 @@ Rollouts, rewards and teacher scores come from the project's one rollout pipelin
 `teacher.overlap: true` has it score each finished generation batch (`rollout.batch_size` rows)
 on a worker thread while the next one is generated (pipeline.OverlappedScorer); rewards, teacher
 log-probs and gradients equal the synchronous path's (tests/test_overlap.py). `reward.overlap:
-true` has the same worker grade each batch first (the code world's sandbox runs beside generation). It gains time only
+true` has the same worker grade each batch first (the code world's sandbox runs beside generation), and
+starts the update's first forward pass while the worker grades the rows that ended last
+(`batching.early_forward`; same gradients bit for bit, tests/test_reward_overlap.py). It gains time only
 where a core is free for the worker (one torch thread per side on a 2-core machine).
 
 Every method that samples rollouts records, per step and rollout, its group, reward, pi_old's
@@ -60,6 +62,7 @@ import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +70,7 @@ import numpy as np
 import torch
 import yaml
 
-from scope_lib import grading, logprobs, weight_records
+from scope_lib import batching, grading, logprobs, weight_records
 from scope_lib.common import integrity, storage
 from scope_lib.config import (ConfigError, TrainConfig, logprob_temperatures, require_rollout_engine, save_config,
                               without_neutral_additions)
@@ -113,38 +116,13 @@ class Timer:
         self.seconds[name] += time.perf_counter() - start
 
 
-def _micro_batches(group: torch.Tensor, rows_per_micro: int) -> list[torch.Tensor]:
-    """Row indices split into micro-batches of whole prompt groups (rows of a group are adjacent)."""
-    boundaries = [0] + (torch.nonzero(group[1:] != group[:-1]).squeeze(-1) + 1).tolist() + [len(group)]
-    batches, current = [], []
-    for start, end in zip(boundaries[:-1], boundaries[1:]):
-        if current and len(current) + (end - start) > rows_per_micro:
-            batches.append(torch.tensor(current))
-            current = []
-        current.extend(range(start, end))
-    if current:
-        batches.append(torch.tensor(current))
-    return batches
-
-
-def _check_whole_groups(micro_group: torch.Tensor, group_sizes: Counter) -> None:
-    """RuntimeError unless a micro-batch holds every row of each prompt group it touches.
-
-    The Eq. 4-5 softmax (and GRPO's group advantage) is computed per micro-batch; a group cut in
-    two would be normalised twice, and its record would not be the weights of docs/DESIGN.md §2.6-2.7.
-    """
-    for group, count in Counter(micro_group.tolist()).items():
-        if count != group_sizes[group]:
-            raise RuntimeError(f"a micro-batch holds {count} of the {group_sizes[group]} rows of prompt group {group}: "
-                               "the rows of a group must be adjacent in the batch")
-
-
-def _trim(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Select rows and drop the columns (dim 1) that are padding in every selected row."""
-    sub = {k: v[rows] for k, v in batch.items()}
-    used = sub["attention_mask"].bool().any(0).nonzero().squeeze(-1)
-    first, last = int(used[0]), int(used[-1]) + 1
-    return {k: (v[:, first:last] if v.dim() >= 2 else v) for k, v in sub.items()}
+def _early_forward(trainer: "Trainer", rollouts, *, step: int, timer: "Timer") -> None:
+    """reward.overlap: the update's first forward pass on `rollouts`, while the last rows are graded."""
+    with timer("actor_update"):
+        trainer.early = batching.early_forward(
+            trainer.student, rollouts.input_ids, rollouts.attention_mask, rollouts.group.long() + trainer.procs.group_offset(step),
+            per_mini=trainer.cfg.optim.mini_batch_prompts // trainer.procs.size,
+            rows_per_micro=trainer.cfg.optim.micro_batch_size, device=trainer.device)
 
 
 def _stat_sums(logp: torch.Tensor, entropy: torch.Tensor, teacher_logp: torch.Tensor | None,
@@ -421,6 +399,7 @@ class Trainer:
         # The pipeline's worker thread (not beside vLLM) scores (`teacher.overlap`) or grades each generation batch.
         self.overlap = cfg.teacher.overlap and self.method.needs_teacher and self.engine is None
         self.overlap_reward = cfg.reward.overlap and self.engine is None
+        self.early: batching.EarlyForward | None = None  # reward.overlap: the update's first forward, run in collect()
 
     def grade(self, texts: list[str], problems: list) -> list[bool]:
         """Each text's binary reward by `reward.verifier`, through the one dispatcher (scope_lib/grading.py)."""
@@ -452,7 +431,7 @@ class Trainer:
                 teacher_rows=self.method.teacher_rows if teacher is not None else None, exact=self.method.exact_kl,
                 overlap=self.overlap, generate=self.engine.generate if self.engine is not None else None, timer=timer,
                 overlap_reward=self.overlap_reward,
-            )
+                while_grading=partial(_early_forward, self, step=step, timer=timer) if self.overlap_reward else None)
         finally:
             self.student.train()
         if self.overlap or self.overlap_reward:
@@ -481,7 +460,7 @@ class Trainer:
     def _old_logp_pass(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """pi_old's token log-probs and entropies (B, T), a no-grad pass in micro-batches of groups."""
         old, ent = [], []
-        for rows in _micro_batches(batch["group"], self.cfg.optim.micro_batch_size):
+        for rows in batching.micro_batches(batch["group"], self.cfg.optim.micro_batch_size):
             ids, att = batch["input_ids"][rows].to(self.device), batch["attention_mask"][rows].to(self.device)
             logp, entropy = logprobs.token_logprobs(self.student, ids, att, temperature=self.logp_temperature,
                                                     with_entropy=True)
@@ -493,21 +472,18 @@ class Trainer:
         """Optimizer update(s) on one batch: mini-batches of prompts, micro-batches of whole groups."""
         cfg, timer = self.cfg, timer or Timer()
         stats_sum: dict[str, list[float]] = defaultdict(list)
-        groups = batch["group"]
-        unique_groups, group_sizes = list(dict.fromkeys(groups.tolist())), Counter(groups.tolist())
+        groups, group_sizes = batch["group"], Counter(batch["group"].tolist())
         records = {key: torch.full((len(groups),), float("nan")) for key in ROW_RECORD_KEYS}
         recorded = torch.zeros(len(groups), dtype=torch.bool)
         params = [p for p in self.student.parameters() if p.requires_grad]
         per_mini = cfg.optim.mini_batch_prompts // self.procs.size
         with timer("actor_update"):
-            for start in range(0, len(unique_groups), per_mini):
-                chosen = set(unique_groups[start : start + per_mini])
-                rows = torch.tensor([i for i, g in enumerate(groups.tolist()) if g in chosen])
+            for rows, micro_batches in batching.update_plan(groups, per_mini, cfg.optim.micro_batch_size):
                 n_global = self.method.normaliser(groups[rows]) * self.procs.size  # Eq. 6's prompts, or rows
                 self.optimizer.zero_grad(set_to_none=True)
-                for micro_rows in _micro_batches(groups[rows], cfg.optim.micro_batch_size):
-                    _check_whole_groups(groups[rows][micro_rows], group_sizes)
-                    micro = _trim({k: v[rows] for k, v in batch.items()}, micro_rows)
+                for micro_rows in micro_batches:
+                    batching.check_whole_groups(groups[rows][micro_rows], group_sizes)
+                    micro = batching.trim({k: v[rows] for k, v in batch.items()}, micro_rows)
                     loss, stats, row_record = self._micro_loss({k: v.to(self.device) for k, v in micro.items()}, n_global)
                     loss.backward()
                     if row_record is not None:
@@ -541,7 +517,9 @@ class Trainer:
         (`Method.row_record`: log-PPLs and the DPAW weights this very loss used; None for KD).
         """
         ids, att = micro["input_ids"], micro["attention_mask"]
-        logits = self.student(input_ids=ids, attention_mask=att, position_ids=logprobs.position_ids_from_mask(att)).logits
+        early, self.early = self.early, None  # started in collect() (reward.overlap), for these inputs and weights
+        logits = (early.logits if early is not None and early.matches(self.student, ids, att)
+                  else batching.student_logits(self.student, ids, att))
         logp = logprobs.token_logprobs_from_logits(logits, ids, temperature=self.logp_temperature)
         sums: dict[str, float] = {}
         if self.method.old_logp_from_update:  # pi_old is this very policy (one update per batch)

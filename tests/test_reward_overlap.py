@@ -147,3 +147,94 @@ def test_an_idle_worker_takes_finished_rows_at_once(tmp_path, monkeypatch):
     assert ended.any() and len(lengths[ended].unique()) > 1, "the test needs responses of several lengths"
     first_to_end = int((lengths == lengths[ended].min()).sum())
     assert len(calls) > 1 and len(calls[0]) == first_to_end < 16
+
+
+def test_the_updates_first_forward_pass_runs_while_the_last_rows_are_graded(tmp_path, monkeypatch):
+    """With reward.overlap the decoder's thread starts the update's first forward pass once
+    generation is done, before the grades are in; the update then uses those logits (one forward
+    pass fewer in update()) and its gradients are the synchronous path's bit for bit. The worker's
+    first grading call waits until a training-mode forward pass has run, so the test cannot pass
+    unless that pass came before the last grades."""
+    import threading
+
+    import scope_lib.trainer as trainer_module
+    from scope_lib.trainer import Timer, Trainer
+
+    forwarded = threading.Event()
+    worker_calls = []
+
+    def grader(texts, problems):
+        if threading.current_thread() is not threading.main_thread():
+            worker_calls.append(len(texts))
+            if len(worker_calls) == 1:
+                assert forwarded.wait(30.0), "no forward pass of the update ran before the grades were in"
+        return _grader(texts, problems)
+
+    config = lambda name, extra: load_config("tiny", overrides={  # noqa: E731
+        **SMOKE, "method": "grpo", **extra, "output_dir": str(tmp_path / name)})
+    monkeypatch.setattr(trainer_module.Trainer, "grade", staticmethod(_grader))
+    sync, over = Trainer(config("sync", {})), Trainer(config("over", {"reward.overlap": True}))
+    monkeypatch.setattr(over, "grade", grader)
+    training_passes = {id(sync): 0, id(over): 0}
+
+    def count(trainer):
+        def hook(module, args, output):
+            if module.training and torch.is_grad_enabled():
+                training_passes[id(trainer)] += 1
+                if trainer is over:
+                    forwarded.set()
+        return hook
+
+    for trainer in (sync, over):
+        trainer.student.register_forward_hook(count(trainer))
+    timer = Timer()
+    over_batch, _ = over.collect(0, timer)
+    assert over.early is not None and training_passes[id(over)] == 1 and worker_calls
+    assert timer.seconds["actor_update"] > 0  # the early pass is timed as the update's
+    sync_batch, _ = sync.collect(0, Timer())
+    before = dict(training_passes)
+    sync.update(sync_batch)
+    over.update(over_batch)
+    micro_batches = training_passes[id(sync)] - before[id(sync)]
+    assert micro_batches == 2  # 16 rows in micro-batches of 8
+    assert training_passes[id(over)] - before[id(over)] == micro_batches - 1 and over.early is None
+    for p, q in zip(sync.student.parameters(), over.student.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_an_early_forward_is_used_only_for_its_own_inputs_and_weights():
+    """EarlyForward.matches: the same inputs and no parameter written since (an optimizer step
+    or a loaded state moves the parameters' version counters)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from scope_lib import batching
+
+    gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+    torch.manual_seed(int(torch.randint(0, 2**31, (), generator=gen)))
+    student = LlamaForCausalLM(LlamaConfig(vocab_size=24, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                           intermediate_size=32, max_position_embeddings=16))
+    ids = torch.randint(3, 20, (4, 9), generator=gen)
+    att = torch.ones_like(ids)
+    att[0, :3] = 0  # left padding
+    group = torch.tensor([0, 0, 1, 1])
+    early = batching.early_forward(student, ids, att, group, per_mini=2, rows_per_micro=4, device="cpu")
+    micro = batching.trim({"input_ids": ids, "attention_mask": att}, torch.arange(4))
+    assert early.matches(student, micro["input_ids"], micro["attention_mask"])
+    assert torch.equal(early.logits, batching.student_logits(student, micro["input_ids"], micro["attention_mask"]))
+    assert not early.matches(student, micro["input_ids"][:2], micro["attention_mask"][:2])
+    other = micro["input_ids"].clone()
+    other[1, -1] += 1
+    assert not early.matches(student, other, micro["attention_mask"])
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.0)
+    early.logits.float().sum().backward()
+    optimizer.step()  # writes every parameter in place, even with lr 0
+    assert not early.matches(student, micro["input_ids"], micro["attention_mask"])
+
+
+def test_while_grading_needs_overlapped_grading():
+    from scope_lib.pipeline import Sampling, score_rollouts
+    from scope_lib.problem import Problem
+
+    with pytest.raises(ValueError, match="while_grading"):
+        score_rollouts(None, None, [Problem(id="t/0", question="1+1", answer="2")], format_prompt=str, group_size=1,
+                       sampling=Sampling(temperature=1.0, max_new_tokens=4), seed=0, while_grading=lambda rollouts: None)
