@@ -25,6 +25,11 @@ judged in the sandbox).
   over its free-grading twin's step, minus 1 ("grading_adds_measured": per step, then the mean
   with its 95% t-interval over the steps after the first, and the median). The first step is
   left out: it launches the sandboxes a process keeps.
+- `--late-forward` adds two trainers, "overlapped_late" and its free twin "overlapped_late_free":
+  the overlapped path without the update's first forward pass beside the last grades (the
+  trainer's `_early_forward` replaced by nothing during their `collect`, so the update's forward
+  waits for the grades, as before commit 4c9c1a9). "early_over_late": per step, the overlapped
+  step over the late one, minus 1 (mean, 95% t-interval, median over the steps after the first).
 - The older estimate is kept for comparison with earlier records: a synchronous step without its
   "reward" time as a step without grading ("grading_adds"), and each synchronous step's own
   reward time over the rest of that step ("grading_share_per_step").
@@ -142,6 +147,8 @@ def main() -> None:
     parser.add_argument("--grading-repeats", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every trainer (YAML value), e.g. optim.prompts_per_step=8")
+    parser.add_argument("--late-forward", action="store_true",
+                        help="also the overlapped path without its early forward pass (and its free twin)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     import yaml
@@ -154,7 +161,19 @@ def main() -> None:
     from scope_lib import grading
     from scope_lib.common.stats import mean_ci
     from scope_lib.config import load_config
+    import scope_lib.trainer as trainer_module
     from scope_lib.trainer import Timer, Trainer
+
+    def late(trainer):  # the overlapped path as before 4c9c1a9: the update's forward waits for the grades
+        collect = trainer.collect
+
+        def late_collect(step, timer):
+            early, trainer_module._early_forward = trainer_module._early_forward, lambda *a, **k: None
+            try:
+                return collect(step, timer)
+            finally:
+                trainer_module._early_forward = early
+        trainer.collect = late_collect
 
     before = grading_at(args.before)
     root = Path(tempfile.mkdtemp(prefix="bench-reward-overlap-"))
@@ -166,11 +185,14 @@ def main() -> None:
     last_inputs = None
     for method in args.methods.split(","):
         trainers = {}
-        for name in VARIANTS:
+        variants = VARIANTS + (("overlapped_late", "overlapped_late_free") if args.late_forward else ())
+        for name in variants:
             cfg = load_config("tiny_code", overrides={
                 **overrides, "method": method, "progress": False, "checkpoint_every": 0,
                 "reward.overlap": name.startswith("overlapped"), "output_dir": str(root / f"{method}-{name}")})
             trainers[name] = Trainer(cfg)
+            if name.startswith("overlapped_late"):
+                late(trainers[name])
         before_cfg = trainers["before"].cfg
         trainers["before"].grade = lambda texts, problems: before.grade_config(before_cfg, list(texts), list(problems))
         after_grade = trainers["after"].grade
@@ -188,7 +210,7 @@ def main() -> None:
             return [verdicts[(t, p.id)] for t, p in zip(texts, problems)]
 
         trainers["after"].grade = recording_grade
-        for name in ("after_free", "overlapped_free"):
+        for name in [n for n in trainers if n.endswith("_free")]:
             trainers[name].grade = free_grade
         rows = {name: [] for name in trainers}
         for step in range(args.steps):
@@ -212,10 +234,15 @@ def main() -> None:
         med = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for name, rs in rows.items()}
         no_grading = statistics.median(r["step_s"] - r["reward_s"] for name in ("before", "after") for r in rows[name])
         measured = {}
-        for path in ("after", "overlapped"):
+        for path in [n for n in ("after", "overlapped", "overlapped_late") if n in trainers]:
             adds = [a["step_s"] / b["step_s"] - 1 for a, b in zip(rows[path][1:], rows[path + "_free"][1:])]
             mean, low, high = mean_ci(adds)  # one step: an undefined (NaN) interval
             measured[path] = {"mean": mean, "ci95": [low, high], "median": statistics.median(adds), "steps": len(adds)}
+        if "overlapped_late" in trainers:
+            ratios = [a["step_s"] / b["step_s"] - 1 for a, b in zip(rows["overlapped"][1:], rows["overlapped_late"][1:])]
+            mean, low, high = mean_ci(ratios)
+            measured["early_over_late"] = {"mean": mean, "ci95": [low, high], "median": statistics.median(ratios),
+                                           "steps": len(ratios)}
         summary = {
             "median": med, "grading_adds_measured": measured, "step_without_grading_s": no_grading,
             "grading_adds": {name: med[name]["step_s"] / no_grading - 1 for name in ("before", "after", "overlapped")},

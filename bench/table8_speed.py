@@ -50,7 +50,7 @@ def measure(*, steps: int, gen_batch: int, world_name: str, extra: dict | None =
     import torch
 
     from scope_lib import losses
-    from scope_lib.batching import micro_batches as _micro_batches
+    from scope_lib.batching import micro_batches
     from scope_lib.config import load_config
     from scope_lib.trainer import Timer, Trainer
     from scope_lib.weights import DPAW
@@ -85,7 +85,7 @@ def measure(*, steps: int, gen_batch: int, world_name: str, extra: dict | None =
                     old_logp, _ = trainer._old_logp_pass(batch)
                     dpaw = DPAW.from_config(trainer.cfg.scope)
                     start = time.perf_counter()
-                    for rows in _micro_batches(batch["group"], trainer.cfg.optim.micro_batch_size):
+                    for rows in micro_batches(batch["group"], trainer.cfg.optim.micro_batch_size):
                         losses.dpaw_weights(old_logp[rows], batch["teacher_logp"][rows], batch["response_mask"][rows].float(),
                                             batch["correct"][rows], batch["group"][rows], dpaw)
                     timer.seconds["dpaw"] = time.perf_counter() - start

@@ -297,9 +297,9 @@ def test_summaries_match_a_hand_computation():
 def test_a_micro_batch_that_splits_a_group_is_refused():
     from collections import Counter
 
-    from scope_lib.batching import check_whole_groups as _check_whole_groups
+    from scope_lib.batching import check_whole_groups
 
     groups = torch.tensor([7, 7, 7, 9, 9])
-    _check_whole_groups(groups[:3], Counter(groups.tolist()))  # whole: fine
+    check_whole_groups(groups[:3], Counter(groups.tolist()))  # whole: fine
     with pytest.raises(RuntimeError, match="holds 2 of the 3 rows of prompt group 7"):
-        _check_whole_groups(groups[:2], Counter(groups.tolist()))
+        check_whole_groups(groups[:2], Counter(groups.tolist()))
