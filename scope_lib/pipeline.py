@@ -166,7 +166,7 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
     while_grading: with overlap_reward, called on the calling thread with the rollouts once the last
         batch is decoded, while the worker grades the rows that ended last, before this thread
         helps with what is left and waits for the grades (the trainer starts its update's
-        forward pass there: `trainer._EarlyForward`). Its own time is its own to measure.
+        forward pass there: `batching.early_forward`). Its own time is its own to measure.
     score_student: also score every row under `student` itself (`student_logp`, in-process).
     generate: a sampler taking the prompts, `num_samples`, `seed` and the settings as keywords
         (`sampling.kwargs()`; e.g. `VLLMEngine.generate`); default `rollout.generate_rollouts` on `student`.
