@@ -24,8 +24,9 @@ batch is selected on its own; this is checked. `overlap_reward=True` moves the g
 generation batch onto the same worker, before its teacher scoring (the rows the teacher scores
 depend on the rewards), so that the sandbox runs while the next batch is generated (rows go to
 an idle worker as soon as they are final, and once the last batch is decoded the main thread
-grades the calls the worker has not started, on the core the decoder has left); with or
-without a teacher (GRPO), the result is again the synchronous path's (tests/test_overlap.py).
+runs the caller's `while_grading` (the trainer: its update's first forward pass), then grades the
+calls the worker has not started, on the core the decoder has left); with or without a teacher
+(GRPO), the result is again the synchronous path's (tests/test_overlap.py).
 """
 
 from __future__ import annotations
