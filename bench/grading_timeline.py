@@ -8,7 +8,9 @@ One process, one torch thread, the shipped `tiny_code` world and preset with `re
 one trainer. The pipeline's scorer (`scope_lib.pipeline.OverlappedScorer`) is wrapped, for this
 run only, to stamp (time.perf_counter, from the start of the step) each hand-over of finished
 rows (with their count), each grading call's start and end and the thread that ran it, and the
-end of generation (when the decoder's thread turns to `grade_queued_here`). Per step:
+end of generation (when the decoder's thread turns to the trainer's early forward pass,
+`scope_lib.trainer._early_forward`, which it runs before `grade_queued_here`; the first of the
+two). Per step:
 
 - `gen_end_s`, `first_handover_s`: when generation ended and when its first rows were handed over;
 - `tail_s`: from the end of generation to the end of the last grading call;
@@ -44,10 +46,11 @@ from scope_lib.common.machine import cpu_model  # noqa: E402
 
 
 class Stamps:
-    """Wraps OverlappedScorer's hand-over, grading call and end-of-generation methods for this
-    process, recording (kind, seconds since `begin()`, ...)."""
+    """Wraps OverlappedScorer's hand-over, grading call and end-of-generation methods (and the
+    trainer module's early forward pass, which the decoder's thread runs first once generation
+    is done) for this process, recording (kind, seconds since `begin()`, ...)."""
 
-    def __init__(self, scorer_class):
+    def __init__(self, scorer_class, trainer_module=None):
         self.events: list[tuple] = []
         self.t0 = 0.0
         grade_rows, run_job, queued_here = scorer_class.grade_rows, scorer_class._run_job, scorer_class.grade_queued_here
@@ -70,6 +73,14 @@ class Stamps:
 
         scorer_class.grade_rows, scorer_class._run_job = stamped_grade_rows, stamped_run_job
         scorer_class.grade_queued_here = stamped_queued_here
+        if trainer_module is not None:
+            early_forward = trainer_module._early_forward
+
+            def stamped_early_forward(*args, **kwargs):
+                stamps.events.append(("gen_end", stamps.now()))
+                return early_forward(*args, **kwargs)
+
+            trainer_module._early_forward = stamped_early_forward
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -79,7 +90,7 @@ class Stamps:
         self.t0 = time.perf_counter()
 
     def summary(self) -> dict:
-        gen_end = next(e[1] for e in self.events if e[0] == "gen_end")
+        gen_end = next(e[1] for e in self.events if e[0] == "gen_end")  # the first: the end of generation
         calls = [e for e in self.events if e[0] == "call"]
         handovers = [e for e in self.events if e[0] == "handover"]
         before = sum(min(end, gen_end) - start for _, start, end, _ in calls if start < gen_end)
@@ -104,12 +115,13 @@ def main() -> None:
     import yaml
 
     torch.set_num_threads(1)
+    import scope_lib.trainer as trainer_module
     from scope_lib import pipeline
     from scope_lib.config import load_config
     from scope_lib.trainer import Timer, Trainer
 
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
-    stamps = Stamps(pipeline.OverlappedScorer)
+    stamps = Stamps(pipeline.OverlappedScorer, trainer_module)
     cfg = load_config("tiny_code", overrides={**overrides, "method": args.method, "progress": False, "checkpoint_every": 0,
                                               "reward.overlap": True, "output_dir": tempfile.mkdtemp(prefix="bench-timeline-")})
     trainer = Trainer(cfg)

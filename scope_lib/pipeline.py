@@ -112,7 +112,7 @@ def _no_timer(name: str) -> AbstractContextManager:
 
 
 def _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, overlap, generate,
-                  overlap_reward=False) -> None:
+                  overlap_reward=False, while_grading=None) -> None:
     if not problems:
         raise ValueError("problems: expected at least one problem")
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
@@ -129,6 +129,8 @@ def _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, 
         if value and generate is not None:
             raise ValueError(f"{name}: works on generation batches as the project's decoder yields them; "
                              "it cannot be combined with another generate (e.g. a vLLM engine)")
+    if while_grading is not None and not overlap_reward:
+        raise ValueError("while_grading: runs beside the worker's grading, so it needs overlap_reward=True")
 
 
 def _check_rows(rows: torch.Tensor, n: int) -> torch.Tensor:
@@ -175,9 +177,8 @@ def score_rollouts(student, tokenizer, problems: Sequence[Problem], *, format_pr
         (the trainer's Timer, Table 8).
     """
     problems = list(problems)
-    _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, overlap, generate, overlap_reward)
-    if while_grading is not None and not overlap_reward:
-        raise ValueError("while_grading: runs beside the worker's grading, so it needs overlap_reward=True")
+    _check_inputs(problems, group_size, sampling, teacher, teacher_rows, exact, overlap, generate, overlap_reward,
+                  while_grading)
     timer = timer or _no_timer
     select = None if teacher is None else (teacher_rows or all_rows)
     prompts = [format_prompt(p) for p in problems]

@@ -52,3 +52,23 @@ def test_wrapped_methods_stamp_and_pass_through():
     scorer.grade_queued_here()
     assert [e[0] for e in stamps.events] == ["call", "handover", "gen_end"]
     assert stamps.events[1][2] == 2
+
+
+def test_the_end_of_generation_is_the_first_of_the_early_forward_pass_and_the_queued_grading():
+    """With reward.overlap the decoder's thread runs the trainer's early forward pass before it
+    grades the queued calls: generation ended when the first of the two began."""
+    import types
+
+    bench = load_bench()
+    ran = []
+    trainer_module = types.SimpleNamespace(_early_forward=lambda *a, **k: ran.append((a, k)))
+    stamps = bench.Stamps(Scorer, trainer_module)
+    stamps.begin()
+    trainer_module._early_forward("trainer", "rollouts", step=3)
+    stamps.t0 -= 0.5  # half a second passes (the forward pass)
+    Scorer().grade_queued_here()
+    Scorer()._run_job(True)
+    assert ran == [(("trainer", "rollouts"), {"step": 3})]
+    assert [e[0] for e in stamps.events] == ["gen_end", "gen_end", "call"]
+    stamps.events.append(("handover", 0.0, 1))
+    assert stamps.summary()["gen_end_s"] == stamps.events[0][1] < stamps.events[1][1] - 0.4
